@@ -1,0 +1,8 @@
+//! The `products` Lambda function: routes in `orderly::http::products`.
+
+use orderly::http::{app, products};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    orderly::lambda::serve_http(|orderly| app(products::routes(), orderly)).await
+}

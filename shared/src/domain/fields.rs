@@ -1,0 +1,165 @@
+//! Validated values: client input becomes one of these at the edge, so the rest of the
+//! domain never sees an invalid name, email or category.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FieldError;
+
+fn trimmed_len_between(field: &str, raw: &str, min: usize, max: usize) -> Result<String, FieldError> {
+    let value = raw.trim();
+    let len = value.chars().count();
+    if len < min {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if len > max {
+        return Err(FieldError::new(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A person's display name: 1–200 characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        trimmed_len_between(field, raw, 1, 200).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address, kept as written; uniqueness uses [`Email::key`] (lower case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let value = trimmed_len_between(field, raw, 1, 254)?;
+        let valid = match value.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !value.chars().any(char::is_whitespace)
+            }
+            None => false,
+        };
+        if valid { Ok(Self(value)) } else { Err(FieldError::new(field, "must be an email address like name@example.com")) }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The case-insensitive uniqueness key.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A product name: 1–200 characters, trimmed; unique case-insensitively via [`ProductName::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        trimmed_len_between(field, raw, 1, 200).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A category slug: lower-case letters, digits and dashes, 1–50 characters (`garden-tools`).
+/// Slugs make the category filter exact and case-free on every backend.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Category(String);
+
+impl Category {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let value = raw.trim();
+        let ok = (1..=50).contains(&value.len())
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !value.starts_with('-')
+            && !value.ends_with('-');
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(FieldError::new(field, "must be 1-50 lower-case letters, digits or dashes, like garden-tools"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An integer in `min..=max`, or a field error saying so.
+pub(crate) fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, FieldError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(FieldError::new(field, format!("must be between {min} and {max}")))
+    }
+}
+
+/// Optional free text bounded in length (descriptions, phone numbers, address lines).
+pub(crate) fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(value) if value.chars().count() > max => {
+            Err(FieldError::new(field, format!("must be at most {max} characters")))
+        }
+        Some(value) => Ok(Some(value.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_and_keyed_case_insensitively() {
+        let email = Email::parse("email", "  Ada@Example.COM ").expect("valid");
+        assert_eq!(email.as_str(), "Ada@Example.COM");
+        assert_eq!(email.key(), "ada@example.com");
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@example.com", "ada@.com"] {
+            assert!(Email::parse("email", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn categories_are_slugs() {
+        assert!(Category::parse("category", "garden-tools").is_ok());
+        for bad in ["", "Garden", "garden tools", "-x", "x-", &"a".repeat(51)] {
+            assert!(Category::parse("category", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(ProductName::parse("name", "  Mug ").expect("valid").as_str(), "Mug");
+        assert!(ProductName::parse("name", "   ").is_err());
+        assert!(ProductName::parse("name", &"x".repeat(201)).is_err());
+        assert!(ProductName::parse("name", "bad\u{0}name").is_err());
+    }
+}

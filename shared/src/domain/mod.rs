@@ -1,0 +1,73 @@
+//! The domain: entities, parsing of client input into valid values, and the service every
+//! handler calls. Handlers parse → authorize → call [`Orderly`] → map the result.
+
+mod customers;
+mod fields;
+mod products;
+
+pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
+pub use fields::{Category, Email, PersonName, ProductName};
+pub use products::{CategorySummary, NewProduct, Product, ProductPatch, ProductQuery};
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::error::{Error, FieldError};
+use crate::store::{PageRequest, Store, StoreError};
+use crate::retry::backoff;
+
+/// The service behind every route: holds the store and the clock, enforces the rules.
+#[derive(Clone)]
+pub struct Orderly {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Orderly {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+
+/// How many times a read-modify-write without a client precondition is retried when another
+/// writer got in between (each attempt is still one conditional write).
+const UNCONDITIONAL_UPDATE_ATTEMPTS: usize = 5;
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Duplicate(key) => Error::Conflict(key.to_string()),
+            // Callers that can tell 404 from 412 handle this before it gets here.
+            StoreError::VersionConflict => Error::Conflict("the resource was changed concurrently; retry".into()),
+            StoreError::InvalidPageToken => Error::invalid("next_token", "is not a token this list returned"),
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                Error::Unavailable
+            }
+            StoreError::Backend(detail) => Error::Internal(detail),
+        }
+    }
+}
+
+/// Page size bounds for every list endpoint.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// Parses the `limit` and `next_token` query parameters shared by all lists.
+pub fn page_request(limit: Option<u32>, next_token: Option<String>) -> Result<PageRequest, Error> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(Error::invalid("limit", format!("must be between 1 and {MAX_PAGE_SIZE}")));
+    }
+    let token = next_token.filter(|t| !t.is_empty());
+    Ok(PageRequest { limit, token })
+}
+
+/// Collects the errors of independently parsed fields.
+fn field_errors<const N: usize>(errors: [Option<FieldError>; N]) -> Error {
+    Error::Validation(errors.into_iter().flatten().collect())
+}

@@ -1,0 +1,314 @@
+//! The catalog: products with optimistic concurrency, and categories.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::fields::{int_in_range, optional_text, Category, ProductName};
+use super::{backoff, field_errors, Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS};
+use crate::error::{Error, Result};
+use crate::store::{Page, ProductFilter, StoreError};
+
+/// Upper bounds that keep values sane (and far from integer overflow in any sum).
+pub const MAX_PRICE_CENTS: i64 = 100_000_000; // 1,000,000.00
+pub const MAX_STOCK: i64 = 1_000_000_000;
+const MAX_DESCRIPTION: usize = 5_000;
+const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: ProductName,
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub category: Category,
+    pub low_stock_threshold: i64,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// POST /products and PUT /products/{id} body (PUT replaces every field).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub category: String,
+    #[serde(default)]
+    pub low_stock_threshold: Option<i64>,
+    /// Expected current version (PUT only); the `If-Match` header takes precedence.
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// PATCH /products/{id} body: only the fields present change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price_cents: Option<i64>,
+    pub stock: Option<i64>,
+    pub category: Option<String>,
+    pub low_stock_threshold: Option<i64>,
+    /// Expected current version; the `If-Match` header takes precedence.
+    pub version: Option<u64>,
+}
+
+/// GET /products query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductQuery {
+    pub category: Option<String>,
+    /// Case-insensitive name prefix.
+    pub q: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: Option<bool>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategorySummary {
+    pub name: Category,
+    pub product_count: u64,
+}
+
+/// Every field of a product a client may set, validated.
+struct ProductFields {
+    name: ProductName,
+    description: String,
+    price_cents: i64,
+    stock: i64,
+    category: Category,
+    low_stock_threshold: i64,
+}
+
+impl ProductFields {
+    fn parse(input: NewProduct) -> Result<Self> {
+        let name = ProductName::parse("name", &input.name);
+        let description = optional_text("description", input.description.as_deref(), MAX_DESCRIPTION);
+        let price = int_in_range("price_cents", input.price_cents, 0, MAX_PRICE_CENTS);
+        let stock = int_in_range("stock", input.stock, 0, MAX_STOCK);
+        let category = Category::parse("category", &input.category);
+        let threshold = int_in_range(
+            "low_stock_threshold",
+            input.low_stock_threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD),
+            0,
+            MAX_STOCK,
+        );
+        match (name, description, price, stock, category, threshold) {
+            (Ok(name), Ok(description), Ok(price_cents), Ok(stock), Ok(category), Ok(low_stock_threshold)) => Ok(Self {
+                name,
+                description: description.unwrap_or_default(),
+                price_cents,
+                stock,
+                category,
+                low_stock_threshold,
+            }),
+            (n, d, p, s, c, t) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err()])),
+        }
+    }
+
+    fn apply_to(&self, product: &mut Product) {
+        product.name = self.name.clone();
+        product.description = self.description.clone();
+        product.price_cents = self.price_cents;
+        product.stock = self.stock;
+        product.category = self.category.clone();
+        product.low_stock_threshold = self.low_stock_threshold;
+    }
+}
+
+/// A validated PATCH: `None` leaves a field as it is.
+struct ProductChanges {
+    name: Option<ProductName>,
+    description: Option<String>,
+    price_cents: Option<i64>,
+    stock: Option<i64>,
+    category: Option<Category>,
+    low_stock_threshold: Option<i64>,
+}
+
+impl ProductChanges {
+    fn parse(patch: &ProductPatch) -> Result<Self> {
+        let name = patch.name.as_deref().map(|n| ProductName::parse("name", n)).transpose();
+        let description = patch
+            .description
+            .as_deref()
+            .map(|d| optional_text("description", Some(d), MAX_DESCRIPTION).map(Option::unwrap_or_default))
+            .transpose();
+        let price = patch.price_cents.map(|p| int_in_range("price_cents", p, 0, MAX_PRICE_CENTS)).transpose();
+        let stock = patch.stock.map(|s| int_in_range("stock", s, 0, MAX_STOCK)).transpose();
+        let category = patch.category.as_deref().map(|c| Category::parse("category", c)).transpose();
+        let threshold =
+            patch.low_stock_threshold.map(|t| int_in_range("low_stock_threshold", t, 0, MAX_STOCK)).transpose();
+        match (name, description, price, stock, category, threshold) {
+            (Ok(name), Ok(description), Ok(price_cents), Ok(stock), Ok(category), Ok(low_stock_threshold)) => {
+                Ok(Self { name, description, price_cents, stock, category, low_stock_threshold })
+            }
+            (n, d, p, s, c, t) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err()])),
+        }
+    }
+
+    fn apply_to(&self, product: &mut Product) {
+        if let Some(v) = &self.name {
+            product.name = v.clone();
+        }
+        if let Some(v) = &self.description {
+            product.description = v.clone();
+        }
+        if let Some(v) = self.price_cents {
+            product.price_cents = v;
+        }
+        if let Some(v) = self.stock {
+            product.stock = v;
+        }
+        if let Some(v) = &self.category {
+            product.category = v.clone();
+        }
+        if let Some(v) = self.low_stock_threshold {
+            product.low_stock_threshold = v;
+        }
+    }
+}
+
+impl ProductQuery {
+    fn filter(&self) -> Result<ProductFilter> {
+        let category = self.category.as_deref().map(|c| Category::parse("category", c)).transpose();
+        let min = self.min_price.map(|p| int_in_range("min_price", p, 0, MAX_PRICE_CENTS)).transpose();
+        let max = self.max_price.map(|p| int_in_range("max_price", p, 0, MAX_PRICE_CENTS)).transpose();
+        let q = optional_text("q", self.q.as_deref(), 200);
+        let (category, min_price, max_price, q) = match (category, min, max, q) {
+            (Ok(c), Ok(min), Ok(max), Ok(q)) => (c, min, max, q),
+            (c, min, max, q) => return Err(field_errors([c.err(), min.err(), max.err(), q.err()])),
+        };
+        if let (Some(min), Some(max)) = (min_price, max_price) {
+            if min > max {
+                return Err(Error::invalid("min_price", "must not be greater than max_price"));
+            }
+        }
+        Ok(ProductFilter {
+            category,
+            name_prefix: q.map(|q| q.to_lowercase()),
+            min_price,
+            max_price,
+            in_stock: self.in_stock,
+        })
+    }
+}
+
+impl Orderly {
+    pub async fn create_product(&self, input: NewProduct) -> Result<Product> {
+        let fields = ProductFields::parse(input)?;
+        let now = self.clock.now();
+        let product = Product {
+            id: Uuid::now_v7(),
+            name: fields.name,
+            description: fields.description,
+            price_cents: fields.price_cents,
+            stock: fields.stock,
+            category: fields.category,
+            low_stock_threshold: fields.low_stock_threshold,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_product(&product).await?;
+        tracing::info!(product_id = %product.id, "product created");
+        Ok(product)
+    }
+
+    pub async fn product(&self, id: Uuid) -> Result<Product> {
+        self.store.get_product(id).await?.ok_or(Error::NotFound("product"))
+    }
+
+    pub async fn products(&self, query: &ProductQuery) -> Result<Page<Product>> {
+        let filter = query.filter()?;
+        let page = super::page_request(query.limit, query.next_token.clone())?;
+        Ok(self.store.list_products(&filter, &page).await?)
+    }
+
+    pub async fn categories(&self) -> Result<Vec<CategorySummary>> {
+        Ok(self.store.list_categories().await?)
+    }
+
+    /// PATCH: applies `patch` to the current product. With an expected version (If-Match or
+    /// the body's `version`) a stale write is refused; without one, a concurrent change is
+    /// re-read and the patch re-applied, so no other writer's change is lost.
+    pub async fn update_product(&self, id: Uuid, if_match: Option<u64>, patch: ProductPatch) -> Result<Product> {
+        let changes = ProductChanges::parse(&patch)?;
+        let expected = if_match.or(patch.version);
+        self.write_product(id, expected, |product| changes.apply_to(product)).await
+    }
+
+    /// PUT: replaces every client-settable field, with the same concurrency rule as PATCH.
+    pub async fn replace_product(&self, id: Uuid, if_match: Option<u64>, input: NewProduct) -> Result<Product> {
+        let expected = if_match.or(input.version);
+        let fields = ProductFields::parse(input)?;
+        self.write_product(id, expected, |product| fields.apply_to(product)).await
+    }
+
+    /// One conditional write of `change` applied to the current product; re-read and
+    /// re-applied on a concurrent change when the client gave no expected version.
+    async fn write_product(&self, id: Uuid, expected: Option<u64>, change: impl Fn(&mut Product)) -> Result<Product> {
+        for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
+            let current = self.product(id).await?;
+            check_version(&current, expected)?;
+            let mut updated = current.clone();
+            change(&mut updated);
+            if updated == current {
+                return Ok(current);
+            }
+            updated.version = current.version + 1;
+            updated.updated_at = self.clock.now();
+            match self.store.update_product(&current, &updated).await {
+                Ok(()) => return Ok(updated),
+                Err(StoreError::VersionConflict) if expected.is_none() => backoff(attempt).await,
+                Err(StoreError::VersionConflict) => return Err(self.stale_or_gone(id).await),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    pub async fn delete_product(&self, id: Uuid, if_match: Option<u64>) -> Result<()> {
+        for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
+            let current = self.product(id).await?;
+            check_version(&current, if_match)?;
+            match self.store.delete_product(&current).await {
+                Ok(()) => {
+                    tracing::info!(product_id = %id, "product deleted");
+                    return Ok(());
+                }
+                Err(StoreError::VersionConflict) if if_match.is_none() => backoff(attempt).await,
+                Err(StoreError::VersionConflict) => return Err(self.stale_or_gone(id).await),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// After a refused conditional write: 404 if the product is gone, else 412 with its version.
+    async fn stale_or_gone(&self, id: Uuid) -> Error {
+        match self.product(id).await {
+            Ok(current) => Error::PreconditionFailed { current_version: current.version },
+            Err(err) => err,
+        }
+    }
+}
+
+fn check_version(current: &Product, expected: Option<u64>) -> Result<()> {
+    match expected {
+        Some(v) if v != current.version => Err(Error::PreconditionFailed { current_version: current.version }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,45 @@
+//! The domain layer's error: what a caller of [`crate::domain::Orderly`] can be told.
+//! The HTTP layer maps it to a status and a problem document in one place
+//! (`http::problem`); store errors are translated into it in `domain`.
+
+use serde::Serialize;
+
+/// One invalid input field, reported back to the client verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's JSON path (`price_cents`, `address.city`) or query parameter name.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the resource has changed: current version is {current_version}")]
+    PreconditionFailed { current_version: u64 },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the service is busy, retry shortly")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,48 @@
+//! The `customers` function: sign-up and customer records.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json as JsonResponse, Router};
+use serde::Deserialize;
+
+use super::extract::{Id, Json, Query};
+use super::ApiError;
+use crate::domain::{page_request, CustomerPatch, NewCustomer, Orderly};
+
+pub fn routes() -> Router<Orderly> {
+    Router::new()
+        .route("/customers", get(list).post(sign_up))
+        .route("/customers/{id}", get(show).patch(update))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    next_token: Option<String>,
+}
+
+async fn sign_up(State(orderly): State<Orderly>, Json(input): Json<NewCustomer>) -> Result<impl IntoResponse, ApiError> {
+    let customer = orderly.sign_up(input).await?;
+    let location = format!("/customers/{}", customer.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], JsonResponse(customer)))
+}
+
+async fn list(State(orderly): State<Orderly>, Query(query): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+    let page = page_request(query.limit, query.next_token)?;
+    Ok(JsonResponse(orderly.customers(&page).await?))
+}
+
+async fn show(State(orderly): State<Orderly>, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(orderly.customer(id).await?))
+}
+
+async fn update(
+    State(orderly): State<Orderly>,
+    Id(id): Id,
+    Json(patch): Json<CustomerPatch>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(orderly.update_customer(id, patch).await?))
+}

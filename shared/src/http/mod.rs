@@ -1,0 +1,81 @@
+//! HTTP: one router per Lambda function (`customers`, `products`), the extractors that turn
+//! requests into domain input, and the single error → problem+json mapping ([`problem`]).
+//! [`app`] adds what every function shares: fallbacks, the body limit, request ids, logs.
+
+pub mod customers;
+mod extract;
+pub mod problem;
+pub mod products;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use tracing::Instrument;
+
+use crate::domain::Orderly;
+pub use problem::ApiError;
+
+/// Largest request body accepted; product descriptions are the biggest field (5,000 chars).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Finishes a function's routes into a servable app: unknown routes and methods answer with
+/// problem documents, bodies are capped, and every request gets an id and a log line.
+pub fn app(routes: Router<Orderly>, orderly: Orderly) -> Router {
+    routes
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(trace_request))
+        .with_state(orderly)
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The request id: API Gateway's when running in Lambda, else a caller-supplied
+/// `x-request-id` (if sane), else a fresh one.
+fn request_id(request: &Request) -> String {
+    let from_gateway = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway
+        .or_else(|| {
+            request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+async fn trace_request(request: Request, next: Next) -> Response {
+    let request_id = request_id(&request);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request completed"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

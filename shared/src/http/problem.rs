@@ -1,0 +1,103 @@
+//! The one place errors become HTTP responses: RFC 9457 problem documents
+//! (`application/problem+json`) with a stable `type` per kind of failure.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::{Error, FieldError};
+
+/// Everything a handler can fail with: the domain's errors plus what only HTTP can get wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] Error),
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than {} bytes", super::MAX_BODY_BYTES)]
+    PayloadTooLarge,
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("If-Match must be a version ETag such as \"3\"")]
+    InvalidIfMatch,
+    #[error("no route matches this path")]
+    RouteNotFound,
+    #[error("this route does not support the method")]
+    MethodNotAllowed,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<u64>,
+}
+
+impl ApiError {
+    /// Status, problem type slug and title.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Domain(err) => match err {
+                Error::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-error", "Invalid request"),
+                Error::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+                Error::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+                Error::PreconditionFailed { .. } => {
+                    (StatusCode::PRECONDITION_FAILED, "precondition-failed", "Precondition failed")
+                }
+                Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+                Error::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+                Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
+            },
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string"),
+            ApiError::InvalidIfMatch => (StatusCode::BAD_REQUEST, "invalid-if-match", "Invalid If-Match header"),
+            ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.classify();
+        let detail = match &self {
+            // Internal details go to the log, never to the client.
+            ApiError::Domain(Error::Internal(detail)) => {
+                tracing::error!(error = %detail, "internal error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let (errors, current_version) = match &self {
+            ApiError::Domain(Error::Validation(errors)) => (errors.as_slice(), None),
+            ApiError::Domain(Error::PreconditionFailed { current_version }) => (&[][..], Some(*current_version)),
+            _ => (&[][..], None),
+        };
+        let problem = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors, current_version };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(version) = current_version {
+            if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+                headers.insert(header::ETAG, etag);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,79 @@
+//! The `products` function: the catalog and categories.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json as JsonResponse, Router};
+use serde::Serialize;
+
+use super::extract::{Id, IfMatch, Json, Query};
+use super::ApiError;
+use crate::domain::{NewProduct, Orderly, Product, ProductPatch, ProductQuery};
+
+pub fn routes() -> Router<Orderly> {
+    Router::new()
+        .route("/products", get(list).post(create))
+        .route("/products/{id}", get(show).patch(update).put(replace).delete(remove))
+        .route("/categories", get(categories))
+}
+
+/// A product with its version as a strong ETag, for `If-Match` on the next write.
+fn with_etag(status: StatusCode, product: Product) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", product.version));
+    let mut response = (status, JsonResponse(product)).into_response();
+    if let Ok(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+async fn create(State(orderly): State<Orderly>, Json(input): Json<NewProduct>) -> Result<Response, ApiError> {
+    let product = orderly.create_product(input).await?;
+    let location = format!("/products/{}", product.id);
+    let mut response = with_etag(StatusCode::CREATED, product);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn list(State(orderly): State<Orderly>, Query(query): Query<ProductQuery>) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(orderly.products(&query).await?))
+}
+
+async fn show(State(orderly): State<Orderly>, Id(id): Id) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, orderly.product(id).await?))
+}
+
+async fn update(
+    State(orderly): State<Orderly>,
+    Id(id): Id,
+    IfMatch(expected): IfMatch,
+    Json(patch): Json<ProductPatch>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, orderly.update_product(id, expected, patch).await?))
+}
+
+async fn replace(
+    State(orderly): State<Orderly>,
+    Id(id): Id,
+    IfMatch(expected): IfMatch,
+    Json(input): Json<NewProduct>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, orderly.replace_product(id, expected, input).await?))
+}
+
+async fn remove(State(orderly): State<Orderly>, Id(id): Id, IfMatch(expected): IfMatch) -> Result<StatusCode, ApiError> {
+    orderly.delete_product(id, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct Categories {
+    items: Vec<crate::domain::CategorySummary>,
+}
+
+async fn categories(State(orderly): State<Orderly>) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(Categories { items: orderly.categories().await? }))
+}

@@ -1,0 +1,18 @@
+//! Orderly's shared library: every Lambda function and the local server are built from it.
+//!
+//! - [`domain`]: entities, input parsing and the rules (the [`domain::Orderly`] service).
+//! - [`store`]: the [`store::Store`] trait with its DynamoDB and embedded SQLite backends.
+//! - [`http`]: axum routers per function, extractors, and the one error → problem+json mapping.
+//! - [`config`], [`clock`], [`telemetry`]: wiring shared by the Lambda mains and `orderly-local`.
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod lambda;
+mod retry;
+pub mod store;
+pub mod telemetry;
+
+pub use error::Error;

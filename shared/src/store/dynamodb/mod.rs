@@ -1,0 +1,537 @@
+//! The production backend: DynamoDB through aws-sdk-dynamodb, items via serde_dynamo.
+//! Unique keys are guard items written in the same TransactWriteItems as the entity, versions
+//! are condition expressions, and category counts are updated in the same transaction, so
+//! every rule holds under any number of concurrent Lambda instances. The table layout is
+//! documented in [`schema`].
+
+pub mod schema;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{token, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use crate::config::TableNames;
+use crate::domain::{Category, CategorySummary, Customer, Product};
+use crate::retry::backoff;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Attempts for a transaction that keeps meeting `TransactionConflict` on a hot item.
+const TRANSACTION_ATTEMPTS: usize = 12;
+/// Index pages read per list request before returning a short page (selective filters).
+const MAX_QUERY_ROUNDS: usize = 5;
+/// BatchGetItem's limit per request.
+const BATCH_GET_MAX: usize = 100;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: TableNames) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &TableNames {
+        &self.tables
+    }
+}
+
+/// Classifies an SDK error: throttling and network trouble are worth retrying later.
+pub(crate) fn sdk_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(e) => matches!(
+            e.err().code(),
+            Some(
+                "ThrottlingException"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        _ => false,
+    };
+    let detail = format!("{operation}: {}", DisplayErrorContext(&err));
+    if transient { StoreError::Unavailable(detail) } else { StoreError::Backend(detail) }
+}
+
+fn build_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("building request: {e}"))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(format!("serializing item: {e}")))
+}
+
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
+}
+
+fn pk(value: String) -> Item {
+    HashMap::from([("pk".to_owned(), s(value))])
+}
+
+fn customer_pk(id: Uuid) -> String {
+    format!("CUSTOMER#{id}")
+}
+fn email_pk(key: &str) -> String {
+    format!("EMAIL#{key}")
+}
+fn product_pk(id: Uuid) -> String {
+    format!("PRODUCT#{id}")
+}
+fn product_name_pk(key: &str) -> String {
+    format!("PRODUCT_NAME#{key}")
+}
+fn category_pk(category: &Category) -> String {
+    format!("CATEGORY#{category}")
+}
+
+fn customer_item(customer: &Customer) -> Result<Item, StoreError> {
+    let mut item = to_item(customer)?;
+    item.insert("pk".into(), s(customer_pk(customer.id)));
+    item.insert("gsi1pk".into(), s("CUSTOMER"));
+    item.insert("gsi1sk".into(), s(customer.id.to_string()));
+    Ok(item)
+}
+
+fn product_item(product: &Product) -> Result<Item, StoreError> {
+    let mut item = to_item(product)?;
+    let name_key = product.name.key();
+    item.insert("pk".into(), s(product_pk(product.id)));
+    item.insert("gsi1pk".into(), s("PRODUCT"));
+    item.insert("gsi1sk".into(), s(name_key.clone()));
+    item.insert("gsi2pk".into(), s(format!("IN_CATEGORY#{}", product.category)));
+    item.insert("gsi2sk".into(), s(name_key));
+    Ok(item)
+}
+
+/// A product-count item per category, kept in step with the products in one transaction.
+#[derive(Deserialize)]
+struct CategoryCount {
+    name: Category,
+    product_count: i64,
+}
+
+/// What a cancelled transaction tells its caller.
+enum TransactionError {
+    /// The condition of the action at this index failed.
+    ConditionFailed(usize),
+    Store(StoreError),
+}
+
+impl From<StoreError> for TransactionError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+/// One page of an index, in index order.
+struct IndexQuery<'a> {
+    table: &'a str,
+    index: &'static str,
+    partition: String,
+    sort_prefix: Option<String>,
+}
+
+impl DynamoStore {
+    fn put(&self, table: &str, item: Item, condition: &str, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete(&self, table: &str, key: String) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder().table_name(table).set_key(Some(pk(key))).build().map_err(build_err)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    fn unique_guard(&self, table: &str, key: String, owner: Uuid) -> Result<TransactWriteItem, StoreError> {
+        let mut item = pk(key);
+        item.insert("owner_id".into(), s(owner.to_string()));
+        self.put(table, item, "attribute_not_exists(pk)", None)
+    }
+
+    fn count_category(&self, category: &Category, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.tables.products)
+            .set_key(Some(pk(category_pk(category))))
+            .update_expression("SET gsi1pk = :kind, gsi1sk = :name, #name = :name ADD product_count :delta")
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":kind", s("CATEGORY"))
+            .expression_attribute_values(":name", s(category.as_str()))
+            .expression_attribute_values(":delta", n(delta))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn version_is(version: u64) -> Option<Item> {
+        Some(HashMap::from([(":expected".to_owned(), n(version))]))
+    }
+
+    /// Runs a transaction, retrying with backoff while it only meets transaction conflicts
+    /// or throttling; reports the first action whose condition failed.
+    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<(), TransactionError> {
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let err = match self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let codes: Vec<String> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None").to_owned())
+                    .collect(),
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => vec!["TransactionConflict".into()],
+                _ => return Err(sdk_error("TransactWriteItems", err).into()),
+            };
+            if let Some(index) = codes.iter().position(|c| c == "ConditionalCheckFailed") {
+                return Err(TransactionError::ConditionFailed(index));
+            }
+            let retryable = codes
+                .iter()
+                .all(|c| matches!(c.as_str(), "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"));
+            if !retryable {
+                return Err(StoreError::Backend(format!("transaction cancelled: {codes:?}")).into());
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("transaction kept conflicting with concurrent writes".into()).into())
+    }
+
+    /// Replaces an item if its stored `version` is `expected` (a single conditional put).
+    async fn put_if_version(&self, table: &str, item: Item, expected: u64) -> Result<(), StoreError> {
+        match self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("version = :expected")
+            .set_expression_attribute_values(Self::version_is(expected))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::VersionConflict)
+            }
+            Err(err) => Err(sdk_error("PutItem", err)),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, table: &str, key: String) -> Result<Option<T>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(pk(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.map(from_item).transpose()
+    }
+
+    /// Strongly consistent reads of many items by `pk`, retrying unprocessed keys.
+    async fn batch_get(&self, table: &str, pks: Vec<String>) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::with_capacity(pks.len());
+        for chunk in pks.chunks(BATCH_GET_MAX) {
+            let mut keys: Vec<Item> = chunk.iter().cloned().map(pk).collect();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build_err)?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                for item in output.responses.and_then(|mut r| r.remove(table)).unwrap_or_default() {
+                    if let Some(AttributeValue::S(key)) = item.get("pk") {
+                        found.insert(key.clone(), item);
+                    }
+                }
+                keys = output.unprocessed_keys.and_then(|mut u| u.remove(table)).map(|k| k.keys).unwrap_or_default();
+                if !keys.is_empty() {
+                    attempt += 1;
+                    if attempt >= TRANSACTION_ATTEMPTS {
+                        return Err(StoreError::Unavailable("BatchGetItem left keys unprocessed".into()));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Reads a page of items through a keys-only index: keys in index order from the index,
+    /// the items themselves from the table, keeping those `keep` accepts. Reads more index
+    /// pages while filtered-out items leave the page short, up to a bound.
+    async fn list_by_index<T, F>(&self, query: IndexQuery<'_>, page: &PageRequest, keep: F) -> Result<Page<T>, StoreError>
+    where
+        T: DeserializeOwned,
+        F: Fn(&T) -> bool,
+    {
+        let hash_attr = format!("{}pk", query.index);
+        let range_attr = format!("{}sk", query.index);
+        let mut start = match &page.token {
+            Some(t) => Some(self.start_key(t, &query, &hash_attr, &range_attr)?),
+            None => None,
+        };
+        let limit = page.limit as usize;
+        let mut items = Vec::with_capacity(limit);
+        for _ in 0..MAX_QUERY_ROUNDS {
+            let mut request = self
+                .client
+                .query()
+                .table_name(query.table)
+                .index_name(query.index)
+                .expression_attribute_names("#h", &hash_attr)
+                .expression_attribute_values(":h", s(query.partition.clone()))
+                .set_exclusive_start_key(start.take())
+                .limit(page.limit.try_into().unwrap_or(i32::MAX));
+            request = match &query.sort_prefix {
+                Some(prefix) => request
+                    .key_condition_expression("#h = :h AND begins_with(#r, :prefix)")
+                    .expression_attribute_names("#r", &range_attr)
+                    .expression_attribute_values(":prefix", s(prefix.clone())),
+                None => request.key_condition_expression("#h = :h"),
+            };
+            let output = request.send().await.map_err(|e| sdk_error("Query", e))?;
+            let keys = output.items.unwrap_or_default();
+            let pks: Vec<String> = keys
+                .iter()
+                .filter_map(|k| match k.get("pk") {
+                    Some(AttributeValue::S(v)) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect();
+            let mut fetched = self.batch_get(query.table, pks.clone()).await?;
+            for (index, key) in pks.iter().enumerate() {
+                // Gone since the index was read (indexes are eventually consistent): skip it.
+                let Some(item) = fetched.remove(key) else { continue };
+                let value: T = from_item(item)?;
+                if !keep(&value) {
+                    continue;
+                }
+                items.push(value);
+                if items.len() == limit {
+                    let more = index + 1 < keys.len() || output.last_evaluated_key.is_some();
+                    let next_token = if more { Some(encode_key(&keys[index])?) } else { None };
+                    return Ok(Page { items, next_token });
+                }
+            }
+            match output.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(Page { items, next_token: None }),
+            }
+        }
+        let next_token = start.as_ref().map(encode_key).transpose()?;
+        Ok(Page { items, next_token })
+    }
+
+    /// Decodes a page token into an ExclusiveStartKey, refusing tokens of another list.
+    fn start_key(&self, token: &str, query: &IndexQuery<'_>, hash_attr: &str, range_attr: &str) -> Result<Item, StoreError> {
+        let key: BTreeMap<String, String> = token::decode(token)?;
+        let fits = key.len() == 3
+            && key.contains_key("pk")
+            && key.get(hash_attr) == Some(&query.partition)
+            && key.get(range_attr).is_some_and(|r| query.sort_prefix.as_ref().is_none_or(|p| r.starts_with(p.as_str())));
+        if !fits {
+            return Err(StoreError::InvalidPageToken);
+        }
+        Ok(key.into_iter().map(|(k, v)| (k, s(v))).collect())
+    }
+}
+
+fn encode_key(key: &Item) -> Result<String, StoreError> {
+    let plain: BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| match v {
+            AttributeValue::S(v) => Some((k.as_str(), v.as_str())),
+            _ => None,
+        })
+        .collect();
+    token::encode(&plain)
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        let table = &self.tables.customers;
+        let actions = vec![
+            self.put(table, customer_item(customer)?, "attribute_not_exists(pk)", None)?,
+            self.unique_guard(table, email_pk(&customer.email.key()), customer.id)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(1)) => Err(StoreError::Duplicate(UniqueKey::CustomerEmail)),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Backend("customer id collision".into())),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, StoreError> {
+        self.get(&self.tables.customers, customer_pk(id)).await
+    }
+
+    async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError> {
+        let query = IndexQuery { table: &self.tables.customers, index: "gsi1", partition: "CUSTOMER".into(), sort_prefix: None };
+        self.list_by_index(query, page, |_: &Customer| true).await
+    }
+
+    async fn update_customer(&self, previous: &Customer, updated: &Customer) -> Result<(), StoreError> {
+        let table = &self.tables.customers;
+        let (old_key, new_key) = (previous.email.key(), updated.email.key());
+        if old_key == new_key {
+            return self.put_if_version(table, customer_item(updated)?, previous.version).await;
+        }
+        let actions = vec![
+            self.put(table, customer_item(updated)?, "version = :expected", Self::version_is(previous.version))?,
+            self.delete(table, email_pk(&old_key))?,
+            self.unique_guard(table, email_pk(&new_key), updated.id)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(0)) => Err(StoreError::VersionConflict),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Duplicate(UniqueKey::CustomerEmail)),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
+        let table = &self.tables.products;
+        let actions = vec![
+            self.put(table, product_item(product)?, "attribute_not_exists(pk)", None)?,
+            self.unique_guard(table, product_name_pk(&product.name.key()), product.id)?,
+            self.count_category(&product.category, 1)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(1)) => Err(StoreError::Duplicate(UniqueKey::ProductName)),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Backend("product id collision".into())),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError> {
+        self.get(&self.tables.products, product_pk(id)).await
+    }
+
+    async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError> {
+        let (index, partition) = match &filter.category {
+            Some(category) => ("gsi2", format!("IN_CATEGORY#{category}")),
+            None => ("gsi1", "PRODUCT".to_owned()),
+        };
+        let query = IndexQuery { table: &self.tables.products, index, partition, sort_prefix: filter.name_prefix.clone() };
+        self.list_by_index(query, page, |p: &Product| filter.matches_attributes(p)).await
+    }
+
+    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
+        let table = &self.tables.products;
+        let (old_key, new_key) = (previous.name.key(), updated.name.key());
+        let mut actions = vec![self.put(table, product_item(updated)?, "version = :expected", Self::version_is(previous.version))?];
+        let mut new_name_action = None;
+        if old_key != new_key {
+            actions.push(self.delete(table, product_name_pk(&old_key))?);
+            new_name_action = Some(actions.len());
+            actions.push(self.unique_guard(table, product_name_pk(&new_key), updated.id)?);
+        }
+        if previous.category != updated.category {
+            actions.push(self.count_category(&previous.category, -1)?);
+            actions.push(self.count_category(&updated.category, 1)?);
+        }
+        if actions.len() == 1 {
+            return self.put_if_version(table, product_item(updated)?, previous.version).await;
+        }
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(0)) => Err(StoreError::VersionConflict),
+            Err(TransactionError::ConditionFailed(i)) if Some(i) == new_name_action => {
+                Err(StoreError::Duplicate(UniqueKey::ProductName))
+            }
+            Err(TransactionError::ConditionFailed(i)) => Err(StoreError::Backend(format!("unexpected condition failure at {i}"))),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn delete_product(&self, previous: &Product) -> Result<(), StoreError> {
+        let table = &self.tables.products;
+        let delete_product = Delete::builder()
+            .table_name(table)
+            .set_key(Some(pk(product_pk(previous.id))))
+            .condition_expression("version = :expected")
+            .set_expression_attribute_values(Self::version_is(previous.version))
+            .build()
+            .map_err(build_err)?;
+        let actions = vec![
+            TransactWriteItem::builder().delete(delete_product).build(),
+            self.delete(table, product_name_pk(&previous.name.key()))?,
+            self.count_category(&previous.category, -1)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::VersionConflict),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError> {
+        let mut categories = Vec::new();
+        let mut page = PageRequest::first(100);
+        loop {
+            let query =
+                IndexQuery { table: &self.tables.products, index: "gsi1", partition: "CATEGORY".into(), sort_prefix: None };
+            let result = self.list_by_index(query, &page, |c: &CategoryCount| c.product_count > 0).await?;
+            categories.extend(result.items.into_iter().map(|c| CategorySummary {
+                name: c.name,
+                product_count: c.product_count.try_into().unwrap_or(0),
+            }));
+            match result.next_token {
+                Some(token) => page.token = Some(token),
+                None => return Ok(categories),
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Persistence behind one trait, with the production backend ([`dynamodb`]) and the embedded
+//! one ([`sqlite`]) side by side. Every invariant — unique emails and product names, version
+//! checks, category counts — is enforced inside the backend in one atomic step (a DynamoDB
+//! condition or transaction, an SQL transaction); callers never read-then-write to check one.
+//! `tests/store_conformance.rs` runs the same suite against both.
+
+pub mod dynamodb;
+pub mod sqlite;
+mod token;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::{Category, CategorySummary, Customer, Product};
+
+pub use dynamodb::DynamoStore;
+pub use sqlite::SqliteStore;
+
+/// Which unique key a write collided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueKey {
+    CustomerEmail,
+    ProductName,
+}
+
+impl fmt::Display for UniqueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UniqueKey::CustomerEmail => "a customer with this email already exists",
+            UniqueKey::ProductName => "a product with this name already exists",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Duplicate(UniqueKey),
+    /// The item is not at the version the write expected (changed or deleted meanwhile).
+    #[error("the item changed since it was read")]
+    VersionConflict,
+    #[error("invalid page token")]
+    InvalidPageToken,
+    /// Worth retrying later: throttling, a transaction conflict that outlasted our retries.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// One page request: at most `limit` items after the position `token` encodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub token: Option<String>,
+}
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        Self { limit, token: None }
+    }
+}
+
+/// A page of a list; `next_token` is opaque and only meaningful to the same list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// Catalog filters. Results are ordered by name (case-insensitively) on every backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductFilter {
+    pub category: Option<Category>,
+    /// Lower-case name prefix.
+    pub name_prefix: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: Option<bool>,
+}
+
+impl ProductFilter {
+    /// The part of the filter neither backend can answer from an index.
+    pub(crate) fn matches_attributes(&self, product: &Product) -> bool {
+        self.min_price.is_none_or(|min| product.price_cents >= min)
+            && self.max_price.is_none_or(|max| product.price_cents <= max)
+            && self.in_stock.is_none_or(|want| (product.stock > 0) == want)
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new customer; `Duplicate(CustomerEmail)` if the email is taken.
+    async fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+    async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, StoreError>;
+    /// Customers in sign-up order.
+    async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError>;
+    /// Replaces `previous` with `updated` if the stored version is still `previous.version`.
+    async fn update_customer(&self, previous: &Customer, updated: &Customer) -> Result<(), StoreError>;
+
+    /// Inserts a new product; `Duplicate(ProductName)` if the name is taken.
+    async fn insert_product(&self, product: &Product) -> Result<(), StoreError>;
+    async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError>;
+    async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError>;
+    /// Replaces `previous` with `updated` if the stored version is still `previous.version`.
+    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError>;
+    /// Deletes the product if the stored version is still `previous.version`.
+    async fn delete_product(&self, previous: &Product) -> Result<(), StoreError>;
+    /// Categories that have at least one product, by name.
+    async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError>;
+}

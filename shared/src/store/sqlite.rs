@@ -1,0 +1,327 @@
+//! The embedded backend: one SQLite file (or `:memory:` in tests). Each store call is one SQL
+//! transaction on one connection; UNIQUE indexes and `WHERE version = ?` give the same
+//! guarantees DynamoDB's conditions give in production. WAL with `synchronous=FULL` means an
+//! acknowledged write survives a crash of the process (or the machine).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{token, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use crate::domain::{Category, CategorySummary, Customer, Product};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE customers (
+        id        TEXT PRIMARY KEY,
+        email_key TEXT NOT NULL UNIQUE,
+        version   INTEGER NOT NULL,
+        doc       TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE products (
+        id          TEXT PRIMARY KEY,
+        name_key    TEXT NOT NULL UNIQUE,
+        category    TEXT NOT NULL,
+        price_cents INTEGER NOT NULL,
+        stock       INTEGER NOT NULL,
+        version     INTEGER NOT NULL,
+        doc         TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX products_by_category ON products (category, name_key);
+"#];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(backend)?;
+        let tx = conn.transaction().map_err(backend)?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.execute_batch(migration).map_err(backend)?;
+            tx.pragma_update(None, "user_version", index + 1).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `work` in one transaction on the blocking pool.
+    async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+            let result = work(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+    }
+}
+
+fn backend(err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(format!("sqlite: {err}"))
+}
+
+/// Maps a UNIQUE violation on `column` to `Duplicate(key)`, anything else to a backend error.
+fn unique_violation(column: &'static str, key: UniqueKey) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |err| match &err {
+        rusqlite::Error::SqliteFailure(e, Some(msg)) if e.code == ErrorCode::ConstraintViolation && msg.contains(column) => {
+            StoreError::Duplicate(key)
+        }
+        _ => backend(err),
+    }
+}
+
+fn to_doc<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("serializing: {e}")))
+}
+
+fn from_doc<T: DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Backend(format!("corrupt row: {e}")))
+}
+
+/// Keyset position: the sort key of the last item returned.
+#[derive(Serialize, Deserialize)]
+struct After {
+    after: String,
+}
+
+fn decode_after(page: &PageRequest) -> Result<Option<String>, StoreError> {
+    page.token.as_deref().map(|t| token::decode::<After>(t).map(|a| a.after)).transpose()
+}
+
+/// Turns `limit + 1` fetched rows into a page, with a token only when more rows exist.
+fn into_page<T>(mut rows: Vec<(String, T)>, limit: u32) -> Result<Page<T>, StoreError> {
+    let limit = limit as usize;
+    let next_token = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(key, _)| token::encode(&After { after: key.clone() })).transpose()?
+    } else {
+        None
+    };
+    Ok(Page { items: rows.into_iter().map(|(_, item)| item).collect(), next_token })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        let (id, key, version, doc) = (customer.id.to_string(), customer.email.key(), customer.version, to_doc(customer)?);
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO customers (id, email_key, version, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![id, key, version, doc],
+            )
+            .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, StoreError> {
+        self.transaction(move |tx| {
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM customers WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            doc.as_deref().map(from_doc).transpose()
+        })
+        .await
+    }
+
+    async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError> {
+        let after = decode_after(page)?.unwrap_or_default();
+        let limit = page.limit;
+        self.transaction(move |tx| {
+            let mut stmt =
+                tx.prepare("SELECT id, doc FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(backend)?;
+            let rows = stmt
+                .query_map(params![after, limit + 1], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .map_err(backend)?
+                .map(|row| {
+                    let (id, doc) = row.map_err(backend)?;
+                    Ok((id, from_doc::<Customer>(&doc)?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            into_page(rows, limit)
+        })
+        .await
+    }
+
+    async fn update_customer(&self, previous: &Customer, updated: &Customer) -> Result<(), StoreError> {
+        let (id, key, expected, version, doc) =
+            (updated.id.to_string(), updated.email.key(), previous.version, updated.version, to_doc(updated)?);
+        self.transaction(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE customers SET email_key = ?2, version = ?3, doc = ?4 WHERE id = ?1 AND version = ?5",
+                    params![id, key, version, doc, expected],
+                )
+                .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
+            if changed == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+        })
+        .await
+    }
+
+    async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
+        let row = ProductRow::of(product)?;
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO products (id, name_key, category, price_cents, stock, version, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![row.id, row.name_key, row.category, row.price_cents, row.stock, row.version, row.doc],
+            )
+            .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError> {
+        self.transaction(move |tx| {
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM products WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            doc.as_deref().map(from_doc).transpose()
+        })
+        .await
+    }
+
+    async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError> {
+        let after = decode_after(page)?.unwrap_or_default();
+        let limit = page.limit;
+        let filter = filter.clone();
+        self.transaction(move |tx| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT name_key, doc FROM products
+                     WHERE name_key > ?1
+                       AND (?2 IS NULL OR category = ?2)
+                       AND (?3 IS NULL OR substr(name_key, 1, length(?3)) = ?3)
+                       AND (?4 IS NULL OR price_cents >= ?4)
+                       AND (?5 IS NULL OR price_cents <= ?5)
+                       AND (?6 IS NULL OR (stock > 0) = ?6)
+                     ORDER BY name_key LIMIT ?7",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        after,
+                        filter.category.as_ref().map(Category::as_str),
+                        filter.name_prefix,
+                        filter.min_price,
+                        filter.max_price,
+                        filter.in_stock,
+                        limit + 1
+                    ],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                )
+                .map_err(backend)?
+                .map(|row| {
+                    let (key, doc) = row.map_err(backend)?;
+                    Ok((key, from_doc::<Product>(&doc)?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            into_page(rows, limit)
+        })
+        .await
+    }
+
+    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
+        let row = ProductRow::of(updated)?;
+        let expected = previous.version;
+        self.transaction(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE products SET name_key = ?2, category = ?3, price_cents = ?4, stock = ?5, version = ?6, doc = ?7
+                     WHERE id = ?1 AND version = ?8",
+                    params![row.id, row.name_key, row.category, row.price_cents, row.stock, row.version, row.doc, expected],
+                )
+                .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
+            if changed == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+        })
+        .await
+    }
+
+    async fn delete_product(&self, previous: &Product) -> Result<(), StoreError> {
+        let (id, expected) = (previous.id.to_string(), previous.version);
+        self.transaction(move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM products WHERE id = ?1 AND version = ?2", params![id, expected])
+                .map_err(backend)?;
+            if deleted == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+        })
+        .await
+    }
+
+    async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError> {
+        self.transaction(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (name, product_count) = row.map_err(backend)?;
+                let name = Category::parse("category", &name).map_err(|e| StoreError::Backend(format!("corrupt category: {}", e.message)))?;
+                Ok(CategorySummary { name, product_count })
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+/// A product's indexed columns plus its document.
+struct ProductRow {
+    id: String,
+    name_key: String,
+    category: String,
+    price_cents: i64,
+    stock: i64,
+    version: u64,
+    doc: String,
+}
+
+impl ProductRow {
+    fn of(product: &Product) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: product.id.to_string(),
+            name_key: product.name.key(),
+            category: product.category.as_str().to_owned(),
+            price_cents: product.price_cents,
+            stock: product.stock,
+            version: product.version,
+            doc: to_doc(product)?,
+        })
+    }
+}
