@@ -19,6 +19,7 @@ const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
 pub struct Product {
     pub id: Uuid,
     pub name: ProductName,
+    #[serde(default)]
     pub description: String,
     pub price_cents: i64,
     pub stock: i64,

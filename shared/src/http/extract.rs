@@ -44,8 +44,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::MalformedJson(rejection.body_text())
             }
         })?;
+        // Syntax first, so a body that is not JSON at all is a 400 even if its start would
+        // already fail the typed parse below.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.into_inner();
             if !inner.is_data() {
@@ -59,9 +62,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 other => other.to_owned(),
             };
             ApiError::Domain(Error::Validation(vec![FieldError::new(field, message)]))
-        })?;
-        deserializer.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        Ok(Json(value))
+        })
+        .map(Json)
     }
 }
 

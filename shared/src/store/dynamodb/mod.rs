@@ -88,8 +88,12 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// Serializes an entity. Empty strings are left out (read back through `#[serde(default)]`):
+/// DynamoDB Local, like DynamoDB before 2020, refuses them.
 fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
-    serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(format!("serializing item: {e}")))
+    let mut item: Item = serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(format!("serializing item: {e}")))?;
+    item.retain(|_, v| !matches!(v, AttributeValue::S(text) if text.is_empty()));
+    Ok(item)
 }
 
 fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
@@ -330,7 +334,9 @@ impl DynamoStore {
                 .expression_attribute_names("#h", &hash_attr)
                 .expression_attribute_values(":h", s(query.partition.clone()))
                 .set_exclusive_start_key(start.take())
-                .limit(page.limit.try_into().unwrap_or(i32::MAX));
+                // One extra key tells whether anything follows a full page, so the last
+                // page carries no token.
+                .limit(i32::try_from(page.limit).unwrap_or(i32::MAX).saturating_add(1));
             request = match &query.sort_prefix {
                 Some(prefix) => request
                     .key_condition_expression("#h = :h AND begins_with(#r, :prefix)")

@@ -1,0 +1,321 @@
+//! The HTTP API end to end through the routers (no server), on every store.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use orderly::http::{app, customers, products};
+use orderly::store::Store;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+#[derive(Clone)]
+struct Api(Router);
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    fn new(store: Arc<dyn Store>) -> Self {
+        Api(app(customers::routes().merge(products::routes()), common::orderly(store)))
+    }
+
+    async fn raw(&self, request: Request<Body>) -> Reply {
+        let response = self.0.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        Reply { status, headers, body }
+    }
+
+    async fn send(&self, method: Method, uri: &str, body: Option<Value>, extra: &[(&str, &str)]) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in extra {
+            builder = builder.header(*name, *value);
+        }
+        let request = match body {
+            Some(json) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.raw(request.expect("request")).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send(Method::GET, uri, None, &[]).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.send(Method::POST, uri, Some(body), &[]).await
+    }
+}
+
+fn assert_problem(reply: &Reply, status: StatusCode) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/problem+json"));
+    assert_eq!(reply.body["status"], status.as_u16());
+    assert!(reply.body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{}", reply.body);
+    assert!(reply.body["title"].is_string() && reply.body["detail"].is_string(), "{}", reply.body);
+}
+
+fn mug() -> Value {
+    json!({"name": "Blue Mug", "description": "Holds tea", "price_cents": 1299, "stock": 10, "category": "kitchen"})
+}
+
+async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let created = api
+        .post(
+            "/customers",
+            json!({"name": "Ada Lovelace", "email": "Ada@Example.com", "phone": "+44 20 7946 0000",
+                   "address": {"line1": "1 Analytical St", "city": "London", "postal_code": "N1 1AA", "country": "gb"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.headers[header::LOCATION], format!("/customers/{id}").as_str());
+    assert_eq!(created.body["address"]["country"], "GB");
+    assert_eq!(created.body["version"], 1);
+
+    let duplicate = api.post("/customers", json!({"name": "Imposter", "email": "ada@EXAMPLE.com"})).await;
+    assert_problem(&duplicate, StatusCode::CONFLICT);
+
+    let shown = api.get(&format!("/customers/{id}")).await;
+    assert_eq!(shown.body, created.body);
+
+    let patched =
+        api.send(Method::PATCH, &format!("/customers/{id}"), Some(json!({"name": "Ada King"})), &[]).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!((patched.body["name"].as_str(), patched.body["email"].as_str()), (Some("Ada King"), Some("Ada@Example.com")));
+    assert_eq!(patched.body["version"], 2);
+
+    api.post("/customers", json!({"name": "Bob", "email": "bob@example.com"})).await;
+    let page = api.get("/customers?limit=1").await;
+    assert_eq!(page.body["items"].as_array().map(Vec::len), Some(1));
+    let token = page.body["next_token"].as_str().expect("token").to_owned();
+    let rest = api.get(&format!("/customers?limit=1&next_token={token}")).await;
+    assert_eq!(rest.body["items"][0]["email"], "bob@example.com");
+    assert_eq!(rest.body["next_token"], Value::Null);
+
+    let missing = api.get(&format!("/customers/{}", uuid::Uuid::now_v7())).await;
+    assert_problem(&missing, StatusCode::NOT_FOUND);
+}
+
+async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let reply = api.post("/customers", json!({"name": " ", "email": "not-an-email", "phone": "call me"})).await;
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = reply.body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["name", "email", "phone"]);
+    let listed = api.get("/customers").await;
+    assert_eq!(listed.body["items"], json!([]), "nothing was written");
+}
+
+async fn products_crud_with_etags(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let created = api.post("/products", mug()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.headers[header::ETAG], "\"1\"");
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let uri = format!("/products/{id}");
+
+    let patched = api.send(Method::PATCH, &uri, Some(json!({"price_cents": 1499})), &[("if-match", "\"1\"")]).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.headers[header::ETAG], "\"2\"");
+    assert_eq!((patched.body["price_cents"].as_i64(), patched.body["stock"].as_i64()), (Some(1499), Some(10)));
+
+    let replaced = api
+        .send(
+            Method::PUT,
+            &uri,
+            Some(json!({"name": "Red Mug", "price_cents": 999, "stock": 4, "category": "kitchen", "version": 2})),
+            &[],
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    assert_eq!(replaced.body["description"], "", "PUT replaces every field");
+    assert_eq!(replaced.body["version"], 3);
+
+    let categories = api.get("/categories").await;
+    assert_eq!(categories.body, json!({"items": [{"name": "kitchen", "product_count": 1}]}));
+
+    let stale_delete = api.send(Method::DELETE, &uri, None, &[("if-match", "\"2\"")]).await;
+    assert_problem(&stale_delete, StatusCode::PRECONDITION_FAILED);
+    let deleted = api.send(Method::DELETE, &uri, None, &[("if-match", "\"3\"")]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_problem(&api.get(&uri).await, StatusCode::NOT_FOUND);
+    assert_problem(&api.send(Method::DELETE, &uri, None, &[]).await, StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/categories").await.body, json!({"items": []}));
+}
+
+async fn a_stale_if_match_is_refused_and_changes_nothing(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let uri = format!("/products/{id}");
+    api.send(Method::PATCH, &uri, Some(json!({"stock": 11})), &[]).await;
+
+    let stale = api.send(Method::PATCH, &uri, Some(json!({"stock": 0})), &[("if-match", "\"1\"")]).await;
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.body["current_version"], 2);
+    let stale_body_version = api.send(Method::PATCH, &uri, Some(json!({"stock": 0, "version": 1})), &[]).await;
+    assert_problem(&stale_body_version, StatusCode::PRECONDITION_FAILED);
+    let unchanged = api.get(&uri).await;
+    assert_eq!((unchanged.body["stock"].as_i64(), unchanged.body["version"].as_i64()), (Some(11), Some(2)));
+
+    let bad = api.send(Method::PATCH, &uri, Some(json!({"stock": 0})), &[("if-match", "yesterday")]).await;
+    assert_problem(&bad, StatusCode::BAD_REQUEST);
+}
+
+async fn concurrent_patches_at_one_version_let_exactly_one_win(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let uri = format!("/products/{id}");
+    let mut writers = JoinSet::new();
+    for stock in [1, 2] {
+        let (api, uri) = (api.clone(), uri.clone());
+        writers.spawn(async move {
+            api.send(Method::PATCH, &uri, Some(json!({"stock": stock})), &[("if-match", "\"1\"")]).await.status
+        });
+    }
+    let mut statuses = writers.join_all().await;
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::PRECONDITION_FAILED]);
+    assert_eq!(api.get(&uri).await.body["version"], 2);
+}
+
+async fn unconditional_concurrent_patches_lose_no_field(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let uri = format!("/products/{id}");
+    let (a, b) = tokio::join!(
+        api.send(Method::PATCH, &uri, Some(json!({"stock": 77})), &[]),
+        api.send(Method::PATCH, &uri, Some(json!({"price_cents": 5})), &[]),
+    );
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    let now = api.get(&uri).await.body;
+    assert_eq!((now["stock"].as_i64(), now["price_cents"].as_i64(), now["version"].as_i64()), (Some(77), Some(5), Some(3)));
+}
+
+/// 200 concurrent POSTs of one name (and of one email): exactly one 201, every other 409.
+async fn two_hundred_concurrent_creates_admit_exactly_one(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let mut racers = JoinSet::new();
+    for i in 0..200 {
+        let api = api.clone();
+        racers.spawn(async move {
+            let product = api.post("/products", json!({"name": "Last Widget", "price_cents": 100 + i, "stock": 1, "category": "widgets"}));
+            let customer = api.post("/customers", json!({"name": format!("Racer {i}"), "email": "racer@example.com"}));
+            let (p, c) = tokio::join!(product, customer);
+            (p.status, c.status)
+        });
+    }
+    let results = racers.join_all().await;
+    for (label, statuses) in [("products", results.iter().map(|r| r.0).collect::<Vec<_>>()), ("customers", results.iter().map(|r| r.1).collect())] {
+        let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+        let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+        assert_eq!((created, conflicts), (1, 199), "{label}: {statuses:?}");
+    }
+    assert_eq!(api.get("/products").await.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(api.get("/customers").await.body["items"].as_array().map(Vec::len), Some(1));
+}
+
+async fn product_filters_over_http(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    for (name, category, price, stock) in [("Axe", "garden", 4500, 0), ("Apron", "kitchen", 1500, 3), ("Anvil", "garden", 9000, 1)] {
+        let reply = api.post("/products", json!({"name": name, "price_cents": price, "stock": stock, "category": category})).await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let names = |reply: Reply| -> Vec<String> {
+        reply.body["items"].as_array().expect("items").iter().filter_map(|p| p["name"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(names(api.get("/products?category=garden&in_stock=true").await), ["Anvil"]);
+    assert_eq!(names(api.get("/products?q=AP").await), ["Apron"]);
+    assert_eq!(names(api.get("/products?min_price=2000&max_price=5000").await), ["Axe"]);
+    assert_problem(&api.get("/products?min_price=10&max_price=5").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(&api.get("/products?category=Not%20A%20Slug").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(&api.get("/products?limit=0").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(&api.get("/products?limit=1000").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(&api.get("/products?next_token=forged").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(&api.get("/products?in_stock=maybe").await, StatusCode::BAD_REQUEST);
+    assert_problem(&api.get("/products?colour=red").await, StatusCode::BAD_REQUEST);
+}
+
+/// Malformed requests of every kind: a 4xx problem document each, nothing written.
+async fn malformed_requests_get_problem_documents(store: Arc<dyn Store>) {
+    let api = Api::new(store);
+    let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let raw = |method: Method, uri: &str, content_type: Option<&str>, body: Vec<u8>| {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        builder.body(Body::from(body)).expect("request")
+    };
+    let json = Some("application/json");
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        (raw(Method::POST, "/products", json, b"{\"name\": ".to_vec()), StatusCode::BAD_REQUEST),
+        (raw(Method::POST, "/products", json, b"[1, 2]".to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
+        (raw(Method::POST, "/products", json, b"{} trailing".to_vec()), StatusCode::BAD_REQUEST),
+        (raw(Method::POST, "/products", json, vec![0xff, 0xfe]), StatusCode::BAD_REQUEST),
+        (raw(Method::POST, "/products", json, Vec::new()), StatusCode::BAD_REQUEST),
+        (raw(Method::POST, "/products", None, mug().to_string().into_bytes()), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (raw(Method::POST, "/products", Some("text/plain"), mug().to_string().into_bytes()), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": "12.99", "stock": 1, "category": "a"}).to_string().into_bytes()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": 1.5, "stock": 1, "category": "a"}).to_string().into_bytes()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": 1e30, "stock": 1, "category": "a"}).to_string().into_bytes()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": 1, "stock": -1, "category": "a"}).to_string().into_bytes()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(Method::POST, "/products", json, json!({"name": "x", "price": 1, "stock": 1, "category": "a"}).to_string().into_bytes()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (raw(Method::POST, "/products", json, vec![b' '; orderly::http::MAX_BODY_BYTES + 1]), StatusCode::PAYLOAD_TOO_LARGE),
+        (raw(Method::PATCH, &format!("/products/{id}"), json, b"null".to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
+        (raw(Method::GET, "/products/not-a-uuid", None, Vec::new()), StatusCode::NOT_FOUND),
+        (raw(Method::GET, "/nowhere", None, Vec::new()), StatusCode::NOT_FOUND),
+        (raw(Method::DELETE, "/products", None, Vec::new()), StatusCode::METHOD_NOT_ALLOWED),
+        (raw(Method::POST, "/categories", json, b"{}".to_vec()), StatusCode::METHOD_NOT_ALLOWED),
+        (raw(Method::POST, "/customers", json, json!({"name": "A", "email": "a@example.com", "role": "admin"}).to_string().into_bytes()), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (request, expected) in cases {
+        let label = format!("{} {}", request.method(), request.uri());
+        let reply = api.raw(request).await;
+        assert_eq!(reply.status, expected, "{label}: {}", reply.body);
+        assert_problem(&reply, expected);
+    }
+    let products = api.get("/products").await.body;
+    assert_eq!(products["items"].as_array().map(Vec::len), Some(1), "only the first product exists");
+    assert_eq!(products["items"][0]["version"], 1, "and it is unchanged");
+    assert_eq!(api.get("/customers").await.body["items"], json!([]));
+}
+
+on_every_store!(
+    customers_sign_up_read_update_and_list,
+    invalid_customers_get_field_errors,
+    products_crud_with_etags,
+    a_stale_if_match_is_refused_and_changes_nothing,
+    concurrent_patches_at_one_version_let_exactly_one_win,
+    unconditional_concurrent_patches_lose_no_field,
+    two_hundred_concurrent_creates_admit_exactly_one,
+    product_filters_over_http,
+    malformed_requests_get_problem_documents,
+);

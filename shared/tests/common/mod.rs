@@ -1,0 +1,69 @@
+//! Backends for the suites that run unchanged on every store: SQLite in memory, and
+//! DynamoDB Local (started by `scripts/test`) with a fresh set of tables per test.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use orderly::clock::SystemClock;
+use orderly::config::TableNames;
+use orderly::domain::Orderly;
+use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
+
+pub const DYNAMODB_ENDPOINT_VAR: &str = "ORDERLY_TEST_DYNAMODB_ENDPOINT";
+
+pub fn sqlite_store() -> Arc<dyn Store> {
+    Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"))
+}
+
+/// A DynamoDB Local client. Without the emulator the test fails, saying how to get one:
+/// a run never skips the production backend silently.
+pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    let endpoint = std::env::var(DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{DYNAMODB_ENDPOINT_VAR} is not set. Run ./scripts/test, which installs and starts \
+             DynamoDB Local, or start it yourself and export {DYNAMODB_ENDPOINT_VAR}=http://127.0.0.1:PORT"
+        )
+    });
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+pub async fn dynamodb_store() -> Arc<dyn Store> {
+    let client = dynamodb_client().await;
+    let tables = TableNames::with_prefix(&format!("t{}-", uuid::Uuid::now_v7().simple()));
+    dynamodb::schema::create_tables(&client, &tables).await.expect("create tables in DynamoDB Local");
+    Arc::new(DynamoStore::new(client, tables))
+}
+
+pub fn orderly(store: Arc<dyn Store>) -> Orderly {
+    Orderly::new(store, Arc::new(SystemClock))
+}
+
+/// Generates `sqlite::name` and `dynamodb::name` tests from `async fn name(Arc<dyn Store>)`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::sqlite_store()).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::dynamodb_store().await).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,329 @@
+//! The store conformance suite: every test runs unchanged against SQLite and DynamoDB Local.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use orderly::domain::{Category, Customer, Email, PersonName, Product, ProductName};
+use orderly::store::{PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).expect("valid")
+}
+
+fn customer(email: &str) -> Customer {
+    Customer {
+        id: Uuid::now_v7(),
+        name: PersonName::parse("name", "Ada Lovelace").expect("valid"),
+        email: Email::parse("email", email).expect("valid"),
+        phone: None,
+        address: None,
+        version: 1,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn product(name: &str, category: &str, price_cents: i64, stock: i64) -> Product {
+    Product {
+        id: Uuid::now_v7(),
+        name: ProductName::parse("name", name).expect("valid"),
+        description: format!("{name} description"),
+        price_cents,
+        stock,
+        category: Category::parse("category", category).expect("valid"),
+        low_stock_threshold: 2,
+        version: 1,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn next_version<T: Clone>(item: &T, bump: impl FnOnce(&mut T)) -> T {
+    let mut next = item.clone();
+    bump(&mut next);
+    next
+}
+
+/// Every page of a list, checking each page respects the limit.
+async fn all_pages<T, F, Fut>(limit: u32, mut fetch: F) -> Vec<T>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<orderly::store::Page<T>, StoreError>>,
+{
+    let mut items = Vec::new();
+    let mut page = PageRequest::first(limit);
+    for _ in 0..1000 {
+        let result = fetch(page.clone()).await.expect("list");
+        assert!(result.items.len() <= limit as usize, "page larger than the limit");
+        items.extend(result.items);
+        match result.next_token {
+            Some(token) => page.token = Some(token),
+            None => return items,
+        }
+    }
+    panic!("pagination did not end");
+}
+
+async fn customers_round_trip(store: Arc<dyn Store>) {
+    let ada = customer("ada@example.com");
+    store.insert_customer(&ada).await.expect("insert");
+    assert_eq!(store.get_customer(ada.id).await.expect("get"), Some(ada));
+    assert_eq!(store.get_customer(Uuid::now_v7()).await.expect("get"), None);
+}
+
+async fn customer_emails_are_unique_case_insensitively(store: Arc<dyn Store>) {
+    store.insert_customer(&customer("ada@example.com")).await.expect("first");
+    let again = store.insert_customer(&customer("ADA@Example.com")).await;
+    assert!(matches!(again, Err(StoreError::Duplicate(UniqueKey::CustomerEmail))), "{again:?}");
+}
+
+async fn racing_sign_ups_with_one_email_admit_exactly_one(store: Arc<dyn Store>) {
+    let mut racers = JoinSet::new();
+    for i in 0..50 {
+        let store = Arc::clone(&store);
+        let email = if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
+        racers.spawn(async move { store.insert_customer(&customer(email)).await });
+    }
+    let (mut won, mut duplicate) = (0, 0);
+    while let Some(result) = racers.join_next().await {
+        match result.expect("task") {
+            Ok(()) => won += 1,
+            Err(StoreError::Duplicate(UniqueKey::CustomerEmail)) => duplicate += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((won, duplicate), (1, 49));
+    let all = all_pages(100, |p| {
+        let store = Arc::clone(&store);
+        async move { store.list_customers(&p).await }
+    })
+    .await;
+    assert_eq!(all.len(), 1);
+}
+
+async fn customer_updates_check_the_version_and_move_the_email(store: Arc<dyn Store>) {
+    let ada = customer("ada@example.com");
+    let bob = customer("bob@example.com");
+    store.insert_customer(&ada).await.expect("ada");
+    store.insert_customer(&bob).await.expect("bob");
+
+    let renamed = next_version(&ada, |c| {
+        c.email = Email::parse("email", "lovelace@example.com").expect("valid");
+        c.version = 2;
+    });
+    store.update_customer(&ada, &renamed).await.expect("update");
+    assert_eq!(store.get_customer(ada.id).await.expect("get"), Some(renamed.clone()));
+
+    // A write based on the old version is refused and changes nothing.
+    let stale = next_version(&ada, |c| c.version = 2);
+    assert!(matches!(store.update_customer(&ada, &stale).await, Err(StoreError::VersionConflict)));
+    assert_eq!(store.get_customer(ada.id).await.expect("get"), Some(renamed.clone()));
+
+    // The old email is free again; the new one is taken.
+    store.insert_customer(&customer("ADA@example.com")).await.expect("old email reusable");
+    let steal = next_version(&bob, |c| {
+        c.email = Email::parse("email", "Lovelace@example.com").expect("valid");
+        c.version = 2;
+    });
+    let result = store.update_customer(&bob, &steal).await;
+    assert!(matches!(result, Err(StoreError::Duplicate(UniqueKey::CustomerEmail))), "{result:?}");
+    assert_eq!(store.get_customer(bob.id).await.expect("get"), Some(bob));
+}
+
+async fn customers_list_in_sign_up_order_across_pages(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let c = customer(&format!("c{i}@example.com"));
+        ids.push(c.id);
+        store.insert_customer(&c).await.expect("insert");
+    }
+    let listed: Vec<Uuid> = all_pages(3, |p| {
+        let store = Arc::clone(&store);
+        async move { store.list_customers(&p).await }
+    })
+    .await
+    .into_iter()
+    .map(|c| c.id)
+    .collect();
+    assert_eq!(listed, ids);
+
+    let first = store.list_customers(&PageRequest::first(3)).await.expect("page");
+    assert_eq!(first.items.len(), 3);
+    assert!(first.next_token.is_some());
+    let exact = store.list_customers(&PageRequest::first(7)).await.expect("page");
+    assert_eq!((exact.items.len(), exact.next_token), (7, None), "no token when nothing follows");
+
+    for bad in ["garbage", "e30", "eyJhZnRlciI6MX0"] {
+        let result = store.list_customers(&PageRequest { limit: 3, token: Some(bad.into()) }).await;
+        assert!(matches!(result, Err(StoreError::InvalidPageToken)), "{bad}: {result:?}");
+    }
+}
+
+async fn products_round_trip(store: Arc<dyn Store>) {
+    let mug = product("Blue Mug", "kitchen", 1299, 10);
+    store.insert_product(&mug).await.expect("insert");
+    assert_eq!(store.get_product(mug.id).await.expect("get"), Some(mug));
+    assert_eq!(store.get_product(Uuid::now_v7()).await.expect("get"), None);
+    let plain = next_version(&product("Plain Box", "storage", 0, 0), |p| p.description.clear());
+    store.insert_product(&plain).await.expect("insert");
+    assert_eq!(store.get_product(plain.id).await.expect("get"), Some(plain), "empty text round-trips");
+}
+
+async fn racing_creates_with_one_product_name_admit_exactly_one(store: Arc<dyn Store>) {
+    let mut racers = JoinSet::new();
+    for i in 0..50 {
+        let store = Arc::clone(&store);
+        let name = if i % 2 == 0 { "Hot Item" } else { "HOT ITEM" };
+        racers.spawn(async move { store.insert_product(&product(name, "kitchen", 100, 1)).await });
+    }
+    let (mut won, mut duplicate) = (0, 0);
+    while let Some(result) = racers.join_next().await {
+        match result.expect("task") {
+            Ok(()) => won += 1,
+            Err(StoreError::Duplicate(UniqueKey::ProductName)) => duplicate += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((won, duplicate), (1, 49));
+    let categories = store.list_categories().await.expect("categories");
+    assert_eq!(categories.len(), 1);
+    assert_eq!(categories[0].product_count, 1, "only the winner is counted");
+}
+
+async fn product_updates_check_the_version_and_keep_names_and_counts(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 500, 3);
+    let lamp = product("Lamp", "lighting", 2500, 1);
+    store.insert_product(&mug).await.expect("mug");
+    store.insert_product(&lamp).await.expect("lamp");
+
+    let moved = next_version(&mug, |p| {
+        p.name = ProductName::parse("name", "Big Mug").expect("valid");
+        p.category = Category::parse("category", "lighting").expect("valid");
+        p.version = 2;
+    });
+    store.update_product(&mug, &moved).await.expect("update");
+    assert_eq!(store.get_product(mug.id).await.expect("get"), Some(moved.clone()));
+    let counts: Vec<(String, u64)> =
+        store.list_categories().await.expect("categories").into_iter().map(|c| (c.name.to_string(), c.product_count)).collect();
+    assert_eq!(counts, vec![("lighting".to_owned(), 2)], "empty categories disappear");
+
+    let stale = next_version(&mug, |p| p.stock = 99);
+    assert!(matches!(store.update_product(&mug, &stale).await, Err(StoreError::VersionConflict)));
+    assert_eq!(store.get_product(mug.id).await.expect("get"), Some(moved.clone()));
+
+    // The old name is free; taking another product's name is refused and changes nothing.
+    store.insert_product(&product("MUG", "kitchen", 1, 1)).await.expect("old name reusable");
+    let clash = next_version(&lamp, |p| {
+        p.name = ProductName::parse("name", "big mug").expect("valid");
+        p.version = 2;
+    });
+    let result = store.update_product(&lamp, &clash).await;
+    assert!(matches!(result, Err(StoreError::Duplicate(UniqueKey::ProductName))), "{result:?}");
+    assert_eq!(store.get_product(lamp.id).await.expect("get"), Some(lamp));
+
+    // A stock-only change is a plain conditional write.
+    let restocked = next_version(&moved, |p| {
+        p.stock = 30;
+        p.version = 3;
+    });
+    store.update_product(&moved, &restocked).await.expect("restock");
+    assert_eq!(store.get_product(mug.id).await.expect("get").map(|p| p.stock), Some(30));
+}
+
+async fn deleting_a_product_checks_the_version_and_frees_its_name(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 500, 3);
+    store.insert_product(&mug).await.expect("insert");
+    let newer = next_version(&mug, |p| p.version = 2);
+    assert!(matches!(store.delete_product(&newer).await, Err(StoreError::VersionConflict)));
+    assert!(store.get_product(mug.id).await.expect("get").is_some());
+
+    store.delete_product(&mug).await.expect("delete");
+    assert_eq!(store.get_product(mug.id).await.expect("get"), None);
+    assert!(matches!(store.delete_product(&mug).await, Err(StoreError::VersionConflict)));
+    assert!(store.list_categories().await.expect("categories").is_empty());
+    store.insert_product(&product("mug", "kitchen", 1, 1)).await.expect("name reusable");
+}
+
+async fn product_lists_filter_and_paginate_by_name(store: Arc<dyn Store>) {
+    let catalog = [
+        ("Apple Peeler", "kitchen", 800, 0),
+        ("apple slicer", "kitchen", 1200, 5),
+        ("Axe", "garden", 4500, 2),
+        ("Bulb", "lighting", 300, 100),
+        ("Candle", "lighting", 900, 0),
+        ("Desk Lamp", "lighting", 3500, 7),
+        ("Garden Hose", "garden", 2500, 3),
+        ("Kettle", "kitchen", 3000, 1),
+    ];
+    for (name, category, price, stock) in catalog {
+        store.insert_product(&product(name, category, price, stock)).await.expect("insert");
+    }
+    let names = |filter: ProductFilter, limit: u32| {
+        let store = Arc::clone(&store);
+        async move {
+            all_pages(limit, |p| {
+                let (store, filter) = (Arc::clone(&store), filter.clone());
+                async move { store.list_products(&filter, &p).await }
+            })
+            .await
+            .into_iter()
+            .map(|p| p.name.as_str().to_owned())
+            .collect::<Vec<_>>()
+        }
+    };
+    let category = |c: &str| Some(Category::parse("category", c).expect("valid"));
+
+    let everything = names(ProductFilter::default(), 3).await;
+    assert_eq!(
+        everything,
+        ["Apple Peeler", "apple slicer", "Axe", "Bulb", "Candle", "Desk Lamp", "Garden Hose", "Kettle"]
+    );
+    assert_eq!(names(ProductFilter { category: category("lighting"), ..Default::default() }, 2).await, ["Bulb", "Candle", "Desk Lamp"]);
+    assert_eq!(names(ProductFilter { name_prefix: Some("apple".into()), ..Default::default() }, 1).await, ["Apple Peeler", "apple slicer"]);
+    assert_eq!(
+        names(ProductFilter { min_price: Some(900), max_price: Some(3000), ..Default::default() }, 2).await,
+        ["apple slicer", "Candle", "Garden Hose", "Kettle"]
+    );
+    assert_eq!(
+        names(ProductFilter { category: category("kitchen"), in_stock: Some(true), ..Default::default() }, 1).await,
+        ["apple slicer", "Kettle"]
+    );
+    assert_eq!(names(ProductFilter { in_stock: Some(false), ..Default::default() }, 5).await, ["Apple Peeler", "Candle"]);
+    assert!(names(ProductFilter { category: category("toys"), ..Default::default() }, 5).await.is_empty());
+
+    let summary: Vec<(String, u64)> =
+        store.list_categories().await.expect("categories").into_iter().map(|c| (c.name.to_string(), c.product_count)).collect();
+    assert_eq!(summary, [("garden".into(), 2), ("kitchen".into(), 3), ("lighting".into(), 3)]);
+
+    // A token from one list is not accepted by another.
+    let first = store.list_products(&ProductFilter::default(), &PageRequest::first(2)).await.expect("page");
+    let token = first.next_token.expect("more pages");
+    let mismatched = store
+        .list_products(&ProductFilter { category: category("garden"), ..Default::default() }, &PageRequest { limit: 2, token: Some(token) })
+        .await;
+    if let Ok(page) = &mismatched {
+        // SQLite's keyset token is a position, valid in any list ordered by name.
+        assert!(page.items.iter().all(|p| p.category.as_str() == "garden"));
+    }
+    let unique: HashSet<String> = everything.iter().map(|n| n.to_lowercase()).collect();
+    assert_eq!(unique.len(), everything.len());
+}
+
+on_every_store!(
+    customers_round_trip,
+    customer_emails_are_unique_case_insensitively,
+    racing_sign_ups_with_one_email_admit_exactly_one,
+    customer_updates_check_the_version_and_move_the_email,
+    customers_list_in_sign_up_order_across_pages,
+    products_round_trip,
+    racing_creates_with_one_product_name_admit_exactly_one,
+    product_updates_check_the_version_and_keep_names_and_counts,
+    deleting_a_product_checks_the_version_and_frees_its_name,
+    product_lists_filter_and_paginate_by_name,
+);
