@@ -2,42 +2,96 @@
 //!
 //! Configuration (all optional):
 //! - `ORDERLY_ADDR`: listen address, default `127.0.0.1:3000`.
-//! - `ORDERLY_DATA_DIR`: where the embedded database lives, default `.data` in the repository.
+//! - `ORDERLY_DATA_DIR`: where the embedded database (and the generated development JWT
+//!   secret) live, default `.data` in the repository.
 //! - `ORDERLY_STORE`: `sqlite` (default) or `dynamodb` (uses the AWS environment, e.g.
 //!   `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, and creates missing tables).
+//! - `ORDERLY_ADMIN_USERNAME` + `ORDERLY_ADMIN_PASSWORD`: an admin created at start-up if
+//!   missing. `orderly-local create-admin` does only that, then exits (for AWS: run it with
+//!   `ORDERLY_STORE=dynamodb` and the stack's table names).
+//! - everything `orderly::config` reads (`JWT_SECRET`, token lifetime, login limits).
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use orderly::clock::SystemClock;
-use orderly::config::{var_or, TableNames};
-use orderly::domain::Orderly;
-use orderly::http::{app, customers, products};
+use orderly::config::{auth_from_env, var_or, TableNames};
+use orderly::domain::{Orderly, Password};
+use orderly::http::{app, auth, customers, products};
 use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
+
+type BoxError = Box<dyn std::error::Error>;
 
 const DEFAULT_DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.data");
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     orderly::telemetry::init_local();
-    let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
-    let store = open_store().await?;
-    let orderly = Orderly::new(store, Arc::new(SystemClock));
-    let routes = customers::routes().merge(products::routes());
+    let data_dir = PathBuf::from(var_or("ORDERLY_DATA_DIR", DEFAULT_DATA_DIR));
+    std::fs::create_dir_all(&data_dir)?;
+    let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
+    let orderly = Orderly::new(open_store(&data_dir).await?, Arc::new(SystemClock), auth_config);
 
+    let admin = (std::env::var("ORDERLY_ADMIN_USERNAME").ok(), std::env::var("ORDERLY_ADMIN_PASSWORD").ok());
+    let create_admin_only = std::env::args().nth(1).as_deref() == Some("create-admin");
+    match admin {
+        (Some(username), Some(password)) => {
+            orderly.ensure_admin(&username, Password::new(password)).await?;
+        }
+        _ if create_admin_only => {
+            return Err("create-admin needs ORDERLY_ADMIN_USERNAME and ORDERLY_ADMIN_PASSWORD".into());
+        }
+        _ => {}
+    }
+    if create_admin_only {
+        return Ok(());
+    }
+
+    let routes = auth::routes().merge(customers::routes()).merge(products::routes());
+    let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "orderly-local listening");
-    axum::serve(listener, app(routes, orderly)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app(routes, orderly).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("orderly-local stopped");
     Ok(())
 }
 
-async fn open_store() -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+/// A random JWT secret generated on first start and kept in the data directory, so tokens
+/// survive a restart. Never used in Lambda, where `JWT_SECRET` is required.
+fn development_secret(data_dir: &Path) -> Result<Vec<u8>, BoxError> {
+    let path = data_dir.join("jwt-secret");
+    if let Ok(secret) = std::fs::read(&path) {
+        if secret.len() >= orderly::domain::MIN_SECRET_BYTES {
+            return Ok(secret);
+        }
+    }
+    let secret: String = std::iter::repeat_with(fastrand::alphanumeric).take(64).collect();
+    write_private(&path, secret.as_bytes())?;
+    Ok(secret.into_bytes())
+}
+
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, BoxError> {
     match var_or("ORDERLY_STORE", "sqlite").as_str() {
         "sqlite" => {
-            let dir = PathBuf::from(var_or("ORDERLY_DATA_DIR", DEFAULT_DATA_DIR));
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join("orderly.sqlite3");
+            let path = data_dir.join("orderly.sqlite3");
             tracing::info!(path = %path.display(), "embedded store");
             Ok(Arc::new(SqliteStore::open(&path)?))
         }

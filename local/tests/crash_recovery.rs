@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+const ADMIN_PASSWORD: &str = "crash-test-admin-password";
+
 struct Server {
     child: Child,
     base: String,
@@ -26,6 +28,9 @@ fn start(data_dir: &Path) -> Server {
         .env("ORDERLY_DATA_DIR", data_dir)
         .env_remove("ORDERLY_STORE")
         .env("RUST_LOG", "info")
+        .env("ORDERLY_ADMIN_USERNAME", "admin")
+        .env("ORDERLY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("JWT_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -51,10 +56,21 @@ async fn acknowledged_writes_survive_kill_9() {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
 
     let server = start(&dir);
+    let login: Value = client
+        .post(format!("{}/auth/login", server.base))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"].as_str().expect("token").to_owned();
     let mut acknowledged = Vec::new();
     for i in 0..25 {
         let reply = client
             .post(format!("{}/products", server.base))
+            .bearer_auth(&token)
             .json(&json!({"name": format!("Durable {i}"), "price_cents": 100 + i, "stock": i, "category": "durable"}))
             .send()
             .await
@@ -65,7 +81,7 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let customer = client
         .post(format!("{}/customers", server.base))
-        .json(&json!({"name": "Kill Nine", "email": "kill9@example.com"}))
+        .json(&json!({"name": "Kill Nine", "email": "kill9@example.com", "password": "kill-nine-password"}))
         .send()
         .await
         .expect("POST");
@@ -81,10 +97,12 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!(&reply.json::<Value>().await.expect("json"), product);
     }
     let id = customer["id"].as_str().expect("id");
-    let reply = client.get(format!("{}/customers/{id}", server.base)).send().await.expect("GET");
+    // The token issued before the crash still works: the development secret is kept on disk.
+    let reply = client.get(format!("{}/customers/{id}", server.base)).bearer_auth(&token).send().await.expect("GET");
     assert_eq!(reply.json::<Value>().await.expect("json"), customer);
     let duplicate = client
         .post(format!("{}/products", server.base))
+        .bearer_auth(&token)
         .json(&json!({"name": "durable 3", "price_cents": 1, "stock": 1, "category": "durable"}))
         .send()
         .await

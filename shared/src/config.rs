@@ -2,6 +2,10 @@
 
 use std::env;
 
+use time::Duration;
+
+use crate::domain::{AuthConfig, LoginLimits};
+
 /// DynamoDB table names. Defaults match `template.yaml`'s names for a stack called `orderly`,
 /// so a bare `orderly-local` pointed at DynamoDB Local needs no variable either.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,4 +36,33 @@ impl TableNames {
 
 pub fn var_or(name: &str, default: &str) -> String {
     env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// Authentication settings:
+/// - `JWT_SECRET` (at least 32 bytes) signs tokens; `JWT_PREVIOUS_SECRET`, during a rotation,
+///   still verifies tokens signed before it. `fallback_secret` is used when `JWT_SECRET` is
+///   unset (the local server's generated development secret); Lambda passes none.
+/// - `TOKEN_TTL_SECONDS` (default 900), `LOGIN_FAILURES_PER_ACCOUNT` (10),
+///   `LOGIN_FAILURES_PER_ADDRESS` (100), `LOGIN_WINDOW_SECONDS` (900).
+pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, String> {
+    let secret = match env::var("JWT_SECRET").ok().filter(|s| !s.is_empty()) {
+        Some(secret) => secret.into_bytes(),
+        None => fallback_secret.ok_or("JWT_SECRET is not set")?,
+    };
+    let previous = env::var("JWT_PREVIOUS_SECRET").ok().filter(|s| !s.is_empty());
+    let defaults = LoginLimits::default();
+    let limits = LoginLimits {
+        per_account: number("LOGIN_FAILURES_PER_ACCOUNT", defaults.per_account)?,
+        per_address: number("LOGIN_FAILURES_PER_ADDRESS", defaults.per_address)?,
+        window: Duration::seconds(number("LOGIN_WINDOW_SECONDS", defaults.window.whole_seconds())?),
+    };
+    let ttl = Duration::seconds(number("TOKEN_TTL_SECONDS", 900)?);
+    Ok(AuthConfig::new(&secret, previous.as_deref().map(str::as_bytes), ttl)?.with_limits(limits))
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+        Some(v) => v.trim().parse().map_err(|_| format!("{name} must be a number, not {v:?}")),
+        None => Ok(default),
+    }
 }

@@ -30,6 +30,12 @@ pub enum Error {
     PreconditionFailed { current_version: u64 },
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this route is for admins")]
+    Forbidden,
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("the service is busy, retry shortly")]
     Unavailable,
     #[error("internal error: {0}")]

@@ -8,19 +8,20 @@ use crate::config::TableNames;
 use crate::domain::Orderly;
 use crate::store::DynamoStore;
 
-/// The service over DynamoDB, configured from the environment (table names, region,
-/// `AWS_ENDPOINT_URL*` for emulators).
-pub async fn orderly_on_dynamodb() -> Orderly {
+/// The service over DynamoDB, configured from the environment (table names, JWT secret,
+/// region, `AWS_ENDPOINT_URL*` for emulators). Fails on a missing or short JWT secret.
+pub async fn orderly_on_dynamodb() -> Result<Orderly, String> {
+    let auth = crate::config::auth_from_env(None)?;
     let config = aws_config::load_from_env().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let store = DynamoStore::new(client, TableNames::from_env());
-    Orderly::new(Arc::new(store), Arc::new(SystemClock))
+    Ok(Orderly::new(Arc::new(store), Arc::new(SystemClock), auth))
 }
 
 /// Runs an HTTP function: logging first, then its app built once over DynamoDB, then the
 /// Lambda runtime loop serving API Gateway events with it.
 pub async fn serve_http(app: impl FnOnce(Orderly) -> axum::Router) -> Result<(), lambda_http::Error> {
     crate::telemetry::init_lambda();
-    let app = app(orderly_on_dynamodb().await);
-    lambda_http::run(app).await
+    let orderly = orderly_on_dynamodb().await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    lambda_http::run(app(orderly)).await
 }

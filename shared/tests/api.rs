@@ -5,77 +5,23 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use orderly::http::{app, customers, products};
+use axum::http::{header, Method, Request, StatusCode};
+use common::http::{assert_problem, Api, Reply};
 use orderly::store::Store;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
-#[derive(Clone)]
-struct Api(Router);
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Api {
-    fn new(store: Arc<dyn Store>) -> Self {
-        Api(app(customers::routes().merge(products::routes()), common::orderly(store)))
-    }
-
-    async fn raw(&self, request: Request<Body>) -> Reply {
-        let response = self.0.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        Reply { status, headers, body }
-    }
-
-    async fn send(&self, method: Method, uri: &str, body: Option<Value>, extra: &[(&str, &str)]) -> Reply {
-        let mut builder = Request::builder().method(method).uri(uri);
-        for (name, value) in extra {
-            builder = builder.header(*name, *value);
-        }
-        let request = match body {
-            Some(json) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())),
-            None => builder.body(Body::empty()),
-        };
-        self.raw(request.expect("request")).await
-    }
-
-    async fn get(&self, uri: &str) -> Reply {
-        self.send(Method::GET, uri, None, &[]).await
-    }
-
-    async fn post(&self, uri: &str, body: Value) -> Reply {
-        self.send(Method::POST, uri, Some(body), &[]).await
-    }
-}
-
-fn assert_problem(reply: &Reply, status: StatusCode) {
-    assert_eq!(reply.status, status, "{}", reply.body);
-    assert_eq!(reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/problem+json"));
-    assert_eq!(reply.body["status"], status.as_u16());
-    assert!(reply.body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{}", reply.body);
-    assert!(reply.body["title"].is_string() && reply.body["detail"].is_string(), "{}", reply.body);
-}
-
+/// The app plus an admin's token, sent with every request unless a test says otherwise.
 fn mug() -> Value {
     json!({"name": "Blue Mug", "description": "Holds tea", "price_cents": 1299, "stock": 10, "category": "kitchen"})
 }
 
 async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let created = api
         .post(
             "/customers",
-            json!({"name": "Ada Lovelace", "email": "Ada@Example.com", "phone": "+44 20 7946 0000",
+            json!({"name": "Ada Lovelace", "email": "Ada@Example.com", "password": "correct horse battery", "phone": "+44 20 7946 0000",
                    "address": {"line1": "1 Analytical St", "city": "London", "postal_code": "N1 1AA", "country": "gb"}}),
         )
         .await;
@@ -85,7 +31,7 @@ async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
     assert_eq!(created.body["address"]["country"], "GB");
     assert_eq!(created.body["version"], 1);
 
-    let duplicate = api.post("/customers", json!({"name": "Imposter", "email": "ada@EXAMPLE.com"})).await;
+    let duplicate = api.post("/customers", json!({"name": "Imposter", "email": "ada@EXAMPLE.com", "password": "imposter password"})).await;
     assert_problem(&duplicate, StatusCode::CONFLICT);
 
     let shown = api.get(&format!("/customers/{id}")).await;
@@ -97,7 +43,7 @@ async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
     assert_eq!((patched.body["name"].as_str(), patched.body["email"].as_str()), (Some("Ada King"), Some("Ada@Example.com")));
     assert_eq!(patched.body["version"], 2);
 
-    api.post("/customers", json!({"name": "Bob", "email": "bob@example.com"})).await;
+    api.post("/customers", json!({"name": "Bob", "email": "bob@example.com", "password": "bob's password"})).await;
     let page = api.get("/customers?limit=1").await;
     assert_eq!(page.body["items"].as_array().map(Vec::len), Some(1));
     let token = page.body["next_token"].as_str().expect("token").to_owned();
@@ -110,17 +56,17 @@ async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
 }
 
 async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {
-    let api = Api::new(store);
-    let reply = api.post("/customers", json!({"name": " ", "email": "not-an-email", "phone": "call me"})).await;
+    let api = Api::new(store).await;
+    let reply = api.post("/customers", json!({"name": " ", "email": "not-an-email", "password": "short", "phone": "call me"})).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     let fields: Vec<&str> = reply.body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
-    assert_eq!(fields, ["name", "email", "phone"]);
+    assert_eq!(fields, ["name", "email", "password", "phone"]);
     let listed = api.get("/customers").await;
     assert_eq!(listed.body["items"], json!([]), "nothing was written");
 }
 
 async fn products_crud_with_etags(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let created = api.post("/products", mug()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.headers[header::ETAG], "\"1\"");
@@ -157,7 +103,7 @@ async fn products_crud_with_etags(store: Arc<dyn Store>) {
 }
 
 async fn a_stale_if_match_is_refused_and_changes_nothing(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let uri = format!("/products/{id}");
     api.send(Method::PATCH, &uri, Some(json!({"stock": 11})), &[]).await;
@@ -175,7 +121,7 @@ async fn a_stale_if_match_is_refused_and_changes_nothing(store: Arc<dyn Store>) 
 }
 
 async fn concurrent_patches_at_one_version_let_exactly_one_win(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let uri = format!("/products/{id}");
     let mut writers = JoinSet::new();
@@ -192,7 +138,7 @@ async fn concurrent_patches_at_one_version_let_exactly_one_win(store: Arc<dyn St
 }
 
 async fn unconditional_concurrent_patches_lose_no_field(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let uri = format!("/products/{id}");
     let (a, b) = tokio::join!(
@@ -206,13 +152,13 @@ async fn unconditional_concurrent_patches_lose_no_field(store: Arc<dyn Store>) {
 
 /// 200 concurrent POSTs of one name (and of one email): exactly one 201, every other 409.
 async fn two_hundred_concurrent_creates_admit_exactly_one(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let mut racers = JoinSet::new();
     for i in 0..200 {
         let api = api.clone();
         racers.spawn(async move {
             let product = api.post("/products", json!({"name": "Last Widget", "price_cents": 100 + i, "stock": 1, "category": "widgets"}));
-            let customer = api.post("/customers", json!({"name": format!("Racer {i}"), "email": "racer@example.com"}));
+            let customer = api.post("/customers", json!({"name": format!("Racer {i}"), "email": "racer@example.com", "password": "racing password"}));
             let (p, c) = tokio::join!(product, customer);
             (p.status, c.status)
         });
@@ -228,7 +174,7 @@ async fn two_hundred_concurrent_creates_admit_exactly_one(store: Arc<dyn Store>)
 }
 
 async fn product_filters_over_http(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     for (name, category, price, stock) in [("Axe", "garden", 4500, 0), ("Apron", "kitchen", 1500, 3), ("Anvil", "garden", 9000, 1)] {
         let reply = api.post("/products", json!({"name": name, "price_cents": price, "stock": stock, "category": category})).await;
         assert_eq!(reply.status, StatusCode::CREATED);
@@ -250,7 +196,7 @@ async fn product_filters_over_http(store: Arc<dyn Store>) {
 
 /// Malformed requests of every kind: a 4xx problem document each, nothing written.
 async fn malformed_requests_get_problem_documents(store: Arc<dyn Store>) {
-    let api = Api::new(store);
+    let api = Api::new(store).await;
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let raw = |method: Method, uri: &str, content_type: Option<&str>, body: Vec<u8>| {
         let mut builder = Request::builder().method(method).uri(uri);
@@ -294,7 +240,7 @@ async fn malformed_requests_get_problem_documents(store: Arc<dyn Store>) {
         (raw(Method::GET, "/nowhere", None, Vec::new()), StatusCode::NOT_FOUND),
         (raw(Method::DELETE, "/products", None, Vec::new()), StatusCode::METHOD_NOT_ALLOWED),
         (raw(Method::POST, "/categories", json, b"{}".to_vec()), StatusCode::METHOD_NOT_ALLOWED),
-        (raw(Method::POST, "/customers", json, json!({"name": "A", "email": "a@example.com", "role": "admin"}).to_string().into_bytes()), StatusCode::UNPROCESSABLE_ENTITY),
+        (raw(Method::POST, "/customers", json, json!({"name": "A", "email": "a@example.com", "password": "0123456789", "role": "admin"}).to_string().into_bytes()), StatusCode::UNPROCESSABLE_ENTITY),
     ];
     for (request, expected) in cases {
         let label = format!("{} {}", request.method(), request.uri());

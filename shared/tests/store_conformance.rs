@@ -5,11 +5,14 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use orderly::domain::{Category, Customer, Email, PersonName, Product, ProductName};
+use orderly::domain::{Admin, Category, Customer, Email, PersonName, Principal, Product, ProductName, Role};
 use orderly::store::{PageRequest, ProductFilter, Store, StoreError, UniqueKey};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 use uuid::Uuid;
+
+/// Stores keep password hashes opaque; any string will do here.
+const HASH: &str = "$argon2id$v=19$m=2048,t=1,p=1$c2FsdA$aGFzaA";
 
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
@@ -72,14 +75,14 @@ where
 
 async fn customers_round_trip(store: Arc<dyn Store>) {
     let ada = customer("ada@example.com");
-    store.insert_customer(&ada).await.expect("insert");
+    store.insert_customer(&ada, HASH).await.expect("insert");
     assert_eq!(store.get_customer(ada.id).await.expect("get"), Some(ada));
     assert_eq!(store.get_customer(Uuid::now_v7()).await.expect("get"), None);
 }
 
 async fn customer_emails_are_unique_case_insensitively(store: Arc<dyn Store>) {
-    store.insert_customer(&customer("ada@example.com")).await.expect("first");
-    let again = store.insert_customer(&customer("ADA@Example.com")).await;
+    store.insert_customer(&customer("ada@example.com"), HASH).await.expect("first");
+    let again = store.insert_customer(&customer("ADA@Example.com"), HASH).await;
     assert!(matches!(again, Err(StoreError::Duplicate(UniqueKey::CustomerEmail))), "{again:?}");
 }
 
@@ -88,7 +91,7 @@ async fn racing_sign_ups_with_one_email_admit_exactly_one(store: Arc<dyn Store>)
     for i in 0..50 {
         let store = Arc::clone(&store);
         let email = if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
-        racers.spawn(async move { store.insert_customer(&customer(email)).await });
+        racers.spawn(async move { store.insert_customer(&customer(email), HASH).await });
     }
     let (mut won, mut duplicate) = (0, 0);
     while let Some(result) = racers.join_next().await {
@@ -110,8 +113,8 @@ async fn racing_sign_ups_with_one_email_admit_exactly_one(store: Arc<dyn Store>)
 async fn customer_updates_check_the_version_and_move_the_email(store: Arc<dyn Store>) {
     let ada = customer("ada@example.com");
     let bob = customer("bob@example.com");
-    store.insert_customer(&ada).await.expect("ada");
-    store.insert_customer(&bob).await.expect("bob");
+    store.insert_customer(&ada, HASH).await.expect("ada");
+    store.insert_customer(&bob, HASH).await.expect("bob");
 
     let renamed = next_version(&ada, |c| {
         c.email = Email::parse("email", "lovelace@example.com").expect("valid");
@@ -126,7 +129,7 @@ async fn customer_updates_check_the_version_and_move_the_email(store: Arc<dyn St
     assert_eq!(store.get_customer(ada.id).await.expect("get"), Some(renamed.clone()));
 
     // The old email is free again; the new one is taken.
-    store.insert_customer(&customer("ADA@example.com")).await.expect("old email reusable");
+    store.insert_customer(&customer("ADA@example.com"), HASH).await.expect("old email reusable");
     let steal = next_version(&bob, |c| {
         c.email = Email::parse("email", "Lovelace@example.com").expect("valid");
         c.version = 2;
@@ -141,7 +144,7 @@ async fn customers_list_in_sign_up_order_across_pages(store: Arc<dyn Store>) {
     for i in 0..7 {
         let c = customer(&format!("c{i}@example.com"));
         ids.push(c.id);
-        store.insert_customer(&c).await.expect("insert");
+        store.insert_customer(&c, HASH).await.expect("insert");
     }
     let listed: Vec<Uuid> = all_pages(3, |p| {
         let store = Arc::clone(&store);
@@ -315,7 +318,75 @@ async fn product_lists_filter_and_paginate_by_name(store: Arc<dyn Store>) {
     assert_eq!(unique.len(), everything.len());
 }
 
+async fn logins_lead_to_customers_and_admins_and_follow_email_changes(store: Arc<dyn Store>) {
+    let ada = customer("Ada@Example.com");
+    store.insert_customer(&ada, "ada-hash").await.expect("customer");
+    let admin = Admin { id: Uuid::now_v7(), username: "root".into(), created_at: now() };
+    store.insert_admin(&admin, "admin-hash").await.expect("admin");
+    let again = Admin { id: Uuid::now_v7(), username: "root".into(), created_at: now() };
+    assert!(matches!(store.insert_admin(&again, "x").await, Err(StoreError::Duplicate(UniqueKey::AdminUsername))));
+
+    let login = store.find_login("ada@example.com").await.expect("find").expect("customer login");
+    assert_eq!((login.subject, login.role, login.password_hash.as_str()), (ada.id, Role::Customer, "ada-hash"));
+    let login = store.find_login("root").await.expect("find").expect("admin login");
+    assert_eq!((login.subject, login.role, login.password_hash.as_str()), (admin.id, Role::Admin, "admin-hash"));
+    assert!(store.find_login("nobody@example.com").await.expect("find").is_none());
+
+    let moved = next_version(&ada, |c| {
+        c.email = Email::parse("email", "countess@example.com").expect("valid");
+        c.version = 2;
+    });
+    store.update_customer(&ada, &moved).await.expect("update");
+    assert!(store.find_login("ada@example.com").await.expect("find").is_none(), "old login gone");
+    let login = store.find_login("countess@example.com").await.expect("find").expect("login moved");
+    assert_eq!((login.subject, login.password_hash.as_str()), (ada.id, "ada-hash"), "with its password");
+}
+
+async fn sessions_end_with_revocation_or_a_missing_principal(store: Arc<dyn Store>) {
+    let ada = customer("ada@example.com");
+    store.insert_customer(&ada, HASH).await.expect("customer");
+    let principal = Principal { id: ada.id, role: Role::Customer };
+    let (jti, other_jti) = (Uuid::now_v7(), Uuid::now_v7());
+    let t = now();
+    assert!(store.session_is_valid(&principal, jti, t).await.expect("check"));
+
+    store.revoke_token(jti, t + Duration::minutes(15)).await.expect("revoke");
+    assert!(!store.session_is_valid(&principal, jti, t).await.expect("check"), "revoked");
+    assert!(store.session_is_valid(&principal, other_jti, t).await.expect("check"), "only that token");
+    assert!(
+        store.session_is_valid(&principal, jti, t + Duration::minutes(16)).await.expect("check"),
+        "a revocation is judged by its expiry, not by when TTL deletes it"
+    );
+
+    let as_admin = Principal { id: ada.id, role: Role::Admin };
+    assert!(!store.session_is_valid(&as_admin, other_jti, t).await.expect("check"), "no such admin");
+    let stranger = Principal { id: Uuid::now_v7(), role: Role::Customer };
+    assert!(!store.session_is_valid(&stranger, other_jti, t).await.expect("check"), "no such customer");
+}
+
+async fn attempt_counters_are_atomic_and_per_window(store: Arc<dyn Store>) {
+    let window = now() + Duration::minutes(15);
+    let mut racers = JoinSet::new();
+    for _ in 0..40 {
+        let store = Arc::clone(&store);
+        racers.spawn(async move { store.acquire_attempt("account:ada", 10, window).await.expect("acquire") });
+    }
+    let granted = racers.join_all().await.into_iter().filter(|g| *g).count();
+    assert_eq!(granted, 10, "exactly the limit, however many race");
+    assert!(!store.acquire_attempt("account:ada", 10, window).await.expect("acquire"));
+
+    store.release_attempt("account:ada", window).await.expect("release");
+    assert!(store.acquire_attempt("account:ada", 10, window).await.expect("acquire"), "a released attempt is free again");
+    assert!(store.acquire_attempt("account:bob", 10, window).await.expect("acquire"), "counters are per key");
+    let next_window = window + Duration::minutes(15);
+    assert!(store.acquire_attempt("account:ada", 10, next_window).await.expect("acquire"), "a new window starts at zero");
+    store.release_attempt("account:nobody", window).await.expect("releasing nothing is harmless");
+}
+
 on_every_store!(
+    logins_lead_to_customers_and_admins_and_follow_email_changes,
+    sessions_end_with_revocation_or_a_missing_principal,
+    attempt_counters_are_atomic_and_per_window,
     customers_round_trip,
     customer_emails_are_unique_case_insensitively,
     racing_sign_ups_with_one_email_admit_exactly_one,

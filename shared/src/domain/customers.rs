@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::auth::Password;
 use super::fields::{optional_text, Email, PersonName};
 use super::{backoff, field_errors, Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS};
 use crate::error::{Error, FieldError, Result};
@@ -63,6 +64,7 @@ pub struct Customer {
 pub struct NewCustomer {
     pub name: String,
     pub email: String,
+    pub password: Password,
     #[serde(default)]
     pub phone: Option<String>,
     #[serde(default)]
@@ -96,10 +98,12 @@ impl Orderly {
         let email = Email::parse("email", &input.email);
         let phone = parse_phone(input.phone.as_deref());
         let address = input.address.map(|a| Address::parse("address", a)).transpose();
-        let (name, email, phone, address) = match (name, email, phone, address) {
-            (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
-            (n, e, p, a) => return Err(field_errors([n.err(), e.err(), p.err(), a.err()])),
+        let password = input.password.check_new("password");
+        let (name, email, phone, address) = match (name, email, phone, address, password) {
+            (Ok(n), Ok(e), Ok(p), Ok(a), Ok(())) => (n, e, p, a),
+            (n, e, p, a, pw) => return Err(field_errors([n.err(), e.err(), pw.err(), p.err(), a.err()])),
         };
+        let password_hash = self.hash_new_password(input.password).await?;
         let now = self.clock.now();
         let customer = Customer {
             id: Uuid::now_v7(),
@@ -111,7 +115,7 @@ impl Orderly {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_customer(&customer).await?;
+        self.store.insert_customer(&customer, &password_hash).await?;
         tracing::info!(customer_id = %customer.id, "customer signed up");
         Ok(customer)
     }

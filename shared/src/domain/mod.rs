@@ -1,10 +1,15 @@
 //! The domain: entities, parsing of client input into valid values, and the service every
 //! handler calls. Handlers parse → authorize → call [`Orderly`] → map the result.
 
+mod auth;
 mod customers;
 mod fields;
 mod products;
 
+pub use auth::{
+    AccessToken, Admin, AuthConfig, Caller, LoginLimits, LoginRequest, Password, PasswordCost, Principal, Role, Session,
+    MIN_SECRET_BYTES,
+};
 pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
 pub use fields::{Category, Email, PersonName, ProductName};
 pub use products::{CategorySummary, NewProduct, Product, ProductPatch, ProductQuery};
@@ -16,16 +21,18 @@ use crate::error::{Error, FieldError};
 use crate::store::{PageRequest, Store, StoreError};
 use crate::retry::backoff;
 
-/// The service behind every route: holds the store and the clock, enforces the rules.
+/// The service behind every route: holds the store, the clock and the auth settings, and
+/// enforces the rules. Cheap to clone (all shared).
 #[derive(Clone)]
 pub struct Orderly {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    auth: Arc<AuthConfig>,
 }
 
 impl Orderly {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Self {
+        Self { store, clock, auth: Arc::new(auth) }
     }
 
     pub fn store(&self) -> &dyn Store {

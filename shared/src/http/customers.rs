@@ -1,4 +1,5 @@
-//! The `customers` function: sign-up and customer records.
+//! The `customers` function: sign-up (anyone), the customer list (admins), and a customer's
+//! own record (that customer or an admin; anyone else gets 404).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -7,6 +8,7 @@ use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
+use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
 use super::ApiError;
 use crate::domain::{page_request, CustomerPatch, NewCustomer, Orderly};
@@ -30,19 +32,26 @@ async fn sign_up(State(orderly): State<Orderly>, Json(input): Json<NewCustomer>)
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], JsonResponse(customer)))
 }
 
-async fn list(State(orderly): State<Orderly>, Query(query): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn list(
+    State(orderly): State<Orderly>,
+    _admin: AdminSession,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     let page = page_request(query.limit, query.next_token)?;
     Ok(JsonResponse(orderly.customers(&page).await?))
 }
 
-async fn show(State(orderly): State<Orderly>, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+    session.require_self_or_admin(id, "customer")?;
     Ok(JsonResponse(orderly.customer(id).await?))
 }
 
 async fn update(
     State(orderly): State<Orderly>,
+    session: Session,
     Id(id): Id,
     Json(patch): Json<CustomerPatch>,
 ) -> Result<impl IntoResponse, ApiError> {
+    session.require_self_or_admin(id, "customer")?;
     Ok(JsonResponse(orderly.update_customer(id, patch).await?))
 }

@@ -2,6 +2,7 @@
 //! requests into domain input, and the single error → problem+json mapping ([`problem`]).
 //! [`app`] adds what every function shares: fallbacks, the body limit, request ids, logs.
 
+pub mod auth;
 pub mod customers;
 mod extract;
 pub mod problem;
@@ -25,12 +26,14 @@ pub use problem::ApiError;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Finishes a function's routes into a servable app: unknown routes and methods answer with
-/// problem documents, bodies are capped, and every request gets an id and a log line.
+/// problem documents, bodies are capped, bearer tokens are checked, and every request gets
+/// an id and a log line.
 pub fn app(routes: Router<Orderly>, orderly: Orderly) -> Router {
     routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(orderly.clone(), auth::authenticate))
         .layer(middleware::from_fn(trace_request))
         .with_state(orderly)
 }
@@ -64,6 +67,7 @@ async fn trace_request(request: Request, next: Next) -> Response {
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
+        subject = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -53,6 +53,9 @@ impl ApiError {
                     (StatusCode::PRECONDITION_FAILED, "precondition-failed", "Precondition failed")
                 }
                 Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+                Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+                Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+                Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests"),
                 Error::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
                 Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
             },
@@ -90,8 +93,17 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match &self {
+            ApiError::Domain(Error::Unavailable) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Domain(Error::TooManyRequests { retry_after_secs }) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Domain(Error::Unauthorized(_)) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         if let Some(version) = current_version {
             if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {

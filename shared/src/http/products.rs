@@ -1,4 +1,4 @@
-//! The `products` function: the catalog and categories.
+//! The `products` function: the catalog and categories. Anyone reads; admins write.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::Serialize;
 
+use super::auth::AdminSession;
 use super::extract::{Id, IfMatch, Json, Query};
 use super::ApiError;
 use crate::domain::{NewProduct, Orderly, Product, ProductPatch, ProductQuery};
@@ -28,7 +29,7 @@ fn with_etag(status: StatusCode, product: Product) -> Response {
     response
 }
 
-async fn create(State(orderly): State<Orderly>, Json(input): Json<NewProduct>) -> Result<Response, ApiError> {
+async fn create(State(orderly): State<Orderly>, _admin: AdminSession, Json(input): Json<NewProduct>) -> Result<Response, ApiError> {
     let product = orderly.create_product(input).await?;
     let location = format!("/products/{}", product.id);
     let mut response = with_etag(StatusCode::CREATED, product);
@@ -48,6 +49,7 @@ async fn show(State(orderly): State<Orderly>, Id(id): Id) -> Result<Response, Ap
 
 async fn update(
     State(orderly): State<Orderly>,
+    _admin: AdminSession,
     Id(id): Id,
     IfMatch(expected): IfMatch,
     Json(patch): Json<ProductPatch>,
@@ -57,6 +59,7 @@ async fn update(
 
 async fn replace(
     State(orderly): State<Orderly>,
+    _admin: AdminSession,
     Id(id): Id,
     IfMatch(expected): IfMatch,
     Json(input): Json<NewProduct>,
@@ -64,7 +67,12 @@ async fn replace(
     Ok(with_etag(StatusCode::OK, orderly.replace_product(id, expected, input).await?))
 }
 
-async fn remove(State(orderly): State<Orderly>, Id(id): Id, IfMatch(expected): IfMatch) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(orderly): State<Orderly>,
+    _admin: AdminSession,
+    Id(id): Id,
+    IfMatch(expected): IfMatch,
+) -> Result<StatusCode, ApiError> {
     orderly.delete_product(id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }

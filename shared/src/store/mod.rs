@@ -13,7 +13,9 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{Category, CategorySummary, Customer, Product};
+use time::OffsetDateTime;
+
+use crate::domain::{Admin, Category, CategorySummary, Customer, Principal, Product, Role};
 
 pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
@@ -22,6 +24,7 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UniqueKey {
     CustomerEmail,
+    AdminUsername,
     ProductName,
 }
 
@@ -29,6 +32,7 @@ impl fmt::Display for UniqueKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             UniqueKey::CustomerEmail => "a customer with this email already exists",
+            UniqueKey::AdminUsername => "an admin with this username already exists",
             UniqueKey::ProductName => "a product with this name already exists",
         })
     }
@@ -90,14 +94,29 @@ impl ProductFilter {
     }
 }
 
+/// What a login name (a customer's email or an admin's username, lower case) leads to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub subject: Uuid,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Login").field("subject", &self.subject).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Inserts a new customer; `Duplicate(CustomerEmail)` if the email is taken.
-    async fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+    /// Inserts a new customer and its login; `Duplicate(CustomerEmail)` if the email is taken.
+    async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError>;
     async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, StoreError>;
     /// Customers in sign-up order.
     async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError>;
-    /// Replaces `previous` with `updated` if the stored version is still `previous.version`.
+    /// Replaces `previous` with `updated` if the stored version is still `previous.version`;
+    /// an email change moves the login (and its password hash) to the new email.
     async fn update_customer(&self, previous: &Customer, updated: &Customer) -> Result<(), StoreError>;
 
     /// Inserts a new product; `Duplicate(ProductName)` if the name is taken.
@@ -110,4 +129,23 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_product(&self, previous: &Product) -> Result<(), StoreError>;
     /// Categories that have at least one product, by name.
     async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError>;
+
+    /// Inserts an admin and its login; `Duplicate(AdminUsername)` if the username is taken.
+    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError>;
+    /// The account a lower-case login name belongs to.
+    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError>;
+    /// True while the token `jti` is not revoked and its principal still exists.
+    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Refuses the token `jti` until `expires_at` (when it would expire anyway).
+    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Takes one of `limit` attempts in the counter `key` for the window ending at
+    /// `window_end`, atomically; false when none is left.
+    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Gives back an attempt taken in the same window (a login that succeeded).
+    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+/// Counter keys are per window, so a new window starts from zero without any reset.
+pub(crate) fn attempt_key(key: &str, window_end: OffsetDateTime) -> String {
+    format!("{key}#{}", window_end.unix_timestamp())
 }

@@ -11,8 +11,10 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{token, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
-use crate::domain::{Category, CategorySummary, Customer, Product};
+use time::OffsetDateTime;
+
+use super::{attempt_key, token, Login, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use crate::domain::{Admin, Category, CategorySummary, Customer, Principal, Product, Role};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[r#"
@@ -32,6 +34,23 @@ const MIGRATIONS: &[&str] = &[r#"
         doc         TEXT NOT NULL
     ) STRICT;
     CREATE INDEX products_by_category ON products (category, name_key);
+"#, r#"
+    ALTER TABLE customers ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
+    CREATE TABLE admins (
+        id            TEXT PRIMARY KEY,
+        username_key  TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        doc           TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE revoked_tokens (
+        jti        TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE login_attempts (
+        key        TEXT PRIMARY KEY,
+        attempts   INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
 "#];
 
 #[derive(Clone)]
@@ -131,12 +150,13 @@ fn into_page<T>(mut rows: Vec<(String, T)>, limit: u32) -> Result<Page<T>, Store
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+    async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError> {
         let (id, key, version, doc) = (customer.id.to_string(), customer.email.key(), customer.version, to_doc(customer)?);
+        let hash = password_hash.to_owned();
         self.transaction(move |tx| {
             tx.execute(
-                "INSERT INTO customers (id, email_key, version, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![id, key, version, doc],
+                "INSERT INTO customers (id, email_key, version, doc, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, key, version, doc, hash],
             )
             .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
             Ok(())
@@ -299,6 +319,112 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
+        let (id, key, hash, doc) = (admin.id.to_string(), admin.username.to_lowercase(), password_hash.to_owned(), to_doc(admin)?);
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![id, key, hash, doc],
+            )
+            .map_err(unique_violation("username_key", UniqueKey::AdminUsername))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
+        let login = login.to_owned();
+        self.transaction(move |tx| {
+            let row: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT id, password_hash, 'customer' FROM customers WHERE email_key = ?1
+                     UNION ALL
+                     SELECT id, password_hash, 'admin' FROM admins WHERE username_key = ?1",
+                    [login],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(id, password_hash, role)| {
+                Ok(Login {
+                    subject: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))?,
+                    role: if role == "admin" { Role::Admin } else { Role::Customer },
+                    password_hash,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (id, jti, role) = (principal.id.to_string(), jti.to_string(), principal.role);
+        self.transaction(move |tx| {
+            let revoked: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
+                    params![jti, expired_before(now)],
+                    |row| row.get(0),
+                )
+                .map_err(backend)?;
+            let exists_sql = match role {
+                Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
+                Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
+            };
+            let exists: bool = tx.query_row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
+            Ok(exists && !revoked)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        let jti = jti.to_string();
+        self.transaction(move |tx| {
+            // Revocations of tokens that have expired anyway are garbage.
+            tx.execute("DELETE FROM revoked_tokens WHERE expires_at < unixepoch()", []).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+                params![jti, expires_at.unix_timestamp()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
+        let key = attempt_key(key, window_end);
+        let expires_at = window_end.unix_timestamp();
+        self.transaction(move |tx| {
+            // Counters of past windows are garbage: collect them as we go.
+            tx.execute("DELETE FROM login_attempts WHERE expires_at < ?1", [expires_at]).map_err(backend)?;
+            let taken = tx
+                .execute(
+                    "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1 WHERE attempts < ?3",
+                    params![key, expires_at, limit],
+                )
+                .map_err(backend)?;
+            Ok(taken == 1 && limit > 0)
+        })
+        .await
+    }
+
+    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
+        let key = attempt_key(key, window_end);
+        self.transaction(move |tx| {
+            tx.execute("UPDATE login_attempts SET attempts = attempts - 1 WHERE key = ?1 AND attempts > 0", [key])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn expired_before(now: OffsetDateTime) -> i64 {
+    now.unix_timestamp()
 }
 
 /// A product's indexed columns plus its document.

@@ -2,12 +2,14 @@
 //! DynamoDB Local (started by `scripts/test`) with a fresh set of tables per test.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod http;
+
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use orderly::clock::SystemClock;
+use orderly::clock::{Clock, SystemClock};
 use orderly::config::TableNames;
-use orderly::domain::Orderly;
+use orderly::domain::{AuthConfig, Orderly, PasswordCost};
 use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
 
 pub const DYNAMODB_ENDPOINT_VAR: &str = "ORDERLY_TEST_DYNAMODB_ENDPOINT";
@@ -41,8 +43,22 @@ pub async fn dynamodb_store() -> Arc<dyn Store> {
     Arc::new(DynamoStore::new(client, tables))
 }
 
+pub const TEST_SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+/// Auth settings for tests: argon2 at a tenth of the production memory cost so hundreds of
+/// sign-ups stay quick (the production cost is exercised in `auth.rs`).
+pub fn test_auth() -> AuthConfig {
+    AuthConfig::new(TEST_SECRET, None, time::Duration::minutes(15))
+        .expect("valid secret")
+        .with_cost(PasswordCost { memory_kib: 2048, iterations: 1 })
+}
+
 pub fn orderly(store: Arc<dyn Store>) -> Orderly {
-    Orderly::new(store, Arc::new(SystemClock))
+    orderly_with(store, Arc::new(SystemClock), test_auth())
+}
+
+pub fn orderly_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Orderly {
+    Orderly::new(store, clock, auth)
 }
 
 /// Generates `sqlite::name` and `dynamodb::name` tests from `async fn name(Arc<dyn Store>)`.

@@ -18,9 +18,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{token, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use time::OffsetDateTime;
+
+use super::{attempt_key, token, Login, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
 use crate::config::TableNames;
-use crate::domain::{Category, CategorySummary, Customer, Product};
+use crate::domain::{Admin, Category, CategorySummary, Customer, Principal, Product, Role};
 use crate::retry::backoff;
 
 type Item = HashMap<String, AttributeValue>;
@@ -107,8 +109,17 @@ fn pk(value: String) -> Item {
 fn customer_pk(id: Uuid) -> String {
     format!("CUSTOMER#{id}")
 }
-fn email_pk(key: &str) -> String {
-    format!("EMAIL#{key}")
+fn login_pk(key: &str) -> String {
+    format!("LOGIN#{key}")
+}
+fn admin_pk(id: Uuid) -> String {
+    format!("ADMIN#{id}")
+}
+fn revoked_pk(jti: Uuid) -> String {
+    format!("REVOKED#{jti}")
+}
+fn attempts_pk(key: &str, window_end: OffsetDateTime) -> String {
+    format!("ATTEMPTS#{}", attempt_key(key, window_end))
 }
 fn product_pk(id: Uuid) -> String {
     format!("PRODUCT#{id}")
@@ -137,6 +148,14 @@ fn product_item(product: &Product) -> Result<Item, StoreError> {
     item.insert("gsi2pk".into(), s(format!("IN_CATEGORY#{}", product.category)));
     item.insert("gsi2sk".into(), s(name_key));
     Ok(item)
+}
+
+/// A login item: the uniqueness guard of an email or username, and the way in.
+#[derive(Serialize, Deserialize)]
+struct LoginItem {
+    subject_id: Uuid,
+    role: Role,
+    password_hash: String,
 }
 
 /// A product-count item per category, kept in step with the products in one transaction.
@@ -188,6 +207,12 @@ impl DynamoStore {
         let mut item = pk(key);
         item.insert("owner_id".into(), s(owner.to_string()));
         self.put(table, item, "attribute_not_exists(pk)", None)
+    }
+
+    fn new_login(&self, login: &str, subject_id: Uuid, role: Role, password_hash: &str) -> Result<TransactWriteItem, StoreError> {
+        let mut item = to_item(&LoginItem { subject_id, role, password_hash: password_hash.to_owned() })?;
+        item.insert("pk".into(), s(login_pk(login)));
+        self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)
     }
 
     fn count_category(&self, category: &Category, delta: i64) -> Result<TransactWriteItem, StoreError> {
@@ -404,11 +429,11 @@ fn encode_key(key: &Item) -> Result<String, StoreError> {
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn insert_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+    async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError> {
         let table = &self.tables.customers;
         let actions = vec![
             self.put(table, customer_item(customer)?, "attribute_not_exists(pk)", None)?,
-            self.unique_guard(table, email_pk(&customer.email.key()), customer.id)?,
+            self.new_login(&customer.email.key(), customer.id, Role::Customer, password_hash)?,
         ];
         match self.transact(actions).await {
             Ok(()) => Ok(()),
@@ -433,14 +458,28 @@ impl Store for DynamoStore {
         if old_key == new_key {
             return self.put_if_version(table, customer_item(updated)?, previous.version).await;
         }
+        // The login moves with its password hash; the delete's condition makes sure the hash
+        // read here is still the one stored when the transaction runs.
+        let old_login: LoginItem = self
+            .get(table, login_pk(&old_key))
+            .await?
+            .ok_or_else(|| StoreError::Backend(format!("customer {} has no login item", previous.id)))?;
+        let delete_old_login = Delete::builder()
+            .table_name(table)
+            .set_key(Some(pk(login_pk(&old_key))))
+            .condition_expression("subject_id = :id AND password_hash = :hash")
+            .expression_attribute_values(":id", s(previous.id.to_string()))
+            .expression_attribute_values(":hash", s(old_login.password_hash.clone()))
+            .build()
+            .map_err(build_err)?;
         let actions = vec![
             self.put(table, customer_item(updated)?, "version = :expected", Self::version_is(previous.version))?,
-            self.delete(table, email_pk(&old_key))?,
-            self.unique_guard(table, email_pk(&new_key), updated.id)?,
+            TransactWriteItem::builder().delete(delete_old_login).build(),
+            self.new_login(&new_key, updated.id, Role::Customer, &old_login.password_hash)?,
         ];
         match self.transact(actions).await {
             Ok(()) => Ok(()),
-            Err(TransactionError::ConditionFailed(0)) => Err(StoreError::VersionConflict),
+            Err(TransactionError::ConditionFailed(0 | 1)) => Err(StoreError::VersionConflict),
             Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Duplicate(UniqueKey::CustomerEmail)),
             Err(TransactionError::Store(e)) => Err(e),
         }
@@ -538,6 +577,95 @@ impl Store for DynamoStore {
                 Some(token) => page.token = Some(token),
                 None => return Ok(categories),
             }
+        }
+    }
+
+    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
+        let mut item = to_item(admin)?;
+        item.insert("pk".into(), s(admin_pk(admin.id)));
+        let actions = vec![
+            self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)?,
+            self.new_login(&admin.username.to_lowercase(), admin.id, Role::Admin, password_hash)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(1)) => Err(StoreError::Duplicate(UniqueKey::AdminUsername)),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Backend("admin id collision".into())),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
+        let item: Option<LoginItem> = self.get(&self.tables.customers, login_pk(login)).await?;
+        Ok(item.map(|i| Login { subject: i.subject_id, role: i.role, password_hash: i.password_hash }))
+    }
+
+    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
+        // One round trip for both questions: is the token revoked, does its principal exist.
+        let subject = match principal.role {
+            Role::Customer => customer_pk(principal.id),
+            Role::Admin => admin_pk(principal.id),
+        };
+        let revoked = revoked_pk(jti);
+        let found = self.batch_get(&self.tables.customers, vec![subject.clone(), revoked.clone()]).await?;
+        let still_revoked = found.get(&revoked).is_some_and(|item| match item.get("expires_at") {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().is_ok_and(|t| t > now.unix_timestamp()),
+            _ => true,
+        });
+        Ok(found.contains_key(&subject) && !still_revoked)
+    }
+
+    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        let mut item = pk(revoked_pk(jti));
+        item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
+        item.insert(schema::TTL_ATTRIBUTE.into(), n(expires_at.unix_timestamp()));
+        self.client
+            .put_item()
+            .table_name(&self.tables.customers)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(attempts_pk(key, window_end))))
+            .update_expression("SET #ttl = :ttl ADD attempts :one")
+            .condition_expression("attribute_not_exists(attempts) OR attempts < :limit")
+            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+            .expression_attribute_values(":ttl", n(window_end.unix_timestamp()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(limit > 0),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
+    }
+
+    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(attempts_pk(key, window_end))))
+            .update_expression("ADD attempts :minus_one")
+            .condition_expression("attempts > :zero")
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
         }
     }
 }

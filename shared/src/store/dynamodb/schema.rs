@@ -8,7 +8,10 @@
 //! | table | item | pk | gsi1 | gsi2 |
 //! |---|---|---|---|---|
 //! | customers | customer | `CUSTOMER#<id>` | `CUSTOMER` / id | – |
-//! | customers | email guard | `EMAIL#<lower email>` | – | – |
+//! | customers | login (unique email or username, password hash) | `LOGIN#<lower login>` | – | – |
+//! | customers | admin | `ADMIN#<id>` | – | – |
+//! | customers | revoked token (TTL) | `REVOKED#<jti>` | – | – |
+//! | customers | failed-login counter (TTL) | `ATTEMPTS#<kind>:<key>#<window end>` | – | – |
 //! | products | product | `PRODUCT#<id>` | `PRODUCT` / lower name | `IN_CATEGORY#<slug>` / lower name |
 //! | products | name guard | `PRODUCT_NAME#<lower name>` | – | – |
 //! | products | category count | `CATEGORY#<slug>` | `CATEGORY` / slug | – |

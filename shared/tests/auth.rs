@@ -1,0 +1,358 @@
+//! Authentication and authorization through the HTTP API, on every store: the access matrix,
+//! forged/expired/revoked tokens, logout across functions, login rate limits, and secrets
+//! kept out of the logs.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::http::{Api, Reply, ADMIN_PASSWORD, CUSTOMER_PASSWORD};
+use jsonwebtoken::{EncodingKey, Header};
+use orderly::clock::FakeClock;
+use orderly::domain::{LoginLimits, Orderly, PasswordCost};
+use orderly::http::{app, auth, customers, products};
+use orderly::store::Store;
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Who makes a request in the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    CustomerA,
+    CustomerB,
+    Admin,
+    Tampered,
+    Expired,
+    Revoked,
+    AlgNone,
+    WrongAlgorithm,
+    UnknownAccount,
+}
+
+const EVERYONE: [Who; 10] = [
+    Who::Anonymous,
+    Who::CustomerA,
+    Who::CustomerB,
+    Who::Admin,
+    Who::Tampered,
+    Who::Expired,
+    Who::Revoked,
+    Who::AlgNone,
+    Who::WrongAlgorithm,
+    Who::UnknownAccount,
+];
+
+fn forge(header: Header, sub: Uuid, role: &str, exp: OffsetDateTime) -> String {
+    let claims = json!({"sub": sub, "role": role, "jti": Uuid::now_v7(), "iat": OffsetDateTime::now_utc().unix_timestamp(), "exp": exp.unix_timestamp()});
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(common::TEST_SECRET)).expect("sign")
+}
+
+struct Fixture {
+    api: Api,
+    a_id: String,
+    b_id: String,
+}
+
+impl Fixture {
+    async fn new(store: Arc<dyn Store>) -> Self {
+        let api = Api::new(store).await;
+        let (a_id, _) = api.customer("a@example.com").await;
+        let (b_id, _) = api.customer("b@example.com").await;
+        Fixture { api, a_id, b_id }
+    }
+
+    async fn login(&self, body: Value) -> String {
+        let reply = self.api.send(Method::POST, "/auth/login", Some(body), &[("authorization", "")]).await;
+        reply.body["access_token"].as_str().unwrap_or_else(|| panic!("login failed: {}", reply.body)).to_owned()
+    }
+
+    /// A fresh token per request, so a logout in one cell cannot affect another.
+    async fn token(&self, who: Who) -> Option<String> {
+        let customer = |email: &str| json!({"email": email, "password": CUSTOMER_PASSWORD});
+        let in_15_min = OffsetDateTime::now_utc() + Duration::minutes(15);
+        Some(match who {
+            Who::Anonymous => return None,
+            Who::CustomerA => self.login(customer("a@example.com")).await,
+            Who::CustomerB => self.login(customer("b@example.com")).await,
+            Who::Admin => self.login(json!({"username": "admin", "password": ADMIN_PASSWORD})).await,
+            Who::Tampered => {
+                // Same signature, payload claiming the admin role.
+                let token = self.login(customer("a@example.com")).await;
+                let parts: Vec<&str> = token.split('.').collect();
+                let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+                claims["role"] = json!("admin");
+                format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2])
+            }
+            Who::Expired => forge(Header::default(), self.a_id.parse().expect("uuid"), "customer", OffsetDateTime::now_utc() - Duration::seconds(1)),
+            Who::Revoked => {
+                let token = self.login(customer("a@example.com")).await;
+                let bearer = format!("Bearer {token}");
+                let out = self.api.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await;
+                assert_eq!(out.status, StatusCode::NO_CONTENT);
+                token
+            }
+            Who::AlgNone => {
+                let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+                let claims = json!({"sub": self.a_id, "role": "admin", "jti": Uuid::now_v7(), "iat": 0, "exp": in_15_min.unix_timestamp()});
+                format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
+            }
+            Who::WrongAlgorithm => forge(Header::new(jsonwebtoken::Algorithm::HS512), self.a_id.parse().expect("uuid"), "admin", in_15_min),
+            Who::UnknownAccount => forge(Header::default(), Uuid::now_v7(), "admin", in_15_min),
+        })
+    }
+
+    async fn product(&self) -> String {
+        let name = format!("Matrix {}", Uuid::now_v7());
+        let reply = self.api.post("/products", json!({"name": name, "price_cents": 100, "stock": 5, "category": "matrix"})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn call(&self, who: Who, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        let auth = match self.token(who).await {
+            Some(token) => format!("Bearer {token}"),
+            None => String::new(),
+        };
+        let mut request = Request::builder().method(method).uri(uri);
+        // An empty header value stands for "no header": `Api` adds the admin's otherwise.
+        request = if auth.is_empty() { request.header("x-anonymous", "1") } else { request.header(header::AUTHORIZATION, auth) };
+        let request = match body {
+            Some(json) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.api.raw_as_is(request.expect("request")).await
+    }
+}
+
+/// Expected status per identity for a route whose legitimate users get `ok`.
+fn expect(who: Who, anonymous: u16, a: u16, b: u16, admin: u16) -> u16 {
+    match who {
+        Who::Anonymous => anonymous,
+        Who::CustomerA => a,
+        Who::CustomerB => b,
+        Who::Admin => admin,
+        _ => 401,
+    }
+}
+
+/// Every route × every identity, with the status DESIGN.md's access rules give.
+async fn authorization_matrix(store: Arc<dyn Store>) {
+    let f = Fixture::new(store).await;
+    let product = f.product().await;
+    let (a, b) = (f.a_id.clone(), f.b_id.clone());
+    let mut failures = Vec::new();
+    for who in EVERYONE {
+        let fresh_product = f.product().await;
+        let unique = Uuid::now_v7().simple().to_string();
+        let cases: Vec<(Method, String, Option<Value>, u16)> = vec![
+            (Method::GET, "/products".into(), None, expect(who, 200, 200, 200, 200)),
+            (Method::GET, format!("/products/{product}"), None, expect(who, 200, 200, 200, 200)),
+            (Method::GET, "/categories".into(), None, expect(who, 200, 200, 200, 200)),
+            (
+                Method::POST,
+                "/products".into(),
+                Some(json!({"name": format!("New {unique}"), "price_cents": 1, "stock": 1, "category": "matrix"})),
+                expect(who, 401, 403, 403, 201),
+            ),
+            (Method::PATCH, format!("/products/{product}"), Some(json!({"stock": 9})), expect(who, 401, 403, 403, 200)),
+            (
+                Method::PUT,
+                format!("/products/{product}"),
+                Some(json!({"name": format!("Replaced {unique}"), "price_cents": 2, "stock": 2, "category": "matrix"})),
+                expect(who, 401, 403, 403, 200),
+            ),
+            (Method::DELETE, format!("/products/{fresh_product}"), None, expect(who, 401, 403, 403, 204)),
+            (
+                Method::POST,
+                "/customers".into(),
+                Some(json!({"name": "New", "email": format!("{unique}@example.com"), "password": CUSTOMER_PASSWORD})),
+                expect(who, 201, 201, 201, 201),
+            ),
+            (Method::GET, "/customers".into(), None, expect(who, 401, 403, 403, 200)),
+            (Method::GET, format!("/customers/{a}"), None, expect(who, 401, 200, 404, 200)),
+            (Method::PATCH, format!("/customers/{a}"), Some(json!({"phone": "+1 555 0100"})), expect(who, 401, 200, 404, 200)),
+            (Method::GET, format!("/customers/{b}"), None, expect(who, 401, 404, 200, 200)),
+            (
+                Method::POST,
+                "/auth/login".into(),
+                Some(json!({"email": "b@example.com", "password": CUSTOMER_PASSWORD})),
+                expect(who, 200, 200, 200, 200),
+            ),
+            (Method::POST, "/auth/logout".into(), None, expect(who, 401, 204, 204, 204)),
+        ];
+        for (method, uri, body, expected) in cases {
+            let label = format!("{who:?} {method} {uri}");
+            let reply = f.call(who, method, &uri, body).await;
+            if reply.status.as_u16() != expected {
+                failures.push(format!("{label}: expected {expected}, got {} {}", reply.status, reply.body));
+            } else if expected >= 400 {
+                common::http::assert_problem(&reply, reply.status);
+            }
+            if expected == 401 {
+                assert_eq!(reply.headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()), Some(&b"Bearer"[..]), "{label}");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} cells wrong:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Unknown accounts and wrong passwords are indistinguishable to the caller.
+async fn wrong_password_and_unknown_user_get_the_same_answer(store: Arc<dyn Store>) {
+    let f = Fixture::new(store).await;
+    let wrong = f.api.post("/auth/login", json!({"email": "a@example.com", "password": "not the password"})).await;
+    let unknown = f.api.post("/auth/login", json!({"email": "nobody@example.com", "password": "not the password"})).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
+    let neither = f.api.post("/auth/login", json!({"password": "x"})).await;
+    assert_eq!(neither.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let ok = f.api.post("/auth/login", json!({"email": "A@EXAMPLE.COM", "password": CUSTOMER_PASSWORD})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!((ok.body["token_type"].as_str(), ok.body["role"].as_str(), ok.body["expires_in"].as_i64()), (Some("Bearer"), Some("customer"), Some(900)));
+    assert_eq!(ok.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()), Some(&b"no-store"[..]));
+}
+
+fn clocked(store: Arc<dyn Store>) -> (Orderly, Arc<FakeClock>) {
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let limits = LoginLimits { per_account: 5, per_address: 100, window: Duration::minutes(15) };
+    let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits));
+    (orderly, clock)
+}
+
+/// 20 wrong passwords in a row: the limit's worth get 401, the rest 429 with Retry-After,
+/// the right password too; after the window the right password works again.
+async fn failed_logins_are_rate_limited_per_account(store: Arc<dyn Store>) {
+    let (orderly, clock) = clocked(store);
+    let api = Api::over(orderly).await;
+    api.customer("a@example.com").await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..20 {
+        let reply = api.post("/auth/login", json!({"email": "a@example.com", "password": "guess guess guess"})).await;
+        statuses.push(reply.status.as_u16());
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = reply.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse::<i64>().ok());
+        }
+    }
+    assert_eq!(statuses, [[401; 5].as_slice(), [429; 15].as_slice()].concat());
+    let retry_after = retry_after.expect("Retry-After");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+
+    let right = json!({"email": "a@example.com", "password": CUSTOMER_PASSWORD});
+    assert_eq!(api.post("/auth/login", right.clone()).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let other = api.customer("b@example.com").await;
+    assert!(!other.1.is_empty(), "other accounts are unaffected");
+
+    clock.advance(Duration::seconds(retry_after));
+    assert_eq!(api.post("/auth/login", right.clone()).await.status, StatusCode::OK, "works after the window");
+    // Successful logins never use up the allowance.
+    for _ in 0..10 {
+        assert_eq!(api.post("/auth/login", right.clone()).await.status, StatusCode::OK);
+    }
+}
+
+async fn tokens_expire_by_the_service_clock(store: Arc<dyn Store>) {
+    let (orderly, clock) = clocked(store);
+    let api = Api::over(orderly).await;
+    let (id, token) = api.customer("a@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let uri = format!("/customers/{id}");
+    assert_eq!(api.send(Method::GET, &uri, None, &[("authorization", &bearer)]).await.status, StatusCode::OK);
+    clock.advance(Duration::minutes(15));
+    assert_eq!(api.send(Method::GET, &uri, None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Each function is its own app (as in Lambda) over one store: a logout through the auth
+/// function is refused at once by the others.
+async fn logout_takes_effect_on_every_function(store: Arc<dyn Store>) {
+    let orderly = common::orderly(store);
+    let auth_fn = Api::over(orderly.clone()).await;
+    let customers_fn = Api { router: app(customers::routes(), orderly.clone()), admin_token: String::new() };
+    let products_fn = Api { router: app(products::routes(), orderly.clone()), admin_token: String::new() };
+    let (id, token) = auth_fn.customer("a@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let me = format!("/customers/{id}");
+    assert_eq!(customers_fn.send(Method::GET, &me, None, &[("authorization", &bearer)]).await.status, StatusCode::OK);
+
+    let out = auth_fn.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert_eq!(customers_fn.send(Method::GET, &me, None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(products_fn.send(Method::GET, "/products", None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(auth_fn.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
+    let _ = auth::routes(); // the auth function's own router is what `Api::over` serves
+}
+
+/// The production argon2 cost works end to end (the other tests use a cheaper one).
+async fn production_password_cost_signs_up_and_logs_in(store: Arc<dyn Store>) {
+    let auth = common::test_auth().with_cost(PasswordCost::default());
+    let api = Api::over(common::orderly_with(store, Arc::new(orderly::clock::SystemClock), auth)).await;
+    let (_, token) = api.customer("a@example.com").await;
+    assert_eq!(token.split('.').count(), 3);
+}
+
+on_every_store!(
+    authorization_matrix,
+    wrong_password_and_unknown_user_get_the_same_answer,
+    failed_logins_are_rate_limited_per_account,
+    tokens_expire_by_the_service_clock,
+    logout_takes_effect_on_every_function,
+    production_password_cost_signs_up_and_logs_in,
+);
+
+/// Everything the app logs in this test binary.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_hash_or_token_is_logged() {
+    let logs = captured_logs();
+    let store = common::sqlite_store();
+    let api = Api::new(store.clone()).await;
+    let password = "a-very-distinctive-password-4711";
+    let created = api.post("/customers", json!({"name": "Quiet", "email": "quiet@example.com", "password": password})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let login = api.post("/auth/login", json!({"email": "quiet@example.com", "password": password})).await;
+    let token = login.body["access_token"].as_str().expect("token").to_owned();
+    let bearer = format!("Bearer {token}");
+    api.send(Method::GET, "/customers", None, &[("authorization", &bearer)]).await;
+    api.post("/auth/login", json!({"email": "quiet@example.com", "password": "wrong-distinctive-guess-0815"})).await;
+    api.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await;
+    let hash = store.find_login("quiet@example.com").await.expect("find").expect("login").password_hash;
+
+    let text = String::from_utf8(logs.lock().expect("logs").clone()).expect("utf-8");
+    assert!(text.contains("login succeeded") && text.contains("request completed"), "the app did log");
+    for secret in [password, "wrong-distinctive-guess-0815", &token, &hash, token.split('.').nth(2).unwrap_or("-")] {
+        assert!(!text.contains(secret), "a secret reached the logs");
+    }
+}
