@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod lambda;
+pub mod queue;
 mod retry;
 pub mod store;
 pub mod telemetry;

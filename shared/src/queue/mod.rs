@@ -1,0 +1,1 @@
+//! Queues: placeholder, being written (see the queue helper's brief).
