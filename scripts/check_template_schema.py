@@ -50,7 +50,7 @@ SCHEMA_RS = ROOT / "shared/src/store/dynamodb/schema.rs"
 EXPECTED: dict[str, dict] = {
     "customers": {"sort_key": False, "indexes": ["gsi1"], "ttl": True},
     "products": {"sort_key": False, "indexes": ["gsi1", "gsi2"], "ttl": False},
-    "orders": {"sort_key": True, "indexes": ["gsi1", "gsi2"], "ttl": True},
+    "orders": {"sort_key": False, "indexes": ["gsi1", "gsi2", "gsi3"], "ttl": True},
 }
 TTL_ATTRIBUTE = "ttl"
 # Template logical ids and function environment variables per role.

@@ -9,17 +9,24 @@
 //! - `ORDERLY_ADMIN_USERNAME` + `ORDERLY_ADMIN_PASSWORD`: an admin created at start-up if
 //!   missing. `orderly-local create-admin` does only that, then exits (for AWS: run it with
 //!   `ORDERLY_STORE=dynamodb` and the stack's table names).
-//! - everything `orderly::config` reads (`JWT_SECRET`, token lifetime, login limits).
+//! - everything `orderly::config` reads (`JWT_SECRET`, token lifetime, login limits, order
+//!   rules such as `COOLDOWN_SECONDS`).
+//!
+//! Queues are always the embedded durable queue (`queues.sqlite3` in the data directory),
+//! drained by in-process workers; a sweep runs every `ORDERLY_SWEEP_SECONDS` (default 30).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orderly::clock::SystemClock;
-use orderly::config::{auth_from_env, var_or, TableNames};
+use orderly::clock::{Clock, SystemClock};
+use orderly::config::{auth_from_env, order_settings_from_env, var_or, TableNames};
 use orderly::domain::{Orderly, Password};
-use orderly::http::{app, auth, customers, products};
+use orderly::http::{app, auth, customers, orders, products};
+use orderly::queue::{run_local_worker, QueueName, SqliteQueue};
 use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
+use orderly::workers::OrderWorker;
+use tokio::sync::watch;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -31,7 +38,11 @@ async fn main() -> Result<(), BoxError> {
     let data_dir = PathBuf::from(var_or("ORDERLY_DATA_DIR", DEFAULT_DATA_DIR));
     std::fs::create_dir_all(&data_dir)?;
     let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
-    let orderly = Orderly::new(open_store(&data_dir).await?, Arc::new(SystemClock), auth_config);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let queue = Arc::new(SqliteQueue::open(&data_dir.join("queues.sqlite3"), clock.clone(), MAX_RECEIVES)?);
+    let orderly = Orderly::new(open_store(&data_dir).await?, clock, auth_config)
+        .with_order_settings(order_settings_from_env()?)
+        .with_queue(queue.clone());
 
     let admin = (std::env::var("ORDERLY_ADMIN_USERNAME").ok(), std::env::var("ORDERLY_ADMIN_PASSWORD").ok());
     let create_admin_only = std::env::args().nth(1).as_deref() == Some("create-admin");
@@ -48,15 +59,51 @@ async fn main() -> Result<(), BoxError> {
         return Ok(());
     }
 
-    let routes = auth::routes().merge(customers::routes()).merge(products::routes());
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut background = tokio::task::JoinSet::new();
+    let order_worker = Arc::new(OrderWorker::new(orderly.clone()));
+    background.spawn(run_local_worker(queue, QueueName::Orders, order_worker, WORKER_VISIBILITY, until_stopped()));
+    background.spawn(sweep_periodically(orderly.clone(), until_stopped()));
+
+    let routes = auth::routes().merge(customers::routes()).merge(products::routes()).merge(orders::routes());
     let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "orderly-local listening");
     axum::serve(listener, app(routes, orderly).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    let _ = stop.send(true);
+    while background.join_next().await.is_some() {}
     tracing::info!("orderly-local stopped");
     Ok(())
+}
+
+/// Receives before a message goes to the dead-letter state (as the SQS queues' redrive).
+const MAX_RECEIVES: u32 = 5;
+/// How long a received message stays hidden while a worker handles it.
+const WORKER_VISIBILITY: time::Duration = time::Duration::seconds(60);
+
+/// The local stand-in for the EventBridge schedule that runs the sweep in AWS.
+async fn sweep_periodically(orderly: Orderly, stopped: impl std::future::Future<Output = ()>) {
+    let every = std::time::Duration::from_secs(var_or("ORDERLY_SWEEP_SECONDS", "30").parse().unwrap_or(30).max(1));
+    let mut ticks = tokio::time::interval(every);
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            _ = ticks.tick() => {
+                if let Err(err) = orderly.sweep().await {
+                    tracing::error!(error = %err, "sweep failed");
+                }
+            }
+        }
+    }
 }
 
 /// A random JWT secret generated on first start and kept in the data directory, so tokens

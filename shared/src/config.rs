@@ -4,7 +4,7 @@ use std::env;
 
 use time::Duration;
 
-use crate::domain::{AuthConfig, LoginLimits};
+use crate::domain::{AuthConfig, LoginLimits, OrderSettings, PasswordCost};
 
 /// DynamoDB table names. Defaults match `template.yaml`'s names for a stack called `orderly`,
 /// so a bare `orderly-local` pointed at DynamoDB Local needs no variable either.
@@ -44,6 +44,8 @@ pub fn var_or(name: &str, default: &str) -> String {
 ///   unset (the local server's generated development secret); Lambda passes none.
 /// - `TOKEN_TTL_SECONDS` (default 900), `LOGIN_FAILURES_PER_ACCOUNT` (10),
 ///   `LOGIN_FAILURES_PER_ADDRESS` (100), `LOGIN_WINDOW_SECONDS` (900).
+/// - `PASSWORD_HASH_MEMORY_KIB` (19,456) and `PASSWORD_HASH_ITERATIONS` (2): argon2id cost of
+///   new hashes (existing hashes keep verifying with the cost they were made with).
 pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, String> {
     let secret = match env::var("JWT_SECRET").ok().filter(|s| !s.is_empty()) {
         Some(secret) => secret.into_bytes(),
@@ -57,7 +59,15 @@ pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, Str
         window: Duration::seconds(number("LOGIN_WINDOW_SECONDS", defaults.window.whole_seconds())?),
     };
     let ttl = Duration::seconds(number("TOKEN_TTL_SECONDS", 900)?);
-    Ok(AuthConfig::new(&secret, previous.as_deref().map(str::as_bytes), ttl)?.with_limits(limits))
+    let default_cost = PasswordCost::default();
+    let cost = PasswordCost {
+        memory_kib: number("PASSWORD_HASH_MEMORY_KIB", default_cost.memory_kib)?,
+        iterations: number("PASSWORD_HASH_ITERATIONS", default_cost.iterations)?,
+    };
+    if cost.memory_kib < 1024 || cost.iterations < 1 {
+        return Err("PASSWORD_HASH_MEMORY_KIB must be at least 1024 and PASSWORD_HASH_ITERATIONS at least 1".into());
+    }
+    Ok(AuthConfig::new(&secret, previous.as_deref().map(str::as_bytes), ttl)?.with_limits(limits).with_cost(cost))
 }
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -65,4 +75,20 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
         Some(v) => v.trim().parse().map_err(|_| format!("{name} must be a number, not {v:?}")),
         None => Ok(default),
     }
+}
+
+/// Order rules: `COOLDOWN_SECONDS` (300), `MAX_DEFERRED_ORDERS` (3),
+/// `PAYMENT_DEADLINE_SECONDS` (86,400), `IDEMPOTENCY_TTL_SECONDS` (86,400).
+pub fn order_settings_from_env() -> Result<OrderSettings, String> {
+    let defaults = OrderSettings::default();
+    let seconds = |name: &str, default: Duration| -> Result<Duration, String> {
+        let value = number(name, default.whole_seconds())?;
+        if value < 1 { Err(format!("{name} must be at least 1")) } else { Ok(Duration::seconds(value)) }
+    };
+    Ok(OrderSettings {
+        cooldown: seconds("COOLDOWN_SECONDS", defaults.cooldown)?,
+        max_deferred: number("MAX_DEFERRED_ORDERS", defaults.max_deferred)?,
+        payment_deadline: seconds("PAYMENT_DEADLINE_SECONDS", defaults.payment_deadline)?,
+        idempotency_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", defaults.idempotency_ttl)?,
+    })
 }

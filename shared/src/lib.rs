@@ -3,7 +3,10 @@
 //! - [`domain`]: entities, input parsing and the rules (the [`domain::Orderly`] service).
 //! - [`store`]: the [`store::Store`] trait with its DynamoDB and embedded SQLite backends.
 //! - [`http`]: axum routers per function, extractors, and the one error → problem+json mapping.
-//! - [`config`], [`clock`], [`telemetry`]: wiring shared by the Lambda mains and `orderly-local`.
+//! - [`queue`]: the [`queue::Queue`] trait with its SQS and embedded SQLite backends, and the
+//!   consumer side shared by Lambda and the local server; [`workers`]: the queue consumers.
+//! - [`config`], [`clock`], [`telemetry`], [`lambda`]: wiring shared by the Lambda mains and
+//!   `orderly-local`.
 
 pub mod clock;
 pub mod config;
@@ -15,5 +18,6 @@ pub mod queue;
 mod retry;
 pub mod store;
 pub mod telemetry;
+pub mod workers;
 
 pub use error::Error;

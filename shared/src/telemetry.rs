@@ -16,3 +16,27 @@ pub fn init_local() {
         .with_span_list(false)
         .init();
 }
+
+/// The CloudWatch namespace of Orderly's business metrics.
+const METRICS_NAMESPACE: &str = "Orderly";
+
+/// Emits one business metric as a CloudWatch Embedded Metric Format line on stdout: in Lambda,
+/// CloudWatch turns it into a metric (no API call, no latency); locally it is one more JSON
+/// log line. `function` is the Lambda function name when there is one.
+pub fn metric(name: &str, value: i64) {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "orderly-local".into());
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let line = serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp as i64,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["function"]],
+                "Metrics": [{"Name": name, "Unit": "Count"}],
+            }],
+        },
+        "function": function,
+        name: value,
+    });
+    println!("{line}");
+}

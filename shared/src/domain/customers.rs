@@ -23,7 +23,7 @@ pub struct Address {
 }
 
 impl Address {
-    fn parse(field: &str, raw: Address) -> Result<Address, FieldError> {
+    pub(crate) fn parse(field: &str, raw: Address) -> Result<Address, FieldError> {
         let required = |name: &str, value: &str, max: usize| match optional_text(&format!("{field}.{name}"), Some(value), max)? {
             Some(v) => Ok(v),
             None => Err(FieldError::new(format!("{field}.{name}"), "must not be empty")),

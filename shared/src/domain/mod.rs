@@ -4,6 +4,8 @@
 mod auth;
 mod customers;
 mod fields;
+mod messages;
+mod orders;
 mod products;
 
 pub use auth::{
@@ -12,11 +14,20 @@ pub use auth::{
 };
 pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
 pub use fields::{Category, Email, PersonName, ProductName};
+pub use messages::OrderMessage;
+pub use orders::{
+    CancelRequest, HistoryEntry, IdempotencyKey, IdempotencyRecord, NewOrder, NewOrderItem, Order, OrderCounters,
+    OrderEvent, OrderLine, OrderMetrics, OrderQuery, OrderSettings, OrderStatus, Placed, Release, StatusChange,
+    SweepReport, MAX_ORDER_LINES,
+};
 pub use products::{CategorySummary, NewProduct, Product, ProductPatch, ProductQuery};
 
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use crate::clock::Clock;
+use crate::queue::Queue;
 use crate::error::{Error, FieldError};
 use crate::store::{PageRequest, Store, StoreError};
 use crate::retry::backoff;
@@ -28,11 +39,29 @@ pub struct Orderly {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     auth: Arc<AuthConfig>,
+    /// Where deferred-order releases (and later payments, fulfillment) are sent; functions
+    /// that send nothing have none.
+    queue: Option<Arc<dyn Queue>>,
+    orders: OrderSettings,
 }
 
 impl Orderly {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Self {
-        Self { store, clock, auth: Arc::new(auth) }
+        Self { store, clock, auth: Arc::new(auth), queue: None, orders: OrderSettings::default() }
+    }
+
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    pub fn with_order_settings(mut self, settings: OrderSettings) -> Self {
+        self.orders = settings;
+        self
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -51,6 +80,10 @@ impl From<StoreError> for Error {
             // Callers that can tell 404 from 412 handle this before it gets here.
             StoreError::VersionConflict => Error::Conflict("the resource was changed concurrently; retry".into()),
             StoreError::InvalidPageToken => Error::invalid("next_token", "is not a token this list returned"),
+            StoreError::InsufficientStock(ids) => {
+                let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+                Error::Conflict(format!("not enough stock for: {}", ids.join(", ")))
+            }
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Error::Unavailable

@@ -112,3 +112,34 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         unquoted.parse().map(|v| IfMatch(Some(v))).map_err(|_| ApiError::InvalidIfMatch)
     }
 }
+
+/// An optional JSON body: an empty body (and no content type) is `T::default()`.
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declared_length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length == Some(0) || (declared_length.is_none() && !request.headers().contains_key(header::CONTENT_TYPE)) {
+            return Ok(JsonOrEmpty(T::default()));
+        }
+        Json::<T>::from_request(request, state).await.map(|Json(value)| JsonOrEmpty(value))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for super::RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(parts
+            .extensions
+            .get::<super::RequestId>()
+            .cloned()
+            .unwrap_or_else(|| super::RequestId(Uuid::now_v7().to_string())))
+    }
+}

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod customers;
 mod extract;
+pub mod orders;
 pub mod problem;
 pub mod products;
 
@@ -60,8 +61,13 @@ fn request_id(request: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-async fn trace_request(request: Request, next: Next) -> Response {
+/// The request's id, for handlers that pass it on (as a queued message's correlation id).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn trace_request(mut request: Request, next: Next) -> Response {
     let request_id = request_id(&request);
+    request.extensions_mut().insert(RequestId(request_id.clone()));
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,

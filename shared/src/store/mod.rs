@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Admin, Category, CategorySummary, Customer, Principal, Product, Role};
+use crate::domain::{
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Principal, Product,
+    Role,
+};
 
 pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
@@ -26,6 +29,7 @@ pub enum UniqueKey {
     CustomerEmail,
     AdminUsername,
     ProductName,
+    IdempotencyKey,
 }
 
 impl fmt::Display for UniqueKey {
@@ -34,6 +38,7 @@ impl fmt::Display for UniqueKey {
             UniqueKey::CustomerEmail => "a customer with this email already exists",
             UniqueKey::AdminUsername => "an admin with this username already exists",
             UniqueKey::ProductName => "a product with this name already exists",
+            UniqueKey::IdempotencyKey => "this Idempotency-Key was already used",
         })
     }
 }
@@ -47,6 +52,9 @@ pub enum StoreError {
     VersionConflict,
     #[error("invalid page token")]
     InvalidPageToken,
+    /// An order's reservation found too little stock for these products; nothing was written.
+    #[error("not enough stock")]
+    InsufficientStock(Vec<Uuid>),
     /// Worth retrying later: throttling, a transaction conflict that outlasted our retries.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -92,6 +100,45 @@ impl ProductFilter {
             && self.max_price.is_none_or(|max| product.price_cents <= max)
             && self.in_stock.is_none_or(|want| (product.stock > 0) == want)
     }
+}
+
+/// What placing an order needs to read first: the customer's cooldown and the products.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderContext {
+    /// The stored cooldown end, expired or not (the write is conditioned on it).
+    pub cooldown_until: Option<OffsetDateTime>,
+    /// The requested products in request order; `None` for an unknown id.
+    pub products: Vec<Option<Product>>,
+}
+
+/// A new order and everything written with it, in one atomic step.
+#[derive(Debug, Clone, Copy)]
+pub struct NewOrderWrite<'a> {
+    /// Its lines' quantities are reserved, each only if the stock suffices and the price is
+    /// still the line's `unit_price_cents`.
+    pub order: &'a Order,
+    /// The write happens only if the stored cooldown is still this (`None`: no cooldown item).
+    pub expected_cooldown_until: Option<OffsetDateTime>,
+    pub new_cooldown_until: OffsetDateTime,
+    /// Saved unless a live record for the same customer and key exists.
+    pub idempotency: Option<&'a IdempotencyRecord>,
+}
+
+/// An order moving from `previous` (status and version as read) to `updated`.
+#[derive(Debug, Clone, Copy)]
+pub struct TransitionWrite<'a> {
+    pub previous: &'a Order,
+    pub updated: &'a Order,
+    /// Give every line's quantity back to its product (products deleted since are skipped).
+    pub restock: bool,
+}
+
+/// GET /orders filters. Results are newest first, except that a `status` filter without a
+/// customer lists by due time, latest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub customer: Option<Uuid>,
+    pub status: Option<OrderStatus>,
 }
 
 /// What a login name (a customer's email or an admin's username, lower case) leads to.
@@ -143,6 +190,74 @@ pub trait Store: Send + Sync + 'static {
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError>;
     /// Gives back an attempt taken in the same window (a login that succeeded).
     async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError>;
+
+    async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError>;
+    /// Places an order atomically: `InsufficientStock` names the short products,
+    /// `VersionConflict` means the cooldown or a price moved (read again and retry),
+    /// `Duplicate(IdempotencyKey)` that the key was used meanwhile. Nothing is written then.
+    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError>;
+    async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
+    async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError>;
+    /// Applies a transition if the stored order is still at `previous.version`, with its
+    /// restock and counters in the same atomic step; `VersionConflict` otherwise.
+    async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError>;
+    /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest first.
+    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError>;
+    async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
+}
+
+/// Counter deltas of a placement or transition, shared by both backends.
+pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(String, i64)> {
+    let mut deltas = Vec::new();
+    match previous {
+        None => {
+            deltas.push(("placed".to_owned(), 1));
+            deltas.push((status_counter(updated.status), 1));
+        }
+        Some(previous) if previous.status != updated.status => {
+            deltas.push((status_counter(previous.status), -1));
+            deltas.push((status_counter(updated.status), 1));
+            if updated.status == OrderStatus::Delivered {
+                deltas.push(("delivered".to_owned(), 1));
+                deltas.push(("delivered_seconds".to_owned(), (updated.updated_at - updated.created_at).whole_seconds()));
+            }
+        }
+        Some(_) => {}
+    }
+    deltas
+}
+
+pub(crate) fn status_counter(status: OrderStatus) -> String {
+    format!("status_{}", status.as_str().replace(' ', "_"))
+}
+
+/// Sums named counters into [`OrderCounters`].
+pub(crate) fn counters_from(values: impl IntoIterator<Item = (String, i64)>) -> OrderCounters {
+    let mut counters = OrderCounters::default();
+    for (name, value) in values {
+        match name.as_str() {
+            "placed" => counters.placed += value,
+            "delivered" => counters.delivered += value,
+            "delivered_seconds" => counters.delivered_seconds += value,
+            other => {
+                if let Some(status) = OrderStatus::ALL.into_iter().find(|s| status_counter(*s) == other) {
+                    *counters.by_status.entry(status).or_insert(0) += value;
+                }
+            }
+        }
+    }
+    counters
+}
+
+/// Milliseconds since the epoch: the sortable form of due times and cooldowns.
+pub(crate) fn epoch_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_epoch_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Backend(format!("bad timestamp {ms}: {e}")))
 }
 
 /// Counter keys are per window, so a new window starts from zero without any reset.

@@ -13,8 +13,14 @@ use uuid::Uuid;
 
 use time::OffsetDateTime;
 
-use super::{attempt_key, token, Login, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
-use crate::domain::{Admin, Category, CategorySummary, Customer, Principal, Product, Role};
+use super::{
+    attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, token, Login, NewOrderWrite, OrderContext,
+    OrderFilter, Page, PageRequest, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+};
+use crate::domain::{
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Principal, Product,
+    Role,
+};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[r#"
@@ -50,6 +56,32 @@ const MIGRATIONS: &[&str] = &[r#"
         key        TEXT PRIMARY KEY,
         attempts   INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
+    ) STRICT;
+"#, r#"
+    CREATE TABLE orders (
+        id          TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        due_at      INTEGER NOT NULL,
+        version     INTEGER NOT NULL,
+        doc         TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX orders_by_customer ON orders (customer_id, id);
+    CREATE INDEX orders_by_status ON orders (status, due_at, id);
+    CREATE TABLE cooldowns (
+        customer_id TEXT PRIMARY KEY,
+        until_ms    INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE idempotency (
+        customer_id TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        doc         TEXT NOT NULL,
+        PRIMARY KEY (customer_id, key)
+    ) STRICT;
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
     ) STRICT;
 "#];
 
@@ -421,6 +453,237 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
+        let (customer, ids): (String, Vec<String>) = (customer.to_string(), products.iter().map(Uuid::to_string).collect());
+        self.transaction(move |tx| {
+            let until: Option<i64> = tx
+                .query_row("SELECT until_ms FROM cooldowns WHERE customer_id = ?1", [&customer], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            let mut stmt = tx.prepare("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
+            let products = ids
+                .iter()
+                .map(|id| {
+                    let doc: Option<String> = stmt.query_row([id], |row| row.get(0)).optional().map_err(backend)?;
+                    doc.as_deref().map(from_doc::<Product>).transpose()
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(OrderContext { cooldown_until: until.map(from_epoch_millis).transpose()?, products })
+        })
+        .await
+    }
+
+    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
+        let order = write.order.clone();
+        let expected_until = write.expected_cooldown_until.map(epoch_millis);
+        let new_until = epoch_millis(write.new_cooldown_until);
+        let idempotency = write.idempotency.map(|r| Ok::<_, StoreError>((r.key.clone(), epoch_millis(r.expires_at), to_doc(r)?))).transpose()?;
+        let doc = to_doc(&order)?;
+        self.transaction(move |tx| {
+            let customer = order.customer_id.to_string();
+            let stored_until: Option<i64> = tx
+                .query_row("SELECT until_ms FROM cooldowns WHERE customer_id = ?1", [&customer], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            if stored_until != expected_until {
+                return Err(StoreError::VersionConflict);
+            }
+            if let Some((key, expires_at, record)) = &idempotency {
+                let now = epoch_millis(order.created_at);
+                let taken = tx
+                    .execute(
+                        "INSERT INTO idempotency (customer_id, key, expires_at, doc) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (customer_id, key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc
+                         WHERE idempotency.expires_at <= ?5",
+                        params![customer, key, expires_at, record, now],
+                    )
+                    .map_err(backend)?;
+                if taken == 0 {
+                    return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
+                }
+            }
+            let mut short = Vec::new();
+            for line in &order.lines {
+                let reserved = tx
+                    .execute(
+                        "UPDATE products SET stock = stock - ?2, version = version + 1,
+                             doc = json_set(doc, '$.stock', stock - ?2, '$.version', version + 1)
+                         WHERE id = ?1 AND stock >= ?2 AND price_cents = ?3",
+                        params![line.product_id.to_string(), line.quantity, line.unit_price_cents],
+                    )
+                    .map_err(backend)?;
+                if reserved == 1 {
+                    continue;
+                }
+                let current: Option<(i64, i64)> = tx
+                    .query_row("SELECT stock, price_cents FROM products WHERE id = ?1", [line.product_id.to_string()], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()
+                    .map_err(backend)?;
+                match current {
+                    Some((stock, _)) if stock < line.quantity => short.push(line.product_id),
+                    // Deleted, or repriced since it was read.
+                    _ => return Err(StoreError::VersionConflict),
+                }
+            }
+            if !short.is_empty() {
+                return Err(StoreError::InsufficientStock(short));
+            }
+            tx.execute(
+                "INSERT INTO orders (id, customer_id, status, due_at, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![order.id.to_string(), customer, order.status.as_str(), epoch_millis(order.due_at()), order.version, doc],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO cooldowns (customer_id, until_ms) VALUES (?1, ?2)
+                 ON CONFLICT (customer_id) DO UPDATE SET until_ms = excluded.until_ms",
+                params![customer, new_until],
+            )
+            .map_err(backend)?;
+            add_counters(tx, counter_deltas(None, &order))
+        })
+        .await
+    }
+
+    async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let (customer, key) = (customer.to_string(), key.to_owned());
+        self.transaction(move |tx| {
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            doc.as_deref().map(from_doc).transpose()
+        })
+        .await
+    }
+
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
+        self.transaction(move |tx| {
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM orders WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            doc.as_deref().map(from_doc).transpose()
+        })
+        .await
+    }
+
+    async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError> {
+        let after = decode_after(page)?;
+        let limit = page.limit;
+        let filter = *filter;
+        self.transaction(move |tx| {
+            let customer = filter.customer.map(|c| c.to_string());
+            let status = filter.status.map(OrderStatus::as_str);
+            // By due time when listing one status across customers, else newest first; the
+            // position is `<due>#<id>` or `<id>`.
+            let by_due = customer.is_none() && status.is_some();
+            let (due_after, id_after) = match after.as_deref().map(|a| a.split_once('#')) {
+                Some(Some((due, id))) if by_due => (due.parse::<i64>().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned()),
+                Some(None) if !by_due => (0, after.clone().unwrap_or_default()),
+                None => (i64::MAX, "~".to_owned()),
+                _ => return Err(StoreError::InvalidPageToken),
+            };
+            let sql = if by_due {
+                "SELECT due_at, id, doc FROM orders WHERE status = ?2 AND (due_at, id) < (?3, ?4)
+                 ORDER BY due_at DESC, id DESC LIMIT ?5"
+            } else {
+                "SELECT due_at, id, doc FROM orders
+                 WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR status = ?2) AND id < ?4
+                 ORDER BY id DESC LIMIT ?5"
+            };
+            let mut stmt = tx.prepare(sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![customer, status, due_after, id_after, limit + 1], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                })
+                .map_err(backend)?
+                .map(|row| {
+                    let (due, id, doc) = row.map_err(backend)?;
+                    let position = if by_due { format!("{due}#{id}") } else { id };
+                    Ok((position, from_doc::<Order>(&doc)?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            into_page(rows, limit)
+        })
+        .await
+    }
+
+    async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError> {
+        let (previous, updated, restock) = (write.previous.clone(), write.updated.clone(), write.restock);
+        let doc = to_doc(&updated)?;
+        self.transaction(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE orders SET status = ?2, due_at = ?3, version = ?4, doc = ?5 WHERE id = ?1 AND version = ?6",
+                    params![
+                        updated.id.to_string(),
+                        updated.status.as_str(),
+                        epoch_millis(updated.due_at()),
+                        updated.version,
+                        doc,
+                        previous.version
+                    ],
+                )
+                .map_err(backend)?;
+            if changed != 1 {
+                return Err(StoreError::VersionConflict);
+            }
+            if restock {
+                for line in &previous.lines {
+                    tx.execute(
+                        "UPDATE products SET stock = stock + ?2, version = version + 1,
+                             doc = json_set(doc, '$.stock', stock + ?2, '$.version', version + 1)
+                         WHERE id = ?1",
+                        params![line.product_id.to_string(), line.quantity],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            add_counters(tx, counter_deltas(Some(&previous), &updated))
+        })
+        .await
+    }
+
+    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError> {
+        let due_by = epoch_millis(due_by);
+        self.transaction(move |tx| {
+            let mut stmt = tx
+                .prepare("SELECT doc FROM orders WHERE status = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![status.as_str(), due_by, limit], |row| row.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.map(|doc| from_doc(&doc.map_err(backend)?)).collect()
+        })
+        .await
+    }
+
+    async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
+        self.transaction(|tx| {
+            let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(counters_from(rows))
+        })
+        .await
+    }
+}
+
+fn add_counters(tx: &rusqlite::Transaction<'_>, deltas: Vec<(String, i64)>) -> Result<(), StoreError> {
+    for (name, delta) in deltas {
+        tx.execute(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            params![name, delta],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn expired_before(now: OffsetDateTime) -> i64 {

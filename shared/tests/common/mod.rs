@@ -83,3 +83,37 @@ macro_rules! on_every_store {
         }
     };
 }
+
+pub const SQS_ENDPOINT_VAR: &str = "ORDERLY_TEST_SQS_ENDPOINT";
+
+/// An SQS client for moto's server. Without the emulator the test fails, saying how to get one:
+/// a run never skips the production backend silently.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    let endpoint = std::env::var(SQS_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{SQS_ENDPOINT_VAR} is not set. Run ./scripts/test, which installs and starts moto's \
+             server, or start it yourself (.tools/py/bin/moto_server -H 127.0.0.1 -p PORT) and export \
+             {SQS_ENDPOINT_VAR}=http://127.0.0.1:PORT"
+        )
+    });
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+/// SQS queues (and their DLQs) on moto, fresh for each test, redriving after `max_receives`.
+pub async fn sqs_queue(max_receives: u32) -> Arc<dyn orderly::queue::Queue> {
+    let client = sqs_client().await;
+    let prefix = format!("t{}-", uuid::Uuid::now_v7().simple());
+    let urls = orderly::queue::create_queues(&client, &prefix, max_receives).await.expect("create queues in moto");
+    Arc::new(orderly::queue::SqsQueue::new(client, urls))
+}
+
+/// The embedded queue in memory, on the system clock (the shared suite times real delays).
+pub fn sqlite_queue(max_receives: u32) -> Arc<dyn orderly::queue::Queue> {
+    Arc::new(orderly::queue::SqliteQueue::in_memory(Arc::new(SystemClock), max_receives).expect("in-memory queue"))
+}

@@ -12,7 +12,9 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,15 +22,21 @@ use uuid::Uuid;
 
 use time::OffsetDateTime;
 
-use super::{attempt_key, token, Login, Page, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use super::{
+    attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, token, Login, NewOrderWrite, OrderContext,
+    OrderFilter, Page, PageRequest, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+};
 use crate::config::TableNames;
-use crate::domain::{Admin, Category, CategorySummary, Customer, Principal, Product, Role};
+use crate::domain::{
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Principal, Product,
+    Role,
+};
 use crate::retry::backoff;
 
 type Item = HashMap<String, AttributeValue>;
 
 /// Attempts for a transaction that keeps meeting `TransactionConflict` on a hot item.
-const TRANSACTION_ATTEMPTS: usize = 12;
+const TRANSACTION_ATTEMPTS: usize = 20;
 /// Index pages read per list request before returning a short page (selective filters).
 const MAX_QUERY_ROUNDS: usize = 5;
 /// BatchGetItem's limit per request.
@@ -130,6 +138,38 @@ fn product_name_pk(key: &str) -> String {
 fn category_pk(category: &Category) -> String {
     format!("CATEGORY#{category}")
 }
+fn cooldown_pk(customer: Uuid) -> String {
+    format!("COOLDOWN#{customer}")
+}
+fn order_pk(id: Uuid) -> String {
+    format!("ORDER#{id}")
+}
+fn idempotency_pk(customer: Uuid, key: &str) -> String {
+    format!("IDEMPOTENCY#{customer}#{key}")
+}
+fn status_partition(status: OrderStatus) -> String {
+    format!("STATUS#{}", status.as_str())
+}
+/// Due times sort as zero-padded milliseconds, then the id for uniqueness.
+fn due_sort_key(order: &Order) -> String {
+    format!("{:015}#{}", epoch_millis(order.due_at()), order.id)
+}
+
+/// Counter updates are spread over this many items, so concurrent orders do not all
+/// contend for one hot counter item; reading the metrics sums the shards.
+const METRICS_SHARDS: u32 = 10;
+
+fn order_item(order: &Order) -> Result<Item, StoreError> {
+    let mut item = to_item(order)?;
+    item.insert("pk".into(), s(order_pk(order.id)));
+    item.insert("gsi1pk".into(), s(format!("CUSTOMER#{}", order.customer_id)));
+    item.insert("gsi1sk".into(), s(order.id.to_string()));
+    item.insert("gsi2pk".into(), s(status_partition(order.status)));
+    item.insert("gsi2sk".into(), s(due_sort_key(order)));
+    item.insert("gsi3pk".into(), s("ORDER"));
+    item.insert("gsi3sk".into(), s(order.id.to_string()));
+    Ok(item)
+}
 
 fn customer_item(customer: &Customer) -> Result<Item, StoreError> {
     let mut item = to_item(customer)?;
@@ -165,6 +205,14 @@ struct CategoryCount {
     product_count: i64,
 }
 
+/// The actions whose condition failed, with the item as it was (ALL_OLD where requested).
+type FailedConditions = Vec<(usize, Option<Item>)>;
+
+enum CancelledTransaction {
+    Conditions(FailedConditions),
+    Store(StoreError),
+}
+
 /// What a cancelled transaction tells its caller.
 enum TransactionError {
     /// The condition of the action at this index failed.
@@ -178,12 +226,21 @@ impl From<StoreError> for TransactionError {
     }
 }
 
-/// One page of an index, in index order.
+/// One page of an index, in index order (or reversed).
 struct IndexQuery<'a> {
     table: &'a str,
     index: &'static str,
     partition: String,
     sort_prefix: Option<String>,
+    /// Only sort keys up to and including this.
+    sort_at_most: Option<String>,
+    descending: bool,
+}
+
+impl<'a> IndexQuery<'a> {
+    fn new(table: &'a str, index: &'static str, partition: impl Into<String>) -> Self {
+        Self { table, index, partition: partition.into(), sort_prefix: None, sort_at_most: None, descending: false }
+    }
 }
 
 impl DynamoStore {
@@ -233,35 +290,90 @@ impl DynamoStore {
         Some(HashMap::from([(":expected".to_owned(), n(version))]))
     }
 
-    /// Runs a transaction, retrying with backoff while it only meets transaction conflicts
-    /// or throttling; reports the first action whose condition failed.
+    /// Runs a transaction; reports the first action whose condition failed.
     async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<(), TransactionError> {
+        match self.transact_reporting(actions).await {
+            Ok(()) => Ok(()),
+            Err(CancelledTransaction::Conditions(failed)) => {
+                Err(TransactionError::ConditionFailed(failed.first().map(|(i, _)| *i).unwrap_or(0)))
+            }
+            Err(CancelledTransaction::Store(e)) => Err(TransactionError::Store(e)),
+        }
+    }
+
+    /// Runs a transaction, retrying with backoff while it only meets transaction conflicts
+    /// or throttling; reports every action whose condition failed.
+    async fn transact_reporting(&self, actions: Vec<TransactWriteItem>) -> Result<(), CancelledTransaction> {
         for attempt in 0..TRANSACTION_ATTEMPTS {
             let err = match self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
             };
-            let codes: Vec<String> = match err.as_service_error() {
+            let reasons: Vec<(String, Option<Item>)> = match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
                     .cancellation_reasons()
                     .iter()
-                    .map(|r| r.code().unwrap_or("None").to_owned())
+                    .map(|r| (r.code().unwrap_or("None").to_owned(), r.item().cloned()))
                     .collect(),
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => vec!["TransactionConflict".into()],
-                _ => return Err(sdk_error("TransactWriteItems", err).into()),
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => vec![("TransactionConflict".into(), None)],
+                _ => return Err(CancelledTransaction::Store(sdk_error("TransactWriteItems", err))),
             };
-            if let Some(index) = codes.iter().position(|c| c == "ConditionalCheckFailed") {
-                return Err(TransactionError::ConditionFailed(index));
-            }
-            let retryable = codes
+            let failed: FailedConditions = reasons
                 .iter()
-                .all(|c| matches!(c.as_str(), "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"));
+                .enumerate()
+                .filter(|(_, (code, _))| code == "ConditionalCheckFailed")
+                .map(|(i, (_, item))| (i, item.clone()))
+                .collect();
+            if !failed.is_empty() {
+                return Err(CancelledTransaction::Conditions(failed));
+            }
+            let retryable = reasons.iter().all(|(code, _)| {
+                matches!(code.as_str(), "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+            });
             if !retryable {
-                return Err(StoreError::Backend(format!("transaction cancelled: {codes:?}")).into());
+                let codes: Vec<&str> = reasons.iter().map(|(c, _)| c.as_str()).collect();
+                return Err(CancelledTransaction::Store(StoreError::Backend(format!("transaction cancelled: {codes:?}"))));
             }
             backoff(attempt).await;
         }
-        Err(StoreError::Unavailable("transaction kept conflicting with concurrent writes".into()).into())
+        Err(CancelledTransaction::Store(StoreError::Unavailable("transaction kept conflicting with concurrent writes".into())))
+    }
+
+    /// Adds counter deltas to one random shard (see [`METRICS_SHARDS`]).
+    fn count_orders(&self, deltas: &[(String, i64)]) -> Result<Option<TransactWriteItem>, StoreError> {
+        if deltas.is_empty() {
+            return Ok(None);
+        }
+        let mut update = Update::builder()
+            .table_name(&self.tables.orders)
+            .set_key(Some(pk(format!("METRICS#{}", fastrand::u32(0..METRICS_SHARDS)))));
+        let mut adds = Vec::new();
+        for (i, (name, delta)) in deltas.iter().enumerate() {
+            adds.push(format!("#c{i} :c{i}"));
+            update = update.expression_attribute_names(format!("#c{i}"), name).expression_attribute_values(format!(":c{i}"), n(delta));
+        }
+        let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(build_err)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
+    /// Moves `quantity` units of a product's stock: a reservation (negative) only while
+    /// enough stock remains at the expected price; a return (positive) only while it exists.
+    fn move_stock(&self, product: Uuid, quantity: i64, expected_price: Option<i64>) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.products)
+            .set_key(Some(pk(product_pk(product))))
+            .update_expression("SET stock = stock + :delta, version = version + :one")
+            .expression_attribute_values(":delta", n(quantity))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = match expected_price {
+            Some(price) => update
+                .condition_expression("stock >= :needed AND price_cents = :price")
+                .expression_attribute_values(":needed", n(-quantity))
+                .expression_attribute_values(":price", n(price)),
+            None => update.condition_expression("attribute_exists(pk)"),
+        };
+        Ok(TransactWriteItem::builder().update(update.build().map_err(build_err)?).build())
     }
 
     /// Replaces an item if its stored `version` is `expected` (a single conditional put).
@@ -356,18 +468,23 @@ impl DynamoStore {
                 .query()
                 .table_name(query.table)
                 .index_name(query.index)
+                .scan_index_forward(!query.descending)
                 .expression_attribute_names("#h", &hash_attr)
                 .expression_attribute_values(":h", s(query.partition.clone()))
                 .set_exclusive_start_key(start.take())
                 // One extra key tells whether anything follows a full page, so the last
                 // page carries no token.
                 .limit(i32::try_from(page.limit).unwrap_or(i32::MAX).saturating_add(1));
-            request = match &query.sort_prefix {
-                Some(prefix) => request
+            request = match (&query.sort_prefix, &query.sort_at_most) {
+                (Some(prefix), _) => request
                     .key_condition_expression("#h = :h AND begins_with(#r, :prefix)")
                     .expression_attribute_names("#r", &range_attr)
                     .expression_attribute_values(":prefix", s(prefix.clone())),
-                None => request.key_condition_expression("#h = :h"),
+                (None, Some(most)) => request
+                    .key_condition_expression("#h = :h AND #r <= :most")
+                    .expression_attribute_names("#r", &range_attr)
+                    .expression_attribute_values(":most", s(most.clone())),
+                (None, None) => request.key_condition_expression("#h = :h"),
             };
             let output = request.send().await.map_err(|e| sdk_error("Query", e))?;
             let keys = output.items.unwrap_or_default();
@@ -448,7 +565,7 @@ impl Store for DynamoStore {
     }
 
     async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError> {
-        let query = IndexQuery { table: &self.tables.customers, index: "gsi1", partition: "CUSTOMER".into(), sort_prefix: None };
+        let query = IndexQuery::new(&self.tables.customers, "gsi1", "CUSTOMER");
         self.list_by_index(query, page, |_: &Customer| true).await
     }
 
@@ -509,7 +626,7 @@ impl Store for DynamoStore {
             Some(category) => ("gsi2", format!("IN_CATEGORY#{category}")),
             None => ("gsi1", "PRODUCT".to_owned()),
         };
-        let query = IndexQuery { table: &self.tables.products, index, partition, sort_prefix: filter.name_prefix.clone() };
+        let query = IndexQuery { sort_prefix: filter.name_prefix.clone(), ..IndexQuery::new(&self.tables.products, index, partition) };
         self.list_by_index(query, page, |p: &Product| filter.matches_attributes(p)).await
     }
 
@@ -566,8 +683,7 @@ impl Store for DynamoStore {
         let mut categories = Vec::new();
         let mut page = PageRequest::first(100);
         loop {
-            let query =
-                IndexQuery { table: &self.tables.products, index: "gsi1", partition: "CATEGORY".into(), sort_prefix: None };
+            let query = IndexQuery::new(&self.tables.products, "gsi1", "CATEGORY");
             let result = self.list_by_index(query, &page, |c: &CategoryCount| c.product_count > 0).await?;
             categories.extend(result.items.into_iter().map(|c| CategorySummary {
                 name: c.name,
@@ -668,4 +784,154 @@ impl Store for DynamoStore {
             Err(err) => Err(sdk_error("UpdateItem", err)),
         }
     }
+
+    async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
+        let pks: Vec<String> = products.iter().map(|id| product_pk(*id)).collect();
+        let (cooldown, mut found) = tokio::try_join!(
+            self.get::<CooldownItem>(&self.tables.customers, cooldown_pk(customer)),
+            self.batch_get(&self.tables.products, pks.clone()),
+        )?;
+        let products = pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
+        Ok(OrderContext { cooldown_until: cooldown.map(|c| from_epoch_millis(c.until_ms)).transpose()?, products })
+    }
+
+    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
+        let order = write.order;
+        let lines = order.lines.len();
+        let mut actions = Vec::with_capacity(lines + 4);
+        for line in &order.lines {
+            actions.push(self.move_stock(line.product_id, -line.quantity, Some(line.unit_price_cents))?);
+        }
+        actions.push(self.put(&self.tables.orders, order_item(order)?, "attribute_not_exists(pk)", None)?);
+        let mut cooldown = pk(cooldown_pk(order.customer_id));
+        cooldown.insert("until_ms".into(), n(epoch_millis(write.new_cooldown_until)));
+        cooldown.insert(schema::TTL_ATTRIBUTE.into(), n(write.new_cooldown_until.unix_timestamp()));
+        actions.push(match write.expected_cooldown_until {
+            None => self.put(&self.tables.customers, cooldown, "attribute_not_exists(pk)", None)?,
+            Some(until) => self.put(
+                &self.tables.customers,
+                cooldown,
+                "until_ms = :expected",
+                Some(HashMap::from([(":expected".to_owned(), n(epoch_millis(until)))])),
+            )?,
+        });
+        let cooldown_index = actions.len() - 1;
+        let idempotency_index = match write.idempotency {
+            Some(record) => {
+                let mut item = to_item(record)?;
+                item.insert("pk".into(), s(idempotency_pk(record.customer_id, &record.key)));
+                item.insert("expires_ms".into(), n(epoch_millis(record.expires_at)));
+                item.insert(schema::TTL_ATTRIBUTE.into(), n(record.expires_at.unix_timestamp()));
+                let now = HashMap::from([(":now".to_owned(), n(epoch_millis(order.created_at)))]);
+                actions.push(self.put(&self.tables.orders, item, "attribute_not_exists(pk) OR expires_ms <= :now", Some(now))?);
+                Some(actions.len() - 1)
+            }
+            None => None,
+        };
+        actions.extend(self.count_orders(&counter_deltas(None, order))?);
+        let failed = match self.transact_reporting(actions).await {
+            Ok(()) => return Ok(()),
+            Err(CancelledTransaction::Store(e)) => return Err(e),
+            Err(CancelledTransaction::Conditions(failed)) => failed,
+        };
+        let mut short = Vec::new();
+        for (index, old) in &failed {
+            let Some(line) = order.lines.get(*index) else { continue };
+            let stock = old.as_ref().and_then(|item| match item.get("stock") {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+                _ => None,
+            });
+            if stock.is_some_and(|stock| stock < line.quantity) {
+                short.push(line.product_id);
+            }
+        }
+        if !short.is_empty() {
+            return Err(StoreError::InsufficientStock(short));
+        }
+        if failed.iter().any(|(i, _)| Some(*i) == idempotency_index) {
+            return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
+        }
+        if failed.iter().any(|(i, _)| *i < lines || *i == cooldown_index) {
+            // A product deleted or repriced, or the cooldown moved, since they were read.
+            return Err(StoreError::VersionConflict);
+        }
+        Err(StoreError::Backend(format!("order {} already exists", order.id)))
+    }
+
+    async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(&self.tables.orders, idempotency_pk(customer, key)).await
+    }
+
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
+        self.get(&self.tables.orders, order_pk(id)).await
+    }
+
+    async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError> {
+        let table = &self.tables.orders;
+        let query = match (filter.customer, filter.status) {
+            (Some(customer), _) => IndexQuery::new(table, "gsi1", format!("CUSTOMER#{customer}")),
+            (None, Some(status)) => IndexQuery::new(table, "gsi2", status_partition(status)),
+            (None, None) => IndexQuery::new(table, "gsi3", "ORDER"),
+        };
+        let wanted = filter.status;
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |o: &Order| wanted.is_none_or(|s| o.status == s))
+            .await
+    }
+
+    async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError> {
+        let (previous, updated) = (write.previous, write.updated);
+        for attempt in 0..3 {
+            let mut actions = vec![self.put(
+                &self.tables.orders,
+                order_item(updated)?,
+                "version = :expected",
+                Self::version_is(previous.version),
+            )?];
+            if write.restock {
+                // Products deleted since the order was placed get nothing back.
+                let pks: Vec<String> = previous.lines.iter().map(|l| product_pk(l.product_id)).collect();
+                let existing = self.batch_get(&self.tables.products, pks).await?;
+                for line in &previous.lines {
+                    if existing.contains_key(&product_pk(line.product_id)) {
+                        actions.push(self.move_stock(line.product_id, line.quantity, None)?);
+                    }
+                }
+            }
+            actions.extend(self.count_orders(&counter_deltas(Some(previous), updated))?);
+            match self.transact(actions).await {
+                Ok(()) => return Ok(()),
+                Err(TransactionError::ConditionFailed(0)) => return Err(StoreError::VersionConflict),
+                // A product was deleted between the read above and the write: again.
+                Err(TransactionError::ConditionFailed(_)) => backoff(attempt).await,
+                Err(TransactionError::Store(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable("products kept changing during a restock".into()))
+    }
+
+    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError> {
+        let query = IndexQuery {
+            sort_at_most: Some(format!("{:015}#~", epoch_millis(due_by))),
+            ..IndexQuery::new(&self.tables.orders, "gsi2", status_partition(status))
+        };
+        Ok(self.list_by_index(query, &PageRequest::first(limit), |o: &Order| o.status == status).await?.items)
+    }
+
+    async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
+        let shards: Vec<String> = (0..METRICS_SHARDS).map(|i| format!("METRICS#{i}")).collect();
+        let found = self.batch_get(&self.tables.orders, shards).await?;
+        let values = found.into_values().flat_map(|item| {
+            item.into_iter().filter_map(|(name, value)| match value {
+                AttributeValue::N(v) if name != "pk" => v.parse::<i64>().ok().map(|v| (name, v)),
+                _ => None,
+            })
+        });
+        Ok(counters_from(values))
+    }
+}
+
+/// A customer's order cooldown: no order enters payment before `until_ms`.
+#[derive(Deserialize)]
+struct CooldownItem {
+    until_ms: i64,
 }

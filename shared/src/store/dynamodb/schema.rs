@@ -2,8 +2,8 @@
 //! DynamoDB Local and tests; `template.yaml` declares the same for AWS, and
 //! `tests/template_matches_schema.rs` checks that the two agree.
 //!
-//! Every table has a string partition key `pk` (orders add a sort key `sk`) and a generic
-//! keys-only index `gsi1` (`gsi1pk`, `gsi1sk`); products add `gsi2`. Item types per table:
+//! Every table has a string partition key `pk` and generic keys-only indexes `gsi1`
+//! (`gsi1pk`, `gsi1sk`), `gsi2`, `gsi3` as needed. Item types per table:
 //!
 //! | table | item | pk | gsi1 | gsi2 |
 //! |---|---|---|---|---|
@@ -15,6 +15,10 @@
 //! | products | product | `PRODUCT#<id>` | `PRODUCT` / lower name | `IN_CATEGORY#<slug>` / lower name |
 //! | products | name guard | `PRODUCT_NAME#<lower name>` | – | – |
 //! | products | category count | `CATEGORY#<slug>` | `CATEGORY` / slug | – |
+//! | customers | order cooldown (TTL) | `COOLDOWN#<customer id>` | – | – |
+//! | orders | order | `ORDER#<id>` | `CUSTOMER#<id>` / order id | `STATUS#<status>` / due time, id; gsi3: `ORDER` / order id |
+//! | orders | idempotency record (TTL) | `IDEMPOTENCY#<customer id>#<key>` | – | – |
+//! | orders | metrics counter shard | `METRICS#<n>` | – | – |
 //!
 //! Indexes are KEYS_ONLY: a stock or price change writes no index item (no hot index
 //! partition under order load); lists read keys from the index and items from the table.
@@ -46,7 +50,7 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
     vec![
         TableSpec { name: names.customers.clone(), sort_key: false, indexes: vec!["gsi1"], ttl: true },
         TableSpec { name: names.products.clone(), sort_key: false, indexes: vec!["gsi1", "gsi2"], ttl: false },
-        TableSpec { name: names.orders.clone(), sort_key: true, indexes: vec!["gsi1", "gsi2"], ttl: true },
+        TableSpec { name: names.orders.clone(), sort_key: false, indexes: vec!["gsi1", "gsi2", "gsi3"], ttl: true },
     ]
 }
 

@@ -1,0 +1,837 @@
+//! Orders: placement with atomic stock reservation and the per-customer cooldown, the
+//! lifecycle (one exhaustive transition table), reading, cancellation, and metrics.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::auth::Session;
+use super::customers::Address;
+use super::{Orderly, Product};
+use crate::error::{Error, FieldError, Result};
+use crate::retry::backoff;
+use crate::store::{NewOrderWrite, OrderFilter, Page, StoreError, TransitionWrite};
+
+/// The owner's wording for a deferred order is kept verbatim on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OrderStatus {
+    #[serde(rename = "processing order")]
+    ProcessingOrder,
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "paid")]
+    Paid,
+    #[serde(rename = "shipped")]
+    Shipped,
+    #[serde(rename = "delivered")]
+    Delivered,
+    #[serde(rename = "cancelled")]
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::ProcessingOrder,
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::ProcessingOrder => "processing order",
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw.trim()).ok_or_else(|| {
+            FieldError::new(field, "must be one of: processing order, pending, paid, shipped, delivered, cancelled")
+        })
+    }
+
+    /// Where `event` takes an order in this status; `None` where the table forbids it.
+    /// Every event lists every status, so a new status cannot slip through unconsidered.
+    pub fn after(self, event: OrderEvent) -> Option<OrderStatus> {
+        use OrderStatus::*;
+        match event {
+            OrderEvent::Released => match self {
+                ProcessingOrder => Some(Pending),
+                Pending | Paid | Shipped | Delivered | Cancelled => None,
+            },
+            OrderEvent::PaymentSucceeded => match self {
+                Pending => Some(Paid),
+                // A payment that succeeds after cancellation is refunded; the order stays put.
+                Cancelled => Some(Cancelled),
+                ProcessingOrder | Paid | Shipped | Delivered => None,
+            },
+            OrderEvent::PaymentDeclined => match self {
+                Pending => Some(Pending),
+                ProcessingOrder | Paid | Shipped | Delivered | Cancelled => None,
+            },
+            OrderEvent::PaymentDeadlinePassed => match self {
+                Pending => Some(Cancelled),
+                ProcessingOrder | Paid | Shipped | Delivered | Cancelled => None,
+            },
+            OrderEvent::ShipmentCreated => match self {
+                Paid => Some(Shipped),
+                ProcessingOrder | Pending | Shipped | Delivered | Cancelled => None,
+            },
+            OrderEvent::DeliveryRecorded => match self {
+                Shipped => Some(Delivered),
+                ProcessingOrder | Pending | Paid | Delivered | Cancelled => None,
+            },
+            OrderEvent::Cancelled => match self {
+                ProcessingOrder | Pending | Paid => Some(Cancelled),
+                Shipped | Delivered | Cancelled => None,
+            },
+        }
+    }
+
+    /// Leaving this status for `Cancelled` gives the reserved stock back.
+    fn holds_stock(self) -> bool {
+        matches!(self, OrderStatus::ProcessingOrder | OrderStatus::Pending | OrderStatus::Paid)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to an order (DESIGN.md's transition table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEvent {
+    Released,
+    PaymentSucceeded,
+    PaymentDeclined,
+    PaymentDeadlinePassed,
+    ShipmentCreated,
+    DeliveryRecorded,
+    Cancelled,
+}
+
+/// One line of an order, with the product's name and price as they were at purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub name: String,
+    pub unit_price_cents: i64,
+    pub quantity: i64,
+    pub line_total_cents: i64,
+}
+
+/// One entry of an order's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `None` for the placement itself.
+    #[serde(default)]
+    pub event: Option<OrderEvent>,
+    pub status: OrderStatus,
+    /// `customer:<id>`, `admin:<id>` or `system`.
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub status: OrderStatus,
+    pub lines: Vec<OrderLine>,
+    pub total_cents: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+    /// For a `processing order`: when it goes ahead (the end of the cooldown it waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub release_at: Option<OffsetDateTime>,
+    /// For a `pending` order: cancelled, and its stock returned, if unpaid by then.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub payment_due_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    /// The request id of the POST that placed it: follows the order into every worker's logs.
+    pub correlation_id: String,
+    pub history: Vec<HistoryEntry>,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Order {
+    /// The time its status's index sorts it by: when it is due to move on by itself.
+    pub fn due_at(&self) -> OffsetDateTime {
+        match self.status {
+            OrderStatus::ProcessingOrder => self.release_at.unwrap_or(self.updated_at),
+            OrderStatus::Pending => self.payment_due_at.unwrap_or(self.updated_at),
+            _ => self.updated_at,
+        }
+    }
+}
+
+/// POST /orders body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    pub items: Vec<NewOrderItem>,
+    #[serde(default)]
+    pub shipping_address: Option<Address>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderItem {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+/// GET /orders query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderQuery {
+    pub status: Option<String>,
+    /// Admins only: one customer's orders.
+    pub customer_id: Option<Uuid>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+/// PUT /orders/{id}/status body (admin).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// POST /orders/{id}/cancel body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// An `Idempotency-Key` header: 1–255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let ok = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new("Idempotency-Key", "must be 1-255 visible ASCII characters"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A saved answer to a request made with an Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub customer_id: Uuid,
+    pub key: String,
+    /// The request body, normalized: a replay with another body is refused.
+    pub request: String,
+    pub status_code: u16,
+    pub response: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The answer to POST /orders: 201 for `pending`, 202 for `processing order`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub status_code: u16,
+    /// The order as JSON: for a replay, exactly what the first request was answered.
+    pub body: String,
+    pub order_id: Uuid,
+}
+
+/// Counters kept in step with every write (never a scan).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCounters {
+    pub placed: i64,
+    pub by_status: BTreeMap<OrderStatus, i64>,
+    /// Sum over delivered orders of (delivered − placed), in seconds.
+    pub delivered_seconds: i64,
+    pub delivered: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderMetrics {
+    pub total_orders: i64,
+    pub by_status: BTreeMap<&'static str, i64>,
+    /// Placement to delivery, over delivered orders; `null` before the first delivery.
+    pub average_processing_seconds: Option<f64>,
+}
+
+/// Order rules that operators tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderSettings {
+    /// After every accepted order the customer's cooldown moves on by this much.
+    pub cooldown: Duration,
+    /// Deferred (`processing order`) orders a customer may hold at once.
+    pub max_deferred: i64,
+    /// A `pending` order unpaid this long after it became pending is cancelled.
+    pub payment_deadline: Duration,
+    /// Idempotency records are kept this long.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            cooldown: Duration::seconds(300),
+            max_deferred: 3,
+            payment_deadline: Duration::hours(24),
+            idempotency_ttl: Duration::hours(24),
+        }
+    }
+}
+
+/// At most this many lines: with the order, cooldown, idempotency and metrics writes a
+/// placement stays well inside DynamoDB's 100 actions per transaction.
+pub const MAX_ORDER_LINES: usize = 50;
+pub const MAX_QUANTITY: i64 = 1_000;
+/// Attempts when a concurrent order of the same customer, or a price change, gets in between.
+const PLACEMENT_ATTEMPTS: usize = 8;
+
+/// A validated order request.
+#[derive(Debug)]
+struct OrderRequest {
+    items: Vec<NewOrderItem>,
+    shipping_address: Option<Address>,
+    /// Normalized JSON of the request, to compare replays.
+    fingerprint: String,
+}
+
+fn parse_order(input: NewOrder) -> Result<OrderRequest> {
+    let mut errors = Vec::new();
+    if input.items.is_empty() {
+        errors.push(FieldError::new("items", "must hold at least one item"));
+    }
+    if input.items.len() > MAX_ORDER_LINES {
+        errors.push(FieldError::new("items", format!("must hold at most {MAX_ORDER_LINES} items")));
+    }
+    let mut seen = HashSet::new();
+    for (i, item) in input.items.iter().enumerate() {
+        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+            errors.push(FieldError::new(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+        }
+        if !seen.insert(item.product_id) {
+            errors.push(FieldError::new(format!("items[{i}].product_id"), "appears twice: use one line per product"));
+        }
+    }
+    let address = match input.shipping_address.clone().map(|a| Address::parse("shipping_address", a)).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let fingerprint = serde_json::to_string(&input).map_err(|e| Error::Internal(format!("fingerprint: {e}")))?;
+    Ok(OrderRequest { items: input.items, shipping_address: address, fingerprint })
+}
+
+fn actor(session: &Session) -> String {
+    match session.principal.role {
+        super::Role::Admin => format!("admin:{}", session.principal.id),
+        super::Role::Customer => format!("customer:{}", session.principal.id),
+    }
+}
+
+const SYSTEM: &str = "system";
+
+impl Orderly {
+    /// Places an order for the signed-in customer: one atomic write reserves every line's
+    /// stock, stores the order, moves the cooldown on and records the idempotency key.
+    pub async fn place_order(
+        &self,
+        session: &Session,
+        input: NewOrder,
+        key: Option<IdempotencyKey>,
+        correlation_id: &str,
+    ) -> Result<Placed> {
+        if session.is_admin() {
+            return Err(Error::Forbidden);
+        }
+        let customer_id = session.principal.id;
+        let request = parse_order(input)?;
+        if let Some(key) = &key {
+            if let Some(replay) = self.replay(customer_id, key, &request.fingerprint).await? {
+                return Ok(replay);
+            }
+        }
+        let settings = self.orders;
+        for attempt in 0..PLACEMENT_ATTEMPTS {
+            let product_ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
+            let context = self.store.order_context(customer_id, &product_ids).await?;
+            let products = known_products(&request, context.products)?;
+            let short: Vec<&Product> = request
+                .items
+                .iter()
+                .zip(&products)
+                .filter(|(item, product)| product.stock < item.quantity)
+                .map(|(_, product)| product)
+                .collect();
+            if !short.is_empty() {
+                return Err(insufficient_stock(&short));
+            }
+
+            let now = self.clock.now();
+            let cooldown_until = context.cooldown_until.filter(|until| *until > now);
+            let (status, release_at, new_cooldown_until) = match cooldown_until {
+                None => (OrderStatus::Pending, None, now + settings.cooldown),
+                Some(until) => {
+                    // Each accepted order moved the cooldown on by one period, so the customer
+                    // already holds ceil(waiting / cooldown) - 1 deferred orders.
+                    let waiting = until - now;
+                    let limit = settings.cooldown * (settings.max_deferred as i32);
+                    if waiting > limit {
+                        let free_in = waiting - limit;
+                        return Err(Error::TooManyRequests {
+                            retry_after_secs: (free_in.as_seconds_f64().ceil() as u64).max(1),
+                        });
+                    }
+                    (OrderStatus::ProcessingOrder, Some(until), until + settings.cooldown)
+                }
+            };
+            let lines: Vec<OrderLine> = request
+                .items
+                .iter()
+                .zip(&products)
+                .map(|(item, product)| OrderLine {
+                    product_id: product.id,
+                    name: product.name.as_str().to_owned(),
+                    unit_price_cents: product.price_cents,
+                    quantity: item.quantity,
+                    line_total_cents: product.price_cents * item.quantity,
+                })
+                .collect();
+            let order = Order {
+                id: Uuid::now_v7(),
+                customer_id,
+                status,
+                total_cents: lines.iter().map(|l| l.line_total_cents).sum(),
+                lines,
+                shipping_address: request.shipping_address.clone(),
+                release_at,
+                payment_due_at: (status == OrderStatus::Pending).then(|| now + settings.payment_deadline),
+                cancel_reason: None,
+                correlation_id: correlation_id.to_owned(),
+                history: vec![HistoryEntry { at: now, event: None, status, actor: actor(session) }],
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            let status_code = if status == OrderStatus::Pending { 201 } else { 202 };
+            let body = serde_json::to_string(&order).map_err(|e| Error::Internal(format!("order JSON: {e}")))?;
+            let idempotency = key.as_ref().map(|key| IdempotencyRecord {
+                customer_id,
+                key: key.as_str().to_owned(),
+                request: request.fingerprint.clone(),
+                status_code,
+                response: body.clone(),
+                expires_at: now + settings.idempotency_ttl,
+            });
+            let write = NewOrderWrite {
+                order: &order,
+                expected_cooldown_until: context.cooldown_until,
+                new_cooldown_until,
+                idempotency: idempotency.as_ref(),
+            };
+            match self.store.insert_order(&write).await {
+                Ok(()) => {
+                    self.after_placement(&order, &products).await;
+                    return Ok(Placed { status_code, body, order_id: order.id });
+                }
+                Err(StoreError::InsufficientStock(ids)) => {
+                    let short: Vec<&Product> = products.iter().filter(|p| ids.contains(&p.id)).collect();
+                    return Err(insufficient_stock(&short));
+                }
+                Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
+                    if let Some(key) = &key {
+                        if let Some(replay) = self.replay(customer_id, key, &request.fingerprint).await? {
+                            return Ok(replay);
+                        }
+                    }
+                    return Err(Error::Unavailable);
+                }
+                // The cooldown or a price moved since it was read: decide again.
+                Err(StoreError::VersionConflict) => backoff(attempt).await,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    async fn replay(&self, customer_id: Uuid, key: &IdempotencyKey, fingerprint: &str) -> Result<Option<Placed>> {
+        let now = self.clock.now();
+        let Some(record) = self.store.get_idempotency(customer_id, key.as_str()).await? else {
+            return Ok(None);
+        };
+        if record.expires_at <= now {
+            return Ok(None);
+        }
+        if record.request != fingerprint {
+            return Err(Error::invalid("Idempotency-Key", "was already used with a different request body"));
+        }
+        let order: Order =
+            serde_json::from_str(&record.response).map_err(|e| Error::Internal(format!("saved response: {e}")))?;
+        tracing::info!(order_id = %order.id, "idempotent replay");
+        Ok(Some(Placed { status_code: record.status_code, body: record.response, order_id: order.id }))
+    }
+
+    /// Queues the release of a deferred order, and reports what the placement did.
+    async fn after_placement(&self, order: &Order, products: &[Product]) {
+        tracing::info!(order_id = %order.id, customer_id = %order.customer_id, status = %order.status, total_cents = order.total_cents, "order placed");
+        crate::telemetry::metric("OrdersPlaced", 1);
+        if order.status == OrderStatus::ProcessingOrder {
+            crate::telemetry::metric("OrdersDeferred", 1);
+            if let Some(release_at) = order.release_at {
+                self.schedule_release(order, release_at).await;
+            }
+        }
+        for (line, product) in order.lines.iter().zip(products) {
+            let left = product.stock - line.quantity;
+            if left < product.low_stock_threshold {
+                tracing::warn!(product_id = %product.id, stock = left, threshold = product.low_stock_threshold, "low stock");
+                crate::telemetry::metric("LowStock", 1);
+            }
+        }
+    }
+
+    /// Sends the delayed release message. A lost message only delays the release until the
+    /// next sweep, so a failure here is logged, not returned: the order is already accepted.
+    async fn schedule_release(&self, order: &Order, release_at: OffsetDateTime) {
+        let delay = release_at - self.clock.now();
+        let message = super::messages::OrderMessage::Release { order_id: order.id };
+        if let Err(err) = self.send(crate::queue::QueueName::Orders, &message, &order.correlation_id, delay).await {
+            tracing::warn!(order_id = %order.id, error = %err, "release message not sent; the sweeper will release it");
+        }
+    }
+
+    /// An order the session may see (404 for anyone else's).
+    pub async fn order_for(&self, session: &Session, id: Uuid) -> Result<Order> {
+        let order = self.store.get_order(id).await?.ok_or(Error::NotFound("order"))?;
+        session.require_self_or_admin(order.customer_id, "order")?;
+        Ok(order)
+    }
+
+    /// A customer's own orders, or (admins) everyone's, newest first.
+    pub async fn orders(&self, session: &Session, query: OrderQuery) -> Result<Page<Order>> {
+        let status = query.status.as_deref().map(|s| OrderStatus::parse("status", s)).transpose();
+        let page = super::page_request(query.limit, query.next_token.clone());
+        let (status, page) = match (status, page) {
+            (Ok(s), Ok(p)) => (s, p),
+            (s, p) => {
+                let page_errors = match p.err() {
+                    Some(Error::Validation(errors)) => errors,
+                    _ => Vec::new(),
+                };
+                return Err(Error::Validation(s.err().into_iter().chain(page_errors).collect()));
+            }
+        };
+        let customer = if session.is_admin() {
+            query.customer_id
+        } else {
+            match query.customer_id {
+                Some(other) if other != session.principal.id => {
+                    return Err(Error::invalid("customer_id", "customers can only list their own orders"));
+                }
+                _ => Some(session.principal.id),
+            }
+        };
+        Ok(self.store.list_orders(&OrderFilter { customer, status }, &page).await?)
+    }
+
+    /// POST /orders/{id}/cancel: the owner or an admin; stock comes back in the same write.
+    pub async fn cancel_order(&self, session: &Session, id: Uuid, request: CancelRequest) -> Result<Order> {
+        let order = self.order_for(session, id).await?;
+        let reason = match request.reason.as_deref().map(str::trim) {
+            Some(r) if r.chars().count() > 500 => return Err(Error::invalid("reason", "must be at most 500 characters")),
+            Some(r) if !r.is_empty() => r.to_owned(),
+            _ => format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" }),
+        };
+        self.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await
+    }
+
+    /// PUT /orders/{id}/status (admin): moves an order along the transition table only.
+    pub async fn change_status(&self, session: &Session, id: Uuid, change: StatusChange) -> Result<Order> {
+        session.require_admin()?;
+        let target = OrderStatus::parse("status", &change.status).map_err(|e| Error::Validation(vec![e]))?;
+        let order = self.order_for(session, id).await?;
+        let event = match (order.status, target) {
+            (OrderStatus::ProcessingOrder, OrderStatus::Pending) => OrderEvent::Released,
+            (_, OrderStatus::Paid) => OrderEvent::PaymentSucceeded,
+            (_, OrderStatus::Shipped) => OrderEvent::ShipmentCreated,
+            (_, OrderStatus::Delivered) => OrderEvent::DeliveryRecorded,
+            (_, OrderStatus::Cancelled) => OrderEvent::Cancelled,
+            (from, to) => return Err(illegal(from, to)),
+        };
+        if order.status.after(event) != Some(target) {
+            return Err(illegal(order.status, target));
+        }
+        self.apply(order, event, &actor(session), change.reason).await
+    }
+
+    /// Releases a deferred order whose time has come (the order worker and the sweeper).
+    /// Early, duplicate and late deliveries are harmless: see [`Release`].
+    pub async fn release_order(&self, id: Uuid) -> Result<Release> {
+        let Some(order) = self.store.get_order(id).await? else {
+            return Ok(Release::NotApplicable);
+        };
+        if order.status != OrderStatus::ProcessingOrder {
+            return Ok(Release::NotApplicable);
+        }
+        let now = self.clock.now();
+        match order.release_at {
+            Some(at) if at > now => Ok(Release::NotYet { wait: at - now }),
+            _ => match self.apply(order, OrderEvent::Released, SYSTEM, None).await {
+                Ok(_) => Ok(Release::Released),
+                // Cancelled or released by someone else meanwhile.
+                Err(Error::Conflict(_)) => Ok(Release::NotApplicable),
+                Err(other) => Err(other),
+            },
+        }
+    }
+
+    /// The order worker's answer to a release message: release the order if it is due, or
+    /// send the message again for when it will be (SQS delays stop at 15 minutes).
+    pub async fn handle_release(&self, order_id: Uuid, correlation_id: &str) -> Result<Release> {
+        let outcome = self.release_order(order_id).await?;
+        if let Release::NotYet { wait } = outcome {
+            let message = super::messages::OrderMessage::Release { order_id };
+            self.send(crate::queue::QueueName::Orders, &message, correlation_id, wait).await?;
+            tracing::info!(order_id = %order_id, wait_s = wait.whole_seconds(), "release not due yet; delayed again");
+        }
+        Ok(outcome)
+    }
+
+    /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
+    /// pending orders unpaid past their deadline (returning their stock).
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        const BATCH: u32 = 100;
+        let now = self.clock.now();
+        let mut report = SweepReport::default();
+        for order in self.store.orders_due(OrderStatus::ProcessingOrder, now, BATCH).await? {
+            if let Release::Released = self.release_order(order.id).await? {
+                report.released += 1;
+            }
+        }
+        for order in self.store.orders_due(OrderStatus::Pending, now, BATCH).await? {
+            let reason = Some("payment deadline passed".to_owned());
+            match self.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
+                Ok(_) => report.expired += 1,
+                Err(Error::Conflict(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        if report.released + report.expired > 0 {
+            tracing::info!(released = report.released, expired = report.expired, "sweep");
+        }
+        Ok(report)
+    }
+
+    /// GET /orders/metrics (admin): from counters kept by the writes.
+    pub async fn order_metrics(&self, session: &Session) -> Result<OrderMetrics> {
+        session.require_admin()?;
+        let counters = self.store.order_counters().await?;
+        Ok(OrderMetrics {
+            total_orders: counters.placed,
+            by_status: OrderStatus::ALL
+                .into_iter()
+                .map(|s| (s.as_str(), counters.by_status.get(&s).copied().unwrap_or(0)))
+                .collect(),
+            average_processing_seconds: (counters.delivered > 0)
+                .then(|| counters.delivered_seconds as f64 / counters.delivered as f64),
+        })
+    }
+
+    /// One transition: a conditional write from the order's current status and version, with
+    /// its side effects (stock returned) in the same write. A concurrent change wins; this
+    /// one answers 409, so a duplicate can never apply twice.
+    async fn apply(&self, order: Order, event: OrderEvent, actor: &str, reason: Option<String>) -> Result<Order> {
+        let Some(next) = order.status.after(event) else {
+            return Err(Error::Conflict(format!("an order that is {} cannot be {}", order.status, event_verb(event))));
+        };
+        let now = self.clock.now();
+        let mut updated = order.clone();
+        updated.status = next;
+        updated.version += 1;
+        updated.updated_at = now;
+        updated.history.push(HistoryEntry { at: now, event: Some(event), status: next, actor: actor.to_owned() });
+        match event {
+            OrderEvent::Released => {
+                updated.release_at = None;
+                updated.payment_due_at = Some(now + self.orders.payment_deadline);
+            }
+            OrderEvent::Cancelled | OrderEvent::PaymentDeadlinePassed => {
+                updated.cancel_reason = reason;
+                updated.payment_due_at = None;
+                updated.release_at = None;
+            }
+            OrderEvent::PaymentSucceeded => updated.payment_due_at = None,
+            OrderEvent::PaymentDeclined | OrderEvent::ShipmentCreated | OrderEvent::DeliveryRecorded => {}
+        }
+        let restock = next == OrderStatus::Cancelled && order.status.holds_stock();
+        let write = TransitionWrite { previous: &order, updated: &updated, restock };
+        match self.store.transition_order(&write).await {
+            Ok(()) => {
+                tracing::info!(order_id = %order.id, correlation_id = %order.correlation_id, from = %order.status, to = %next, ?event, "order transition");
+                if next == OrderStatus::Cancelled && order.status != OrderStatus::Cancelled {
+                    crate::telemetry::metric("OrdersCancelled", 1);
+                }
+                Ok(updated)
+            }
+            Err(StoreError::VersionConflict) => {
+                Err(Error::Conflict("the order changed meanwhile; read it again".into()))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// What became of a release request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Released,
+    /// Too early (SQS delays stop at 15 minutes): ask again after `wait`.
+    NotYet { wait: Duration },
+    /// Gone, cancelled, or already released: nothing to do.
+    NotApplicable,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub released: u32,
+    pub expired: u32,
+}
+
+fn event_verb(event: OrderEvent) -> &'static str {
+    match event {
+        OrderEvent::Released => "released",
+        OrderEvent::PaymentSucceeded => "paid",
+        OrderEvent::PaymentDeclined => "declined",
+        OrderEvent::PaymentDeadlinePassed => "expired",
+        OrderEvent::ShipmentCreated => "shipped",
+        OrderEvent::DeliveryRecorded => "delivered",
+        OrderEvent::Cancelled => "cancelled",
+    }
+}
+
+fn illegal(from: OrderStatus, to: OrderStatus) -> Error {
+    Error::Conflict(format!("an order cannot go from {from} to {to}"))
+}
+
+/// Every requested product, in request order; unknown ids are a 422 naming them.
+fn known_products(request: &OrderRequest, found: Vec<Option<Product>>) -> Result<Vec<Product>> {
+    let mut products = Vec::with_capacity(found.len());
+    let mut errors = Vec::new();
+    for (i, (item, product)) in request.items.iter().zip(found).enumerate() {
+        match product {
+            Some(p) => products.push(p),
+            None => errors.push(Some(FieldError::new(
+                format!("items[{i}].product_id"),
+                format!("no product {}", item.product_id),
+            ))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(products)
+    } else {
+        Err(Error::Validation(errors.into_iter().flatten().collect()))
+    }
+}
+
+fn insufficient_stock(short: &[&Product]) -> Error {
+    crate::telemetry::metric("OrdersRefusedForStock", 1);
+    let names: Vec<String> = short.iter().map(|p| format!("{} ({})", p.name.as_str(), p.id)).collect();
+    Error::Conflict(format!("not enough stock for: {}", names.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_transition_table_is_design_md_s() {
+        use OrderEvent as E;
+        use OrderStatus as S;
+        let events = [
+            E::Released,
+            E::PaymentSucceeded,
+            E::PaymentDeclined,
+            E::PaymentDeadlinePassed,
+            E::ShipmentCreated,
+            E::DeliveryRecorded,
+            E::Cancelled,
+        ];
+        let allowed: Vec<(S, E, S)> = S::ALL
+            .into_iter()
+            .flat_map(|s| events.into_iter().filter_map(move |e| s.after(e).map(|t| (s, e, t))))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (S::ProcessingOrder, E::Released, S::Pending),
+                (S::ProcessingOrder, E::Cancelled, S::Cancelled),
+                (S::Pending, E::PaymentSucceeded, S::Paid),
+                (S::Pending, E::PaymentDeclined, S::Pending),
+                (S::Pending, E::PaymentDeadlinePassed, S::Cancelled),
+                (S::Pending, E::Cancelled, S::Cancelled),
+                (S::Paid, E::ShipmentCreated, S::Shipped),
+                (S::Paid, E::Cancelled, S::Cancelled),
+                (S::Shipped, E::DeliveryRecorded, S::Delivered),
+                (S::Cancelled, E::PaymentSucceeded, S::Cancelled),
+            ]
+        );
+    }
+
+    #[test]
+    fn statuses_use_the_owners_wording() {
+        assert_eq!(serde_json::to_string(&OrderStatus::ProcessingOrder).expect("json"), "\"processing order\"");
+        assert_eq!(OrderStatus::parse("status", "processing order"), Ok(OrderStatus::ProcessingOrder));
+        assert!(OrderStatus::parse("status", "processing").is_err());
+    }
+
+    #[test]
+    fn order_requests_are_checked_whole() {
+        let id = Uuid::now_v7();
+        let bad = NewOrder {
+            items: vec![NewOrderItem { product_id: id, quantity: 0 }, NewOrderItem { product_id: id, quantity: 2 }],
+            shipping_address: None,
+        };
+        match parse_order(bad) {
+            Err(Error::Validation(errors)) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                assert_eq!(fields, ["items[0].quantity", "items[1].product_id"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_order(NewOrder { items: vec![], shipping_address: None }).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The `orders` function: placing orders (customers), reading them (owner or admin),
+//! cancelling, admin status changes, and metrics.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json as JsonResponse, Router};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::{AdminSession, Session};
+use super::extract::{Id, Json, JsonOrEmpty, Query};
+use super::{ApiError, RequestId};
+use crate::domain::{CancelRequest, IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Orderly, StatusChange};
+use crate::error::Error;
+
+pub fn routes() -> Router<Orderly> {
+    Router::new()
+        .route("/orders", get(list).post(place))
+        .route("/orders/metrics", get(metrics))
+        .route("/orders/{id}", get(show))
+        .route("/orders/{id}/status", get(status).put(change_status))
+        .route("/orders/{id}/cancel", post(cancel))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            let text = value.to_str().unwrap_or("\u{0}");
+            IdempotencyKey::parse(text).map_err(|e| ApiError::Domain(Error::Validation(vec![e])))
+        })
+        .transpose()
+}
+
+/// 201 for a `pending` order, 202 for a deferred (`processing order`) one; a replayed
+/// Idempotency-Key gets the first answer again, byte for byte.
+async fn place(
+    State(orderly): State<Orderly>,
+    session: Session,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Json(input): Json<NewOrder>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let placed = orderly.place_order(&session, input, key, &request_id).await?;
+    let status = StatusCode::from_u16(placed.status_code).unwrap_or(StatusCode::CREATED);
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], placed.body).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", placed.order_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn list(
+    State(orderly): State<Orderly>,
+    session: Session,
+    Query(query): Query<OrderQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(orderly.orders(&session, query).await?))
+}
+
+async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<JsonResponse<Order>, ApiError> {
+    Ok(JsonResponse(orderly.order_for(&session, id).await?))
+}
+
+/// GET /orders/{id}/status: the small answer a client polls.
+#[derive(Serialize)]
+struct StatusView {
+    id: Uuid,
+    status: OrderStatus,
+    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    release_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    payment_due_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_reason: Option<String>,
+    version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+}
+
+async fn status(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+    let order = orderly.order_for(&session, id).await?;
+    Ok(JsonResponse(StatusView {
+        id: order.id,
+        status: order.status,
+        release_at: order.release_at,
+        payment_due_at: order.payment_due_at,
+        cancel_reason: order.cancel_reason,
+        version: order.version,
+        updated_at: order.updated_at,
+    }))
+}
+
+async fn change_status(
+    State(orderly): State<Orderly>,
+    AdminSession(session): AdminSession,
+    Id(id): Id,
+    Json(change): Json<StatusChange>,
+) -> Result<JsonResponse<Order>, ApiError> {
+    Ok(JsonResponse(orderly.change_status(&session, id, change).await?))
+}
+
+async fn cancel(
+    State(orderly): State<Orderly>,
+    session: Session,
+    Id(id): Id,
+    JsonOrEmpty(request): JsonOrEmpty<CancelRequest>,
+) -> Result<JsonResponse<Order>, ApiError> {
+    Ok(JsonResponse(orderly.cancel_order(&session, id, request).await?))
+}
+
+async fn metrics(State(orderly): State<Orderly>, AdminSession(session): AdminSession) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(orderly.order_metrics(&session).await?))
+}

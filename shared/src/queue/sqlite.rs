@@ -1,0 +1,366 @@
+//! The embedded queue: one table of messages in its own SQLite file (or `:memory:` in tests),
+//! with SQS standard-queue semantics — delays, visibility timeouts, receive counts and a
+//! dead-letter state reached after `max_receives` deliveries, like SQS's redrive policy. Each
+//! call is one SQL transaction, so concurrent receivers never get the same delivery, and WAL
+//! with `synchronous=FULL` means an acknowledged send survives a crash.
+//!
+//! Time (delays, visibility) comes from the injected [`Clock`], so tests can move it with a
+//! `FakeClock`; the long poll's `wait` is real time, since it paces this process, not the data.
+//!
+//! Receipts: every delivery stores a fresh UUID, replacing the previous one. `delete` and
+//! `change_visibility` act only through the current receipt, so a consumer whose lease expired
+//! and whose message went to someone else cannot delete or re-time it under them: its call is a
+//! no-op. (SQS documents the same for stale receipts on delete — "succeeds, but the message might
+//! not be deleted" — and may reject them on ChangeMessageVisibility; moto accepts them. The
+//! conformance suite does not depend on either.)
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{clamp, clamp_batch, Delivery, OutgoingMessage, Queue, QueueError, QueueName, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT};
+use crate::clock::Clock;
+
+/// How often a long poll looks again while nothing is visible.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE messages (
+        seq            INTEGER PRIMARY KEY,
+        message_id     TEXT NOT NULL UNIQUE,
+        queue          TEXT NOT NULL,
+        body           TEXT NOT NULL,
+        correlation_id TEXT,
+        -- Unix milliseconds, from the injected clock.
+        sent_at        INTEGER NOT NULL,
+        visible_at     INTEGER NOT NULL,
+        receive_count  INTEGER NOT NULL DEFAULT 0,
+        -- The current delivery's receipt; NULL before the first delivery and once dead.
+        receipt        TEXT UNIQUE,
+        -- 1 once moved to the dead-letter state (never delivered again).
+        dead           INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX messages_ready ON messages (queue, dead, visible_at);
+"#];
+
+#[derive(Clone)]
+pub struct SqliteQueue {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    max_receives: u32,
+}
+
+impl SqliteQueue {
+    /// Opens (creating if needed) the queue file at `path`. A message delivered `max_receives`
+    /// times (at least 1) without being deleted goes to the dead-letter state.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
+        let conn = Connection::open(path).map_err(sqlite_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite_error)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite_error)?;
+        Self::init(conn, clock, max_receives)
+    }
+
+    /// A private in-memory queue, for tests.
+    pub fn in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
+        Self::init(Connection::open_in_memory().map_err(sqlite_error)?, clock, max_receives)
+    }
+
+    fn init(mut conn: Connection, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite_error)?;
+        let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(sqlite_error)?;
+        let tx = conn.transaction().map_err(sqlite_error)?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.execute_batch(migration).map_err(sqlite_error)?;
+            tx.pragma_update(None, "user_version", index + 1).map_err(sqlite_error)?;
+        }
+        tx.commit().map_err(sqlite_error)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives: max_receives.max(1) })
+    }
+
+    /// Runs `work` in one immediate transaction on the blocking pool, with the clock's now in
+    /// Unix milliseconds.
+    async fn transaction<T, F>(&self, work: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T, QueueError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let now = unix_millis(self.clock.now());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let result = work(&tx, now)?;
+            tx.commit().map_err(sqlite_error)?;
+            Ok(result)
+        })
+        .await
+        .map_err(|e| QueueError::Backend(format!("sqlite task failed: {e}")))?
+    }
+
+    /// One receive attempt: first retires the visible messages that used up their deliveries
+    /// (as SQS moves them to the DLQ instead of delivering them again), then leases up to `max`
+    /// of the rest, longest visible first.
+    async fn receive_once(&self, queue: QueueName, max: u32, visibility: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let max_receives = self.max_receives;
+        let (dead, deliveries) = self
+            .transaction(move |tx, now| {
+                let dead = tx
+                    .prepare(
+                        "UPDATE messages SET dead = 1, receipt = NULL
+                         WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2 AND receive_count >= ?3
+                         RETURNING message_id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![queue.as_str(), now, max_receives], |row| row.get::<_, String>(0))?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(sqlite_error)?;
+                let ready = tx
+                    .prepare(
+                        "SELECT seq FROM messages WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2
+                         ORDER BY visible_at, seq LIMIT ?3",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![queue.as_str(), now, max], |row| row.get::<_, i64>(0))?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(sqlite_error)?;
+                let hidden_until = now.saturating_add(millis(visibility));
+                let mut lease = tx
+                    .prepare(
+                        "UPDATE messages SET receipt = ?2, receive_count = receive_count + 1, visible_at = ?3
+                         WHERE seq = ?1
+                         RETURNING message_id, receipt, body, correlation_id, receive_count",
+                    )
+                    .map_err(sqlite_error)?;
+                let deliveries = ready
+                    .into_iter()
+                    .map(|seq| {
+                        lease.query_row(params![seq, Uuid::now_v7().to_string(), hidden_until], |row| {
+                            Ok(Delivery {
+                                message_id: row.get(0)?,
+                                receipt: row.get(1)?,
+                                body: row.get(2)?,
+                                correlation_id: row.get(3)?,
+                                receive_count: row.get(4)?,
+                            })
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sqlite_error)?;
+                Ok((dead, deliveries))
+            })
+            .await?;
+        for message_id in dead {
+            tracing::warn!(queue = %queue, message_id, max_receives, "message exceeded its receives; moved to the dead letters");
+        }
+        Ok(deliveries)
+    }
+}
+
+fn sqlite_error(err: rusqlite::Error) -> QueueError {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => QueueError::Unavailable(format!("sqlite: {err}")),
+        _ => QueueError::Backend(format!("sqlite: {err}")),
+    }
+}
+
+fn unix_millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.whole_milliseconds()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn send(&self, queue: QueueName, message: &OutgoingMessage, delay: Duration) -> Result<(), QueueError> {
+        message.validate()?;
+        let (body, correlation_id) = (message.body.clone(), message.correlation().map(str::to_owned));
+        let delay = millis(clamp(delay, MAX_DELAY));
+        self.transaction(move |tx, now| {
+            tx.execute(
+                "INSERT INTO messages (message_id, queue, body, correlation_id, sent_at, visible_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![Uuid::now_v7().to_string(), queue.as_str(), body, correlation_id, now, now + delay],
+            )
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: u32,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let (max, visibility) = (clamp_batch(max), clamp(visibility, MAX_VISIBILITY));
+        let wait = std::time::Duration::from_millis(clamp(wait, MAX_WAIT).whole_milliseconds().unsigned_abs() as u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let deliveries = self.receive_once(queue, max, visibility).await?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !deliveries.is_empty() || remaining.is_zero() {
+                return Ok(deliveries);
+            }
+            tokio::time::sleep(remaining.min(POLL_INTERVAL)).await;
+        }
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        let receipt = receipt.to_owned();
+        self.transaction(move |tx, _| {
+            tx.execute("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2", params![queue.as_str(), receipt])
+                .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        let receipt = receipt.to_owned();
+        let visibility = millis(clamp(visibility, MAX_VISIBILITY));
+        self.transaction(move |tx, now| {
+            tx.execute(
+                "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
+                params![queue.as_str(), receipt, now + visibility],
+            )
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, queue: QueueName, max: u32) -> Result<Vec<Delivery>, QueueError> {
+        let max = clamp_batch(max);
+        self.transaction(move |tx, _| {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT message_id, body, correlation_id, receive_count FROM messages
+                     WHERE queue = ?1 AND dead = 1 ORDER BY sent_at, seq LIMIT ?2",
+                )
+                .map_err(sqlite_error)?;
+            stmt.query_map(params![queue.as_str(), max], |row| {
+                Ok(Delivery {
+                    message_id: row.get(0)?,
+                    receipt: String::new(),
+                    body: row.get(1)?,
+                    correlation_id: row.get(2)?,
+                    receive_count: row.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the shared suite cannot check with real time: exact clock arithmetic, clamping at
+    //! 15 minutes, stale receipts, and durability across reopening the file.
+
+    use super::*;
+    use crate::clock::FakeClock;
+
+    fn fake_queue(max_receives: u32) -> (Arc<FakeClock>, SqliteQueue) {
+        let clock = Arc::new(FakeClock::new(OffsetDateTime::UNIX_EPOCH + Duration::days(20_000)));
+        let queue = SqliteQueue::in_memory(clock.clone(), max_receives).expect("in-memory queue");
+        (clock, queue)
+    }
+
+    async fn receive_now(queue: &SqliteQueue) -> Vec<Delivery> {
+        queue.receive(QueueName::Orders, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive")
+    }
+
+    #[tokio::test]
+    async fn delays_follow_the_injected_clock_and_stop_at_fifteen_minutes() {
+        let (clock, queue) = fake_queue(3);
+        queue.send(QueueName::Orders, &OutgoingMessage::new("later"), Duration::hours(2)).await.expect("send");
+        clock.advance(MAX_DELAY - Duration::milliseconds(1));
+        assert!(receive_now(&queue).await.is_empty());
+        clock.advance(Duration::milliseconds(1));
+        assert_eq!(receive_now(&queue).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_dies_on_the_delivery_after_its_last() {
+        let (clock, queue) = fake_queue(2);
+        queue.send(QueueName::Orders, &OutgoingMessage::new("poison"), Duration::ZERO).await.expect("send");
+        for expected in 1..=2 {
+            let got = receive_now(&queue).await;
+            assert_eq!(got.iter().map(|d| d.receive_count).collect::<Vec<_>>(), [expected]);
+            clock.advance(Duration::seconds(30));
+        }
+        assert!(receive_now(&queue).await.is_empty());
+        let dead = queue.dead_letters(QueueName::Orders, 10).await.expect("dead letters");
+        assert_eq!((dead.len(), dead[0].receive_count, dead[0].receipt.as_str()), (1, 2, ""));
+        clock.advance(Duration::hours(1));
+        assert!(receive_now(&queue).await.is_empty(), "dead letters are never delivered again");
+    }
+
+    #[tokio::test]
+    async fn stale_receipts_are_no_ops() {
+        let (clock, queue) = fake_queue(5);
+        queue.send(QueueName::Orders, &OutgoingMessage::new("m"), Duration::ZERO).await.expect("send");
+        let first = receive_now(&queue).await.remove(0);
+        clock.advance(Duration::seconds(30));
+        let second = receive_now(&queue).await.remove(0);
+        assert_ne!(first.receipt, second.receipt);
+
+        queue.delete(QueueName::Orders, &first.receipt).await.expect("stale delete");
+        queue.change_visibility(QueueName::Orders, &first.receipt, Duration::ZERO).await.expect("stale change");
+        assert!(receive_now(&queue).await.is_empty(), "the stale receipt changed nothing");
+
+        queue.delete(QueueName::Orders, &second.receipt).await.expect("delete");
+        clock.advance(Duration::hours(1));
+        assert!(receive_now(&queue).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn queues_are_separate() {
+        let (_, queue) = fake_queue(5);
+        queue.send(QueueName::Payments, &OutgoingMessage::new("pay"), Duration::ZERO).await.expect("send");
+        assert!(receive_now(&queue).await.is_empty());
+        let got = queue.receive(QueueName::Payments, 10, Duration::seconds(1), Duration::ZERO).await.expect("receive");
+        assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn messages_survive_reopening_the_file() {
+        let dir = std::env::temp_dir().join(format!("orderly-queue-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("queue.db");
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        {
+            let queue = SqliteQueue::open(&path, clock.clone(), 3).expect("open");
+            let message = OutgoingMessage::new("durable").with_correlation_id("c-1");
+            queue.send(QueueName::Fulfillment, &message, Duration::ZERO).await.expect("send");
+        }
+        let queue = SqliteQueue::open(&path, clock, 3).expect("reopen");
+        let got = queue.receive(QueueName::Fulfillment, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].body.as_str(), got[0].correlation_id.as_deref()), ("durable", Some("c-1")));
+        drop(queue);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn refuses_what_sqs_refuses() {
+        let (_, queue) = fake_queue(3);
+        for body in [String::new(), "nul \u{0}".to_owned(), "x".repeat(super::super::MAX_MESSAGE_BYTES + 1)] {
+            let sent = queue.send(QueueName::Orders, &OutgoingMessage::new(body), Duration::ZERO).await;
+            assert!(matches!(sent, Err(QueueError::Backend(_))), "{sent:?}");
+        }
+    }
+}

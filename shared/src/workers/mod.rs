@@ -1,0 +1,6 @@
+//! Queue consumers: each turns a queue's messages into domain calls. The Lambda worker
+//! functions and the local server run the same consumers (see `crate::queue::worker`).
+
+mod order_worker;
+
+pub use order_worker::{handle_order_worker_event, OrderWorker};
