@@ -20,12 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use orderly::clock::{Clock, SystemClock};
-use orderly::config::{auth_from_env, order_settings_from_env, var_or, TableNames};
+use orderly::config::{
+    auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or, TableNames,
+};
 use orderly::domain::{Orderly, Password};
-use orderly::http::{app, auth, customers, orders, products};
-use orderly::queue::{run_local_worker, QueueName, SqliteQueue};
+use orderly::http::{app, auth, customers, orders, payments, products};
+use orderly::queue::{run_local_worker, Consumer, QueueName, SqliteQueue};
 use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
-use orderly::workers::OrderWorker;
+use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
 use tokio::sync::watch;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -42,7 +44,8 @@ async fn main() -> Result<(), BoxError> {
     let queue = Arc::new(SqliteQueue::open(&data_dir.join("queues.sqlite3"), clock.clone(), MAX_RECEIVES)?);
     let orderly = Orderly::new(open_store(&data_dir).await?, clock, auth_config)
         .with_order_settings(order_settings_from_env()?)
-        .with_queue(queue.clone());
+        .with_queue(queue.clone())
+        .with_gateway(Arc::new(simulated_gateway_from_env()?));
 
     let admin = (std::env::var("ORDERLY_ADMIN_USERNAME").ok(), std::env::var("ORDERLY_ADMIN_PASSWORD").ok());
     let create_admin_only = std::env::args().nth(1).as_deref() == Some("create-admin");
@@ -67,11 +70,21 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let mut background = tokio::task::JoinSet::new();
-    let order_worker = Arc::new(OrderWorker::new(orderly.clone()));
-    background.spawn(run_local_worker(queue, QueueName::Orders, order_worker, WORKER_VISIBILITY, until_stopped()));
+    let consumers: [(QueueName, Arc<dyn Consumer>); 3] = [
+        (QueueName::Orders, Arc::new(OrderWorker::new(orderly.clone()))),
+        (QueueName::Payments, Arc::new(PaymentWorker::new(orderly.clone(), circuit_breaker_from_env()?))),
+        (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(orderly.clone()))),
+    ];
+    for (name, consumer) in consumers {
+        background.spawn(run_local_worker(queue.clone(), name, consumer, WORKER_VISIBILITY, until_stopped()));
+    }
     background.spawn(sweep_periodically(orderly.clone(), until_stopped()));
 
-    let routes = auth::routes().merge(customers::routes()).merge(products::routes()).merge(orders::routes());
+    let routes = auth::routes()
+        .merge(customers::routes())
+        .merge(products::routes())
+        .merge(orders::routes())
+        .merge(payments::routes());
     let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "orderly-local listening");

@@ -92,3 +92,23 @@ pub fn order_settings_from_env() -> Result<OrderSettings, String> {
         idempotency_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", defaults.idempotency_ttl)?,
     })
 }
+
+/// The simulated gateway's behaviour: `GATEWAY_LATENCY_MS` (0) per call and
+/// `GATEWAY_FAILURE_RATE` (0.0–1.0, default 0) of charges failing transiently.
+pub fn simulated_gateway_from_env() -> Result<crate::gateway::SimulatedGateway, String> {
+    let latency = std::time::Duration::from_millis(number("GATEWAY_LATENCY_MS", 0u64)?);
+    let rate: f64 = number("GATEWAY_FAILURE_RATE", 0.0)?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err("GATEWAY_FAILURE_RATE must be between 0 and 1".into());
+    }
+    Ok(crate::gateway::SimulatedGateway::new(latency, rate))
+}
+
+/// The payment worker's circuit breaker: opens after `GATEWAY_BREAKER_FAILURES` (5)
+/// consecutive transient failures, for `GATEWAY_BREAKER_SECONDS` (30).
+pub fn circuit_breaker_from_env() -> Result<crate::gateway::CircuitBreaker, String> {
+    Ok(crate::gateway::CircuitBreaker::new(
+        number("GATEWAY_BREAKER_FAILURES", 5u32)?,
+        std::time::Duration::from_secs(number("GATEWAY_BREAKER_SECONDS", 30u64)?),
+    ))
+}

@@ -24,7 +24,11 @@ pub async fn orderly_on_aws(needs: Needs) -> Result<Orderly, String> {
     let settings = crate::config::order_settings_from_env()?;
     let config = aws_config::load_from_env().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), TableNames::from_env());
-    let orderly = Orderly::new(Arc::new(store), Arc::new(SystemClock), auth).with_order_settings(settings);
+    // The simulated gateway stands in for a real card processor (see crate::gateway).
+    let gateway = crate::config::simulated_gateway_from_env()?;
+    let orderly = Orderly::new(Arc::new(store), Arc::new(SystemClock), auth)
+        .with_order_settings(settings)
+        .with_gateway(Arc::new(gateway));
     Ok(match needs {
         Needs::Store => orderly,
         Needs::StoreAndQueues => {
@@ -42,13 +46,28 @@ pub async fn serve_http(needs: Needs, app: impl FnOnce(Orderly) -> axum::Router)
     lambda_http::run(app(orderly)).await
 }
 
+/// Runs a queue worker function built from the service: see [`serve_sqs`].
+pub async fn serve_worker<C: crate::queue::Consumer>(consumer: impl FnOnce(Orderly) -> Result<C, String>) -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init_lambda();
+    let orderly = orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let consumer = consumer(orderly).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    run_sqs(consumer).await
+}
+
 /// Runs a queue worker function: logging first, then the Lambda runtime loop handing each SQS
 /// batch to `consumer` and answering with partial batch failures (the event source mapping must
 /// set `FunctionResponseTypes: [ReportBatchItemFailures]`). A `Retry` is reported as a failure,
 /// so SQS delivers that message again after the queue's visibility timeout; the others are
-/// deleted by Lambda. See [`crate::queue::worker`].
+/// deleted by Lambda. See [`crate::queue::worker`]. Logging is set up unless a caller already
+/// did (`init_lambda` panics when called twice).
 pub async fn serve_sqs<C: crate::queue::Consumer>(consumer: C) -> Result<(), lambda_runtime::Error> {
-    crate::telemetry::init_lambda();
+    if !tracing::dispatcher::has_been_set() {
+        crate::telemetry::init_lambda();
+    }
+    run_sqs(consumer).await
+}
+
+async fn run_sqs<C: crate::queue::Consumer>(consumer: C) -> Result<(), lambda_runtime::Error> {
     let consumer = Arc::new(consumer);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {

@@ -106,7 +106,7 @@ async fn orders_reserve_stock_and_snapshot_prices(store: Arc<dyn Store>) {
     // A later price change does not touch the order's snapshot.
     let patch = serde_json::from_value(json!({"price_cents": 1})).expect("patch");
     w.orderly.update_product(mug, None, patch).await.expect("reprice");
-    let order = w.orderly.store().get_order(placed.order_id).await.expect("get").expect("order");
+    let order = w.orderly.store().get_order(placed.id).await.expect("get").expect("order");
     assert_eq!(order.lines[0].unit_price_cents, 1299);
 }
 
@@ -157,13 +157,13 @@ async fn the_cooldown_defers_and_releases_in_order(store: Arc<dyn Store>) {
     assert_eq!(drain_order_queue(&w).await, 0, "release messages are delayed");
     w.clock.advance(Duration::seconds(300));
     assert_eq!(drain_order_queue(&w).await, 1);
-    assert_eq!((status(second.order_id).await, status(third.order_id).await), (OrderStatus::Pending, OrderStatus::ProcessingOrder));
+    assert_eq!((status(second.id).await, status(third.id).await), (OrderStatus::Pending, OrderStatus::ProcessingOrder));
     w.clock.advance(Duration::seconds(300));
     drain_order_queue(&w).await;
-    assert_eq!(status(third.order_id).await, OrderStatus::Pending);
+    assert_eq!(status(third.id).await, OrderStatus::Pending);
 
     // A duplicate or late release message changes nothing.
-    assert_eq!(w.orderly.handle_release(second.order_id, "dup").await.expect("release"), Release::NotApplicable);
+    assert_eq!(w.orderly.handle_release(second.id, "dup").await.expect("release"), Release::NotApplicable);
 }
 
 async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
@@ -197,7 +197,7 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     assert!(matches!(other_body, Err(orderly::Error::Validation(_))), "{other_body:?}");
     // Keys are per customer.
     let bob = w.orderly.place_order(&customer(), order_of(&[(mug, 2)]), Some(key), "d").await.expect("bob");
-    assert_ne!(bob.order_id, first.order_id);
+    assert_ne!(bob.id, first.id);
 
     // Replays racing each other still make one order.
     let key = IdempotencyKey::parse("race").expect("key");
@@ -205,7 +205,7 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     let mut racers = JoinSet::new();
     for _ in 0..8 {
         let (orderly, racer, key) = (w.orderly.clone(), racer.clone(), key.clone());
-        racers.spawn(async move { orderly.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").order_id });
+        racers.spawn(async move { orderly.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").id });
     }
     let ids = racers.join_all().await;
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
@@ -221,16 +221,16 @@ async fn cancelling_returns_stock_exactly_once(store: Arc<dyn Store>) {
     let mut cancels = JoinSet::new();
     for _ in 0..5 {
         let (orderly, ada) = (w.orderly.clone(), ada.clone());
-        let id = placed.order_id;
+        let id = placed.id;
         cancels.spawn(async move { orderly.cancel_order(&ada, id, Default::default()).await.is_ok() });
     }
     let succeeded = cancels.join_all().await.into_iter().filter(|ok| *ok).count();
     assert_eq!(succeeded, 1);
     assert_eq!(stock(&w.orderly, mug).await, 10, "returned once");
-    let order = w.store.get_order(placed.order_id).await.expect("get").expect("order");
+    let order = w.store.get_order(placed.id).await.expect("get").expect("order");
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.history.len(), 2, "placement and cancellation in the audit trail");
-    assert!(w.orderly.cancel_order(&customer(), placed.order_id, Default::default()).await.is_err());
+    assert!(w.orderly.cancel_order(&customer(), placed.id, Default::default()).await.is_err());
 }
 
 async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn Store>) {
@@ -247,13 +247,13 @@ async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn S
     w.clock.advance(Duration::seconds(301));
     let report = w.orderly.sweep().await.expect("sweep");
     assert_eq!((report.released, report.expired), (1, 0));
-    assert_eq!(w.store.get_order(deferred.order_id).await.expect("get").expect("order").status, OrderStatus::Pending);
+    assert_eq!(w.store.get_order(deferred.id).await.expect("get").expect("order").status, OrderStatus::Pending);
 
     // Just past the first order's deadline; the released one became pending 301 s later.
     w.clock.advance(settings().payment_deadline - Duration::seconds(300));
     let report = w.orderly.sweep().await.expect("sweep");
     assert_eq!(report.expired, 1, "the first order's deadline passed; the released one has a day more");
-    let expired = w.store.get_order(pending.order_id).await.expect("get").expect("order");
+    let expired = w.store.get_order(pending.id).await.expect("get").expect("order");
     assert_eq!((expired.status, expired.cancel_reason.as_deref()), (OrderStatus::Cancelled, Some("payment deadline passed")));
     assert_eq!(stock(&w.orderly, mug).await, 7, "its 2 units are back, the other order's 3 still reserved");
     w.clock.advance(Duration::seconds(301));

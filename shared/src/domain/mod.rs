@@ -4,8 +4,10 @@
 mod auth;
 mod customers;
 mod fields;
+mod fulfillment;
 mod messages;
 mod orders;
+mod payments;
 mod products;
 
 pub use auth::{
@@ -14,7 +16,11 @@ pub use auth::{
 };
 pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
 pub use fields::{Category, Email, PersonName, ProductName};
+pub use fulfillment::{FulfillmentAction, FulfillmentRequest, Shipment, Tracking, TrackingEvent};
 pub use messages::OrderMessage;
+pub use payments::{
+    CardInput, CardSummary, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, Payment, PaymentMessage, PaymentStatus,
+};
 pub use orders::{
     CancelRequest, HistoryEntry, IdempotencyKey, IdempotencyRecord, NewOrder, NewOrderItem, Order, OrderCounters,
     OrderEvent, OrderLine, OrderMetrics, OrderQuery, OrderSettings, OrderStatus, Placed, Release, StatusChange,
@@ -27,6 +33,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::gateway::PaymentGateway;
 use crate::queue::Queue;
 use crate::error::{Error, FieldError};
 use crate::store::{PageRequest, Store, StoreError};
@@ -42,12 +49,19 @@ pub struct Orderly {
     /// Where deferred-order releases (and later payments, fulfillment) are sent; functions
     /// that send nothing have none.
     queue: Option<Arc<dyn Queue>>,
+    /// The card processor; only the payments side needs one.
+    gateway: Option<Arc<dyn PaymentGateway>>,
     orders: OrderSettings,
 }
 
 impl Orderly {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Self {
-        Self { store, clock, auth: Arc::new(auth), queue: None, orders: OrderSettings::default() }
+        Self { store, clock, auth: Arc::new(auth), queue: None, gateway: None, orders: OrderSettings::default() }
+    }
+
+    pub fn with_gateway(mut self, gateway: Arc<dyn PaymentGateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
     }
 
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {

@@ -13,7 +13,7 @@ use super::customers::Address;
 use super::{Orderly, Product};
 use crate::error::{Error, FieldError, Result};
 use crate::retry::backoff;
-use crate::store::{NewOrderWrite, OrderFilter, Page, StoreError, TransitionWrite};
+use crate::store::{NewOrderWrite, OrderFilter, Page, PaymentChange, StoreError, TransitionWrite};
 
 /// The owner's wording for a deferred order is kept verbatim on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -162,6 +162,11 @@ pub struct Order {
     pub payment_due_at: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
+    /// The payment in flight or captured; cleared when one fails, so the order can be paid again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<super::fulfillment::Shipment>,
     /// The request id of the POST that placed it: follows the order into every worker's logs.
     pub correlation_id: String,
     pub history: Vec<HistoryEntry>,
@@ -258,13 +263,15 @@ pub struct IdempotencyRecord {
     pub expires_at: OffsetDateTime,
 }
 
-/// The answer to POST /orders: 201 for `pending`, 202 for `processing order`.
+/// The answer to a create request (POST /orders: 201 for `pending`, 202 for `processing
+/// order`; POST /payments: 202).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     pub status_code: u16,
-    /// The order as JSON: for a replay, exactly what the first request was answered.
+    /// The created resource as JSON: for a replay, exactly what the first request was answered.
     pub body: String,
-    pub order_id: Uuid,
+    /// The created resource's id.
+    pub id: Uuid,
 }
 
 /// Counters kept in step with every write (never a scan).
@@ -441,6 +448,8 @@ impl Orderly {
                 release_at,
                 payment_due_at: (status == OrderStatus::Pending).then(|| now + settings.payment_deadline),
                 cancel_reason: None,
+                payment_id: None,
+                shipment: None,
                 correlation_id: correlation_id.to_owned(),
                 history: vec![HistoryEntry { at: now, event: None, status, actor: actor(session) }],
                 version: 1,
@@ -466,7 +475,7 @@ impl Orderly {
             match self.store.insert_order(&write).await {
                 Ok(()) => {
                     self.after_placement(&order, &products).await;
-                    return Ok(Placed { status_code, body, order_id: order.id });
+                    return Ok(Placed { status_code, body, id: order.id });
                 }
                 Err(StoreError::InsufficientStock(ids)) => {
                     let short: Vec<&Product> = products.iter().filter(|p| ids.contains(&p.id)).collect();
@@ -488,7 +497,7 @@ impl Orderly {
         Err(Error::Unavailable)
     }
 
-    async fn replay(&self, customer_id: Uuid, key: &IdempotencyKey, fingerprint: &str) -> Result<Option<Placed>> {
+    pub(crate) async fn replay(&self, customer_id: Uuid, key: &IdempotencyKey, fingerprint: &str) -> Result<Option<Placed>> {
         let now = self.clock.now();
         let Some(record) = self.store.get_idempotency(customer_id, key.as_str()).await? else {
             return Ok(None);
@@ -499,10 +508,14 @@ impl Orderly {
         if record.request != fingerprint {
             return Err(Error::invalid("Idempotency-Key", "was already used with a different request body"));
         }
-        let order: Order =
+        #[derive(Deserialize)]
+        struct Created {
+            id: Uuid,
+        }
+        let created: Created =
             serde_json::from_str(&record.response).map_err(|e| Error::Internal(format!("saved response: {e}")))?;
-        tracing::info!(order_id = %order.id, "idempotent replay");
-        Ok(Some(Placed { status_code: record.status_code, body: record.response, order_id: order.id }))
+        tracing::info!(id = %created.id, "idempotent replay");
+        Ok(Some(Placed { status_code: record.status_code, body: record.response, id: created.id }))
     }
 
     /// Queues the release of a deferred order, and reports what the placement did.
@@ -650,8 +663,16 @@ impl Orderly {
                 Err(other) => return Err(other),
             }
         }
-        if report.released + report.expired > 0 {
-            tracing::info!(released = report.released, expired = report.expired, "sweep");
+        // Paid a while ago and still not shipped: the fulfillment message was lost (or is
+        // dead-lettered); queue it again (shipping is idempotent).
+        for order in self.store.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, BATCH).await? {
+            let message = super::FulfillmentMessage::Ship { order_id: order.id };
+            if self.send(crate::queue::QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
+                report.requeued_fulfillment += 1;
+            }
+        }
+        if report.released + report.expired + report.requeued_fulfillment > 0 {
+            tracing::info!(released = report.released, expired = report.expired, requeued_fulfillment = report.requeued_fulfillment, "sweep");
         }
         Ok(report)
     }
@@ -671,13 +692,9 @@ impl Orderly {
         })
     }
 
-    /// One transition: a conditional write from the order's current status and version, with
-    /// its side effects (stock returned) in the same write. A concurrent change wins; this
-    /// one answers 409, so a duplicate can never apply twice.
-    async fn apply(&self, order: Order, event: OrderEvent, actor: &str, reason: Option<String>) -> Result<Order> {
-        let Some(next) = order.status.after(event) else {
-            return Err(Error::Conflict(format!("an order that is {} cannot be {}", order.status, event_verb(event))));
-        };
+    /// The order after `event`, or `None` where the transition table forbids it.
+    pub(crate) fn next_order(&self, order: &Order, event: OrderEvent, actor: &str, reason: Option<String>) -> Option<Order> {
+        let next = order.status.after(event)?;
         let now = self.clock.now();
         let mut updated = order.clone();
         updated.status = next;
@@ -697,13 +714,50 @@ impl Orderly {
             OrderEvent::PaymentSucceeded => updated.payment_due_at = None,
             OrderEvent::PaymentDeclined | OrderEvent::ShipmentCreated | OrderEvent::DeliveryRecorded => {}
         }
+        Some(updated)
+    }
+
+    /// One transition: a conditional write from the order's current status and version, with
+    /// its side effects in the same write (stock returned on cancellation; a captured payment
+    /// refunded when a paid order is cancelled). A concurrent change wins; this one answers
+    /// 409, so a duplicate can never apply twice.
+    pub(crate) async fn apply(&self, order: Order, event: OrderEvent, actor: &str, reason: Option<String>) -> Result<Order> {
+        let Some(updated) = self.next_order(&order, event, actor, reason) else {
+            return Err(Error::Conflict(format!("an order that is {} cannot be {}", order.status, event_verb(event))));
+        };
+        self.write_transition(&order, updated, event).await
+    }
+
+    /// Writes `updated` over `order` with the side effects `event` implies.
+    pub(crate) async fn write_transition(&self, order: &Order, updated: Order, event: OrderEvent) -> Result<Order> {
+        let next = updated.status;
         let restock = next == OrderStatus::Cancelled && order.status.holds_stock();
-        let write = TransitionWrite { previous: &order, updated: &updated, restock };
+        let refund = match (order.status, next, order.payment_id) {
+            (OrderStatus::Paid, OrderStatus::Cancelled, Some(payment_id)) => {
+                let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
+                let mut refunded = payment.clone();
+                refunded.status = super::PaymentStatus::Refunded;
+                refunded.version += 1;
+                refunded.updated_at = updated.updated_at;
+                Some((payment, refunded))
+            }
+            _ => None,
+        };
+        let write = TransitionWrite {
+            previous: order,
+            updated: &updated,
+            restock,
+            payment: refund.as_ref().map(|(previous, updated)| PaymentChange::Update { previous, updated }),
+            idempotency: None,
+        };
         match self.store.transition_order(&write).await {
             Ok(()) => {
                 tracing::info!(order_id = %order.id, correlation_id = %order.correlation_id, from = %order.status, to = %next, ?event, "order transition");
                 if next == OrderStatus::Cancelled && order.status != OrderStatus::Cancelled {
                     crate::telemetry::metric("OrdersCancelled", 1);
+                }
+                if let Some((_, refunded)) = &refund {
+                    self.refund(refunded).await;
                 }
                 Ok(updated)
             }
@@ -729,7 +783,11 @@ pub enum Release {
 pub struct SweepReport {
     pub released: u32,
     pub expired: u32,
+    pub requeued_fulfillment: u32,
 }
+
+/// How long a paid order may wait for its shipment before the sweep queues it again.
+const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
 
 fn event_verb(event: OrderEvent) -> &'static str {
     match event {

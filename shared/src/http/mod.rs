@@ -6,6 +6,7 @@ pub mod auth;
 pub mod customers;
 mod extract;
 pub mod orders;
+pub mod payments;
 pub mod problem;
 pub mod products;
 

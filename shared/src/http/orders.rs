@@ -1,10 +1,10 @@
 //! The `orders` function: placing orders (customers), reading them (owner or admin),
-//! cancelling, admin status changes, and metrics.
+//! cancelling, tracking and labels, admin status changes and fulfillment, and metrics.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -13,7 +13,10 @@ use uuid::Uuid;
 use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, JsonOrEmpty, Query};
 use super::{ApiError, RequestId};
-use crate::domain::{CancelRequest, IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Orderly, StatusChange};
+use crate::domain::{
+    CancelRequest, FulfillmentRequest, IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Orderly, Payment,
+    StatusChange, Tracking,
+};
 use crate::error::Error;
 
 pub fn routes() -> Router<Orderly> {
@@ -23,9 +26,12 @@ pub fn routes() -> Router<Orderly> {
         .route("/orders/{id}", get(show))
         .route("/orders/{id}/status", get(status).put(change_status))
         .route("/orders/{id}/cancel", post(cancel))
+        .route("/orders/{id}/tracking", get(tracking))
+        .route("/orders/{id}/label", get(label))
+        .route("/orders/{id}/fulfillment", put(fulfill))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     headers
         .get("idempotency-key")
         .map(|value| {
@@ -48,7 +54,7 @@ async fn place(
     let placed = orderly.place_order(&session, input, key, &request_id).await?;
     let status = StatusCode::from_u16(placed.status_code).unwrap_or(StatusCode::CREATED);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], placed.body).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", placed.order_id)) {
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", placed.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -62,8 +68,37 @@ async fn list(
     Ok(JsonResponse(orderly.orders(&session, query).await?))
 }
 
-async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<JsonResponse<Order>, ApiError> {
-    Ok(JsonResponse(orderly.order_for(&session, id).await?))
+/// GET /orders/{id}: the order with its payments.
+#[derive(Serialize)]
+struct OrderWithPayments {
+    #[serde(flatten)]
+    order: Order,
+    payments: Vec<Payment>,
+}
+
+async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+    let order = orderly.order_for(&session, id).await?;
+    let payments = orderly.payments_of(order.id).await?;
+    Ok(JsonResponse(OrderWithPayments { order, payments }))
+}
+
+async fn tracking(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<JsonResponse<Tracking>, ApiError> {
+    Ok(JsonResponse(orderly.tracking(&session, id).await?))
+}
+
+/// The shipping label, as ZPL for a thermal printer.
+async fn label(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
+    let zpl = orderly.label(&session, id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/zpl; charset=utf-8")], zpl).into_response())
+}
+
+async fn fulfill(
+    State(orderly): State<Orderly>,
+    AdminSession(session): AdminSession,
+    Id(id): Id,
+    Json(request): Json<FulfillmentRequest>,
+) -> Result<JsonResponse<Order>, ApiError> {
+    Ok(JsonResponse(orderly.fulfill(&session, id, request).await?))
 }
 
 /// GET /orders/{id}/status: the small answer a client polls.

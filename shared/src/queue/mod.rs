@@ -103,7 +103,9 @@ impl OutgoingMessage {
         if size > MAX_MESSAGE_BYTES {
             return Err(QueueError::Backend(format!("message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")));
         }
-        let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}');
+        // XML 1.0 characters: a Rust char is never a surrogate, so only these are left out.
+        let allowed =
+            |c: char| !matches!(c, '\0'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}');
         if !self.body.chars().all(allowed) || !self.correlation().unwrap_or_default().chars().all(allowed) {
             return Err(QueueError::Backend("message contains characters SQS does not accept".into()));
         }

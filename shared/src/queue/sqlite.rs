@@ -22,7 +22,9 @@ use rusqlite::{params, Connection, ErrorCode};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{clamp, clamp_batch, Delivery, OutgoingMessage, Queue, QueueError, QueueName, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT};
+use super::{
+    clamp, clamp_batch, Delivery, OutgoingMessage, Queue, QueueError, QueueName, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT,
+};
 use crate::clock::Clock;
 
 /// How often a long poll looks again while nothing is visible.
@@ -105,7 +107,12 @@ impl SqliteQueue {
     /// One receive attempt: first retires the visible messages that used up their deliveries
     /// (as SQS moves them to the DLQ instead of delivering them again), then leases up to `max`
     /// of the rest, longest visible first.
-    async fn receive_once(&self, queue: QueueName, max: u32, visibility: Duration) -> Result<Vec<Delivery>, QueueError> {
+    async fn receive_once(
+        &self,
+        queue: QueueName,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
         let max_receives = self.max_receives;
         let (dead, deliveries) = self
             .transaction(move |tx, now| {
@@ -157,7 +164,7 @@ impl SqliteQueue {
             })
             .await?;
         for message_id in dead {
-            tracing::warn!(queue = %queue, message_id, max_receives, "message exceeded its receives; moved to the dead letters");
+            tracing::warn!(queue = %queue, message_id, max_receives, "receives used up; moved to the dead letters");
         }
         Ok(deliveries)
     }
@@ -348,7 +355,8 @@ mod tests {
             queue.send(QueueName::Fulfillment, &message, Duration::ZERO).await.expect("send");
         }
         let queue = SqliteQueue::open(&path, clock, 3).expect("reopen");
-        let got = queue.receive(QueueName::Fulfillment, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+        let got =
+            queue.receive(QueueName::Fulfillment, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].body.as_str(), got[0].correlation_id.as_deref()), ("durable", Some("c-1")));
         drop(queue);

@@ -59,7 +59,11 @@ impl QueueUrls {
             payments_dlq: var("PAYMENTS_DLQ_URL"),
             fulfillment_dlq: var("FULFILLMENT_DLQ_URL"),
         };
-        if missing.is_empty() { Ok(urls) } else { Err(format!("queue URLs not set: {}", missing.join(", "))) }
+        if missing.is_empty() {
+            Ok(urls)
+        } else {
+            Err(format!("queue URLs not set: {}", missing.join(", ")))
+        }
     }
 
     pub fn url(&self, queue: QueueName) -> &str {
@@ -126,7 +130,11 @@ where
         _ => false,
     };
     let detail = format!("{operation}: {}", DisplayErrorContext(&err));
-    if transient { QueueError::Unavailable(detail) } else { QueueError::Backend(detail) }
+    if transient {
+        QueueError::Unavailable(detail)
+    } else {
+        QueueError::Backend(detail)
+    }
 }
 
 fn build_err(e: impl std::fmt::Display) -> QueueError {
@@ -156,7 +164,7 @@ fn delivery(queue: QueueName, message: Message) -> Option<Delivery> {
             Some(Delivery { message_id, receipt, body, correlation_id, receive_count })
         }
         (message_id, _, _) => {
-            tracing::error!(queue = %queue, message_id, "SQS returned a message without its id, receipt or body; skipped");
+            tracing::error!(queue = %queue, message_id, "SQS message without its id, receipt or body; skipped");
             None
         }
     }
@@ -182,7 +190,8 @@ impl Queue for SqsQueue {
             .message_body(&message.body)
             .delay_seconds(seconds_up(delay, MAX_DELAY));
         if let Some(id) = message.correlation() {
-            let value = MessageAttributeValue::builder().data_type("String").string_value(id).build().map_err(build_err)?;
+            let value =
+                MessageAttributeValue::builder().data_type("String").string_value(id).build().map_err(build_err)?;
             request = request.message_attributes(CORRELATION_ID_ATTRIBUTE, value);
         }
         request.send().await.map_err(|e| sdk_error("SendMessage", e))?;
@@ -215,7 +224,8 @@ impl Queue for SqsQueue {
         match self.client.delete_message().queue_url(self.urls.url(queue)).receipt_handle(receipt).send().await {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) if e.err().is_receipt_handle_is_invalid() => {
-                tracing::warn!(queue = %queue, error = %DisplayErrorContext(e.err()), "delete with an unknown receipt ignored");
+                let error = DisplayErrorContext(e.err());
+                tracing::warn!(queue = %queue, %error, "delete with an unknown receipt ignored");
                 Ok(())
             }
             Err(e) => Err(sdk_error("DeleteMessage", e)),
@@ -234,7 +244,8 @@ impl Queue for SqsQueue {
             Err(SdkError::ServiceError(e))
                 if e.err().is_receipt_handle_is_invalid() || e.err().is_message_not_inflight() =>
             {
-                tracing::warn!(queue = %queue, error = %DisplayErrorContext(e.err()), "visibility change for a message no longer leased ignored");
+                let error = DisplayErrorContext(e.err());
+                tracing::warn!(queue = %queue, %error, "visibility change for a message no longer leased ignored");
                 Ok(())
             }
             Err(e) => Err(sdk_error("ChangeMessageVisibility", e)),

@@ -113,7 +113,11 @@ async fn join_all_catching<F: Future>(futures: Vec<F>) -> Vec<Option<F::Output>>
                 Err(_) => *slot = None,
             }
         }
-        if all_ready { Poll::Ready(()) } else { Poll::Pending }
+        if all_ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     })
     .await;
     outputs
@@ -124,8 +128,7 @@ async fn join_all_catching<F: Future>(futures: Vec<F>) -> Vec<Option<F::Output>>
 pub fn delivery_from_sqs(message: SqsMessage) -> Option<Delivery> {
     let receive_count =
         message.attributes.get("ApproximateReceiveCount").and_then(|count| count.parse().ok()).unwrap_or(1);
-    let correlation_id =
-        message.message_attributes.get(CORRELATION_ID_ATTRIBUTE).and_then(|a| a.string_value.clone());
+    let correlation_id = message.message_attributes.get(CORRELATION_ID_ATTRIBUTE).and_then(|a| a.string_value.clone());
     match (message.message_id, message.body) {
         (Some(message_id), Some(body)) => Some(Delivery {
             message_id,

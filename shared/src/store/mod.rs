@@ -16,8 +16,8 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Principal, Product,
-    Role,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment, Principal,
+    Product, Role,
 };
 
 pub use dynamodb::DynamoStore;
@@ -124,13 +124,25 @@ pub struct NewOrderWrite<'a> {
     pub idempotency: Option<&'a IdempotencyRecord>,
 }
 
-/// An order moving from `previous` (status and version as read) to `updated`.
+/// An order moving from `previous` (status and version as read) to `updated`, with what
+/// must change in the same atomic step.
 #[derive(Debug, Clone, Copy)]
 pub struct TransitionWrite<'a> {
     pub previous: &'a Order,
     pub updated: &'a Order,
     /// Give every line's quantity back to its product (products deleted since are skipped).
     pub restock: bool,
+    pub payment: Option<PaymentChange<'a>>,
+    /// Saved unless a live record for the same customer and key exists.
+    pub idempotency: Option<&'a IdempotencyRecord>,
+}
+
+/// A payment written with an order transition.
+#[derive(Debug, Clone, Copy)]
+pub enum PaymentChange<'a> {
+    Insert(&'a Payment),
+    /// Only if the stored payment is still at `previous.version`.
+    Update { previous: &'a Payment, updated: &'a Payment },
 }
 
 /// GET /orders filters. Results are newest first, except that a `status` filter without a
@@ -199,12 +211,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError>;
-    /// Applies a transition if the stored order is still at `previous.version`, with its
-    /// restock and counters in the same atomic step; `VersionConflict` otherwise.
+    /// Applies a transition if the stored order is still at `previous.version` (and a changed
+    /// payment at its version), with restock, payment, idempotency record and counters in the
+    /// same atomic step; `VersionConflict` otherwise, `Duplicate(IdempotencyKey)` for a used key.
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError>;
     /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest first.
     async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError>;
     async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
+
+    async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError>;
+    /// One order's payments, or (no order) all payments; newest first.
+    async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError>;
 }
 
 /// Counter deltas of a placement or transition, shared by both backends.

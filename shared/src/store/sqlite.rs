@@ -15,11 +15,11 @@ use time::OffsetDateTime;
 
 use super::{
     attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, token, Login, NewOrderWrite, OrderContext,
-    OrderFilter, Page, PageRequest, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+    OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
 };
 use crate::domain::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Principal, Product,
-    Role,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment, Principal,
+    Product, Role,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
@@ -83,6 +83,14 @@ const MIGRATIONS: &[&str] = &[r#"
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) STRICT;
+"#, r#"
+    CREATE TABLE payments (
+        id       TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        doc      TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX payments_by_order ON payments (order_id, id);
 "#];
 
 #[derive(Clone)]
@@ -478,7 +486,7 @@ impl Store for SqliteStore {
         let order = write.order.clone();
         let expected_until = write.expected_cooldown_until.map(epoch_millis);
         let new_until = epoch_millis(write.new_cooldown_until);
-        let idempotency = write.idempotency.map(|r| Ok::<_, StoreError>((r.key.clone(), epoch_millis(r.expires_at), to_doc(r)?))).transpose()?;
+        let idempotency = write.idempotency.cloned();
         let doc = to_doc(&order)?;
         self.transaction(move |tx| {
             let customer = order.customer_id.to_string();
@@ -489,19 +497,8 @@ impl Store for SqliteStore {
             if stored_until != expected_until {
                 return Err(StoreError::VersionConflict);
             }
-            if let Some((key, expires_at, record)) = &idempotency {
-                let now = epoch_millis(order.created_at);
-                let taken = tx
-                    .execute(
-                        "INSERT INTO idempotency (customer_id, key, expires_at, doc) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (customer_id, key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc
-                         WHERE idempotency.expires_at <= ?5",
-                        params![customer, key, expires_at, record, now],
-                    )
-                    .map_err(backend)?;
-                if taken == 0 {
-                    return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
-                }
+            if let Some(record) = &idempotency {
+                save_idempotency(tx, record, order.created_at)?;
             }
             let mut short = Vec::new();
             for line in &order.lines {
@@ -614,7 +611,32 @@ impl Store for SqliteStore {
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError> {
         let (previous, updated, restock) = (write.previous.clone(), write.updated.clone(), write.restock);
         let doc = to_doc(&updated)?;
+        let payment = match write.payment {
+            Some(PaymentChange::Insert(p)) => Some((None, p.clone(), to_doc(p)?)),
+            Some(PaymentChange::Update { previous, updated }) => Some((Some(previous.version), updated.clone(), to_doc(updated)?)),
+            None => None,
+        };
+        let idempotency = write.idempotency.cloned();
         self.transaction(move |tx| {
+            if let Some(record) = &idempotency {
+                save_idempotency(tx, record, updated.updated_at)?;
+            }
+            if let Some((expected, payment, payment_doc)) = &payment {
+                let written = match expected {
+                    None => tx.execute(
+                        "INSERT INTO payments (id, order_id, version, doc) VALUES (?1, ?2, ?3, ?4)",
+                        params![payment.id.to_string(), payment.order_id.to_string(), payment.version, payment_doc],
+                    ),
+                    Some(expected) => tx.execute(
+                        "UPDATE payments SET version = ?2, doc = ?3 WHERE id = ?1 AND version = ?4",
+                        params![payment.id.to_string(), payment.version, payment_doc, expected],
+                    ),
+                }
+                .map_err(backend)?;
+                if written != 1 {
+                    return Err(StoreError::VersionConflict);
+                }
+            }
             let changed = tx
                 .execute(
                     "UPDATE orders SET status = ?2, due_at = ?3, version = ?4, doc = ?5 WHERE id = ?1 AND version = ?6",
@@ -661,6 +683,37 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError> {
+        self.transaction(move |tx| {
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM payments WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            doc.as_deref().map(from_doc).transpose()
+        })
+        .await
+    }
+
+    async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
+        let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
+        let (order, limit) = (order.map(|o| o.to_string()), page.limit);
+        self.transaction(move |tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, doc FROM payments WHERE (?1 IS NULL OR order_id = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![order, after, limit + 1], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .map_err(backend)?
+                .map(|row| {
+                    let (id, doc) = row.map_err(backend)?;
+                    Ok((id, from_doc::<Payment>(&doc)?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            into_page(rows, limit)
+        })
+        .await
+    }
+
     async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
         self.transaction(|tx| {
             let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
@@ -673,6 +726,19 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
+fn save_idempotency(tx: &rusqlite::Transaction<'_>, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<(), StoreError> {
+    let taken = tx
+        .execute(
+            "INSERT INTO idempotency (customer_id, key, expires_at, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (customer_id, key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc
+             WHERE idempotency.expires_at <= ?5",
+            params![record.customer_id.to_string(), record.key, epoch_millis(record.expires_at), to_doc(record)?, epoch_millis(now)],
+        )
+        .map_err(backend)?;
+    if taken == 0 { Err(StoreError::Duplicate(UniqueKey::IdempotencyKey)) } else { Ok(()) }
 }
 
 fn add_counters(tx: &rusqlite::Transaction<'_>, deltas: Vec<(String, i64)>) -> Result<(), StoreError> {

@@ -1,6 +1,10 @@
 //! Queue consumers: each turns a queue's messages into domain calls. The Lambda worker
 //! functions and the local server run the same consumers (see `crate::queue::worker`).
 
+mod fulfillment_worker;
 mod order_worker;
+mod payment_worker;
 
+pub use fulfillment_worker::FulfillmentWorker;
 pub use order_worker::{handle_order_worker_event, OrderWorker};
+pub use payment_worker::PaymentWorker;

@@ -65,7 +65,11 @@ pub async fn handle_order_worker_event(orderly: &Orderly, event: Value) -> Resul
     }
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         let report = orderly.sweep().await?;
-        return Ok(serde_json::json!({"released": report.released, "expired": report.expired}));
+        return Ok(serde_json::json!({
+            "released": report.released,
+            "expired": report.expired,
+            "requeued_fulfillment": report.requeued_fulfillment,
+        }));
     }
     Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
 }

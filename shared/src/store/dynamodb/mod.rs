@@ -24,12 +24,12 @@ use time::OffsetDateTime;
 
 use super::{
     attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, token, Login, NewOrderWrite, OrderContext,
-    OrderFilter, Page, PageRequest, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+    OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
 };
 use crate::config::TableNames;
 use crate::domain::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Principal, Product,
-    Role,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment, Principal,
+    Product, Role,
 };
 use crate::retry::backoff;
 
@@ -158,6 +158,20 @@ fn due_sort_key(order: &Order) -> String {
 /// Counter updates are spread over this many items, so concurrent orders do not all
 /// contend for one hot counter item; reading the metrics sums the shards.
 const METRICS_SHARDS: u32 = 10;
+
+fn payment_pk(id: Uuid) -> String {
+    format!("PAYMENT#{id}")
+}
+
+fn payment_item(payment: &Payment) -> Result<Item, StoreError> {
+    let mut item = to_item(payment)?;
+    item.insert("pk".into(), s(payment_pk(payment.id)));
+    item.insert("gsi1pk".into(), s(format!("ORDER_PAYMENTS#{}", payment.order_id)));
+    item.insert("gsi1sk".into(), s(payment.id.to_string()));
+    item.insert("gsi3pk".into(), s("PAYMENT"));
+    item.insert("gsi3sk".into(), s(payment.id.to_string()));
+    Ok(item)
+}
 
 fn order_item(order: &Order) -> Result<Item, StoreError> {
     let mut item = to_item(order)?;
@@ -337,6 +351,16 @@ impl DynamoStore {
             backoff(attempt).await;
         }
         Err(CancelledTransaction::Store(StoreError::Unavailable("transaction kept conflicting with concurrent writes".into())))
+    }
+
+    /// Saves an idempotency record unless a live one holds the key.
+    fn save_idempotency(&self, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<TransactWriteItem, StoreError> {
+        let mut item = to_item(record)?;
+        item.insert("pk".into(), s(idempotency_pk(record.customer_id, &record.key)));
+        item.insert("expires_ms".into(), n(epoch_millis(record.expires_at)));
+        item.insert(schema::TTL_ATTRIBUTE.into(), n(record.expires_at.unix_timestamp()));
+        let now = HashMap::from([(":now".to_owned(), n(epoch_millis(now)))]);
+        self.put(&self.tables.orders, item, "attribute_not_exists(pk) OR expires_ms <= :now", Some(now))
     }
 
     /// Adds counter deltas to one random shard (see [`METRICS_SHARDS`]).
@@ -818,12 +842,7 @@ impl Store for DynamoStore {
         let cooldown_index = actions.len() - 1;
         let idempotency_index = match write.idempotency {
             Some(record) => {
-                let mut item = to_item(record)?;
-                item.insert("pk".into(), s(idempotency_pk(record.customer_id, &record.key)));
-                item.insert("expires_ms".into(), n(epoch_millis(record.expires_at)));
-                item.insert(schema::TTL_ATTRIBUTE.into(), n(record.expires_at.unix_timestamp()));
-                let now = HashMap::from([(":now".to_owned(), n(epoch_millis(order.created_at)))]);
-                actions.push(self.put(&self.tables.orders, item, "attribute_not_exists(pk) OR expires_ms <= :now", Some(now))?);
+                actions.push(self.save_idempotency(record, order.created_at)?);
                 Some(actions.len() - 1)
             }
             None => None,
@@ -887,6 +906,23 @@ impl Store for DynamoStore {
                 "version = :expected",
                 Self::version_is(previous.version),
             )?];
+            match write.payment {
+                Some(PaymentChange::Insert(payment)) => {
+                    actions.push(self.put(&self.tables.orders, payment_item(payment)?, "attribute_not_exists(pk)", None)?);
+                }
+                Some(PaymentChange::Update { previous, updated }) => actions.push(self.put(
+                    &self.tables.orders,
+                    payment_item(updated)?,
+                    "version = :expected",
+                    Self::version_is(previous.version),
+                )?),
+                None => {}
+            }
+            let payment_index = write.payment.map(|_| actions.len() - 1);
+            if let Some(record) = write.idempotency {
+                actions.push(self.save_idempotency(record, updated.updated_at)?);
+            }
+            let idempotency_index = write.idempotency.map(|_| actions.len() - 1);
             if write.restock {
                 // Products deleted since the order was placed get nothing back.
                 let pks: Vec<String> = previous.lines.iter().map(|l| product_pk(l.product_id)).collect();
@@ -900,7 +936,12 @@ impl Store for DynamoStore {
             actions.extend(self.count_orders(&counter_deltas(Some(previous), updated))?);
             match self.transact(actions).await {
                 Ok(()) => return Ok(()),
-                Err(TransactionError::ConditionFailed(0)) => return Err(StoreError::VersionConflict),
+                Err(TransactionError::ConditionFailed(i)) if i == 0 || Some(i) == payment_index => {
+                    return Err(StoreError::VersionConflict);
+                }
+                Err(TransactionError::ConditionFailed(i)) if Some(i) == idempotency_index => {
+                    return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
+                }
                 // A product was deleted between the read above and the write: again.
                 Err(TransactionError::ConditionFailed(_)) => backoff(attempt).await,
                 Err(TransactionError::Store(e)) => return Err(e),
@@ -915,6 +956,18 @@ impl Store for DynamoStore {
             ..IndexQuery::new(&self.tables.orders, "gsi2", status_partition(status))
         };
         Ok(self.list_by_index(query, &PageRequest::first(limit), |o: &Order| o.status == status).await?.items)
+    }
+
+    async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError> {
+        self.get(&self.tables.orders, payment_pk(id)).await
+    }
+
+    async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
+        let query = match order {
+            Some(order) => IndexQuery::new(&self.tables.orders, "gsi1", format!("ORDER_PAYMENTS#{order}")),
+            None => IndexQuery::new(&self.tables.orders, "gsi3", "PAYMENT"),
+        };
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |_: &Payment| true).await
     }
 
     async fn order_counters(&self) -> Result<OrderCounters, StoreError> {

@@ -1,0 +1,189 @@
+//! Fulfillment: a paid order gets a shipment (carrier, tracking number, a ZPL shipping label)
+//! and becomes `shipped`; an admin records delivery. Tracking is read from the order's audit
+//! trail and shipment.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::Session;
+use super::orders::{Order, OrderEvent, OrderStatus};
+use super::Orderly;
+use crate::error::{Error, Result};
+
+pub const CARRIER: &str = "Orderly Parcel";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    /// `zpl`: the Zebra label language every thermal label printer takes.
+    pub label_format: String,
+    pub label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// PUT /orders/{id}/fulfillment body (admin).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FulfillmentRequest {
+    pub action: FulfillmentAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FulfillmentAction {
+    /// Create the shipment of a paid order now (what the fulfillment worker does).
+    Ship,
+    /// Record that a shipped order was delivered.
+    Deliver,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackingEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// placed, deferred, released, paid, label_created, shipped, delivered, cancelled
+    pub event: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tracking {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    pub events: Vec<TrackingEvent>,
+}
+
+/// A tracking number in the carrier's style: prefix, 12 digits from the order id, check digit.
+fn tracking_number(order_id: Uuid) -> String {
+    let digits: String = order_id.as_u128().to_string().chars().rev().take(12).collect();
+    let check: u32 = digits.bytes().map(|b| u32::from(b - b'0')).sum::<u32>() % 10;
+    format!("OP{digits}{check}")
+}
+
+/// A 4×6 inch ZPL label: sender, recipient, order number, and the tracking barcode (Code 128).
+fn zpl_label(order: &Order, tracking: &str) -> String {
+    let clean = |s: &str| s.replace(['^', '~'], " ");
+    let to: Vec<String> = match &order.shipping_address {
+        Some(a) => [Some(a.line1.clone()), a.line2.clone(), Some(format!("{} {}", a.postal_code, a.city)), Some(a.country.clone())]
+            .into_iter()
+            .flatten()
+            .map(|l| clean(&l))
+            .collect(),
+        None => vec!["(address on file)".into()],
+    };
+    let mut zpl = String::from("^XA^CI28^PW812^LL1218\n^FO40,40^A0N,40,40^FDOrderly^FS\n");
+    zpl.push_str(&format!("^FO40,100^A0N,28,28^FDOrder {}^FS\n", order.id));
+    for (i, line) in to.iter().enumerate() {
+        zpl.push_str(&format!("^FO40,{}^A0N,36,36^FD{line}^FS\n", 200 + 50 * i));
+    }
+    zpl.push_str(&format!("^FO40,600^BY3^BCN,200,Y,N,N^FD{tracking}^FS\n^FO40,900^A0N,32,32^FD{CARRIER}^FS\n^XZ\n"));
+    zpl
+}
+
+impl Orderly {
+    /// The fulfillment worker (and PUT .../fulfillment `ship`): creates the shipment of a paid
+    /// order and marks it `shipped`. Anything but a paid order is left alone (`Ok(None)`), so
+    /// a duplicate message is a no-op.
+    pub async fn ship(&self, order_id: Uuid, actor: &str) -> Result<Option<Order>> {
+        let order = self.store.get_order(order_id).await?.ok_or(Error::NotFound("order"))?;
+        if order.status != OrderStatus::Paid {
+            return Ok(None);
+        }
+        let Some(mut updated) = self.next_order(&order, OrderEvent::ShipmentCreated, actor, None) else {
+            return Ok(None);
+        };
+        let tracking = tracking_number(order.id);
+        updated.shipment = Some(Shipment {
+            carrier: CARRIER.into(),
+            label_format: "zpl".into(),
+            label: zpl_label(&order, &tracking),
+            tracking_number: tracking,
+            created_at: updated.updated_at,
+        });
+        match self.write_transition(&order, updated, OrderEvent::ShipmentCreated).await {
+            Ok(shipped) => {
+                crate::telemetry::metric("OrdersShipped", 1);
+                Ok(Some(shipped))
+            }
+            // Someone else shipped or cancelled it meanwhile.
+            Err(Error::Conflict(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// PUT /orders/{id}/fulfillment (admin): `ship` a paid order or `deliver` a shipped one.
+    pub async fn fulfill(&self, session: &Session, order_id: Uuid, request: FulfillmentRequest) -> Result<Order> {
+        session.require_admin()?;
+        let actor = format!("admin:{}", session.principal.id);
+        let order = self.order_for(session, order_id).await?;
+        match request.action {
+            FulfillmentAction::Ship => {
+                if order.status != OrderStatus::Paid {
+                    return Err(Error::Conflict(format!("an order that is {} cannot be shipped", order.status)));
+                }
+                self.ship(order_id, &actor)
+                    .await?
+                    .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into()))
+            }
+            FulfillmentAction::Deliver => {
+                let delivered = self.apply(order, OrderEvent::DeliveryRecorded, &actor, None).await?;
+                crate::telemetry::metric("OrdersDelivered", 1);
+                Ok(delivered)
+            }
+        }
+    }
+
+    /// GET /orders/{id}/tracking (owner or admin).
+    pub async fn tracking(&self, session: &Session, order_id: Uuid) -> Result<Tracking> {
+        let order = self.order_for(session, order_id).await?;
+        let mut events = Vec::new();
+        for entry in &order.history {
+            let event = match (entry.event, entry.status) {
+                (None, OrderStatus::ProcessingOrder) => "deferred",
+                (None, _) => "placed",
+                (Some(OrderEvent::Released), _) => "released",
+                (Some(OrderEvent::PaymentSucceeded), OrderStatus::Paid) => "paid",
+                (Some(OrderEvent::ShipmentCreated), _) => {
+                    events.push(TrackingEvent { at: entry.at, event: "label_created" });
+                    "shipped"
+                }
+                (Some(OrderEvent::DeliveryRecorded), _) => "delivered",
+                (Some(OrderEvent::Cancelled | OrderEvent::PaymentDeadlinePassed), _) => "cancelled",
+                (Some(OrderEvent::PaymentSucceeded | OrderEvent::PaymentDeclined), _) => continue,
+            };
+            events.push(TrackingEvent { at: entry.at, event });
+        }
+        Ok(Tracking {
+            order_id: order.id,
+            status: order.status,
+            carrier: order.shipment.as_ref().map(|s| s.carrier.clone()),
+            tracking_number: order.shipment.as_ref().map(|s| s.tracking_number.clone()),
+            events,
+        })
+    }
+
+    /// GET /orders/{id}/label (owner or admin): the ZPL shipping label.
+    pub async fn label(&self, session: &Session, order_id: Uuid) -> Result<String> {
+        let order = self.order_for(session, order_id).await?;
+        order.shipment.map(|s| s.label).ok_or(Error::NotFound("shipping label"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_numbers_are_stable_and_checked() {
+        let id = Uuid::now_v7();
+        let number = tracking_number(id);
+        assert_eq!(number, tracking_number(id));
+        assert!(number.starts_with("OP") && number.len() == 15, "{number}");
+    }
+}

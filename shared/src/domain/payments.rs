@@ -1,0 +1,511 @@
+//! Payments: a customer pays a `pending` order by card; the payment worker charges it through
+//! the gateway in the background. Card numbers and CVCs reach the gateway once (tokenization)
+//! and are never stored, queued or logged: a payment keeps brand and last four digits.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::Session;
+use super::orders::{IdempotencyKey, IdempotencyRecord, Order, OrderEvent, OrderStatus, Placed};
+use super::Orderly;
+use crate::error::{Error, FieldError, Result};
+use crate::gateway::{CardDetails, CardToken, ChargeOutcome, GatewayError};
+use crate::queue::QueueName;
+use crate::store::{Page, PageRequest, PaymentChange, StoreError, TransitionWrite};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+}
+
+/// What a payment remembers of the card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardSummary {
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub amount_cents: i64,
+    pub status: PaymentStatus,
+    pub method: String,
+    pub card: CardSummary,
+    /// The gateway's charge reference once captured (refunds use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub correlation_id: String,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// POST /payments body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPayment {
+    pub order_id: Uuid,
+    pub method: String,
+    pub card: CardInput,
+}
+
+/// Card fields as sent: never printed (Debug shows the last four digits only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardInput {
+    pub number: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub cvc: String,
+    #[serde(default)]
+    pub holder: Option<String>,
+}
+
+impl fmt::Debug for CardInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits: String = self.number.chars().filter(char::is_ascii_digit).collect();
+        write!(f, "CardInput(**** {})", digits.get(digits.len().saturating_sub(4)..).unwrap_or(""))
+    }
+}
+
+/// The payment queue's messages. The token is the gateway's, short-lived and single-use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PaymentMessage {
+    Charge { payment_id: Uuid, token: CardToken },
+    /// Retry a refund the gateway did not confirm.
+    Refund { payment_id: Uuid },
+}
+
+/// The fulfillment queue's messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FulfillmentMessage {
+    Ship { order_id: Uuid },
+}
+
+fn luhn_valid(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+fn brand_of(digits: &str) -> &'static str {
+    let prefix = |n: usize| digits.get(..n).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    match () {
+        _ if digits.starts_with('4') => "visa",
+        _ if (51..=55).contains(&prefix(2)) || (2221..=2720).contains(&prefix(4)) => "mastercard",
+        _ if matches!(prefix(2), 34 | 37) => "amex",
+        _ if prefix(4) == 6011 || prefix(2) == 65 => "discover",
+        _ => "card",
+    }
+}
+
+/// Checks a card (Luhn, expiry in the future, CVC shape) into gateway input and its summary.
+fn parse_card(card: CardInput, now: OffsetDateTime) -> Result<(CardDetails, CardSummary)> {
+    let digits: String = card.number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let mut errors = Vec::new();
+    let number_ok = (12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && luhn_valid(&digits);
+    if !number_ok {
+        errors.push(FieldError::new("card.number", "is not a valid card number"));
+    }
+    let brand = brand_of(&digits);
+    let month_ok = (1..=12).contains(&card.exp_month);
+    if !month_ok {
+        errors.push(FieldError::new("card.exp_month", "must be between 1 and 12"));
+    }
+    let (year, month) = (i64::from(now.year()), i64::from(u8::from(now.month())));
+    if !(year..=year + 20).contains(&card.exp_year) {
+        errors.push(FieldError::new("card.exp_year", format!("must be between {year} and {}", year + 20)));
+    } else if month_ok && card.exp_year == year && card.exp_month < month {
+        errors.push(FieldError::new("card.exp_month", "the card has expired"));
+    }
+    let cvc_len = if brand == "amex" { 4 } else { 3 };
+    if card.cvc.len() != cvc_len || !card.cvc.bytes().all(|b| b.is_ascii_digit()) {
+        errors.push(FieldError::new("card.cvc", format!("must be {cvc_len} digits")));
+    }
+    if card.holder.as_deref().is_some_and(|h| h.chars().count() > 100) {
+        errors.push(FieldError::new("card.holder", "must be at most 100 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let (exp_month, exp_year) = (card.exp_month as u8, card.exp_year as u16);
+    let summary = CardSummary {
+        brand: brand.to_owned(),
+        last4: digits.get(digits.len() - 4..).unwrap_or("").to_owned(),
+        exp_month,
+        exp_year,
+    };
+    Ok((CardDetails { number: digits, exp_month, exp_year, cvc: card.cvc }, summary))
+}
+
+impl Orderly {
+    fn gateway(&self) -> Result<&dyn crate::gateway::PaymentGateway> {
+        self.gateway.as_deref().ok_or_else(|| Error::Internal("no payment gateway configured".into()))
+    }
+
+    /// POST /payments: validates the card, tokenizes it, records a `pending` payment marked in
+    /// flight on its order (one conditional write), and queues the charge. 202 with the payment.
+    pub async fn create_payment(
+        &self,
+        session: &Session,
+        input: NewPayment,
+        key: Option<IdempotencyKey>,
+        correlation_id: &str,
+    ) -> Result<Placed> {
+        if input.method != "card" {
+            return Err(Error::invalid("method", "must be \"card\""));
+        }
+        let now = self.clock.now();
+        let (card, summary) = parse_card(input.card, now)?;
+        let order = self.order_for(session, input.order_id).await?;
+        session.require_self_or_admin(order.customer_id, "order")?;
+        // Identifies the request without keeping the card number.
+        let fingerprint = format!("payment|{}|{}|{}|{}/{}", order.id, summary.brand, summary.last4, summary.exp_month, summary.exp_year);
+        if let Some(key) = &key {
+            if let Some(replay) = self.replay(order.customer_id, key, &fingerprint).await? {
+                return Ok(replay);
+            }
+        }
+        self.check_payable(&order).await?;
+        let token = self.gateway()?.tokenize(&card).await.map_err(|e| match e {
+            GatewayError::Transient(_) => Error::Unavailable,
+            GatewayError::Permanent(detail) => Error::invalid("card", detail),
+        })?;
+        let payment = Payment {
+            id: Uuid::now_v7(),
+            order_id: order.id,
+            customer_id: order.customer_id,
+            amount_cents: order.total_cents,
+            status: PaymentStatus::Pending,
+            method: "card".into(),
+            card: summary,
+            gateway_reference: None,
+            failure_reason: None,
+            correlation_id: correlation_id.to_owned(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut updated = order.clone();
+        updated.payment_id = Some(payment.id);
+        updated.version += 1;
+        updated.updated_at = now;
+        let body = serde_json::to_string(&payment).map_err(|e| Error::Internal(format!("payment JSON: {e}")))?;
+        let idempotency = key.as_ref().map(|key| IdempotencyRecord {
+            customer_id: order.customer_id,
+            key: key.as_str().to_owned(),
+            request: fingerprint.clone(),
+            status_code: 202,
+            response: body.clone(),
+            expires_at: now + self.orders.idempotency_ttl,
+        });
+        let write = TransitionWrite {
+            previous: &order,
+            updated: &updated,
+            restock: false,
+            payment: Some(PaymentChange::Insert(&payment)),
+            idempotency: idempotency.as_ref(),
+        };
+        match self.store.transition_order(&write).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
+                if let Some(key) = &key {
+                    if let Some(replay) = self.replay(order.customer_id, key, &fingerprint).await? {
+                        return Ok(replay);
+                    }
+                }
+                return Err(Error::Unavailable);
+            }
+            Err(StoreError::VersionConflict) => {
+                return Err(Error::Conflict("the order changed meanwhile (another payment?); read it again".into()));
+            }
+            Err(other) => return Err(other.into()),
+        }
+        tracing::info!(payment_id = %payment.id, order_id = %order.id, amount_cents = payment.amount_cents, brand = %payment.card.brand, last4 = %payment.card.last4, "payment accepted");
+        let message = PaymentMessage::Charge { payment_id: payment.id, token };
+        if let Err(err) = self.send(QueueName::Payments, &message, correlation_id, time::Duration::ZERO).await {
+            // Without its message the payment would wait for ever: fail it so the customer can
+            // pay again.
+            tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; payment failed");
+            self.settle_failure(payment.id, "could not be queued; please retry").await?;
+            return Err(Error::Unavailable);
+        }
+        Ok(Placed { status_code: 202, body, id: payment.id })
+    }
+
+    /// An order can be paid while `pending` with no payment in flight or captured.
+    async fn check_payable(&self, order: &Order) -> Result<()> {
+        if order.status != OrderStatus::Pending {
+            return Err(Error::Conflict(format!("an order that is {} cannot be paid", order.status)));
+        }
+        if let Some(id) = order.payment_id {
+            let current = self.store.get_payment(id).await?;
+            if current.is_some_and(|p| p.status != PaymentStatus::Failed) {
+                return Err(Error::Conflict("this order already has a payment in progress".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// GET /payments/{id}: the payer or an admin (404 for anyone else).
+    pub async fn payment_for(&self, session: &Session, id: Uuid) -> Result<Payment> {
+        let payment = self.store.get_payment(id).await?.ok_or(Error::NotFound("payment"))?;
+        session.require_self_or_admin(payment.customer_id, "payment")?;
+        Ok(payment)
+    }
+
+    /// GET /payments (admin): all payments or one order's, newest first.
+    pub async fn payments(&self, session: &Session, order_id: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>> {
+        session.require_admin()?;
+        Ok(self.store.list_payments(order_id, page).await?)
+    }
+
+    pub async fn payments_of(&self, order_id: Uuid) -> Result<Vec<Payment>> {
+        let mut page = PageRequest::first(100);
+        let mut payments = Vec::new();
+        loop {
+            let result = self.store.list_payments(Some(order_id), &page).await?;
+            payments.extend(result.items);
+            match result.next_token {
+                Some(token) => page.token = Some(token),
+                None => return Ok(payments),
+            }
+        }
+    }
+
+    /// The payment worker's charge: asks the gateway once and records the outcome. A payment
+    /// no longer `pending` (a redelivered message) is left alone.
+    pub async fn charge(&self, payment_id: Uuid, token: &CardToken) -> std::result::Result<ChargeResult, ChargeError> {
+        let Some(payment) = self.store.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))? else {
+            return Ok(ChargeResult::NotApplicable);
+        };
+        if payment.status != PaymentStatus::Pending {
+            return Ok(ChargeResult::NotApplicable);
+        }
+        let outcome = self
+            .gateway()
+            .map_err(ChargeError::Store)?
+            .charge(token, payment.amount_cents, &payment.id.to_string())
+            .await
+            .map_err(ChargeError::Gateway)?;
+        match outcome {
+            ChargeOutcome::Captured { reference } => self.settle_success(payment_id, &reference).await.map_err(ChargeError::Store),
+            ChargeOutcome::Declined { reason } => {
+                self.settle_failure(payment_id, &reason).await.map_err(ChargeError::Store)?;
+                crate::telemetry::metric("PaymentsFailed", 1);
+                Ok(ChargeResult::Declined)
+            }
+        }
+    }
+
+    /// A captured charge: payment `succeeded` and order `paid` in one write, then fulfillment
+    /// is queued. If the order was cancelled meanwhile, the payment is refunded instead.
+    async fn settle_success(&self, payment_id: Uuid, reference: &str) -> Result<ChargeResult> {
+        for attempt in 0..5 {
+            let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
+            if payment.status != PaymentStatus::Pending {
+                return Ok(ChargeResult::NotApplicable);
+            }
+            let order = self.store.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
+            let late = order.status == OrderStatus::Cancelled;
+            let mut settled = payment.clone();
+            settled.status = if late { PaymentStatus::Refunded } else { PaymentStatus::Succeeded };
+            settled.gateway_reference = Some(reference.to_owned());
+            settled.version += 1;
+            settled.updated_at = self.clock.now();
+            let Some(updated) = self.next_order(&order, OrderEvent::PaymentSucceeded, "system:payment-worker", None) else {
+                return Err(Error::Conflict(format!("a payment succeeded for an order that is {}", order.status)));
+            };
+            let write = TransitionWrite {
+                previous: &order,
+                updated: &updated,
+                restock: false,
+                payment: Some(PaymentChange::Update { previous: &payment, updated: &settled }),
+                idempotency: None,
+            };
+            match self.store.transition_order(&write).await {
+                Ok(()) => {}
+                Err(StoreError::VersionConflict) => {
+                    crate::retry::backoff(attempt).await;
+                    continue;
+                }
+                Err(other) => return Err(other.into()),
+            }
+            if late {
+                tracing::warn!(payment_id = %payment.id, order_id = %order.id, "payment succeeded for a cancelled order; refunding");
+                self.refund(&settled).await;
+                return Ok(ChargeResult::RefundedLate);
+            }
+            tracing::info!(payment_id = %payment.id, order_id = %order.id, "payment succeeded; order paid");
+            crate::telemetry::metric("PaymentsSucceeded", 1);
+            let message = FulfillmentMessage::Ship { order_id: order.id };
+            if let Err(err) = self.send(QueueName::Fulfillment, &message, &order.correlation_id, time::Duration::ZERO).await {
+                // The sweep queues fulfillment for paid orders that have no shipment.
+                tracing::warn!(order_id = %order.id, error = %err, "fulfillment not queued; the sweep will");
+            }
+            return Ok(ChargeResult::Captured);
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// A declined (or unqueueable) payment: `failed`, and the order free to be paid again.
+    async fn settle_failure(&self, payment_id: Uuid, reason: &str) -> Result<()> {
+        for attempt in 0..5 {
+            let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
+            if payment.status != PaymentStatus::Pending {
+                return Ok(());
+            }
+            let order = self.store.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
+            let mut failed = payment.clone();
+            failed.status = PaymentStatus::Failed;
+            failed.failure_reason = Some(reason.to_owned());
+            failed.version += 1;
+            failed.updated_at = self.clock.now();
+            let updated = match self.next_order(&order, OrderEvent::PaymentDeclined, "system:payment-worker", None) {
+                Some(mut next) => {
+                    next.payment_id = None;
+                    next
+                }
+                // The order moved on (cancelled): only the payment changes.
+                None => {
+                    let mut same = order.clone();
+                    same.version += 1;
+                    same
+                }
+            };
+            let write = TransitionWrite {
+                previous: &order,
+                updated: &updated,
+                restock: false,
+                payment: Some(PaymentChange::Update { previous: &payment, updated: &failed }),
+                idempotency: None,
+            };
+            match self.store.transition_order(&write).await {
+                Ok(()) => {
+                    tracing::info!(payment_id = %payment.id, order_id = %order.id, reason, "payment failed");
+                    return Ok(());
+                }
+                Err(StoreError::VersionConflict) => crate::retry::backoff(attempt).await,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// Asks the gateway for a refund; if it does not confirm, a refund message retries it.
+    pub(crate) async fn refund(&self, payment: &Payment) {
+        let Some(reference) = &payment.gateway_reference else { return };
+        match self.gateway() {
+            Ok(gateway) => match gateway.refund(reference, payment.amount_cents).await {
+                Ok(()) => {
+                    tracing::info!(payment_id = %payment.id, "refunded");
+                    crate::telemetry::metric("PaymentsRefunded", 1);
+                    return;
+                }
+                Err(err) => tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; queued for retry"),
+            },
+            Err(err) => tracing::warn!(payment_id = %payment.id, error = %err, "no gateway here; refund queued"),
+        }
+        let message = PaymentMessage::Refund { payment_id: payment.id };
+        if let Err(err) = self.send(QueueName::Payments, &message, &payment.correlation_id, time::Duration::ZERO).await {
+            tracing::error!(payment_id = %payment.id, error = %err, "refund retry not queued");
+        }
+    }
+
+    /// The payment worker's refund retry.
+    pub async fn retry_refund(&self, payment_id: Uuid) -> std::result::Result<(), ChargeError> {
+        let payment = self.store.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))?;
+        let Some(payment) = payment.filter(|p| p.status == PaymentStatus::Refunded) else { return Ok(()) };
+        let Some(reference) = &payment.gateway_reference else { return Ok(()) };
+        self.gateway().map_err(ChargeError::Store)?.refund(reference, payment.amount_cents).await.map_err(ChargeError::Gateway)
+    }
+}
+
+/// What a charge attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeResult {
+    Captured,
+    Declined,
+    /// Captured for an order cancelled meanwhile: refunded.
+    RefundedLate,
+    /// Not `pending` any more (a duplicate message) or gone.
+    NotApplicable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChargeError {
+    #[error(transparent)]
+    Gateway(GatewayError),
+    #[error(transparent)]
+    Store(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(number: &str, month: i64, year: i64, cvc: &str) -> CardInput {
+        CardInput { number: number.into(), exp_month: month, exp_year: year, cvc: cvc.into(), holder: None }
+    }
+
+    #[test]
+    fn cards_are_checked_and_summarized() {
+        let now = time::macros::datetime!(2026-11-23 10:00 UTC);
+        let (details, summary) = parse_card(card("4242 4242 4242 4242", 12, 2030, "123"), now).expect("valid");
+        assert_eq!(details.number, "4242424242424242");
+        assert_eq!((summary.brand.as_str(), summary.last4.as_str()), ("visa", "4242"));
+        assert_eq!(format!("{details:?}"), "CardDetails(**** 4242)");
+        assert_eq!(format!("{:?}", card("4242424242424242", 1, 2030, "123")), "CardInput(**** 4242)");
+
+        let fields = |input: CardInput| match parse_card(input, now) {
+            Err(Error::Validation(errors)) => errors.into_iter().map(|e| e.field).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fields(card("4242424242424241", 12, 2030, "123")), ["card.number"], "Luhn");
+        assert_eq!(fields(card("4242424242424242", 10, 2026, "123")), ["card.exp_month"], "expired");
+        assert_eq!(fields(card("4242424242424242", 13, 2025, "12")), ["card.exp_month", "card.exp_year", "card.cvc"]);
+        assert_eq!(fields(card("378282246310005", 12, 2030, "123")), ["card.cvc"], "amex wants 4 digits");
+        assert!(parse_card(card("4242424242424242", 11, 2026, "123"), now).is_ok(), "valid through its month");
+    }
+}

@@ -1,0 +1,59 @@
+//! The `payments` function: paying an order by card (its owner) and reading payments (the
+//! payer or an admin).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json as JsonResponse, Router};
+use serde::Deserialize;
+
+use super::auth::{AdminSession, Session};
+use super::extract::{Id, Json, Query};
+use super::orders::idempotency_key;
+use super::{ApiError, RequestId};
+use crate::domain::{page_request, NewPayment, Orderly, Payment};
+
+pub fn routes() -> Router<Orderly> {
+    Router::new().route("/payments", post(pay).get(list)).route("/payments/{id}", get(show))
+}
+
+/// 202: the payment is `pending` until the payment worker has charged the card.
+async fn pay(
+    State(orderly): State<Orderly>,
+    session: Session,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Json(input): Json<NewPayment>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let placed = orderly.create_payment(&session, input, key, &request_id).await?;
+    let status = StatusCode::from_u16(placed.status_code).unwrap_or(StatusCode::ACCEPTED);
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], placed.body).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/payments/{}", placed.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<JsonResponse<Payment>, ApiError> {
+    Ok(JsonResponse(orderly.payment_for(&session, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    order_id: Option<uuid::Uuid>,
+    limit: Option<u32>,
+    next_token: Option<String>,
+}
+
+/// GET /payments (admin): every payment, or one order's, newest first.
+async fn list(
+    State(orderly): State<Orderly>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let page = page_request(query.limit, query.next_token)?;
+    Ok(JsonResponse(orderly.payments(&session, query.order_id, &page).await?))
+}

@@ -1,0 +1,90 @@
+//! The payment worker: charges queued payments through the gateway, behind a circuit breaker.
+
+use async_trait::async_trait;
+use time::Duration;
+
+use crate::domain::{ChargeError, ChargeResult, Orderly, PaymentMessage};
+use crate::gateway::{CircuitBreaker, GatewayError};
+use crate::queue::{Consumer, Delivery, Outcome};
+
+/// Backoff for transient gateway failures, growing with each delivery of the message.
+fn retry_after(receive_count: u32) -> Duration {
+    Duration::seconds(5 * 2i64.pow(receive_count.saturating_sub(1).min(6)))
+}
+
+pub struct PaymentWorker {
+    orderly: Orderly,
+    breaker: CircuitBreaker,
+}
+
+impl PaymentWorker {
+    pub fn new(orderly: Orderly, breaker: CircuitBreaker) -> Self {
+        Self { orderly, breaker }
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs one gateway call through the breaker; a transient failure counts against it.
+    async fn guarded<T>(&self, delivery: &Delivery, call: impl std::future::Future<Output = Result<T, ChargeError>>) -> Result<T, Outcome> {
+        if let Err(wait) = self.breaker.permit() {
+            tracing::warn!(wait_ms = wait.as_millis() as u64, "gateway circuit open; payment postponed");
+            let wait = Duration::try_from(wait).unwrap_or(Duration::seconds(30));
+            return Err(Outcome::Retry { after: wait.max(retry_after(delivery.receive_count)) });
+        }
+        match call.await {
+            Ok(value) => {
+                self.breaker.record_success();
+                Ok(value)
+            }
+            Err(ChargeError::Gateway(GatewayError::Transient(detail))) => {
+                self.breaker.record_failure();
+                tracing::warn!(%detail, receive_count = delivery.receive_count, "gateway failed transiently; will retry");
+                crate::telemetry::metric("GatewayErrors", 1);
+                Err(Outcome::Retry { after: retry_after(delivery.receive_count) })
+            }
+            Err(ChargeError::Gateway(GatewayError::Permanent(detail))) => {
+                self.breaker.record_success();
+                tracing::error!(%detail, "gateway refused the request; dropped");
+                Err(Outcome::Done)
+            }
+            Err(ChargeError::Store(err)) => {
+                tracing::warn!(error = %err, "store failed while settling a payment; will retry");
+                Err(Outcome::Retry { after: retry_after(delivery.receive_count) })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for PaymentWorker {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let message: PaymentMessage = match serde_json::from_str(&delivery.body) {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::error!(error = %err, "unreadable payment message; dropped");
+                crate::telemetry::metric("PoisonMessages", 1);
+                return Outcome::Done;
+            }
+        };
+        match message {
+            PaymentMessage::Charge { payment_id, token } => {
+                match self.guarded(delivery, self.orderly.charge(payment_id, &token)).await {
+                    Ok(result) => {
+                        tracing::info!(payment_id = %payment_id, ?result, "charge handled");
+                        if result == ChargeResult::NotApplicable {
+                            tracing::info!(payment_id = %payment_id, "payment already settled; duplicate message");
+                        }
+                        Outcome::Done
+                    }
+                    Err(outcome) => outcome,
+                }
+            }
+            PaymentMessage::Refund { payment_id } => match self.guarded(delivery, self.orderly.retry_refund(payment_id)).await {
+                Ok(()) => Outcome::Done,
+                Err(outcome) => outcome,
+            },
+        }
+    }
+}
