@@ -1,5 +1,6 @@
-# Sourced by scripts/test: starts DynamoDB Local on loopback and stops it on exit.
-# Sets ORDERLY_TEST_DYNAMODB_ENDPOINT and the dummy AWS settings the SDK needs.
+# Sourced by scripts/test: starts DynamoDB Local and moto's server (for SQS) on loopback and
+# stops them on exit. Sets ORDERLY_TEST_DYNAMODB_ENDPOINT, ORDERLY_TEST_SQS_ENDPOINT and the
+# dummy AWS settings the SDK needs.
 # shellcheck shell=bash
 
 free_port() {
@@ -31,6 +32,19 @@ start_dynamodb_local() {
   wait_for_port "$port" dynamodb-local "$!"
   export ORDERLY_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
   echo "DynamoDB Local on $ORDERLY_TEST_DYNAMODB_ENDPOINT" >&2
+}
+
+# moto's server, for SQS only (its DynamoDB is not atomic under load: see TOOLCHAIN.md). Stopped
+# with SIGINT by stop_emulators: it once ignored SIGTERM.
+start_moto() {
+  local bin="$TOOLS/py/bin/moto_server" port
+  [ -x "$bin" ] || { echo "moto's server missing: run scripts/setup-tools.sh" >&2; return 1; }
+  port="$(free_port)"
+  "$bin" -H 127.0.0.1 -p "$port" >"$LOG_DIR/moto.log" 2>&1 &
+  EMULATOR_PIDS+=($!)
+  wait_for_port "$port" moto "$!"
+  export ORDERLY_TEST_SQS_ENDPOINT="http://127.0.0.1:$port"
+  echo "moto (SQS) on $ORDERLY_TEST_SQS_ENDPOINT" >&2
 }
 
 export AWS_REGION="${AWS_REGION:-us-east-1}"

@@ -46,24 +46,18 @@ pub async fn serve_http(needs: Needs, app: impl FnOnce(Orderly) -> axum::Router)
     lambda_http::run(app(orderly)).await
 }
 
-/// Runs a queue worker function built from the service: see [`serve_sqs`].
-pub async fn serve_worker<C: crate::queue::Consumer>(consumer: impl FnOnce(Orderly) -> Result<C, String>) -> Result<(), lambda_runtime::Error> {
+/// Runs a queue worker function: logging first, then its consumer built once from the
+/// service, then the Lambda runtime loop handing each SQS batch to it and answering with
+/// partial batch failures (the event source mapping must set `FunctionResponseTypes:
+/// [ReportBatchItemFailures]`). A `Retry` is reported as a failure, so SQS delivers that
+/// message again after the queue's visibility timeout; the others are deleted by Lambda.
+/// See [`crate::queue::worker`].
+pub async fn serve_worker<C: crate::queue::Consumer>(
+    consumer: impl FnOnce(Orderly) -> Result<C, String>,
+) -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
     let orderly = orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let consumer = consumer(orderly).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    run_sqs(consumer).await
-}
-
-/// Runs a queue worker function: logging first, then the Lambda runtime loop handing each SQS
-/// batch to `consumer` and answering with partial batch failures (the event source mapping must
-/// set `FunctionResponseTypes: [ReportBatchItemFailures]`). A `Retry` is reported as a failure,
-/// so SQS delivers that message again after the queue's visibility timeout; the others are
-/// deleted by Lambda. See [`crate::queue::worker`]. Logging is set up unless a caller already
-/// did (`init_lambda` panics when called twice).
-pub async fn serve_sqs<C: crate::queue::Consumer>(consumer: C) -> Result<(), lambda_runtime::Error> {
-    if !tracing::dispatcher::has_been_set() {
-        crate::telemetry::init_lambda();
-    }
     run_sqs(consumer).await
 }
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -306,37 +305,9 @@ on_every_store!(
     production_password_cost_signs_up_and_logs_in,
 );
 
-/// Everything the app logs in this test binary.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || LogWriter(writer.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-        buffer
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_hash_or_token_is_logged() {
-    let logs = captured_logs();
+    let logs = common::logs::captured();
     let store = common::sqlite_store();
     let api = Api::new(store.clone()).await;
     let password = "a-very-distinctive-password-4711";
@@ -350,7 +321,7 @@ async fn no_password_hash_or_token_is_logged() {
     api.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await;
     let hash = store.find_login("quiet@example.com").await.expect("find").expect("login").password_hash;
 
-    let text = String::from_utf8(logs.lock().expect("logs").clone()).expect("utf-8");
+    let text = logs.text();
     assert!(text.contains("login succeeded") && text.contains("request completed"), "the app did log");
     for secret in [password, "wrong-distinctive-guess-0815", &token, &hash, token.split('.').nth(2).unwrap_or("-")] {
         assert!(!text.contains(secret), "a secret reached the logs");

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod http;
+pub mod logs;
 
 use std::sync::Arc;
 
@@ -116,4 +117,24 @@ pub async fn sqs_queue(max_receives: u32) -> Arc<dyn orderly::queue::Queue> {
 /// The embedded queue in memory, on the system clock (the shared suite times real delays).
 pub fn sqlite_queue(max_receives: u32) -> Arc<dyn orderly::queue::Queue> {
     Arc::new(orderly::queue::SqliteQueue::in_memory(Arc::new(SystemClock), max_receives).expect("in-memory queue"))
+}
+
+/// One pass of a local worker over `name`, at the queue clock's time: handles what is visible,
+/// deletes what is done, re-times retries. Returns how many deliveries it handled.
+pub async fn drain(queue: &dyn orderly::queue::Queue, name: orderly::queue::QueueName, consumer: &dyn orderly::queue::Consumer) -> usize {
+    use orderly::queue::Outcome;
+    let mut handled = 0;
+    loop {
+        let batch = queue.receive(name, 10, time::Duration::seconds(30), time::Duration::ZERO).await.expect("receive");
+        if batch.is_empty() {
+            return handled;
+        }
+        for delivery in batch {
+            match consumer.handle(&delivery).await {
+                Outcome::Done => queue.delete(name, &delivery.receipt).await.expect("delete"),
+                Outcome::Retry { after } => queue.change_visibility(name, &delivery.receipt, after).await.expect("retry"),
+            }
+            handled += 1;
+        }
+    }
 }
