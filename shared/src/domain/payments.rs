@@ -348,15 +348,27 @@ impl Orderly {
                 return Ok(ChargeResult::NotApplicable);
             }
             let order = self.store.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
-            let late = order.status == OrderStatus::Cancelled;
+            // Captured for an order that no longer wants it (cancelled, or marked paid by an
+            // admin meanwhile): refund. The payment's version condition below makes sure a
+            // concurrent settlement of this same payment is never refunded by mistake.
+            let (updated, late) = match order.status {
+                OrderStatus::Pending | OrderStatus::Cancelled => {
+                    match self.next_order(&order, OrderEvent::PaymentSucceeded, "system:payment-worker", None) {
+                        Some(next) => (next, order.status == OrderStatus::Cancelled),
+                        None => return Err(Error::Internal("the transition table lost payment success".into())),
+                    }
+                }
+                _ => {
+                    let mut same = order.clone();
+                    same.version += 1;
+                    (same, true)
+                }
+            };
             let mut settled = payment.clone();
             settled.status = if late { PaymentStatus::Refunded } else { PaymentStatus::Succeeded };
             settled.gateway_reference = Some(reference.to_owned());
             settled.version += 1;
             settled.updated_at = self.clock.now();
-            let Some(updated) = self.next_order(&order, OrderEvent::PaymentSucceeded, "system:payment-worker", None) else {
-                return Err(Error::Conflict(format!("a payment succeeded for an order that is {}", order.status)));
-            };
             let write = TransitionWrite {
                 previous: &order,
                 updated: &updated,
@@ -373,7 +385,7 @@ impl Orderly {
                 Err(other) => return Err(other.into()),
             }
             if late {
-                tracing::warn!(payment_id = %payment.id, order_id = %order.id, "payment succeeded for a cancelled order; refunding");
+                tracing::warn!(payment_id = %payment.id, order_id = %order.id, "payment captured for an order that no longer needs it; refunding");
                 self.refund(&settled).await;
                 return Ok(ChargeResult::RefundedLate);
             }

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use orderly::domain::{Orderly, Password};
-use orderly::http::{app, auth, customers, orders, products};
+use orderly::http::{app, auth, customers, orders, payments, products};
 use orderly::store::Store;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -35,7 +35,7 @@ impl Api {
     /// The app over a given service, with an admin `admin` signed in.
     pub async fn over(orderly: Orderly) -> Self {
         orderly.ensure_admin("admin", Password::new(ADMIN_PASSWORD)).await.expect("admin");
-        let router = app(auth::routes().merge(customers::routes()).merge(products::routes()).merge(orders::routes()), orderly);
+        let router = app(auth::routes().merge(customers::routes()).merge(products::routes()).merge(orders::routes()).merge(payments::routes()), orderly);
         let mut api = Api { router, admin_token: String::new() };
         let login = api.post("/auth/login", json!({"username": "admin", "password": ADMIN_PASSWORD})).await;
         api.admin_token = login.body["access_token"].as_str().expect("admin token").to_owned();
@@ -75,7 +75,12 @@ impl Api {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        // JSON bodies parsed; anything else (a ZPL label) kept as a string.
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
         Reply { status, headers, body }
     }
 

@@ -1,0 +1,311 @@
+//! Payments and fulfillment end to end on every store: the full journey, declines, transient
+//! failures into the dead-letter state, duplicate and poisoned messages, refunds, and card
+//! data never stored, queued or logged.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::http::{Method, StatusCode};
+use common::http::{assert_problem, Api};
+use orderly::clock::FakeClock;
+use orderly::domain::{OrderStatus, Orderly, PaymentStatus};
+use orderly::gateway::{simulated, CircuitBreaker, SimulatedGateway};
+use orderly::queue::{process_batch, Delivery, Queue, QueueName, SqliteQueue};
+use orderly::store::Store;
+use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+const MAX_RECEIVES: u32 = 5;
+
+struct World {
+    api: Api,
+    orderly: Orderly,
+    clock: Arc<FakeClock>,
+    queue: Arc<SqliteQueue>,
+    store: Arc<dyn Store>,
+    payments: PaymentWorker,
+    fulfillment: FulfillmentWorker,
+}
+
+async fn world_with(store: Arc<dyn Store>, failure_rate: f64) -> World {
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
+    let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
+        .with_queue(queue.clone())
+        .with_gateway(Arc::new(SimulatedGateway::new(StdDuration::ZERO, failure_rate)));
+    let api = Api::over(orderly.clone()).await;
+    let payments = PaymentWorker::new(orderly.clone(), CircuitBreaker::new(3, StdDuration::from_millis(200)));
+    let fulfillment = FulfillmentWorker::new(orderly.clone());
+    World { api, orderly, clock, queue, store, payments, fulfillment }
+}
+
+async fn world(store: Arc<dyn Store>) -> World {
+    world_with(store, 0.0).await
+}
+
+impl World {
+    /// A customer with a pending order for 2 × 12.50: (bearer header, order id, product id).
+    async fn pending_order(&self, email: &str) -> (String, String, String) {
+        let product = json!({"name": format!("Kettle {email}"), "price_cents": 1250, "stock": 10, "category": "kitchen"});
+        let product = self.api.post("/products", product).await.body["id"].as_str().expect("product").to_owned();
+        let (_, token) = self.api.customer(email).await;
+        let bearer = format!("Bearer {token}");
+        let order = json!({"items": [{"product_id": product, "quantity": 2}],
+                           "shipping_address": {"line1": "1 Main St", "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"}});
+        let placed = self.api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer)]).await;
+        assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+        (bearer, placed.body["id"].as_str().expect("order").to_owned(), product)
+    }
+
+    async fn pay(&self, bearer: &str, order: &str, number: &str) -> common::http::Reply {
+        let body = json!({"order_id": order, "method": "card",
+                          "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123", "holder": "A Customer"}});
+        self.api.send(Method::POST, "/payments", Some(body), &[("authorization", bearer)]).await
+    }
+
+    async fn order(&self, id: &str) -> orderly::domain::Order {
+        self.store.get_order(id.parse().expect("uuid")).await.expect("get").expect("order")
+    }
+
+    async fn run_payments(&self) -> usize {
+        common::drain(self.queue.as_ref(), QueueName::Payments, &self.payments).await
+    }
+
+    async fn run_fulfillment(&self) -> usize {
+        common::drain(self.queue.as_ref(), QueueName::Fulfillment, &self.fulfillment).await
+    }
+}
+
+/// Sign up → order → pay → shipped with a tracking number, with no further request → delivered.
+async fn the_full_journey(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    assert_eq!(paid.status, StatusCode::ACCEPTED, "{}", paid.body);
+    assert_eq!((paid.body["status"].as_str(), paid.body["amount_cents"].as_i64()), (Some("pending"), Some(2500)));
+    assert_eq!((paid.body["card"]["brand"].as_str(), paid.body["card"]["last4"].as_str()), (Some("visa"), Some("4242")));
+    let payment_uri = paid.headers["location"].to_str().expect("location").to_owned();
+
+    assert_eq!(w.run_payments().await, 1);
+    assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
+    assert_eq!(w.run_fulfillment().await, 1);
+    let shipped = w.order(&order).await;
+    assert_eq!(shipped.status, OrderStatus::Shipped);
+
+    let tracking = w.api.send(Method::GET, &format!("/orders/{order}/tracking"), None, &[("authorization", &bearer)]).await;
+    let events: Vec<&str> = tracking.body["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(events, ["placed", "paid", "label_created", "shipped"]);
+    assert!(tracking.body["tracking_number"].as_str().is_some_and(|t| t.starts_with("OP")), "{}", tracking.body);
+    let label = w.api.send(Method::GET, &format!("/orders/{order}/label"), None, &[("authorization", &bearer)]).await;
+    assert_eq!(label.status, StatusCode::OK);
+    let zpl = label.body.as_str().expect("text");
+    assert!(zpl.starts_with("^XA") && zpl.trim_end().ends_with("^XZ") && zpl.contains(tracking.body["tracking_number"].as_str().expect("tn")));
+
+    let delivered = w.api.send(Method::PUT, &format!("/orders/{order}/fulfillment"), Some(json!({"action": "deliver"})), &[]).await;
+    assert_eq!(delivered.body["status"], "delivered", "{}", delivered.body);
+    let payment = w.api.send(Method::GET, &payment_uri, None, &[("authorization", &bearer)]).await;
+    assert_eq!(payment.body["status"], "succeeded");
+    let with_payments = w.api.send(Method::GET, &format!("/orders/{order}"), None, &[("authorization", &bearer)]).await;
+    assert_eq!(with_payments.body["payments"][0]["status"], "succeeded");
+    let metrics = w.api.get("/orders/metrics").await;
+    assert_eq!(metrics.body["by_status"]["delivered"], 1);
+}
+
+async fn a_declined_card_leaves_the_order_payable(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    for (card, reason) in [(simulated::DECLINED, "card_declined"), (simulated::INSUFFICIENT_FUNDS, "insufficient_funds")] {
+        let paid = w.pay(&bearer, &order, card).await;
+        assert_eq!(paid.status, StatusCode::ACCEPTED);
+        // A second payment while one is in flight is refused.
+        assert_problem(&w.pay(&bearer, &order, simulated::SUCCEEDS).await, StatusCode::CONFLICT);
+        w.run_payments().await;
+        let payment = w.store.get_payment(paid.body["id"].as_str().expect("id").parse().expect("uuid")).await.expect("get").expect("payment");
+        assert_eq!((payment.status, payment.failure_reason.as_deref()), (PaymentStatus::Failed, Some(reason)));
+        assert_eq!(w.order(&order).await.status, OrderStatus::Pending);
+    }
+    assert_eq!(w.pay(&bearer, &order, simulated::SUCCEEDS).await.status, StatusCode::ACCEPTED, "paying again works");
+    w.run_payments().await;
+    assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
+    assert_problem(&w.pay(&bearer, &order, simulated::SUCCEEDS).await, StatusCode::CONFLICT);
+}
+
+async fn payments_are_validated_and_private(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    let (_, other) = w.api.customer("bob@example.com").await;
+    let other = format!("Bearer {other}");
+    assert_problem(&w.pay(&bearer, &order, "4242424242424241").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(&w.pay(&other, &order, simulated::SUCCEEDS).await, StatusCode::NOT_FOUND);
+    let expired = json!({"order_id": order, "method": "card", "card": {"number": simulated::SUCCEEDS, "exp_month": 1, "exp_year": 2020, "cvc": "123"}});
+    assert_problem(&w.api.send(Method::POST, "/payments", Some(expired), &[("authorization", &bearer)]).await, StatusCode::UNPROCESSABLE_ENTITY);
+    let cash = json!({"order_id": order, "method": "cash", "card": {"number": simulated::SUCCEEDS, "exp_month": 1, "exp_year": 2030, "cvc": "123"}});
+    assert_problem(&w.api.send(Method::POST, "/payments", Some(cash), &[("authorization", &bearer)]).await, StatusCode::UNPROCESSABLE_ENTITY);
+    let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    let uri = paid.headers["location"].to_str().expect("location").to_owned();
+    assert_problem(&w.api.send(Method::GET, &uri, None, &[("authorization", &other)]).await, StatusCode::NOT_FOUND);
+    assert_eq!(w.api.get(&uri).await.status, StatusCode::OK, "admins see every payment");
+    assert_eq!(w.api.get("/payments").await.body["items"].as_array().map(Vec::len), Some(1));
+    assert_problem(&w.api.send(Method::GET, "/payments", None, &[("authorization", &bearer)]).await, StatusCode::FORBIDDEN);
+
+    // An Idempotency-Key replays the first answer; the card never reaches the store.
+    let body = json!({"order_id": order, "method": "card", "card": {"number": simulated::SUCCEEDS, "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    let replay = w.api.send(Method::POST, "/payments", Some(body), &[("authorization", &bearer), ("idempotency-key", "pay-1")]).await;
+    assert_problem(&replay, StatusCode::CONFLICT);
+}
+
+/// With the gateway failing every time, each charge is retried with backoff until it reaches
+/// the dead-letter state; the breaker opens; nothing is marked paid and nothing is lost.
+async fn a_failing_gateway_ends_in_dead_letters(store: Arc<dyn Store>) {
+    let w = world_with(store, 1.0).await;
+    let mut orders = Vec::new();
+    for i in 0..3 {
+        let (bearer, order, _) = w.pending_order(&format!("c{i}@example.com")).await;
+        assert_eq!(w.pay(&bearer, &order, simulated::SUCCEEDS).await.status, StatusCode::ACCEPTED);
+        orders.push(order);
+    }
+    for _ in 0..(MAX_RECEIVES + 2) {
+        w.run_payments().await;
+        tokio::time::sleep(StdDuration::from_millis(250)).await; // the breaker's cool-down (real time)
+        w.clock.advance(Duration::minutes(10)); // the retries' backoff (queue time)
+    }
+    let dead = w.queue.dead_letters(QueueName::Payments, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 3, "every charge is in the dead-letter state");
+    for order in &orders {
+        let order = w.order(order).await;
+        assert_eq!(order.status, OrderStatus::Pending, "never marked paid");
+        let payment = w.store.get_payment(order.payment_id.expect("in flight")).await.expect("get").expect("payment");
+        assert_eq!(payment.status, PaymentStatus::Pending, "accounted for, awaiting a redrive");
+    }
+}
+
+#[tokio::test]
+async fn the_breaker_opens_on_repeated_gateway_failures() {
+    let w = world_with(common::sqlite_store(), 1.0).await;
+    for i in 0..3 {
+        let (bearer, order, _) = w.pending_order(&format!("c{i}@example.com")).await;
+        w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    }
+    w.run_payments().await;
+    assert!(w.payments.breaker().is_open(), "three transient failures in a row open it");
+}
+
+/// Every message type delivered twice, and a poisoned message inside a batch.
+async fn duplicate_and_poisoned_messages_are_harmless(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, product) = w.pending_order("ada@example.com").await;
+    w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    let charge = w.queue.receive(QueueName::Payments, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+    assert_eq!(charge.len(), 1);
+    let twice = [charge[0].clone(), Delivery { message_id: "copy".into(), ..charge[0].clone() }];
+    assert!(process_batch(&w.payments, &twice).await.is_empty());
+    w.queue.delete(QueueName::Payments, &charge[0].receipt).await.expect("delete");
+    let ships = w.queue.receive(QueueName::Fulfillment, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+    assert_eq!(ships.len(), 1, "one fulfillment message for one capture");
+    let twice = [ships[0].clone(), Delivery { message_id: "copy".into(), ..ships[0].clone() }];
+    assert!(process_batch(&w.fulfillment, &twice).await.is_empty());
+    let shipped = w.order(&order).await;
+    assert_eq!((shipped.status, shipped.history.len()), (OrderStatus::Shipped, 3), "placed, paid, shipped: once each");
+
+    let poison = Delivery { message_id: "poison".into(), receipt: String::new(), body: "{not json".into(), correlation_id: None, receive_count: 1 };
+    let unknown = Delivery { body: json!({"kind": "ship", "order_id": Uuid::now_v7()}).to_string(), message_id: "unknown".into(), ..poison.clone() };
+    let release = Delivery { body: json!({"kind": "release", "order_id": order}).to_string(), message_id: "release".into(), ..poison.clone() };
+    assert!(process_batch(&w.fulfillment, &[poison.clone(), unknown]).await.is_empty(), "acknowledged, not retried");
+    assert!(process_batch(&w.payments, &[poison.clone()]).await.is_empty());
+    assert!(process_batch(&OrderWorker::new(w.orderly.clone()), &[poison, release]).await.is_empty());
+    let product: Value = w.api.get(&format!("/products/{product}")).await.body;
+    assert_eq!(product["stock"], 8);
+}
+
+async fn cancelling_a_paid_order_refunds_and_restocks(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, product) = w.pending_order("ada@example.com").await;
+    w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    w.run_payments().await;
+    let cancelled = w.api.send(Method::POST, &format!("/orders/{order}/cancel"), Some(json!({"reason": "changed my mind"})), &[("authorization", &bearer)]).await;
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    let payment = w.store.get_payment(w.order(&order).await.payment_id.expect("payment")).await.expect("get").expect("payment");
+    assert_eq!(payment.status, PaymentStatus::Refunded);
+    assert_eq!(w.api.get(&format!("/products/{product}")).await.body["stock"], 10);
+    // The queued fulfillment finds a cancelled order and does nothing.
+    w.run_fulfillment().await;
+    assert_eq!(w.order(&order).await.status, OrderStatus::Cancelled);
+    // A shipped order cannot be cancelled.
+    let (bearer, order, _) = w.pending_order("bob@example.com").await;
+    w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    w.run_payments().await;
+    w.run_fulfillment().await;
+    assert_problem(&w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await, StatusCode::CONFLICT);
+}
+
+async fn a_payment_that_succeeds_after_cancellation_is_refunded(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    let cancel = w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await;
+    assert_eq!(cancel.body["status"], "cancelled", "{}", cancel.body);
+    w.run_payments().await;
+    let payment = w.store.get_payment(paid.body["id"].as_str().expect("id").parse().expect("uuid")).await.expect("get").expect("payment");
+    assert_eq!(payment.status, PaymentStatus::Refunded);
+    assert!(payment.gateway_reference.is_some(), "it was captured, then refunded");
+    assert_eq!(w.order(&order).await.status, OrderStatus::Cancelled);
+    assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");
+}
+
+on_every_store!(
+    the_full_journey,
+    a_declined_card_leaves_the_order_payable,
+    payments_are_validated_and_private,
+    a_failing_gateway_ends_in_dead_letters,
+    duplicate_and_poisoned_messages_are_harmless,
+    cancelling_a_paid_order_refunds_and_restocks,
+    a_payment_that_succeeds_after_cancellation_is_refunded,
+);
+
+/// After a journey with every test card, no card number or CVC is in the store, the queue or
+/// the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_data_is_never_stored_queued_or_logged() {
+    let logs = common::logs::captured();
+    let dir = std::env::temp_dir().join(format!("orderly-cards-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let store: Arc<dyn Store> = Arc::new(orderly::store::SqliteStore::open(&dir.join("store.sqlite3")).expect("store"));
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let queue = Arc::new(SqliteQueue::open(&dir.join("queues.sqlite3"), clock.clone(), MAX_RECEIVES).expect("queue"));
+    let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
+        .with_queue(queue.clone())
+        .with_gateway(Arc::new(SimulatedGateway::default()));
+    let w = World {
+        api: Api::over(orderly.clone()).await,
+        payments: PaymentWorker::new(orderly.clone(), CircuitBreaker::new(3, StdDuration::from_millis(10))),
+        fulfillment: FulfillmentWorker::new(orderly.clone()),
+        orderly,
+        clock,
+        queue,
+        store,
+    };
+    let cards = [simulated::DECLINED, simulated::INSUFFICIENT_FUNDS, simulated::PROCESSING_ERROR, simulated::SUCCEEDS];
+    for (i, card) in cards.iter().enumerate() {
+        let (bearer, order, _) = w.pending_order(&format!("c{i}@example.com")).await;
+        let body = json!({"order_id": order, "method": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2031, "cvc": "987"}});
+        w.api.send(Method::POST, "/payments", Some(body), &[("authorization", &bearer)]).await;
+    }
+    w.run_payments().await;
+    w.run_fulfillment().await;
+    drop(w);
+    let mut haystack = logs.text();
+    for file in std::fs::read_dir(&dir).expect("dir") {
+        haystack.push_str(&String::from_utf8_lossy(&std::fs::read(file.expect("entry").path()).expect("read")));
+    }
+    for card in cards {
+        assert!(!haystack.contains(card), "a card number was kept");
+        assert!(!haystack.contains(&card[..12]), "a card number prefix was kept");
+    }
+    assert!(!haystack.contains("\"987\"") && !haystack.contains("cvc"), "a CVC was kept");
+    assert!(haystack.contains("payment accepted"), "the logs were captured");
+    let _ = std::fs::remove_dir_all(&dir);
+}
