@@ -8,6 +8,7 @@
 //! - [`config`], [`clock`], [`telemetry`], [`lambda`]: wiring shared by the Lambda mains and
 //!   `orderly-local`.
 
+mod aws;
 pub mod clock;
 pub mod config;
 pub mod domain;

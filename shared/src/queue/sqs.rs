@@ -109,31 +109,9 @@ fn sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(e) => {
-            e.raw().status().is_server_error()
-                || matches!(
-                    e.err().code(),
-                    Some(
-                        "RequestThrottled"
-                            | "ThrottlingException"
-                            | "Throttling"
-                            | "KmsThrottled"
-                            | "OverLimit"
-                            | "ServiceUnavailable"
-                            | "InternalError"
-                            | "InternalFailure"
-                    )
-                )
-        }
-        _ => false,
-    };
-    let detail = format!("{operation}: {}", DisplayErrorContext(&err));
-    if transient {
-        QueueError::Unavailable(detail)
-    } else {
-        QueueError::Backend(detail)
+    match crate::aws::describe(operation, &err) {
+        (detail, true) => QueueError::Unavailable(detail),
+        (detail, false) => QueueError::Backend(detail),
     }
 }
 

@@ -19,6 +19,16 @@ pub fn sqlite_store() -> Arc<dyn Store> {
     Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"))
 }
 
+/// SDK configuration for an emulator on loopback: fixed region, dummy credentials.
+async fn emulator_config(endpoint: String) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
 /// A DynamoDB Local client. Without the emulator the test fails, saying how to get one:
 /// a run never skips the production backend silently.
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
@@ -28,13 +38,7 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
              DynamoDB Local, or start it yourself and export {DYNAMODB_ENDPOINT_VAR}=http://127.0.0.1:PORT"
         )
     });
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&config)
+    aws_sdk_dynamodb::Client::new(&emulator_config(endpoint).await)
 }
 
 pub async fn dynamodb_store() -> Arc<dyn Store> {
@@ -97,13 +101,7 @@ pub async fn sqs_client() -> aws_sdk_sqs::Client {
              {SQS_ENDPOINT_VAR}=http://127.0.0.1:PORT"
         )
     });
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(&emulator_config(endpoint).await)
 }
 
 /// SQS queues (and their DLQs) on moto, fresh for each test, redriving after `max_receives`.

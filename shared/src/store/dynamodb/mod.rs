@@ -7,10 +7,10 @@
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Debug;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -62,28 +62,15 @@ impl DynamoStore {
     }
 }
 
-/// Classifies an SDK error: throttling and network trouble are worth retrying later.
-pub(crate) fn sdk_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+/// An SDK error as a store error: transient ones (throttling, network) are `Unavailable`.
+pub(crate) fn sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: Debug + Send + Sync + 'static,
 {
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(e) => matches!(
-            e.err().code(),
-            Some(
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    };
-    let detail = format!("{operation}: {}", DisplayErrorContext(&err));
-    if transient { StoreError::Unavailable(detail) } else { StoreError::Backend(detail) }
+    match crate::aws::describe(operation, &err) {
+        (detail, true) => StoreError::Unavailable(detail),
+        (detail, false) => StoreError::Backend(detail),
+    }
 }
 
 fn build_err(e: impl std::fmt::Display) -> StoreError {
