@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore};
 use tokio::task::JoinSet;
 
@@ -96,7 +96,8 @@ async fn main() -> Result<(), BoxError> {
     let run = uuid::Uuid::now_v7().simple().to_string();
 
     let admin = login(&client, &args.url, json!({"username": args.admin, "password": args.admin_password})).await?;
-    let product = json!({"name": format!("Bench item {run}"), "price_cents": 999, "stock": args.stock, "category": "bench"});
+    let product =
+        json!({"name": format!("Bench item {run}"), "price_cents": 999, "stock": args.stock, "category": "bench"});
     let created = client.post(format!("{}/products", args.url)).bearer_auth(&admin).json(&product).send().await?;
     let product_id = json_ok(created, StatusCode::CREATED).await?["id"].as_str().ok_or("no product id")?.to_owned();
 
@@ -117,7 +118,8 @@ async fn main() -> Result<(), BoxError> {
         orders.spawn(async move {
             barrier.wait().await;
             let sent = Instant::now();
-            let status = client.post(format!("{url}/orders")).bearer_auth(&token).json(&body).send().await.map(|r| r.status());
+            let status =
+                client.post(format!("{url}/orders")).bearer_auth(&token).json(&body).send().await.map(|r| r.status());
             (status, sent.elapsed())
         });
     }

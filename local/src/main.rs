@@ -21,12 +21,12 @@ use std::sync::Arc;
 
 use orderly::clock::{Clock, SystemClock};
 use orderly::config::{
-    auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or, TableNames,
+    TableNames, auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or,
 };
 use orderly::domain::{Orderly, Password};
 use orderly::http::{app, auth, customers, orders, payments, products};
-use orderly::queue::{run_local_worker, Consumer, QueueName, SqliteQueue};
-use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
+use orderly::queue::{Consumer, QueueName, SqliteQueue, run_local_worker};
+use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
 use tokio::sync::watch;
 
@@ -132,7 +132,6 @@ fn development_secret(data_dir: &Path) -> Result<Vec<u8>, BoxError> {
     write_private(&path, secret.as_bytes())?;
     Ok(secret.into_bytes())
 }
-
 
 #[cfg(unix)]
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {

@@ -56,7 +56,8 @@ pub async fn serve_worker<C: crate::queue::Consumer>(
     consumer: impl FnOnce(Orderly) -> Result<C, String>,
 ) -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
-    let orderly = orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let orderly =
+        orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     let consumer = consumer(orderly).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     run_sqs(consumer).await
 }
@@ -78,10 +79,15 @@ async fn run_sqs<C: crate::queue::Consumer>(consumer: C) -> Result<(), lambda_ru
 /// Runs the order worker: SQS batches of release messages, and the scheduled sweep.
 pub async fn serve_order_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
-    let orderly = orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let orderly =
+        orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
         let orderly = orderly.clone();
-        async move { crate::workers::handle_order_worker_event(&orderly, event.payload).await.map_err(lambda_runtime::Error::from) }
+        async move {
+            crate::workers::handle_order_worker_event(&orderly, event.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
 }

@@ -9,12 +9,7 @@ pub fn init_lambda() {
 
 pub fn init_local() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .init();
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(true).with_span_list(false).init();
 }
 
 /// The CloudWatch namespace of Orderly's business metrics.

@@ -5,10 +5,10 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use common::http::{assert_problem, Api, Reply};
+use axum::http::{Method, Request, StatusCode, header};
+use common::http::{Api, Reply, assert_problem};
 use orderly::store::Store;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 /// The app plus an admin's token, sent with every request unless a test says otherwise.
@@ -31,16 +31,20 @@ async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
     assert_eq!(created.body["address"]["country"], "GB");
     assert_eq!(created.body["version"], 1);
 
-    let duplicate = api.post("/customers", json!({"name": "Imposter", "email": "ada@EXAMPLE.com", "password": "imposter password"})).await;
+    let duplicate = api
+        .post("/customers", json!({"name": "Imposter", "email": "ada@EXAMPLE.com", "password": "imposter password"}))
+        .await;
     assert_problem(&duplicate, StatusCode::CONFLICT);
 
     let shown = api.get(&format!("/customers/{id}")).await;
     assert_eq!(shown.body, created.body);
 
-    let patched =
-        api.send(Method::PATCH, &format!("/customers/{id}"), Some(json!({"name": "Ada King"})), &[]).await;
+    let patched = api.send(Method::PATCH, &format!("/customers/{id}"), Some(json!({"name": "Ada King"})), &[]).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
-    assert_eq!((patched.body["name"].as_str(), patched.body["email"].as_str()), (Some("Ada King"), Some("Ada@Example.com")));
+    assert_eq!(
+        (patched.body["name"].as_str(), patched.body["email"].as_str()),
+        (Some("Ada King"), Some("Ada@Example.com"))
+    );
     assert_eq!(patched.body["version"], 2);
 
     api.post("/customers", json!({"name": "Bob", "email": "bob@example.com", "password": "bob's password"})).await;
@@ -57,9 +61,12 @@ async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
 
 async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
-    let reply = api.post("/customers", json!({"name": " ", "email": "not-an-email", "password": "short", "phone": "call me"})).await;
+    let reply = api
+        .post("/customers", json!({"name": " ", "email": "not-an-email", "password": "short", "phone": "call me"}))
+        .await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = reply.body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> =
+        reply.body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["name", "email", "password", "phone"]);
     let listed = api.get("/customers").await;
     assert_eq!(listed.body["items"], json!([]), "nothing was written");
@@ -147,7 +154,10 @@ async fn unconditional_concurrent_patches_lose_no_field(store: Arc<dyn Store>) {
     );
     assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
     let now = api.get(&uri).await.body;
-    assert_eq!((now["stock"].as_i64(), now["price_cents"].as_i64(), now["version"].as_i64()), (Some(77), Some(5), Some(3)));
+    assert_eq!(
+        (now["stock"].as_i64(), now["price_cents"].as_i64(), now["version"].as_i64()),
+        (Some(77), Some(5), Some(3))
+    );
 }
 
 /// 200 concurrent POSTs of one name (and of one email): exactly one 201, every other 409.
@@ -157,14 +167,23 @@ async fn two_hundred_concurrent_creates_admit_exactly_one(store: Arc<dyn Store>)
     for i in 0..200 {
         let api = api.clone();
         racers.spawn(async move {
-            let product = api.post("/products", json!({"name": "Last Widget", "price_cents": 100 + i, "stock": 1, "category": "widgets"}));
-            let customer = api.post("/customers", json!({"name": format!("Racer {i}"), "email": "racer@example.com", "password": "racing password"}));
+            let product = api.post(
+                "/products",
+                json!({"name": "Last Widget", "price_cents": 100 + i, "stock": 1, "category": "widgets"}),
+            );
+            let customer = api.post(
+                "/customers",
+                json!({"name": format!("Racer {i}"), "email": "racer@example.com", "password": "racing password"}),
+            );
             let (p, c) = tokio::join!(product, customer);
             (p.status, c.status)
         });
     }
     let results = racers.join_all().await;
-    for (label, statuses) in [("products", results.iter().map(|r| r.0).collect::<Vec<_>>()), ("customers", results.iter().map(|r| r.1).collect())] {
+    for (label, statuses) in [
+        ("products", results.iter().map(|r| r.0).collect::<Vec<_>>()),
+        ("customers", results.iter().map(|r| r.1).collect()),
+    ] {
         let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
         let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
         assert_eq!((created, conflicts), (1, 199), "{label}: {statuses:?}");
@@ -175,12 +194,21 @@ async fn two_hundred_concurrent_creates_admit_exactly_one(store: Arc<dyn Store>)
 
 async fn product_filters_over_http(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
-    for (name, category, price, stock) in [("Axe", "garden", 4500, 0), ("Apron", "kitchen", 1500, 3), ("Anvil", "garden", 9000, 1)] {
-        let reply = api.post("/products", json!({"name": name, "price_cents": price, "stock": stock, "category": category})).await;
+    for (name, category, price, stock) in
+        [("Axe", "garden", 4500, 0), ("Apron", "kitchen", 1500, 3), ("Anvil", "garden", 9000, 1)]
+    {
+        let reply = api
+            .post("/products", json!({"name": name, "price_cents": price, "stock": stock, "category": category}))
+            .await;
         assert_eq!(reply.status, StatusCode::CREATED);
     }
     let names = |reply: Reply| -> Vec<String> {
-        reply.body["items"].as_array().expect("items").iter().filter_map(|p| p["name"].as_str().map(str::to_owned)).collect()
+        reply.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect()
     };
     assert_eq!(names(api.get("/products?category=garden&in_stock=true").await), ["Anvil"]);
     assert_eq!(names(api.get("/products?q=AP").await), ["Apron"]);
@@ -213,34 +241,75 @@ async fn malformed_requests_get_problem_documents(store: Arc<dyn Store>) {
         (raw(Method::POST, "/products", json, vec![0xff, 0xfe]), StatusCode::BAD_REQUEST),
         (raw(Method::POST, "/products", json, Vec::new()), StatusCode::BAD_REQUEST),
         (raw(Method::POST, "/products", None, mug().to_string().into_bytes()), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (raw(Method::POST, "/products", Some("text/plain"), mug().to_string().into_bytes()), StatusCode::UNSUPPORTED_MEDIA_TYPE),
         (
-            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": "12.99", "stock": 1, "category": "a"}).to_string().into_bytes()),
+            raw(Method::POST, "/products", Some("text/plain"), mug().to_string().into_bytes()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            raw(
+                Method::POST,
+                "/products",
+                json,
+                json!({"name": "x", "price_cents": "12.99", "stock": 1, "category": "a"}).to_string().into_bytes(),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": 1.5, "stock": 1, "category": "a"}).to_string().into_bytes()),
+            raw(
+                Method::POST,
+                "/products",
+                json,
+                json!({"name": "x", "price_cents": 1.5, "stock": 1, "category": "a"}).to_string().into_bytes(),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": 1e30, "stock": 1, "category": "a"}).to_string().into_bytes()),
+            raw(
+                Method::POST,
+                "/products",
+                json,
+                json!({"name": "x", "price_cents": 1e30, "stock": 1, "category": "a"}).to_string().into_bytes(),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw(Method::POST, "/products", json, json!({"name": "x", "price_cents": 1, "stock": -1, "category": "a"}).to_string().into_bytes()),
+            raw(
+                Method::POST,
+                "/products",
+                json,
+                json!({"name": "x", "price_cents": 1, "stock": -1, "category": "a"}).to_string().into_bytes(),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            raw(Method::POST, "/products", json, json!({"name": "x", "price": 1, "stock": 1, "category": "a"}).to_string().into_bytes()),
+            raw(
+                Method::POST,
+                "/products",
+                json,
+                json!({"name": "x", "price": 1, "stock": 1, "category": "a"}).to_string().into_bytes(),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (raw(Method::POST, "/products", json, vec![b' '; orderly::http::MAX_BODY_BYTES + 1]), StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            raw(Method::POST, "/products", json, vec![b' '; orderly::http::MAX_BODY_BYTES + 1]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
         (raw(Method::PATCH, &format!("/products/{id}"), json, b"null".to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
         (raw(Method::GET, "/products/not-a-uuid", None, Vec::new()), StatusCode::NOT_FOUND),
         (raw(Method::GET, "/nowhere", None, Vec::new()), StatusCode::NOT_FOUND),
         (raw(Method::DELETE, "/products", None, Vec::new()), StatusCode::METHOD_NOT_ALLOWED),
         (raw(Method::POST, "/categories", json, b"{}".to_vec()), StatusCode::METHOD_NOT_ALLOWED),
-        (raw(Method::POST, "/customers", json, json!({"name": "A", "email": "a@example.com", "password": "0123456789", "role": "admin"}).to_string().into_bytes()), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            raw(
+                Method::POST,
+                "/customers",
+                json,
+                json!({"name": "A", "email": "a@example.com", "password": "0123456789", "role": "admin"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (request, expected) in cases {
         let label = format!("{} {}", request.method(), request.uri());

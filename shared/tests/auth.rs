@@ -7,16 +7,16 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
-use common::http::{Api, Reply, ADMIN_PASSWORD, CUSTOMER_PASSWORD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::http::{ADMIN_PASSWORD, Api, CUSTOMER_PASSWORD, Reply};
 use jsonwebtoken::{EncodingKey, Header};
 use orderly::clock::FakeClock;
 use orderly::domain::{LoginLimits, Orderly, PasswordCost};
 use orderly::http::{app, auth, customers, products};
 use orderly::store::Store;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -85,11 +85,17 @@ impl Fixture {
                 // Same signature, payload claiming the admin role.
                 let token = self.login(customer("a@example.com")).await;
                 let parts: Vec<&str> = token.split('.').collect();
-                let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+                let mut claims: Value =
+                    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
                 claims["role"] = json!("admin");
                 format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2])
             }
-            Who::Expired => forge(Header::default(), self.a_id.parse().expect("uuid"), "customer", OffsetDateTime::now_utc() - Duration::seconds(1)),
+            Who::Expired => forge(
+                Header::default(),
+                self.a_id.parse().expect("uuid"),
+                "customer",
+                OffsetDateTime::now_utc() - Duration::seconds(1),
+            ),
             Who::Revoked => {
                 let token = self.login(customer("a@example.com")).await;
                 let bearer = format!("Bearer {token}");
@@ -102,14 +108,19 @@ impl Fixture {
                 let claims = json!({"sub": self.a_id, "role": "admin", "jti": Uuid::now_v7(), "iat": 0, "exp": in_15_min.unix_timestamp()});
                 format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
             }
-            Who::WrongAlgorithm => forge(Header::new(jsonwebtoken::Algorithm::HS512), self.a_id.parse().expect("uuid"), "admin", in_15_min),
+            Who::WrongAlgorithm => {
+                forge(Header::new(jsonwebtoken::Algorithm::HS512), self.a_id.parse().expect("uuid"), "admin", in_15_min)
+            }
             Who::UnknownAccount => forge(Header::default(), Uuid::now_v7(), "admin", in_15_min),
         })
     }
 
     async fn product(&self) -> String {
         let name = format!("Matrix {}", Uuid::now_v7());
-        let reply = self.api.post("/products", json!({"name": name, "price_cents": 100, "stock": 5, "category": "matrix"})).await;
+        let reply = self
+            .api
+            .post("/products", json!({"name": name, "price_cents": 100, "stock": 5, "category": "matrix"}))
+            .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().expect("id").to_owned()
     }
@@ -121,7 +132,11 @@ impl Fixture {
         };
         let mut request = Request::builder().method(method).uri(uri);
         // An empty header value stands for "no header": `Api` adds the admin's otherwise.
-        request = if auth.is_empty() { request.header("x-anonymous", "1") } else { request.header(header::AUTHORIZATION, auth) };
+        request = if auth.is_empty() {
+            request.header("x-anonymous", "1")
+        } else {
+            request.header(header::AUTHORIZATION, auth)
+        };
         let request = match body {
             Some(json) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())),
             None => request.body(Body::empty()),
@@ -176,7 +191,12 @@ async fn authorization_matrix(store: Arc<dyn Store>) {
             ),
             (Method::GET, "/customers".into(), None, expect(who, 401, 403, 403, 200)),
             (Method::GET, format!("/customers/{a}"), None, expect(who, 401, 200, 404, 200)),
-            (Method::PATCH, format!("/customers/{a}"), Some(json!({"phone": "+1 555 0100"})), expect(who, 401, 200, 404, 200)),
+            (
+                Method::PATCH,
+                format!("/customers/{a}"),
+                Some(json!({"phone": "+1 555 0100"})),
+                expect(who, 401, 200, 404, 200),
+            ),
             (Method::GET, format!("/customers/{b}"), None, expect(who, 401, 404, 200, 200)),
             (
                 Method::POST,
@@ -195,7 +215,11 @@ async fn authorization_matrix(store: Arc<dyn Store>) {
                 common::http::assert_problem(&reply, reply.status);
             }
             if expected == 401 {
-                assert_eq!(reply.headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()), Some(&b"Bearer"[..]), "{label}");
+                assert_eq!(
+                    reply.headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+                    Some(&b"Bearer"[..]),
+                    "{label}"
+                );
             }
         }
     }
@@ -206,7 +230,8 @@ async fn authorization_matrix(store: Arc<dyn Store>) {
 async fn wrong_password_and_unknown_user_get_the_same_answer(store: Arc<dyn Store>) {
     let f = Fixture::new(store).await;
     let wrong = f.api.post("/auth/login", json!({"email": "a@example.com", "password": "not the password"})).await;
-    let unknown = f.api.post("/auth/login", json!({"email": "nobody@example.com", "password": "not the password"})).await;
+    let unknown =
+        f.api.post("/auth/login", json!({"email": "nobody@example.com", "password": "not the password"})).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
     let neither = f.api.post("/auth/login", json!({"password": "x"})).await;
@@ -214,7 +239,10 @@ async fn wrong_password_and_unknown_user_get_the_same_answer(store: Arc<dyn Stor
 
     let ok = f.api.post("/auth/login", json!({"email": "A@EXAMPLE.COM", "password": CUSTOMER_PASSWORD})).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    assert_eq!((ok.body["token_type"].as_str(), ok.body["role"].as_str(), ok.body["expires_in"].as_i64()), (Some("Bearer"), Some("customer"), Some(900)));
+    assert_eq!(
+        (ok.body["token_type"].as_str(), ok.body["role"].as_str(), ok.body["expires_in"].as_i64()),
+        (Some("Bearer"), Some("customer"), Some(900))
+    );
     assert_eq!(ok.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()), Some(&b"no-store"[..]));
 }
 
@@ -282,9 +310,18 @@ async fn logout_takes_effect_on_every_function(store: Arc<dyn Store>) {
 
     let out = auth_fn.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    assert_eq!(customers_fn.send(Method::GET, &me, None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(products_fn.send(Method::GET, "/products", None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(auth_fn.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        customers_fn.send(Method::GET, &me, None, &[("authorization", &bearer)]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        products_fn.send(Method::GET, "/products", None, &[("authorization", &bearer)]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        auth_fn.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let _ = auth::routes(); // the auth function's own router is what `Api::over` serves
 }
 
@@ -311,7 +348,8 @@ async fn no_password_hash_or_token_is_logged() {
     let store = common::sqlite_store();
     let api = Api::new(store.clone()).await;
     let password = "a-very-distinctive-password-4711";
-    let created = api.post("/customers", json!({"name": "Quiet", "email": "quiet@example.com", "password": password})).await;
+    let created =
+        api.post("/customers", json!({"name": "Quiet", "email": "quiet@example.com", "password": password})).await;
     assert_eq!(created.status, StatusCode::CREATED);
     let login = api.post("/auth/login", json!({"email": "quiet@example.com", "password": password})).await;
     let token = login.body["access_token"].as_str().expect("token").to_owned();

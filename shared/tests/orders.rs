@@ -6,16 +6,16 @@ mod common;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use common::http::{assert_problem, Api};
+use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
 use orderly::domain::{
     IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, OrderStatus, Orderly, Principal, Release, Role, Session,
 };
+use orderly::queue::Consumer;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
 use orderly::store::Store;
 use orderly::workers::OrderWorker;
-use orderly::queue::Consumer;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -51,14 +51,18 @@ fn customer() -> Session {
 
 fn order_of(items: &[(Uuid, i64)]) -> NewOrder {
     NewOrder {
-        items: items.iter().map(|(product_id, quantity)| NewOrderItem { product_id: *product_id, quantity: *quantity }).collect(),
+        items: items
+            .iter()
+            .map(|(product_id, quantity)| NewOrderItem { product_id: *product_id, quantity: *quantity })
+            .collect(),
         shipping_address: None,
     }
 }
 
 async fn product(orderly: &Orderly, name: &str, price_cents: i64, stock: i64) -> Uuid {
-    let input = serde_json::from_value(json!({"name": name, "price_cents": price_cents, "stock": stock, "category": "test"}))
-        .expect("input");
+    let input =
+        serde_json::from_value(json!({"name": name, "price_cents": price_cents, "stock": stock, "category": "test"}))
+            .expect("input");
     orderly.create_product(input).await.expect("product").id
 }
 
@@ -76,7 +80,8 @@ async fn drain_order_queue(w: &World) -> usize {
     let worker = OrderWorker::new(w.orderly.clone());
     let mut handled = 0;
     loop {
-        let batch = w.queue.receive(QueueName::Orders, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+        let batch =
+            w.queue.receive(QueueName::Orders, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
         if batch.is_empty() {
             return handled;
         }
@@ -93,7 +98,8 @@ async fn orders_reserve_stock_and_snapshot_prices(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 1299, 10);
     let lamp = product(&w.orderly, "Lamp", 4500, 2);
     let (mug, lamp) = tokio::join!(mug, lamp);
-    let placed = w.orderly.place_order(&customer(), order_of(&[(mug, 3), (lamp, 2)]), None, "req-1").await.expect("placed");
+    let placed =
+        w.orderly.place_order(&customer(), order_of(&[(mug, 3), (lamp, 2)]), None, "req-1").await.expect("placed");
     assert_eq!(placed.status_code, 201);
     let (status, body) = status_of(&placed.body);
     assert_eq!(status, OrderStatus::Pending);
@@ -117,7 +123,9 @@ async fn insufficient_stock_writes_nothing_and_starts_no_cooldown(store: Arc<dyn
     let ada = customer();
     let refused = w.orderly.place_order(&ada, order_of(&[(mug, 2), (lamp, 2)]), None, "r").await;
     match refused {
-        Err(orderly::Error::Conflict(detail)) => assert!(detail.contains("Lamp") && !detail.contains("Mug"), "{detail}"),
+        Err(orderly::Error::Conflict(detail)) => {
+            assert!(detail.contains("Lamp") && !detail.contains("Mug"), "{detail}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!((stock(&w.orderly, mug).await, stock(&w.orderly, lamp).await), (5, 1), "no line reserved");
@@ -175,7 +183,9 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
         assert_eq!(placed.status_code, expected);
     }
     match w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await {
-        Err(orderly::Error::TooManyRequests { retry_after_secs }) => assert!((1..=300).contains(&retry_after_secs), "{retry_after_secs}"),
+        Err(orderly::Error::TooManyRequests { retry_after_secs }) => {
+            assert!((1..=300).contains(&retry_after_secs), "{retry_after_secs}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(stock(&w.orderly, mug).await, 46, "the refused order reserved nothing");
@@ -205,7 +215,9 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     let mut racers = JoinSet::new();
     for _ in 0..8 {
         let (orderly, racer, key) = (w.orderly.clone(), racer.clone(), key.clone());
-        racers.spawn(async move { orderly.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").id });
+        racers.spawn(async move {
+            orderly.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").id
+        });
     }
     let ids = racers.join_all().await;
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
@@ -254,7 +266,10 @@ async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn S
     let report = w.orderly.sweep().await.expect("sweep");
     assert_eq!(report.expired, 1, "the first order's deadline passed; the released one has a day more");
     let expired = w.store.get_order(pending.id).await.expect("get").expect("order");
-    assert_eq!((expired.status, expired.cancel_reason.as_deref()), (OrderStatus::Cancelled, Some("payment deadline passed")));
+    assert_eq!(
+        (expired.status, expired.cancel_reason.as_deref()),
+        (OrderStatus::Cancelled, Some("payment deadline passed"))
+    );
     assert_eq!(stock(&w.orderly, mug).await, 7, "its 2 units are back, the other order's 3 still reserved");
     w.clock.advance(Duration::seconds(301));
     assert_eq!(w.orderly.sweep().await.expect("sweep").expired, 1);
@@ -297,11 +312,15 @@ async fn orders_over_http(store: Arc<dyn Store>) {
     let (ada, bob) = (format!("Bearer {ada}"), format!("Bearer {bob}"));
     let body = json!({"items": [{"product_id": mug, "quantity": 2}]});
 
-    let placed = api.send(Method::POST, "/orders", Some(body.clone()), &[("authorization", &ada), ("idempotency-key", "k-1")]).await;
+    let placed = api
+        .send(Method::POST, "/orders", Some(body.clone()), &[("authorization", &ada), ("idempotency-key", "k-1")])
+        .await;
     assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
     let id = placed.body["id"].as_str().expect("id").to_owned();
     assert_eq!(placed.headers["location"], format!("/orders/{id}").as_str());
-    let replay = api.send(Method::POST, "/orders", Some(body.clone()), &[("authorization", &ada), ("idempotency-key", "k-1")]).await;
+    let replay = api
+        .send(Method::POST, "/orders", Some(body.clone()), &[("authorization", &ada), ("idempotency-key", "k-1")])
+        .await;
     assert_eq!((replay.status, &replay.body), (StatusCode::CREATED, &placed.body));
     let deferred = api.send(Method::POST, "/orders", Some(body.clone()), &[("authorization", &ada)]).await;
     assert_eq!(deferred.status, StatusCode::ACCEPTED);
@@ -310,42 +329,68 @@ async fn orders_over_http(store: Arc<dyn Store>) {
     let uri = format!("/orders/{id}");
     assert_eq!(api.send(Method::GET, &uri, None, &[("authorization", &ada)]).await.status, StatusCode::OK);
     assert_problem(&api.send(Method::GET, &uri, None, &[("authorization", &bob)]).await, StatusCode::NOT_FOUND);
-    assert_problem(&api.send(Method::POST, &format!("{uri}/cancel"), None, &[("authorization", &bob)]).await, StatusCode::NOT_FOUND);
+    assert_problem(
+        &api.send(Method::POST, &format!("{uri}/cancel"), None, &[("authorization", &bob)]).await,
+        StatusCode::NOT_FOUND,
+    );
     let status = api.send(Method::GET, &format!("{uri}/status"), None, &[("authorization", &ada)]).await;
     assert_eq!((status.body["status"].as_str(), status.body["version"].as_i64()), (Some("pending"), Some(1)));
 
     let mine = api.send(Method::GET, "/orders", None, &[("authorization", &ada)]).await;
-    let ids: Vec<&str> = mine.body["items"].as_array().expect("items").iter().filter_map(|o| o["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        mine.body["items"].as_array().expect("items").iter().filter_map(|o| o["id"].as_str()).collect();
     assert_eq!(ids, [deferred.body["id"].as_str().expect("id"), id.as_str()], "own orders, newest first");
     let theirs = api.send(Method::GET, "/orders", None, &[("authorization", &bob)]).await;
     assert_eq!(theirs.body["items"], json!([]));
-    let deferred_only = api.send(Method::GET, "/orders?status=processing%20order", None, &[("authorization", &ada)]).await;
+    let deferred_only =
+        api.send(Method::GET, "/orders?status=processing%20order", None, &[("authorization", &ada)]).await;
     assert_eq!(deferred_only.body["items"].as_array().map(Vec::len), Some(1));
-    assert_problem(&api.send(Method::GET, "/orders?status=lost", None, &[("authorization", &ada)]).await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(
+        &api.send(Method::GET, "/orders?status=lost", None, &[("authorization", &ada)]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
 
     // Admin: every order, legal status changes only, metrics; customers cannot.
     assert_eq!(api.get("/orders").await.body["items"].as_array().map(Vec::len), Some(2));
     let to = |status: &str| json!({"status": status});
-    assert_problem(&api.send(Method::PUT, &format!("{uri}/status"), Some(to("shipped")), &[]).await, StatusCode::CONFLICT);
-    assert_problem(&api.send(Method::PUT, &format!("{uri}/status"), Some(to("paid")), &[("authorization", &ada)]).await, StatusCode::FORBIDDEN);
-    assert_problem(&api.send(Method::PUT, &format!("{uri}/status"), Some(to("lost")), &[]).await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_problem(
+        &api.send(Method::PUT, &format!("{uri}/status"), Some(to("shipped")), &[]).await,
+        StatusCode::CONFLICT,
+    );
+    assert_problem(
+        &api.send(Method::PUT, &format!("{uri}/status"), Some(to("paid")), &[("authorization", &ada)]).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_problem(
+        &api.send(Method::PUT, &format!("{uri}/status"), Some(to("lost")), &[]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
     for next in ["paid", "shipped", "delivered"] {
         let changed = api.send(Method::PUT, &format!("{uri}/status"), Some(to(next)), &[]).await;
         assert_eq!((changed.status, changed.body["status"].as_str()), (StatusCode::OK, Some(next)), "{}", changed.body);
     }
-    assert_problem(&api.send(Method::POST, &format!("{uri}/cancel"), None, &[("authorization", &ada)]).await, StatusCode::CONFLICT);
+    assert_problem(
+        &api.send(Method::POST, &format!("{uri}/cancel"), None, &[("authorization", &ada)]).await,
+        StatusCode::CONFLICT,
+    );
     let metrics = api.get("/orders/metrics").await;
     assert_eq!(metrics.body["total_orders"], 2);
     assert_eq!(metrics.body["by_status"]["delivered"], 1);
     assert_eq!(metrics.body["by_status"]["processing order"], 1);
     assert!(metrics.body["average_processing_seconds"].is_number());
-    assert_problem(&api.send(Method::GET, "/orders/metrics", None, &[("authorization", &ada)]).await, StatusCode::FORBIDDEN);
+    assert_problem(
+        &api.send(Method::GET, "/orders/metrics", None, &[("authorization", &ada)]).await,
+        StatusCode::FORBIDDEN,
+    );
 
     // Bad input: problem documents, nothing written.
     for (bad, expected) in [
         (json!({"items": []}), StatusCode::UNPROCESSABLE_ENTITY),
         (json!({"items": [{"product_id": mug, "quantity": 0}]}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"items": [{"product_id": mug, "quantity": 1}, {"product_id": mug, "quantity": 1}]}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"items": [{"product_id": mug, "quantity": 1}, {"product_id": mug, "quantity": 1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (json!({"items": [{"product_id": "not-a-uuid", "quantity": 1}]}), StatusCode::UNPROCESSABLE_ENTITY),
         (json!({"items": [{"product_id": Uuid::now_v7(), "quantity": 1}]}), StatusCode::UNPROCESSABLE_ENTITY),
         (json!({"items": [{"product_id": mug, "quantity": 11}]}), StatusCode::CONFLICT),
@@ -356,9 +401,19 @@ async fn orders_over_http(store: Arc<dyn Store>) {
     let too_many: Vec<Value> = (0..51).map(|_| json!({"product_id": Uuid::now_v7(), "quantity": 1})).collect();
     let reply = api.send(Method::POST, "/orders", Some(json!({"items": too_many})), &[("authorization", &bob)]).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-    let reply = api.send(Method::POST, "/orders", Some(body), &[("authorization", &bob), ("idempotency-key", "bad key with spaces")]).await;
+    let reply = api
+        .send(
+            Method::POST,
+            "/orders",
+            Some(body),
+            &[("authorization", &bob), ("idempotency-key", "bad key with spaces")],
+        )
+        .await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_problem(&api.send(Method::POST, "/orders", Some(json!({"items": [{"product_id": mug, "quantity": 1}]})), &[]).await, StatusCode::FORBIDDEN);
+    assert_problem(
+        &api.send(Method::POST, "/orders", Some(json!({"items": [{"product_id": mug, "quantity": 1}]})), &[]).await,
+        StatusCode::FORBIDDEN,
+    );
     assert_eq!(stock(&w.orderly, mug).await, 6, "only ada's two orders hold stock");
 }
 

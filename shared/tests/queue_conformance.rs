@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use orderly::queue::{process_batch, run_local_worker, Consumer, Delivery, Outcome, OutgoingMessage, Queue, QueueName};
+use orderly::queue::{Consumer, Delivery, Outcome, OutgoingMessage, Queue, QueueName, process_batch, run_local_worker};
 use time::Duration;
 use tokio::sync::Barrier;
 

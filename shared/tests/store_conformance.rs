@@ -212,8 +212,13 @@ async fn product_updates_check_the_version_and_keep_names_and_counts(store: Arc<
     });
     store.update_product(&mug, &moved).await.expect("update");
     assert_eq!(store.get_product(mug.id).await.expect("get"), Some(moved.clone()));
-    let counts: Vec<(String, u64)> =
-        store.list_categories().await.expect("categories").into_iter().map(|c| (c.name.to_string(), c.product_count)).collect();
+    let counts: Vec<(String, u64)> = store
+        .list_categories()
+        .await
+        .expect("categories")
+        .into_iter()
+        .map(|c| (c.name.to_string(), c.product_count))
+        .collect();
     assert_eq!(counts, vec![("lighting".to_owned(), 2)], "empty categories disappear");
 
     let stale = next_version(&mug, |p| p.stock = 99);
@@ -287,8 +292,14 @@ async fn product_lists_filter_and_paginate_by_name(store: Arc<dyn Store>) {
         everything,
         ["Apple Peeler", "apple slicer", "Axe", "Bulb", "Candle", "Desk Lamp", "Garden Hose", "Kettle"]
     );
-    assert_eq!(names(ProductFilter { category: category("lighting"), ..Default::default() }, 2).await, ["Bulb", "Candle", "Desk Lamp"]);
-    assert_eq!(names(ProductFilter { name_prefix: Some("apple".into()), ..Default::default() }, 1).await, ["Apple Peeler", "apple slicer"]);
+    assert_eq!(
+        names(ProductFilter { category: category("lighting"), ..Default::default() }, 2).await,
+        ["Bulb", "Candle", "Desk Lamp"]
+    );
+    assert_eq!(
+        names(ProductFilter { name_prefix: Some("apple".into()), ..Default::default() }, 1).await,
+        ["Apple Peeler", "apple slicer"]
+    );
     assert_eq!(
         names(ProductFilter { min_price: Some(900), max_price: Some(3000), ..Default::default() }, 2).await,
         ["apple slicer", "Candle", "Garden Hose", "Kettle"]
@@ -297,18 +308,29 @@ async fn product_lists_filter_and_paginate_by_name(store: Arc<dyn Store>) {
         names(ProductFilter { category: category("kitchen"), in_stock: Some(true), ..Default::default() }, 1).await,
         ["apple slicer", "Kettle"]
     );
-    assert_eq!(names(ProductFilter { in_stock: Some(false), ..Default::default() }, 5).await, ["Apple Peeler", "Candle"]);
+    assert_eq!(
+        names(ProductFilter { in_stock: Some(false), ..Default::default() }, 5).await,
+        ["Apple Peeler", "Candle"]
+    );
     assert!(names(ProductFilter { category: category("toys"), ..Default::default() }, 5).await.is_empty());
 
-    let summary: Vec<(String, u64)> =
-        store.list_categories().await.expect("categories").into_iter().map(|c| (c.name.to_string(), c.product_count)).collect();
+    let summary: Vec<(String, u64)> = store
+        .list_categories()
+        .await
+        .expect("categories")
+        .into_iter()
+        .map(|c| (c.name.to_string(), c.product_count))
+        .collect();
     assert_eq!(summary, [("garden".into(), 2), ("kitchen".into(), 3), ("lighting".into(), 3)]);
 
     // A token from one list is not accepted by another.
     let first = store.list_products(&ProductFilter::default(), &PageRequest::first(2)).await.expect("page");
     let token = first.next_token.expect("more pages");
     let mismatched = store
-        .list_products(&ProductFilter { category: category("garden"), ..Default::default() }, &PageRequest { limit: 2, token: Some(token) })
+        .list_products(
+            &ProductFilter { category: category("garden"), ..Default::default() },
+            &PageRequest { limit: 2, token: Some(token) },
+        )
         .await;
     if let Ok(page) = &mismatched {
         // SQLite's keyset token is a position, valid in any list ordered by name.
@@ -376,10 +398,16 @@ async fn attempt_counters_are_atomic_and_per_window(store: Arc<dyn Store>) {
     assert!(!store.acquire_attempt("account:ada", 10, window).await.expect("acquire"));
 
     store.release_attempt("account:ada", window).await.expect("release");
-    assert!(store.acquire_attempt("account:ada", 10, window).await.expect("acquire"), "a released attempt is free again");
+    assert!(
+        store.acquire_attempt("account:ada", 10, window).await.expect("acquire"),
+        "a released attempt is free again"
+    );
     assert!(store.acquire_attempt("account:bob", 10, window).await.expect("acquire"), "counters are per key");
     let next_window = window + Duration::minutes(15);
-    assert!(store.acquire_attempt("account:ada", 10, next_window).await.expect("acquire"), "a new window starts at zero");
+    assert!(
+        store.acquire_attempt("account:ada", 10, next_window).await.expect("acquire"),
+        "a new window starts at zero"
+    );
     store.release_attempt("account:nobody", window).await.expect("releasing nothing is harmless");
 }
 

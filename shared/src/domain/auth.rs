@@ -1,6 +1,6 @@
 //! Authentication and authorization: passwords (argon2), access tokens (HS256 JWT), logout
 //! (revocation until the token would expire), login rate limits, and the access rules every
-//! handler applies through [`Session`] / [`Caller`].
+//! handler applies through [`Session`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{field_errors, Orderly};
+use super::{Orderly, field_errors};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{Login, StoreError};
 
@@ -38,13 +38,6 @@ pub struct Session {
     pub principal: Principal,
     pub jti: Uuid,
     pub expires_at: OffsetDateTime,
-}
-
-/// The caller of a route that anyone may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Anonymous,
-    SignedIn(Session),
 }
 
 impl Session {
@@ -133,7 +126,10 @@ pub struct AuthConfig {
 
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig").field("token_ttl", &self.token_ttl).field("cost", &self.cost).finish_non_exhaustive()
+        f.debug_struct("AuthConfig")
+            .field("token_ttl", &self.token_ttl)
+            .field("cost", &self.cost)
+            .finish_non_exhaustive()
     }
 }
 
@@ -253,7 +249,15 @@ impl Orderly {
         let checked = password.check_new("password");
         let username = match (username, checked) {
             (Ok(u), Ok(())) => u,
-            (u, p) => return Err(field_errors([u.err().and_then(|e| match e { Error::Validation(mut v) => v.pop(), _ => None }), p.err()])),
+            (u, p) => {
+                return Err(field_errors([
+                    u.err().and_then(|e| match e {
+                        Error::Validation(mut v) => v.pop(),
+                        _ => None,
+                    }),
+                    p.err(),
+                ]));
+            }
         };
         let admin = Admin { id: Uuid::now_v7(), username, created_at: self.clock.now() };
         let hash = self.hash_new_password(password).await?;
@@ -321,7 +325,11 @@ impl Orderly {
         if let Some(hash) = self.auth.dummy_hash.get() {
             return Ok(hash.clone());
         }
-        let hash = hash_password(self.auth.cost, Password::new(std::iter::repeat_with(fastrand::alphanumeric).take(32).collect::<String>())).await?;
+        let hash = hash_password(
+            self.auth.cost,
+            Password::new(std::iter::repeat_with(fastrand::alphanumeric).take(32).collect::<String>()),
+        )
+        .await?;
         Ok(self.auth.dummy_hash.get_or_init(|| hash).clone())
     }
 
@@ -364,7 +372,8 @@ impl Orderly {
         if expires_at <= now {
             return Err(Error::Unauthorized(REFUSED));
         }
-        let session = Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at };
+        let session =
+            Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at };
         if !self.store.session_is_valid(&session.principal, session.jti, now).await? {
             return Err(Error::Unauthorized(REFUSED));
         }

@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::auth::Password;
-use super::fields::{optional_text, Email, PersonName};
-use super::{backoff, field_errors, Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS};
+use super::fields::{Email, PersonName, optional_text};
+use super::{Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::error::{Error, FieldError, Result};
 use crate::store::{Page, PageRequest, StoreError};
 
@@ -24,10 +24,11 @@ pub struct Address {
 
 impl Address {
     pub(crate) fn parse(field: &str, raw: Address) -> Result<Address, FieldError> {
-        let required = |name: &str, value: &str, max: usize| match optional_text(&format!("{field}.{name}"), Some(value), max)? {
-            Some(v) => Ok(v),
-            None => Err(FieldError::new(format!("{field}.{name}"), "must not be empty")),
-        };
+        let required =
+            |name: &str, value: &str, max: usize| match optional_text(&format!("{field}.{name}"), Some(value), max)? {
+                Some(v) => Ok(v),
+                None => Err(FieldError::new(format!("{field}.{name}"), "must not be empty")),
+            };
         let country = raw.country.trim().to_ascii_uppercase();
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(FieldError::new(format!("{field}.country"), "must be a two-letter country code like GB"));
@@ -105,16 +106,8 @@ impl Orderly {
         };
         let password_hash = self.hash_new_password(input.password).await?;
         let now = self.clock.now();
-        let customer = Customer {
-            id: Uuid::now_v7(),
-            name,
-            email,
-            phone,
-            address,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let customer =
+            Customer { id: Uuid::now_v7(), name, email, phone, address, version: 1, created_at: now, updated_at: now };
         self.store.insert_customer(&customer, &password_hash).await?;
         tracing::info!(customer_id = %customer.id, "customer signed up");
         Ok(customer)

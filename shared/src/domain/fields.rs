@@ -55,7 +55,11 @@ impl Email {
             }
             None => false,
         };
-        if valid { Ok(Self(value)) } else { Err(FieldError::new(field, "must be an email address like name@example.com")) }
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(FieldError::new(field, "must be an email address like name@example.com"))
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -142,7 +146,8 @@ mod tests {
         let email = Email::parse("email", "  Ada@Example.COM ").expect("valid");
         assert_eq!(email.as_str(), "Ada@Example.COM");
         assert_eq!(email.key(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@example.com", "ada@.com"] {
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@example.com", "ada@.com"]
+        {
             assert!(Email::parse("email", bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::Orderly;
 use super::auth::Session;
 use super::orders::{Order, OrderEvent, OrderStatus};
-use super::Orderly;
 use crate::error::{Error, Result};
 
 pub const CARRIER: &str = "Orderly Parcel";
@@ -70,11 +70,16 @@ fn tracking_number(order_id: Uuid) -> String {
 fn zpl_label(order: &Order, tracking: &str) -> String {
     let clean = |s: &str| s.replace(['^', '~'], " ");
     let to: Vec<String> = match &order.shipping_address {
-        Some(a) => [Some(a.line1.clone()), a.line2.clone(), Some(format!("{} {}", a.postal_code, a.city)), Some(a.country.clone())]
-            .into_iter()
-            .flatten()
-            .map(|l| clean(&l))
-            .collect(),
+        Some(a) => [
+            Some(a.line1.clone()),
+            a.line2.clone(),
+            Some(format!("{} {}", a.postal_code, a.city)),
+            Some(a.country.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|l| clean(&l))
+        .collect(),
         None => vec!["(address on file)".into()],
     };
     let mut zpl = String::from("^XA^CI28^PW812^LL1218\n^FO40,40^A0N,40,40^FDOrderly^FS\n");

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::Orderly;
 use crate::error::{Error, Result};
-use crate::queue::{OutgoingMessage, QueueName, MAX_DELAY};
+use crate::queue::{MAX_DELAY, OutgoingMessage, QueueName};
 
 /// The order queue's messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,20 +11,21 @@ mod payments;
 mod products;
 
 pub use auth::{
-    AccessToken, Admin, AuthConfig, Caller, LoginLimits, LoginRequest, Password, PasswordCost, Principal, Role, Session,
-    MIN_SECRET_BYTES,
+    AccessToken, Admin, AuthConfig, LoginLimits, LoginRequest, MIN_SECRET_BYTES, Password, PasswordCost, Principal,
+    Role, Session,
 };
 pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
 pub use fields::{Category, Email, PersonName, ProductName};
 pub use fulfillment::{FulfillmentAction, FulfillmentRequest, Shipment, Tracking, TrackingEvent};
 pub use messages::OrderMessage;
-pub use payments::{
-    CardInput, CardSummary, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, Payment, PaymentMessage, PaymentStatus,
-};
 pub use orders::{
-    CancelRequest, HistoryEntry, IdempotencyKey, IdempotencyRecord, NewOrder, NewOrderItem, Order, OrderCounters,
-    OrderEvent, OrderLine, OrderMetrics, OrderQuery, OrderSettings, OrderStatus, Placed, Release, StatusChange,
-    SweepReport, MAX_ORDER_LINES,
+    CancelRequest, HistoryEntry, IdempotencyKey, IdempotencyRecord, MAX_ORDER_LINES, NewOrder, NewOrderItem, Order,
+    OrderCounters, OrderEvent, OrderLine, OrderMetrics, OrderQuery, OrderSettings, OrderStatus, Placed, Release,
+    StatusChange, SweepReport,
+};
+pub use payments::{
+    CardInput, CardSummary, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, Payment, PaymentMessage,
+    PaymentStatus,
 };
 pub use products::{CategorySummary, NewProduct, Product, ProductPatch, ProductQuery};
 
@@ -33,11 +34,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::error::{Error, FieldError};
 use crate::gateway::PaymentGateway;
 use crate::queue::Queue;
-use crate::error::{Error, FieldError};
-use crate::store::{PageRequest, Store, StoreError};
 use crate::retry::backoff;
+use crate::store::{PageRequest, Store, StoreError};
 
 /// The service behind every route: holds the store, the clock and the auth settings, and
 /// enforces the rules. Cheap to clone (all shared).

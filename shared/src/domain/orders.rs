@@ -343,7 +343,8 @@ fn parse_order(input: NewOrder) -> Result<OrderRequest> {
     let mut seen = HashSet::new();
     for (i, item) in input.items.iter().enumerate() {
         if !(1..=MAX_QUANTITY).contains(&item.quantity) {
-            errors.push(FieldError::new(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
+            errors
+                .push(FieldError::new(format!("items[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}")));
         }
         if !seen.insert(item.product_id) {
             errors.push(FieldError::new(format!("items[{i}].product_id"), "appears twice: use one line per product"));
@@ -497,7 +498,12 @@ impl Orderly {
         Err(Error::Unavailable)
     }
 
-    pub(crate) async fn replay(&self, customer_id: Uuid, key: &IdempotencyKey, fingerprint: &str) -> Result<Option<Placed>> {
+    pub(crate) async fn replay(
+        &self,
+        customer_id: Uuid,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<Placed>> {
         let now = self.clock.now();
         let Some(record) = self.store.get_idempotency(customer_id, key.as_str()).await? else {
             return Ok(None);
@@ -585,7 +591,9 @@ impl Orderly {
     pub async fn cancel_order(&self, session: &Session, id: Uuid, request: CancelRequest) -> Result<Order> {
         let order = self.order_for(session, id).await?;
         let reason = match request.reason.as_deref().map(str::trim) {
-            Some(r) if r.chars().count() > 500 => return Err(Error::invalid("reason", "must be at most 500 characters")),
+            Some(r) if r.chars().count() > 500 => {
+                return Err(Error::invalid("reason", "must be at most 500 characters"));
+            }
             Some(r) if !r.is_empty() => r.to_owned(),
             _ => format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" }),
         };
@@ -667,12 +675,21 @@ impl Orderly {
         // dead-lettered); queue it again (shipping is idempotent).
         for order in self.store.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, BATCH).await? {
             let message = super::FulfillmentMessage::Ship { order_id: order.id };
-            if self.send(crate::queue::QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
+            if self
+                .send(crate::queue::QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO)
+                .await
+                .is_ok()
+            {
                 report.requeued_fulfillment += 1;
             }
         }
         if report.released + report.expired + report.requeued_fulfillment > 0 {
-            tracing::info!(released = report.released, expired = report.expired, requeued_fulfillment = report.requeued_fulfillment, "sweep");
+            tracing::info!(
+                released = report.released,
+                expired = report.expired,
+                requeued_fulfillment = report.requeued_fulfillment,
+                "sweep"
+            );
         }
         Ok(report)
     }
@@ -693,7 +710,13 @@ impl Orderly {
     }
 
     /// The order after `event`, or `None` where the transition table forbids it.
-    pub(crate) fn next_order(&self, order: &Order, event: OrderEvent, actor: &str, reason: Option<String>) -> Option<Order> {
+    pub(crate) fn next_order(
+        &self,
+        order: &Order,
+        event: OrderEvent,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Option<Order> {
         let next = order.status.after(event)?;
         let now = self.clock.now();
         let mut updated = order.clone();
@@ -721,7 +744,13 @@ impl Orderly {
     /// its side effects in the same write (stock returned on cancellation; a captured payment
     /// refunded when a paid order is cancelled). A concurrent change wins; this one answers
     /// 409, so a duplicate can never apply twice.
-    pub(crate) async fn apply(&self, order: Order, event: OrderEvent, actor: &str, reason: Option<String>) -> Result<Order> {
+    pub(crate) async fn apply(
+        &self,
+        order: Order,
+        event: OrderEvent,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<Order> {
         let Some(updated) = self.next_order(&order, event, actor, reason) else {
             return Err(Error::Conflict(format!("an order that is {} cannot be {}", order.status, event_verb(event))));
         };
@@ -774,7 +803,9 @@ impl Orderly {
 pub enum Release {
     Released,
     /// Too early (SQS delays stop at 15 minutes): ask again after `wait`.
-    NotYet { wait: Duration },
+    NotYet {
+        wait: Duration,
+    },
     /// Gone, cancelled, or already released: nothing to do.
     NotApplicable,
 }
@@ -818,11 +849,7 @@ fn known_products(request: &OrderRequest, found: Vec<Option<Product>>) -> Result
             ))),
         }
     }
-    if errors.is_empty() {
-        Ok(products)
-    } else {
-        Err(Error::Validation(errors.into_iter().flatten().collect()))
-    }
+    if errors.is_empty() { Ok(products) } else { Err(Error::Validation(errors.into_iter().flatten().collect())) }
 }
 
 fn insufficient_stock(short: &[&Product]) -> Error {

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::Orderly;
 use super::auth::Session;
 use super::orders::{IdempotencyKey, IdempotencyRecord, Order, OrderEvent, OrderStatus, Placed};
-use super::Orderly;
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::{CardDetails, CardToken, ChargeOutcome, GatewayError};
 use crate::queue::QueueName;
@@ -99,9 +99,14 @@ impl fmt::Debug for CardInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaymentMessage {
-    Charge { payment_id: Uuid, token: CardToken },
+    Charge {
+        payment_id: Uuid,
+        token: CardToken,
+    },
     /// Retry a refund the gateway did not confirm.
-    Refund { payment_id: Uuid },
+    Refund {
+        payment_id: Uuid,
+    },
 }
 
 /// The fulfillment queue's messages.
@@ -144,7 +149,8 @@ fn brand_of(digits: &str) -> &'static str {
 fn parse_card(card: CardInput, now: OffsetDateTime) -> Result<(CardDetails, CardSummary)> {
     let digits: String = card.number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     let mut errors = Vec::new();
-    let number_ok = (12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && luhn_valid(&digits);
+    let number_ok =
+        (12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && luhn_valid(&digits);
     if !number_ok {
         errors.push(FieldError::new("card.number", "is not a valid card number"));
     }
@@ -201,7 +207,10 @@ impl Orderly {
         let order = self.order_for(session, input.order_id).await?;
         session.require_self_or_admin(order.customer_id, "order")?;
         // Identifies the request without keeping the card number.
-        let fingerprint = format!("payment|{}|{}|{}|{}/{}", order.id, summary.brand, summary.last4, summary.exp_month, summary.exp_year);
+        let fingerprint = format!(
+            "payment|{}|{}|{}|{}/{}",
+            order.id, summary.brand, summary.last4, summary.exp_month, summary.exp_year
+        );
         if let Some(key) = &key {
             if let Some(replay) = self.replay(order.customer_id, key, &fingerprint).await? {
                 return Ok(replay);
@@ -296,7 +305,12 @@ impl Orderly {
     }
 
     /// GET /payments (admin): all payments or one order's, newest first.
-    pub async fn payments(&self, session: &Session, order_id: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>> {
+    pub async fn payments(
+        &self,
+        session: &Session,
+        order_id: Option<Uuid>,
+        page: &PageRequest,
+    ) -> Result<Page<Payment>> {
         session.require_admin()?;
         Ok(self.store.list_payments(order_id, page).await?)
     }
@@ -330,7 +344,9 @@ impl Orderly {
             .await
             .map_err(ChargeError::Gateway)?;
         match outcome {
-            ChargeOutcome::Captured { reference } => self.settle_success(payment_id, &reference).await.map_err(ChargeError::Store),
+            ChargeOutcome::Captured { reference } => {
+                self.settle_success(payment_id, &reference).await.map_err(ChargeError::Store)
+            }
             ChargeOutcome::Declined { reason } => {
                 self.settle_failure(payment_id, &reason).await.map_err(ChargeError::Store)?;
                 crate::telemetry::metric("PaymentsFailed", 1);
@@ -392,7 +408,9 @@ impl Orderly {
             tracing::info!(payment_id = %payment.id, order_id = %order.id, "payment succeeded; order paid");
             crate::telemetry::metric("PaymentsSucceeded", 1);
             let message = FulfillmentMessage::Ship { order_id: order.id };
-            if let Err(err) = self.send(QueueName::Fulfillment, &message, &order.correlation_id, time::Duration::ZERO).await {
+            if let Err(err) =
+                self.send(QueueName::Fulfillment, &message, &order.correlation_id, time::Duration::ZERO).await
+            {
                 // The sweep queues fulfillment for paid orders that have no shipment.
                 tracing::warn!(order_id = %order.id, error = %err, "fulfillment not queued; the sweep will");
             }
@@ -455,12 +473,15 @@ impl Orderly {
                     crate::telemetry::metric("PaymentsRefunded", 1);
                     return;
                 }
-                Err(err) => tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; queued for retry"),
+                Err(err) => {
+                    tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; queued for retry")
+                }
             },
             Err(err) => tracing::warn!(payment_id = %payment.id, error = %err, "no gateway here; refund queued"),
         }
         let message = PaymentMessage::Refund { payment_id: payment.id };
-        if let Err(err) = self.send(QueueName::Payments, &message, &payment.correlation_id, time::Duration::ZERO).await {
+        if let Err(err) = self.send(QueueName::Payments, &message, &payment.correlation_id, time::Duration::ZERO).await
+        {
             tracing::error!(payment_id = %payment.id, error = %err, "refund retry not queued");
         }
     }
@@ -470,7 +491,11 @@ impl Orderly {
         let payment = self.store.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))?;
         let Some(payment) = payment.filter(|p| p.status == PaymentStatus::Refunded) else { return Ok(()) };
         let Some(reference) = &payment.gateway_reference else { return Ok(()) };
-        self.gateway().map_err(ChargeError::Store)?.refund(reference, payment.amount_cents).await.map_err(ChargeError::Gateway)
+        self.gateway()
+            .map_err(ChargeError::Store)?
+            .refund(reference, payment.amount_cents)
+            .await
+            .map_err(ChargeError::Gateway)
     }
 }
 

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::fields::{int_in_range, optional_text, Category, ProductName};
-use super::{backoff, field_errors, Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS};
+use super::fields::{Category, ProductName, int_in_range, optional_text};
+use super::{Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::error::{Error, Result};
 use crate::store::{Page, ProductFilter, StoreError};
 
@@ -107,14 +107,16 @@ impl ProductFields {
             MAX_STOCK,
         );
         match (name, description, price, stock, category, threshold) {
-            (Ok(name), Ok(description), Ok(price_cents), Ok(stock), Ok(category), Ok(low_stock_threshold)) => Ok(Self {
-                name,
-                description: description.unwrap_or_default(),
-                price_cents,
-                stock,
-                category,
-                low_stock_threshold,
-            }),
+            (Ok(name), Ok(description), Ok(price_cents), Ok(stock), Ok(category), Ok(low_stock_threshold)) => {
+                Ok(Self {
+                    name,
+                    description: description.unwrap_or_default(),
+                    price_cents,
+                    stock,
+                    category,
+                    low_stock_threshold,
+                })
+            }
             (n, d, p, s, c, t) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err()])),
         }
     }

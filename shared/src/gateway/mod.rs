@@ -57,7 +57,12 @@ pub trait PaymentGateway: Send + Sync + 'static {
     async fn tokenize(&self, card: &CardDetails) -> Result<CardToken, GatewayError>;
     /// Authorizes and captures `amount_cents`. Idempotent per `idempotency_key` (the payment
     /// id): a retried charge never charges twice.
-    async fn charge(&self, token: &CardToken, amount_cents: i64, idempotency_key: &str) -> Result<ChargeOutcome, GatewayError>;
+    async fn charge(
+        &self,
+        token: &CardToken,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<ChargeOutcome, GatewayError>;
     /// Refunds a captured charge in full; idempotent per charge.
     async fn refund(&self, reference: &str, amount_cents: i64) -> Result<(), GatewayError>;
 }

@@ -56,7 +56,12 @@ impl PaymentGateway for SimulatedGateway {
         Ok(CardToken(format!("{TOKEN_PREFIX}{behaviour}_{}", uuid::Uuid::now_v7().simple())))
     }
 
-    async fn charge(&self, token: &CardToken, _amount_cents: i64, idempotency_key: &str) -> Result<ChargeOutcome, GatewayError> {
+    async fn charge(
+        &self,
+        token: &CardToken,
+        _amount_cents: i64,
+        idempotency_key: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
         self.call().await;
         if self.failure_rate > 0.0 && fastrand::f64() < self.failure_rate {
             return Err(GatewayError::Transient("simulated outage".into()));

@@ -6,15 +6,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json as JsonResponse, Router};
 use lambda_http::request::RequestContext;
 
-use super::extract::Json;
 use super::ApiError;
+use super::extract::Json;
 use crate::domain::{LoginRequest, Orderly};
 use crate::error::Error;
 
@@ -38,7 +38,8 @@ pub(super) async fn authenticate(State(orderly): State<Orderly>, mut request: Re
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return ApiError::from(Error::Unauthorized("send the access token as Authorization: Bearer <token>")).into_response();
+        return ApiError::from(Error::Unauthorized("send the access token as Authorization: Bearer <token>"))
+            .into_response();
     };
     match orderly.authenticate(token).await {
         Ok(session) => {

@@ -2,21 +2,19 @@
 //! own record (that customer or an admin; anyone else gets 404).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
+use super::ApiError;
 use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
-use super::ApiError;
-use crate::domain::{page_request, CustomerPatch, NewCustomer, Orderly};
+use crate::domain::{CustomerPatch, NewCustomer, Orderly, page_request};
 
 pub fn routes() -> Router<Orderly> {
-    Router::new()
-        .route("/customers", get(list).post(sign_up))
-        .route("/customers/{id}", get(show).patch(update))
+    Router::new().route("/customers", get(list).post(sign_up)).route("/customers/{id}", get(show).patch(update))
 }
 
 #[derive(Deserialize)]
@@ -26,7 +24,10 @@ struct ListQuery {
     next_token: Option<String>,
 }
 
-async fn sign_up(State(orderly): State<Orderly>, Json(input): Json<NewCustomer>) -> Result<impl IntoResponse, ApiError> {
+async fn sign_up(
+    State(orderly): State<Orderly>,
+    Json(input): Json<NewCustomer>,
+) -> Result<impl IntoResponse, ApiError> {
     let customer = orderly.sign_up(input).await?;
     let location = format!("/customers/{}", customer.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], JsonResponse(customer)))

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -48,22 +48,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         // already fail the typed parse below.
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            if !inner.is_data() {
-                return ApiError::MalformedJson(inner.to_string());
-            }
-            // Drop serde's " at line 1 column 9": the field path says where.
-            let full = inner.to_string();
-            let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
-            let field = match path.as_str() {
-                "." => field_named_in(&message).unwrap_or_else(|| "body".into()),
-                other => other.to_owned(),
-            };
-            ApiError::Domain(Error::Validation(vec![FieldError::new(field, message)]))
-        })
-        .map(Json)
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                if !inner.is_data() {
+                    return ApiError::MalformedJson(inner.to_string());
+                }
+                // Drop serde's " at line 1 column 9": the field path says where.
+                let full = inner.to_string();
+                let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+                let field = match path.as_str() {
+                    "." => field_named_in(&message).unwrap_or_else(|| "body".into()),
+                    other => other.to_owned(),
+                };
+                ApiError::Domain(Error::Validation(vec![FieldError::new(field, message)]))
+            })
+            .map(Json)
     }
 }
 
@@ -125,7 +126,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmp
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared_length == Some(0) || (declared_length.is_none() && !request.headers().contains_key(header::CONTENT_TYPE)) {
+        if declared_length == Some(0)
+            || (declared_length.is_none() && !request.headers().contains_key(header::CONTENT_TYPE))
+        {
             return Ok(JsonOrEmpty(T::default()));
         }
         Json::<T>::from_request(request, state).await.map(|Json(value)| JsonOrEmpty(value))

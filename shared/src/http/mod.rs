@@ -12,13 +12,13 @@ pub mod products;
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::Router;
-use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
 use tracing::Instrument;
 
 use crate::domain::Orderly;

@@ -2,7 +2,7 @@
 //! cancelling, tracking and labels, admin status changes and fulfillment, and metrics.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
@@ -82,7 +82,11 @@ async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> R
     Ok(JsonResponse(OrderWithPayments { order, payments }))
 }
 
-async fn tracking(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<JsonResponse<Tracking>, ApiError> {
+async fn tracking(
+    State(orderly): State<Orderly>,
+    session: Session,
+    Id(id): Id,
+) -> Result<JsonResponse<Tracking>, ApiError> {
     Ok(JsonResponse(orderly.tracking(&session, id).await?))
 }
 
@@ -148,6 +152,9 @@ async fn cancel(
     Ok(JsonResponse(orderly.cancel_order(&session, id, request).await?))
 }
 
-async fn metrics(State(orderly): State<Orderly>, AdminSession(session): AdminSession) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    State(orderly): State<Orderly>,
+    AdminSession(session): AdminSession,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(JsonResponse(orderly.order_metrics(&session).await?))
 }

@@ -2,7 +2,7 @@
 //! payer or an admin).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
@@ -12,7 +12,7 @@ use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
 use super::orders::idempotency_key;
 use super::{ApiError, RequestId};
-use crate::domain::{page_request, NewPayment, Orderly, Payment};
+use crate::domain::{NewPayment, Orderly, Payment, page_request};
 
 pub fn routes() -> Router<Orderly> {
     Router::new().route("/payments", post(pay).get(list)).route("/payments/{id}", get(show))

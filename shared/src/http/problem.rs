@@ -1,7 +1,7 @@
 //! The one place errors become HTTP responses: RFC 9457 problem documents
 //! (`application/problem+json`) with a stable `type` per kind of failure.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -55,7 +55,9 @@ impl ApiError {
                 Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
                 Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
                 Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-                Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests"),
+                Error::TooManyRequests { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests")
+                }
                 Error::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
                 Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
             },
@@ -88,7 +90,14 @@ impl IntoResponse for ApiError {
             ApiError::Domain(Error::PreconditionFailed { current_version }) => (&[][..], Some(*current_version)),
             _ => (&[][..], None),
         };
-        let problem = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors, current_version };
+        let problem = Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+            current_version,
+        };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

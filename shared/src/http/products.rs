@@ -1,15 +1,15 @@
 //! The `products` function: the catalog and categories. Anyone reads; admins write.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::Serialize;
 
+use super::ApiError;
 use super::auth::AdminSession;
 use super::extract::{Id, IfMatch, Json, Query};
-use super::ApiError;
 use crate::domain::{NewProduct, Orderly, Product, ProductPatch, ProductQuery};
 
 pub fn routes() -> Router<Orderly> {
@@ -29,7 +29,11 @@ fn with_etag(status: StatusCode, product: Product) -> Response {
     response
 }
 
-async fn create(State(orderly): State<Orderly>, _admin: AdminSession, Json(input): Json<NewProduct>) -> Result<Response, ApiError> {
+async fn create(
+    State(orderly): State<Orderly>,
+    _admin: AdminSession,
+    Json(input): Json<NewProduct>,
+) -> Result<Response, ApiError> {
     let product = orderly.create_product(input).await?;
     let location = format!("/products/{}", product.id);
     let mut response = with_etag(StatusCode::CREATED, product);
@@ -39,7 +43,10 @@ async fn create(State(orderly): State<Orderly>, _admin: AdminSession, Json(input
     Ok(response)
 }
 
-async fn list(State(orderly): State<Orderly>, Query(query): Query<ProductQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn list(
+    State(orderly): State<Orderly>,
+    Query(query): Query<ProductQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(JsonResponse(orderly.products(&query).await?))
 }
 

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use time::Duration;
 
 pub use sqlite::SqliteQueue;
-pub use sqs::{create_queues, QueueUrls, SqsQueue};
-pub use worker::{process_batch, run_local_worker, Consumer, Outcome};
+pub use sqs::{QueueUrls, SqsQueue, create_queues};
+pub use worker::{Consumer, Outcome, process_batch, run_local_worker};
 
 /// SQS's longest `DelaySeconds`; longer delays are the caller's job (send again on arrival).
 pub const MAX_DELAY: Duration = Duration::seconds(900);

@@ -18,12 +18,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, params};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    clamp, clamp_batch, Delivery, OutgoingMessage, Queue, QueueError, QueueName, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT,
+    Delivery, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError, QueueName, clamp, clamp_batch,
 };
 use crate::clock::Clock;
 

@@ -9,15 +9,15 @@ use std::collections::HashMap;
 use std::env;
 
 use async_trait::async_trait;
+use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use aws_sdk_sqs::Client;
 use time::Duration;
 
 use super::{
-    clamp, clamp_batch, Delivery, OutgoingMessage, Queue, QueueError, QueueName, CORRELATION_ID_ATTRIBUTE, MAX_DELAY,
-    MAX_VISIBILITY, MAX_WAIT,
+    CORRELATION_ID_ATTRIBUTE, Delivery, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError,
+    QueueName, clamp, clamp_batch,
 };
 
 /// How long a dead-letter peek long-polls: a short poll only samples some of SQS's servers and
@@ -59,11 +59,7 @@ impl QueueUrls {
             payments_dlq: var("PAYMENTS_DLQ_URL"),
             fulfillment_dlq: var("FULFILLMENT_DLQ_URL"),
         };
-        if missing.is_empty() {
-            Ok(urls)
-        } else {
-            Err(format!("queue URLs not set: {}", missing.join(", ")))
-        }
+        if missing.is_empty() { Ok(urls) } else { Err(format!("queue URLs not set: {}", missing.join(", "))) }
     }
 
     pub fn url(&self, queue: QueueName) -> &str {

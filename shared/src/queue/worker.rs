@@ -24,7 +24,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use time::Duration;
 use tracing::Instrument;
 
-use super::{Delivery, Queue, QueueName, CORRELATION_ID_ATTRIBUTE, MAX_BATCH};
+use super::{CORRELATION_ID_ATTRIBUTE, Delivery, MAX_BATCH, Queue, QueueName};
 
 /// How long the local worker long-polls before looking at its shutdown signal again.
 const LOCAL_POLL_WAIT: Duration = Duration::seconds(1);
@@ -113,11 +113,7 @@ async fn join_all_catching<F: Future>(futures: Vec<F>) -> Vec<Option<F::Output>>
                 Err(_) => *slot = None,
             }
         }
-        if all_ready {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        if all_ready { Poll::Ready(()) } else { Poll::Pending }
     })
     .await;
     outputs

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment, Principal,
-    Product, Role,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
+    Principal, Product, Role,
 };
 
 pub use dynamodb::DynamoStore;
@@ -142,7 +142,10 @@ pub struct TransitionWrite<'a> {
 pub enum PaymentChange<'a> {
     Insert(&'a Payment),
     /// Only if the stored payment is still at `previous.version`.
-    Update { previous: &'a Payment, updated: &'a Payment },
+    Update {
+        previous: &'a Payment,
+        updated: &'a Payment,
+    },
 }
 
 /// GET /orders filters. Results are newest first, except that a `status` filter without a
@@ -194,7 +197,8 @@ pub trait Store: Send + Sync + 'static {
     /// The account a lower-case login name belongs to.
     async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError>;
     /// True while the token `jti` is not revoked and its principal still exists.
-    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError>;
+    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime)
+    -> Result<bool, StoreError>;
     /// Refuses the token `jti` until `expires_at` (when it would expire anyway).
     async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError>;
     /// Takes one of `limit` attempts in the counter `key` for the window ending at
@@ -216,7 +220,12 @@ pub trait Store: Send + Sync + 'static {
     /// same atomic step; `VersionConflict` otherwise, `Duplicate(IdempotencyKey)` for a used key.
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError>;
     /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest first.
-    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError>;
+    async fn orders_due(
+        &self,
+        status: OrderStatus,
+        due_by: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError>;
     async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
 
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError>;
@@ -237,7 +246,8 @@ pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(
             deltas.push((status_counter(updated.status), 1));
             if updated.status == OrderStatus::Delivered {
                 deltas.push(("delivered".to_owned(), 1));
-                deltas.push(("delivered_seconds".to_owned(), (updated.updated_at - updated.created_at).whole_seconds()));
+                deltas
+                    .push(("delivered_seconds".to_owned(), (updated.updated_at - updated.created_at).whole_seconds()));
             }
         }
         Some(_) => {}

@@ -7,23 +7,25 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use time::OffsetDateTime;
 
 use super::{
-    attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, token, Login, NewOrderWrite, OrderContext,
-    OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+    Login, NewOrderWrite, OrderContext, OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store,
+    StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
+    from_epoch_millis, token,
 };
 use crate::domain::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment, Principal,
-    Product, Role,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
+    Principal, Product, Role,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE customers (
         id        TEXT PRIMARY KEY,
         email_key TEXT NOT NULL UNIQUE,
@@ -40,7 +42,8 @@ const MIGRATIONS: &[&str] = &[r#"
         doc         TEXT NOT NULL
     ) STRICT;
     CREATE INDEX products_by_category ON products (category, name_key);
-"#, r#"
+"#,
+    r#"
     ALTER TABLE customers ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
     CREATE TABLE admins (
         id            TEXT PRIMARY KEY,
@@ -57,7 +60,8 @@ const MIGRATIONS: &[&str] = &[r#"
         attempts   INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     ) STRICT;
-"#, r#"
+"#,
+    r#"
     CREATE TABLE orders (
         id          TEXT PRIMARY KEY,
         customer_id TEXT NOT NULL,
@@ -83,7 +87,8 @@ const MIGRATIONS: &[&str] = &[r#"
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) STRICT;
-"#, r#"
+"#,
+    r#"
     CREATE TABLE payments (
         id       TEXT PRIMARY KEY,
         order_id TEXT NOT NULL,
@@ -91,7 +96,8 @@ const MIGRATIONS: &[&str] = &[r#"
         doc      TEXT NOT NULL
     ) STRICT;
     CREATE INDEX payments_by_order ON payments (order_id, id);
-"#];
+"#,
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -151,7 +157,9 @@ fn backend(err: rusqlite::Error) -> StoreError {
 /// Maps a UNIQUE violation on `column` to `Duplicate(key)`, anything else to a backend error.
 fn unique_violation(column: &'static str, key: UniqueKey) -> impl Fn(rusqlite::Error) -> StoreError {
     move |err| match &err {
-        rusqlite::Error::SqliteFailure(e, Some(msg)) if e.code == ErrorCode::ConstraintViolation && msg.contains(column) => {
+        rusqlite::Error::SqliteFailure(e, Some(msg))
+            if e.code == ErrorCode::ConstraintViolation && msg.contains(column) =>
+        {
             StoreError::Duplicate(key)
         }
         _ => backend(err),
@@ -191,7 +199,8 @@ fn into_page<T>(mut rows: Vec<(String, T)>, limit: u32) -> Result<Page<T>, Store
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError> {
-        let (id, key, version, doc) = (customer.id.to_string(), customer.email.key(), customer.version, to_doc(customer)?);
+        let (id, key, version, doc) =
+            (customer.id.to_string(), customer.email.key(), customer.version, to_doc(customer)?);
         let hash = password_hash.to_owned();
         self.transaction(move |tx| {
             tx.execute(
@@ -347,12 +356,12 @@ impl Store for SqliteStore {
             let mut stmt = tx
                 .prepare("SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category")
                 .map_err(backend)?;
-            let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))
-                .map_err(backend)?;
+            let rows =
+                stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))).map_err(backend)?;
             rows.map(|row| {
                 let (name, product_count) = row.map_err(backend)?;
-                let name = Category::parse("category", &name).map_err(|e| StoreError::Backend(format!("corrupt category: {}", e.message)))?;
+                let name = Category::parse("category", &name)
+                    .map_err(|e| StoreError::Backend(format!("corrupt category: {}", e.message)))?;
                 Ok(CategorySummary { name, product_count })
             })
             .collect()
@@ -361,7 +370,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
-        let (id, key, hash, doc) = (admin.id.to_string(), admin.username.to_lowercase(), password_hash.to_owned(), to_doc(admin)?);
+        let (id, key, hash, doc) =
+            (admin.id.to_string(), admin.username.to_lowercase(), password_hash.to_owned(), to_doc(admin)?);
         self.transaction(move |tx| {
             tx.execute(
                 "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
@@ -398,7 +408,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
+    async fn session_is_valid(
+        &self,
+        principal: &Principal,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let (id, jti, role) = (principal.id.to_string(), jti.to_string(), principal.role);
         self.transaction(move |tx| {
             let revoked: bool = tx
@@ -463,7 +478,8 @@ impl Store for SqliteStore {
     }
 
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
-        let (customer, ids): (String, Vec<String>) = (customer.to_string(), products.iter().map(Uuid::to_string).collect());
+        let (customer, ids): (String, Vec<String>) =
+            (customer.to_string(), products.iter().map(Uuid::to_string).collect());
         self.transaction(move |tx| {
             let until: Option<i64> = tx
                 .query_row("SELECT until_ms FROM cooldowns WHERE customer_id = ?1", [&customer], |row| row.get(0))
@@ -514,9 +530,11 @@ impl Store for SqliteStore {
                     continue;
                 }
                 let current: Option<(i64, i64)> = tx
-                    .query_row("SELECT stock, price_cents FROM products WHERE id = ?1", [line.product_id.to_string()], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
+                    .query_row(
+                        "SELECT stock, price_cents FROM products WHERE id = ?1",
+                        [line.product_id.to_string()],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
                     .optional()
                     .map_err(backend)?;
                 match current {
@@ -530,7 +548,14 @@ impl Store for SqliteStore {
             }
             tx.execute(
                 "INSERT INTO orders (id, customer_id, status, due_at, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![order.id.to_string(), customer, order.status.as_str(), epoch_millis(order.due_at()), order.version, doc],
+                params![
+                    order.id.to_string(),
+                    customer,
+                    order.status.as_str(),
+                    epoch_millis(order.due_at()),
+                    order.version,
+                    doc
+                ],
             )
             .map_err(backend)?;
             tx.execute(
@@ -548,7 +573,9 @@ impl Store for SqliteStore {
         let (customer, key) = (customer.to_string(), key.to_owned());
         self.transaction(move |tx| {
             let doc: Option<String> = tx
-                .query_row("SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key], |row| row.get(0))
+                .query_row("SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key], |row| {
+                    row.get(0)
+                })
                 .optional()
                 .map_err(backend)?;
             doc.as_deref().map(from_doc).transpose()
@@ -578,7 +605,9 @@ impl Store for SqliteStore {
             // position is `<due>#<id>` or `<id>`.
             let by_due = customer.is_none() && status.is_some();
             let (due_after, id_after) = match after.as_deref().map(|a| a.split_once('#')) {
-                Some(Some((due, id))) if by_due => (due.parse::<i64>().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned()),
+                Some(Some((due, id))) if by_due => {
+                    (due.parse::<i64>().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned())
+                }
                 Some(None) if !by_due => (0, after.clone().unwrap_or_default()),
                 None => (i64::MAX, "~".to_owned()),
                 _ => return Err(StoreError::InvalidPageToken),
@@ -613,7 +642,9 @@ impl Store for SqliteStore {
         let doc = to_doc(&updated)?;
         let payment = match write.payment {
             Some(PaymentChange::Insert(p)) => Some((None, p.clone(), to_doc(p)?)),
-            Some(PaymentChange::Update { previous, updated }) => Some((Some(previous.version), updated.clone(), to_doc(updated)?)),
+            Some(PaymentChange::Update { previous, updated }) => {
+                Some((Some(previous.version), updated.clone(), to_doc(updated)?))
+            }
             None => None,
         };
         let idempotency = write.idempotency.cloned();
@@ -669,7 +700,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError> {
+    async fn orders_due(
+        &self,
+        status: OrderStatus,
+        due_by: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
         let due_by = epoch_millis(due_by);
         self.transaction(move |tx| {
             let mut stmt = tx
@@ -729,13 +765,23 @@ impl Store for SqliteStore {
 }
 
 /// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
-fn save_idempotency(tx: &rusqlite::Transaction<'_>, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<(), StoreError> {
+fn save_idempotency(
+    tx: &rusqlite::Transaction<'_>,
+    record: &IdempotencyRecord,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
     let taken = tx
         .execute(
             "INSERT INTO idempotency (customer_id, key, expires_at, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (customer_id, key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc
              WHERE idempotency.expires_at <= ?5",
-            params![record.customer_id.to_string(), record.key, epoch_millis(record.expires_at), to_doc(record)?, epoch_millis(now)],
+            params![
+                record.customer_id.to_string(),
+                record.key,
+                epoch_millis(record.expires_at),
+                to_doc(record)?,
+                epoch_millis(now)
+            ],
         )
         .map_err(backend)?;
     if taken == 0 { Err(StoreError::Duplicate(UniqueKey::IdempotencyKey)) } else { Ok(()) }

@@ -29,25 +29,27 @@ impl Consumer for FulfillmentWorker {
             }
         };
         match message {
-            FulfillmentMessage::Ship { order_id } => match self.orderly.ship(order_id, "system:fulfillment-worker").await {
-                Ok(Some(order)) => {
-                    let tracking = order.shipment.as_ref().map(|s| s.tracking_number.as_str()).unwrap_or("");
-                    tracing::info!(order_id = %order_id, tracking_number = tracking, "order shipped");
-                    Outcome::Done
+            FulfillmentMessage::Ship { order_id } => {
+                match self.orderly.ship(order_id, "system:fulfillment-worker").await {
+                    Ok(Some(order)) => {
+                        let tracking = order.shipment.as_ref().map(|s| s.tracking_number.as_str()).unwrap_or("");
+                        tracing::info!(order_id = %order_id, tracking_number = tracking, "order shipped");
+                        Outcome::Done
+                    }
+                    Ok(None) => {
+                        tracing::info!(order_id = %order_id, "not a paid order (any more); nothing to ship");
+                        Outcome::Done
+                    }
+                    Err(Error::NotFound(_)) => {
+                        tracing::error!(order_id = %order_id, "no such order; dropped");
+                        Outcome::Done
+                    }
+                    Err(err) => {
+                        tracing::warn!(order_id = %order_id, error = %err, "shipping failed; will retry");
+                        Outcome::Retry { after: Duration::seconds(10) }
+                    }
                 }
-                Ok(None) => {
-                    tracing::info!(order_id = %order_id, "not a paid order (any more); nothing to ship");
-                    Outcome::Done
-                }
-                Err(Error::NotFound(_)) => {
-                    tracing::error!(order_id = %order_id, "no such order; dropped");
-                    Outcome::Done
-                }
-                Err(err) => {
-                    tracing::warn!(order_id = %order_id, error = %err, "shipping failed; will retry");
-                    Outcome::Retry { after: Duration::seconds(10) }
-                }
-            },
+            }
         }
     }
 }

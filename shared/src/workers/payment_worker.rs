@@ -27,7 +27,11 @@ impl PaymentWorker {
     }
 
     /// Runs one gateway call through the breaker; a transient failure counts against it.
-    async fn guarded<T>(&self, delivery: &Delivery, call: impl std::future::Future<Output = Result<T, ChargeError>>) -> Result<T, Outcome> {
+    async fn guarded<T>(
+        &self,
+        delivery: &Delivery,
+        call: impl std::future::Future<Output = Result<T, ChargeError>>,
+    ) -> Result<T, Outcome> {
         if let Err(wait) = self.breaker.permit() {
             tracing::warn!(wait_ms = wait.as_millis() as u64, "gateway circuit open; payment postponed");
             let wait = Duration::try_from(wait).unwrap_or(Duration::seconds(30));
@@ -81,10 +85,12 @@ impl Consumer for PaymentWorker {
                     Err(outcome) => outcome,
                 }
             }
-            PaymentMessage::Refund { payment_id } => match self.guarded(delivery, self.orderly.retry_refund(payment_id)).await {
-                Ok(()) => Outcome::Done,
-                Err(outcome) => outcome,
-            },
+            PaymentMessage::Refund { payment_id } => {
+                match self.guarded(delivery, self.orderly.retry_refund(payment_id)).await {
+                    Ok(()) => Outcome::Done,
+                    Err(outcome) => outcome,
+                }
+            }
         }
     }
 }

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use orderly::domain::{Orderly, Password};
 use orderly::http::{app, auth, customers, orders, payments, products};
 use orderly::store::Store;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
@@ -35,7 +35,14 @@ impl Api {
     /// The app over a given service, with an admin `admin` signed in.
     pub async fn over(orderly: Orderly) -> Self {
         orderly.ensure_admin("admin", Password::new(ADMIN_PASSWORD)).await.expect("admin");
-        let router = app(auth::routes().merge(customers::routes()).merge(products::routes()).merge(orders::routes()).merge(payments::routes()), orderly);
+        let router = app(
+            auth::routes()
+                .merge(customers::routes())
+                .merge(products::routes())
+                .merge(orders::routes())
+                .merge(payments::routes()),
+            orderly,
+        );
         let mut api = Api { router, admin_token: String::new() };
         let login = api.post("/auth/login", json!({"username": "admin", "password": ADMIN_PASSWORD})).await;
         api.admin_token = login.body["access_token"].as_str().expect("admin token").to_owned();
@@ -47,7 +54,14 @@ impl Api {
         let password = CUSTOMER_PASSWORD;
         let created = self.post("/customers", json!({"name": "Customer", "email": email, "password": password})).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        let login = self.send(axum::http::Method::POST, "/auth/login", Some(json!({"email": email, "password": password})), &[("authorization", "")]).await;
+        let login = self
+            .send(
+                axum::http::Method::POST,
+                "/auth/login",
+                Some(json!({"email": email, "password": password})),
+                &[("authorization", "")],
+            )
+            .await;
         let token = login.body["access_token"].as_str().expect("token").to_owned();
         (created.body["id"].as_str().expect("id").to_owned(), token)
     }
@@ -79,7 +93,8 @@ impl Api {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Reply { status, headers, body }
     }
@@ -112,4 +127,3 @@ pub fn assert_problem(reply: &Reply, status: StatusCode) {
     assert!(reply.body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{}", reply.body);
     assert!(reply.body["title"].is_string() && reply.body["detail"].is_string(), "{}", reply.body);
 }
-

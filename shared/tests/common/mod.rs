@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use orderly::clock::{Clock, SystemClock};
 use orderly::config::TableNames;
 use orderly::domain::{AuthConfig, Orderly, PasswordCost};
-use orderly::store::{dynamodb, DynamoStore, SqliteStore, Store};
+use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 
 pub const DYNAMODB_ENDPOINT_VAR: &str = "ORDERLY_TEST_DYNAMODB_ENDPOINT";
 
@@ -119,7 +119,11 @@ pub fn sqlite_queue(max_receives: u32) -> Arc<dyn orderly::queue::Queue> {
 
 /// One pass of a local worker over `name`, at the queue clock's time: handles what is visible,
 /// deletes what is done, re-times retries. Returns how many deliveries it handled.
-pub async fn drain(queue: &dyn orderly::queue::Queue, name: orderly::queue::QueueName, consumer: &dyn orderly::queue::Consumer) -> usize {
+pub async fn drain(
+    queue: &dyn orderly::queue::Queue,
+    name: orderly::queue::QueueName,
+    consumer: &dyn orderly::queue::Consumer,
+) -> usize {
     use orderly::queue::Outcome;
     let mut handled = 0;
     loop {
@@ -130,7 +134,9 @@ pub async fn drain(queue: &dyn orderly::queue::Queue, name: orderly::queue::Queu
         for delivery in batch {
             match consumer.handle(&delivery).await {
                 Outcome::Done => queue.delete(name, &delivery.receipt).await.expect("delete"),
-                Outcome::Retry { after } => queue.change_visibility(name, &delivery.receipt, after).await.expect("retry"),
+                Outcome::Retry { after } => {
+                    queue.change_visibility(name, &delivery.receipt, after).await.expect("retry")
+                }
             }
             handled += 1;
         }

@@ -9,13 +9,13 @@ pub mod schema;
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -23,13 +23,14 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, token, Login, NewOrderWrite, OrderContext,
-    OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+    Login, NewOrderWrite, OrderContext, OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store,
+    StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
+    from_epoch_millis, token,
 };
 use crate::config::TableNames;
 use crate::domain::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment, Principal,
-    Product, Role,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
+    Principal, Product, Role,
 };
 use crate::retry::backoff;
 
@@ -88,7 +89,8 @@ fn n(value: impl ToString) -> AttributeValue {
 /// Serializes an entity. Empty strings are left out (read back through `#[serde(default)]`):
 /// DynamoDB Local, like DynamoDB before 2020, refuses them.
 fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(format!("serializing item: {e}")))?;
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(format!("serializing item: {e}")))?;
     item.retain(|_, v| !matches!(v, AttributeValue::S(text) if text.is_empty()));
     Ok(item)
 }
@@ -245,7 +247,13 @@ impl<'a> IndexQuery<'a> {
 }
 
 impl DynamoStore {
-    fn put(&self, table: &str, item: Item, condition: &str, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
+    fn put(
+        &self,
+        table: &str,
+        item: Item,
+        condition: &str,
+        values: Option<Item>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(table)
             .set_item(Some(item))
@@ -267,7 +275,13 @@ impl DynamoStore {
         self.put(table, item, "attribute_not_exists(pk)", None)
     }
 
-    fn new_login(&self, login: &str, subject_id: Uuid, role: Role, password_hash: &str) -> Result<TransactWriteItem, StoreError> {
+    fn new_login(
+        &self,
+        login: &str,
+        subject_id: Uuid,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = to_item(&LoginItem { subject_id, role, password_hash: password_hash.to_owned() })?;
         item.insert("pk".into(), s(login_pk(login)));
         self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)
@@ -316,7 +330,9 @@ impl DynamoStore {
                     .iter()
                     .map(|r| (r.code().unwrap_or("None").to_owned(), r.item().cloned()))
                     .collect(),
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => vec![("TransactionConflict".into(), None)],
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    vec![("TransactionConflict".into(), None)]
+                }
                 _ => return Err(CancelledTransaction::Store(sdk_error("TransactWriteItems", err))),
             };
             let failed: FailedConditions = reasons
@@ -329,19 +345,30 @@ impl DynamoStore {
                 return Err(CancelledTransaction::Conditions(failed));
             }
             let retryable = reasons.iter().all(|(code, _)| {
-                matches!(code.as_str(), "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+                matches!(
+                    code.as_str(),
+                    "None" | "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+                )
             });
             if !retryable {
                 let codes: Vec<&str> = reasons.iter().map(|(c, _)| c.as_str()).collect();
-                return Err(CancelledTransaction::Store(StoreError::Backend(format!("transaction cancelled: {codes:?}"))));
+                return Err(CancelledTransaction::Store(StoreError::Backend(format!(
+                    "transaction cancelled: {codes:?}"
+                ))));
             }
             backoff(attempt).await;
         }
-        Err(CancelledTransaction::Store(StoreError::Unavailable("transaction kept conflicting with concurrent writes".into())))
+        Err(CancelledTransaction::Store(StoreError::Unavailable(
+            "transaction kept conflicting with concurrent writes".into(),
+        )))
     }
 
     /// Saves an idempotency record unless a live one holds the key.
-    fn save_idempotency(&self, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<TransactWriteItem, StoreError> {
+    fn save_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+        now: OffsetDateTime,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = to_item(record)?;
         item.insert("pk".into(), s(idempotency_pk(record.customer_id, &record.key)));
         item.insert("expires_ms".into(), n(epoch_millis(record.expires_at)));
@@ -361,7 +388,9 @@ impl DynamoStore {
         let mut adds = Vec::new();
         for (i, (name, delta)) in deltas.iter().enumerate() {
             adds.push(format!("#c{i} :c{i}"));
-            update = update.expression_attribute_names(format!("#c{i}"), name).expression_attribute_values(format!(":c{i}"), n(delta));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), name)
+                .expression_attribute_values(format!(":c{i}"), n(delta));
         }
         let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(build_err)?;
         Ok(Some(TransactWriteItem::builder().update(update).build()))
@@ -369,7 +398,12 @@ impl DynamoStore {
 
     /// Moves `quantity` units of a product's stock: a reservation (negative) only while
     /// enough stock remains at the expected price; a return (positive) only while it exists.
-    fn move_stock(&self, product: Uuid, quantity: i64, expected_price: Option<i64>) -> Result<TransactWriteItem, StoreError> {
+    fn move_stock(
+        &self,
+        product: Uuid,
+        quantity: i64,
+        expected_price: Option<i64>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
             .table_name(&self.tables.products)
             .set_key(Some(pk(product_pk(product))))
@@ -460,7 +494,12 @@ impl DynamoStore {
     /// Reads a page of items through a keys-only index: keys in index order from the index,
     /// the items themselves from the table, keeping those `keep` accepts. Reads more index
     /// pages while filtered-out items leave the page short, up to a bound.
-    async fn list_by_index<T, F>(&self, query: IndexQuery<'_>, page: &PageRequest, keep: F) -> Result<Page<T>, StoreError>
+    async fn list_by_index<T, F>(
+        &self,
+        query: IndexQuery<'_>,
+        page: &PageRequest,
+        keep: F,
+    ) -> Result<Page<T>, StoreError>
     where
         T: DeserializeOwned,
         F: Fn(&T) -> bool,
@@ -531,12 +570,20 @@ impl DynamoStore {
     }
 
     /// Decodes a page token into an ExclusiveStartKey, refusing tokens of another list.
-    fn start_key(&self, token: &str, query: &IndexQuery<'_>, hash_attr: &str, range_attr: &str) -> Result<Item, StoreError> {
+    fn start_key(
+        &self,
+        token: &str,
+        query: &IndexQuery<'_>,
+        hash_attr: &str,
+        range_attr: &str,
+    ) -> Result<Item, StoreError> {
         let key: BTreeMap<String, String> = token::decode(token)?;
         let fits = key.len() == 3
             && key.contains_key("pk")
             && key.get(hash_attr) == Some(&query.partition)
-            && key.get(range_attr).is_some_and(|r| query.sort_prefix.as_ref().is_none_or(|p| r.starts_with(p.as_str())));
+            && key
+                .get(range_attr)
+                .is_some_and(|r| query.sort_prefix.as_ref().is_none_or(|p| r.starts_with(p.as_str())));
         if !fits {
             return Err(StoreError::InvalidPageToken);
         }
@@ -637,14 +684,18 @@ impl Store for DynamoStore {
             Some(category) => ("gsi2", format!("IN_CATEGORY#{category}")),
             None => ("gsi1", "PRODUCT".to_owned()),
         };
-        let query = IndexQuery { sort_prefix: filter.name_prefix.clone(), ..IndexQuery::new(&self.tables.products, index, partition) };
+        let query = IndexQuery {
+            sort_prefix: filter.name_prefix.clone(),
+            ..IndexQuery::new(&self.tables.products, index, partition)
+        };
         self.list_by_index(query, page, |p: &Product| filter.matches_attributes(p)).await
     }
 
     async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
         let table = &self.tables.products;
         let (old_key, new_key) = (previous.name.key(), updated.name.key());
-        let mut actions = vec![self.put(table, product_item(updated)?, "version = :expected", Self::version_is(previous.version))?];
+        let mut actions =
+            vec![self.put(table, product_item(updated)?, "version = :expected", Self::version_is(previous.version))?];
         let mut new_name_action = None;
         if old_key != new_key {
             actions.push(self.delete(table, product_name_pk(&old_key))?);
@@ -664,7 +715,9 @@ impl Store for DynamoStore {
             Err(TransactionError::ConditionFailed(i)) if Some(i) == new_name_action => {
                 Err(StoreError::Duplicate(UniqueKey::ProductName))
             }
-            Err(TransactionError::ConditionFailed(i)) => Err(StoreError::Backend(format!("unexpected condition failure at {i}"))),
+            Err(TransactionError::ConditionFailed(i)) => {
+                Err(StoreError::Backend(format!("unexpected condition failure at {i}")))
+            }
             Err(TransactionError::Store(e)) => Err(e),
         }
     }
@@ -696,10 +749,12 @@ impl Store for DynamoStore {
         loop {
             let query = IndexQuery::new(&self.tables.products, "gsi1", "CATEGORY");
             let result = self.list_by_index(query, &page, |c: &CategoryCount| c.product_count > 0).await?;
-            categories.extend(result.items.into_iter().map(|c| CategorySummary {
-                name: c.name,
-                product_count: c.product_count.try_into().unwrap_or(0),
-            }));
+            categories.extend(
+                result
+                    .items
+                    .into_iter()
+                    .map(|c| CategorySummary { name: c.name, product_count: c.product_count.try_into().unwrap_or(0) }),
+            );
             match result.next_token {
                 Some(token) => page.token = Some(token),
                 None => return Ok(categories),
@@ -727,7 +782,12 @@ impl Store for DynamoStore {
         Ok(item.map(|i| Login { subject: i.subject_id, role: i.role, password_hash: i.password_hash }))
     }
 
-    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
+    async fn session_is_valid(
+        &self,
+        principal: &Principal,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         // One round trip for both questions: is the token revoked, does its principal exist.
         let subject = match principal.role {
             Role::Customer => customer_pk(principal.id),
@@ -880,8 +940,10 @@ impl Store for DynamoStore {
             (None, None) => IndexQuery::new(table, "gsi3", "ORDER"),
         };
         let wanted = filter.status;
-        self.list_by_index(IndexQuery { descending: true, ..query }, page, |o: &Order| wanted.is_none_or(|s| o.status == s))
-            .await
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |o: &Order| {
+            wanted.is_none_or(|s| o.status == s)
+        })
+        .await
     }
 
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError> {
@@ -895,7 +957,12 @@ impl Store for DynamoStore {
             )?];
             match write.payment {
                 Some(PaymentChange::Insert(payment)) => {
-                    actions.push(self.put(&self.tables.orders, payment_item(payment)?, "attribute_not_exists(pk)", None)?);
+                    actions.push(self.put(
+                        &self.tables.orders,
+                        payment_item(payment)?,
+                        "attribute_not_exists(pk)",
+                        None,
+                    )?);
                 }
                 Some(PaymentChange::Update { previous, updated }) => actions.push(self.put(
                     &self.tables.orders,
@@ -937,7 +1004,12 @@ impl Store for DynamoStore {
         Err(StoreError::Unavailable("products kept changing during a restock".into()))
     }
 
-    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, limit: u32) -> Result<Vec<Order>, StoreError> {
+    async fn orders_due(
+        &self,
+        status: OrderStatus,
+        due_by: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
         let query = IndexQuery {
             sort_at_most: Some(format!("{:015}#~", epoch_millis(due_by))),
             ..IndexQuery::new(&self.tables.orders, "gsi2", status_partition(status))

@@ -23,11 +23,11 @@
 //! Indexes are KEYS_ONLY: a stock or price change writes no index item (no hot index
 //! partition under order load); lists read keys from the index and items from the table.
 
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TimeToLiveSpecification,
 };
-use aws_sdk_dynamodb::Client;
 
 use crate::config::TableNames;
 use crate::store::StoreError;
