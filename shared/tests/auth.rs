@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::http::{ADMIN_PASSWORD, Api, CUSTOMER_PASSWORD, Reply};
 use jsonwebtoken::{EncodingKey, Header};
 use orderly::clock::FakeClock;
-use orderly::domain::{LoginLimits, Orderly, PasswordCost};
+use orderly::domain::{LoginLimits, LoginRequest, Orderly, PasswordCost};
 use orderly::http::{app, auth, customers, products};
 use orderly::store::Store;
 use serde_json::{Value, json};
@@ -285,6 +285,29 @@ async fn failed_logins_are_rate_limited_per_account(store: Arc<dyn Store>) {
     }
 }
 
+/// Failed logins from one address are limited across accounts (credential stuffing).
+async fn failed_logins_are_rate_limited_per_address(store: Arc<dyn Store>) {
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let limits = LoginLimits { per_account: 100, per_address: 4, window: Duration::minutes(15) };
+    let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits));
+    let attacker: std::net::IpAddr = "203.0.113.7".parse().expect("ip");
+    let guess = |email: &str| -> LoginRequest {
+        serde_json::from_value(json!({"email": email, "password": "guess guess guess"})).expect("request")
+    };
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let outcome = orderly.login(guess(&format!("victim{i}@example.com")), Some(attacker)).await;
+        answers.push(match outcome {
+            Err(orderly::Error::Unauthorized(_)) => 401,
+            Err(orderly::Error::TooManyRequests { .. }) => 429,
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(answers, [401, 401, 401, 401, 429, 429]);
+    let elsewhere = orderly.login(guess("victim0@example.com"), Some("198.51.100.1".parse().expect("ip"))).await;
+    assert!(matches!(elsewhere, Err(orderly::Error::Unauthorized(_))), "other addresses are unaffected");
+}
+
 async fn tokens_expire_by_the_service_clock(store: Arc<dyn Store>) {
     let (orderly, clock) = clocked(store);
     let api = Api::over(orderly).await;
@@ -337,6 +360,7 @@ on_every_store!(
     authorization_matrix,
     wrong_password_and_unknown_user_get_the_same_answer,
     failed_logins_are_rate_limited_per_account,
+    failed_logins_are_rate_limited_per_address,
     tokens_expire_by_the_service_clock,
     logout_takes_effect_on_every_function,
     production_password_cost_signs_up_and_logs_in,
