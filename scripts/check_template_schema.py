@@ -22,6 +22,13 @@ patterns together with the template.
 Also checks two JSON strings neither cfn-lint nor `sam validate` parse: the dashboard body
 and the API access-log format.
 
+And the queues against shared/src/queue/sqs.rs (`QueueUrls::from_env`): every queue URL variable
+it reads is in the functions' Globals environment as `!Ref` of an AWS::SQS::Queue; each queue's
+RedrivePolicy targets the queue its `*_DLQ_URL` names; every function's `BuildProperties.Binary`
+is a crate in functions/; every SQS event source reports partial batch failures
+(`ReportBatchItemFailures`, which the workers rely on) and polls a queue whose visibility
+timeout is at least 6 x the function's timeout (AWS's advice for Lambda event sources).
+
 Usage: check_template_schema.py [template.yaml] [schema.rs]   (run from the repository root;
 scripts/validate-template.sh does). Exit status 0 when everything agrees, 1 otherwise.
 """
@@ -42,6 +49,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SCHEMA_RS = ROOT / "shared/src/store/dynamodb/schema.rs"
+SQS_RS = ROOT / "shared/src/queue/sqs.rs"
+FUNCTIONS_DIR = ROOT / "functions"
+# `var("ORDERS_QUEUE_URL")` in QueueUrls::from_env.
+QUEUE_VAR = re.compile(r'var\("(?P<name>[A-Z_]+_(?:QUEUE|DLQ)_URL)"\)')
 
 # Mirror of `table_specs` in shared/src/store/dynamodb/schema.rs. Keys are the roles
 # (`names.<role>` there); every table has the string partition key `pk`, a string sort key
@@ -262,6 +273,63 @@ def check_template(template: dict, label: str) -> None:
                 fail(f"{lid}.AccessLogSettings.Format is not valid JSON: {e}")
 
 
+def check_queues(template: dict, sqs_rs: str) -> None:
+    print("template.yaml queues and functions vs shared/src/queue/sqs.rs and functions/:")
+    resources = template.get("Resources", {})
+    variables = (template.get("Globals", {}).get("Function", {})
+                 .get("Environment", {}).get("Variables", {}))
+    names = sorted(set(QUEUE_VAR.findall(sqs_rs)))
+    if len(names) < 2:
+        fail("shared/src/queue/sqs.rs: found no var(\"*_QUEUE_URL\") / var(\"*_DLQ_URL\") reads; update QUEUE_VAR")
+    queue_of: dict[str, str] = {}
+    for name in names:
+        ref = variables.get(name)
+        lid = ref.get("Ref") if isinstance(ref, dict) else None
+        if resources.get(lid, {}).get("Type") != "AWS::SQS::Queue":
+            fail(f"Globals.Function.Environment.{name}: {ref} (want !Ref of an AWS::SQS::Queue)")
+        else:
+            queue_of[name] = lid
+            ok(f"Globals.Function.Environment.{name} = !Ref {lid}")
+    for name, lid in queue_of.items():
+        if not name.endswith("_QUEUE_URL"):
+            continue
+        dlq = queue_of.get(name.replace("_QUEUE_URL", "_DLQ_URL"))
+        redrive = resources[lid].get("Properties", {}).get("RedrivePolicy", {})
+        target = redrive.get("deadLetterTargetArn")
+        if dlq is None or target != {"Fn::GetAtt": [dlq, "Arn"]}:
+            fail(f"{lid}.RedrivePolicy.deadLetterTargetArn: {target} (want !GetAtt {dlq}.Arn)")
+        else:
+            ok(f"{lid} redrives to {dlq} after {redrive.get('maxReceiveCount')} receives")
+
+    global_timeout = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    crates = {p.name for p in FUNCTIONS_DIR.iterdir() if (p / "Cargo.toml").is_file()} if FUNCTIONS_DIR.is_dir() else set()
+    for lid, r in resources.items():
+        if r.get("Type") != "AWS::Serverless::Function":
+            continue
+        binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        if binary not in crates:
+            fail(f"{lid}.Metadata.BuildProperties.Binary: {binary!r} is not a crate in functions/ ({sorted(crates)})")
+        props = r.get("Properties", {})
+        timeout = props.get("Timeout", global_timeout)
+        for event_id, event in props.get("Events", {}).items():
+            if event.get("Type") != "SQS":
+                continue
+            where = f"{lid}.Events.{event_id}"
+            ev = event.get("Properties", {})
+            if "ReportBatchItemFailures" not in ev.get("FunctionResponseTypes", []):
+                fail(f"{where}: FunctionResponseTypes lacks ReportBatchItemFailures (the workers answer partial batch failures)")
+            queue = ev.get("Queue")
+            qid = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, dict) else None
+            if resources.get(qid, {}).get("Type") != "AWS::SQS::Queue":
+                fail(f"{where}.Queue: {queue} (want !GetAtt <queue>.Arn)")
+                continue
+            visibility = resources[qid].get("Properties", {}).get("VisibilityTimeout", 30)
+            if not (isinstance(visibility, int) and isinstance(timeout, int) and visibility >= 6 * timeout):
+                fail(f"{where}: {qid}.VisibilityTimeout {visibility} s < 6 x the function's Timeout {timeout} s")
+            else:
+                ok(f"{where}: {binary} polls {qid} (visibility {visibility} s >= 6 x {timeout} s), partial batch failures")
+
+
 def main() -> int:
     template_path = Path(sys.argv[1]) if len(sys.argv) > 1 else TEMPLATE
     schema_path = Path(sys.argv[2]) if len(sys.argv) > 2 else SCHEMA_RS
@@ -279,6 +347,10 @@ def main() -> int:
         fail(f"{template_path.name} could not be parsed")
     else:
         check_template(plain(template), str(template_path))
+        if SQS_RS.is_file():
+            check_queues(plain(template), SQS_RS.read_text(encoding="utf-8"))
+        else:
+            fail(f"{SQS_RS} not found")
 
     if errors:
         print(f"\ncheck_template_schema: {len(errors)} problem(s): template.yaml, schema.rs and "

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""Invokes the Lambda binaries with the API Gateway events in events/, as Lambda functions.
+"""Invokes the Lambda binaries with the events in events/ (API Gateway, SQS, EventBridge), as
+Lambda functions.
 
-Run by scripts/test after `cargo build --workspace --all-targets`, with DynamoDB Local up:
+Run by scripts/test after `cargo build --workspace --all-targets`, with DynamoDB Local and moto's
+server (for SQS) up:
 
-    ORDERLY_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:PORT .tools/py/bin/python scripts/lambda_events_test.py
+    ORDERLY_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:PORT ORDERLY_TEST_SQS_ENDPOINT=http://127.0.0.1:PORT2 \
+      .tools/py/bin/python scripts/lambda_events_test.py
 
 What it does:
 1. Creates a fresh set of tables (names prefixed `lambda-<random>-`) with the project's own code:
    `target/debug/orderly-local` with ORDERLY_STORE=dynamodb creates missing tables at start-up.
+   Creates the three queues and their dead-letter queues (same prefix) in moto with boto3, each
+   redriving to its DLQ after 5 receives, as template.yaml does; the functions get their URLs
+   (ORDERS_QUEUE_URL, ..., FULFILLMENT_DLQ_URL) and AWS_ENDPOINT_URL_SQS.
 2. Starts `cargo lambda watch --only-lambda-apis` on 127.0.0.1 and a free port: the Lambda
    runtime API and invoke API, without cargo-lambda building or starting anything.
 3. Starts the prebuilt target/debug/<function> binaries with AWS_LAMBDA_RUNTIME_API pointing at
@@ -15,8 +21,10 @@ What it does:
    the fresh tables. (Plain `cargo lambda watch` would `cargo run` each function itself: a
    rebuild under the cargo lock, and a restart whenever someone edits a source file.)
 4. For every entry of events/manifest.json, in order: applies its substitutions to the event
-   text, runs `cargo lambda invoke ... <function> --data-file <tmp>`, checks the API Gateway
-   response against the expectations, and records captures.
+   text, runs `cargo lambda invoke ... <function> --data-file <tmp>`, checks the response (an
+   API Gateway response, or a worker's raw answer such as an SQS batch response) against the
+   expectations, checks what the invocation put on the queues (`queues`: received from moto and
+   deleted) and wrote to the function's log (`logs_contain`), and records captures.
 5. Prints one line per invocation and `N passed, M failed`; exits non-zero on any failure.
    Every event file in events/ must be invoked by the manifest: an unused one is a failure.
 
@@ -47,6 +55,14 @@ BIN_DIR = ROOT / "target" / "debug"
 VENV_BIN = ROOT / ".tools" / "py" / "bin"
 
 TABLES_TIMEOUT = 60  # orderly-local creating the tables
+# The queues, as template.yaml has them: the name in the manifest's `queues` expectations, the
+# environment variable of its URL, and (for the main queues) that of its dead-letter queue.
+QUEUES = {
+    "orders": ("ORDERS_QUEUE_URL", "ORDERS_DLQ_URL"),
+    "payments": ("PAYMENTS_QUEUE_URL", "PAYMENTS_DLQ_URL"),
+    "fulfillment": ("FULFILLMENT_QUEUE_URL", "FULFILLMENT_DLQ_URL"),
+}
+MAX_RECEIVES = 5  # template.yaml's RedrivePolicy maxReceiveCount
 WATCH_START_TIMEOUT = 60  # cargo lambda watch opening its port (it runs `cargo metadata` first)
 # One `cargo lambda invoke`, enforced here (seconds; ORDERLY_LAMBDA_TIMEOUT overrides). Not
 # `cargo lambda watch --timeout`: that limit also cuts the runtime API's long poll for the next
@@ -103,6 +119,21 @@ class Children:
     def log_text(self, name: str) -> str:
         try:
             return self.log_path(name).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_size(self, name: str) -> int:
+        try:
+            return self.log_path(name).stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, name: str, offset: int) -> str:
+        """What the child wrote to its log after `offset` bytes (from log_size)."""
+        try:
+            with open(self.log_path(name), "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
 
@@ -163,11 +194,12 @@ def port_open(port: int) -> bool:
 # ---------------------------------------------------------------- environment and setup
 
 
-def base_env(endpoint: str, prefix: str) -> dict[str, str]:
+def base_env(endpoint: str, sqs_endpoint: str, prefix: str) -> dict[str, str]:
     env = dict(os.environ)
     # zig (for cargo-lambda) is found with `python3 -m ziglang`: the venv must come first.
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+    env["AWS_ENDPOINT_URL_SQS"] = sqs_endpoint
     env.setdefault("AWS_REGION", "us-east-1")
     env.setdefault("AWS_ACCESS_KEY_ID", "test")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -287,6 +319,54 @@ class Functions:
         proc = self.procs[function]
         if proc.poll() is not None:
             raise HarnessError(f"{function} exited with status {proc.returncode} at start-up:\n" + self.children.log_tail(function))
+
+
+def sqs_client(env: dict[str, str]) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise HarnessError("boto3 is missing from the .tools/py venv: run scripts/setup-tools.sh") from None
+    return boto3.client(
+        "sqs",
+        endpoint_url=env["AWS_ENDPOINT_URL_SQS"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2}),
+    )
+
+
+def create_queues(sqs: Any, prefix: str) -> dict[str, str]:
+    """Creates `<prefix><name>` and `<prefix><name>-dlq` for every queue, each redriving to its
+    DLQ after MAX_RECEIVES receives; returns the URL variables the functions read."""
+    urls: dict[str, str] = {}
+    try:
+        for name, (url_var, dlq_var) in QUEUES.items():
+            dlq_url = sqs.create_queue(
+                QueueName=f"{prefix}{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+            )["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})
+            url = sqs.create_queue(
+                QueueName=f"{prefix}{name}", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "60"}
+            )["QueueUrl"]
+            urls[url_var], urls[dlq_var] = url, dlq_url
+    except Exception as err:  # noqa: BLE001 - any failure here means no queues
+        raise HarnessError(f"cannot create the queues in moto at {sqs.meta.endpoint_url}: {err}") from None
+    return urls
+
+
+def delete_queues(sqs: Any, prefix: str) -> None:
+    """Best effort: drops every queue of this run."""
+    try:
+        for url in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []):
+            try:
+                sqs.delete_queue(QueueUrl=url)
+            except Exception:  # noqa: BLE001 - already gone: nothing to clean
+                pass
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def delete_tables(env: dict[str, str], prefix: str) -> None:
@@ -411,6 +491,10 @@ def check(expect: dict[str, Any], response: Response, captures: dict[str, Any]) 
             problems.append(f"header {name} is absent")
     if expect.get("body_empty") and response.body_text != "":
         problems.append(f"body should be empty, is {response.body_text[:200]!r}")
+    for text in expect.get("body_contains", []):
+        text = resolve(text, captures)
+        if str(text) not in response.body_text:
+            problems.append(f"body does not contain {text!r}: {response.body_text[:300]!r}")
     body_checks = any(k in expect for k in ("body", "body_present", "body_absent", "body_length"))
     if body_checks:
         try:
@@ -441,6 +525,98 @@ def check(expect: dict[str, Any], response: Response, captures: dict[str, Any]) 
         value = resolve(value, captures)
         if actual is MISSING or not same(value, actual):
             problems.append(f"response.{path}: {show(actual)}, expected {show(value)}")
+    return problems
+
+
+def queue_url(name: str, urls: dict[str, str]) -> str:
+    base, dlq = (name[: -len("-dlq")], True) if name.endswith("-dlq") else (name, False)
+    if base not in QUEUES:
+        raise Failure(f"queues: unknown queue {name!r} (one of {', '.join(QUEUES)}, or one of those + '-dlq')")
+    return urls[QUEUES[base][1 if dlq else 0]]
+
+
+def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Receives every visible message of a queue and deletes it (bounded: 20 receives)."""
+    messages: list[dict[str, Any]] = []
+    for _ in range(20):
+        batch = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            VisibilityTimeout=30,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        messages.extend(batch)
+    return messages
+
+
+def message_problems(want: dict[str, Any], message: dict[str, Any], captures: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    try:
+        body = json.loads(message.get("Body", ""))
+    except ValueError:
+        body = MISSING
+    for path, value in want.get("body", {}).items():
+        actual = MISSING if body is MISSING else lookup(body, path)
+        value = resolve(value, captures)
+        if actual is MISSING or not same(value, actual):
+            problems.append(f"body.{path}: {show(actual)}, expected {show(value)}")
+    if "correlation_id" in want:
+        actual = message.get("MessageAttributes", {}).get("correlation_id", {}).get("StringValue", MISSING)
+        value = resolve(want["correlation_id"], captures)
+        if actual is MISSING or actual != value:
+            problems.append(f"correlation_id: {show(actual)}, expected {show(value)}")
+    return problems
+
+
+def check_queues(expect: dict[str, Any], sqs: Any, urls: dict[str, str], captures: dict[str, Any]) -> list[str]:
+    """`queues: {name: {delayed: n, messages: [{body: {path: value}, correlation_id: id}]}}`:
+    `delayed` is the queue's ApproximateNumberOfMessagesDelayed (exact in moto); `messages`
+    receives every visible message (and deletes it), and wants exactly that many, each matching
+    one of the expected ones in any order (standard queues keep no order)."""
+    problems: list[str] = []
+    for name, want in expect.items():
+        url = queue_url(name, urls)
+        if "delayed" in want:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+            delayed = int(attributes["Attributes"].get("ApproximateNumberOfMessagesDelayed", "0"))
+            if delayed != want["delayed"]:
+                problems.append(f"queue {name}: {delayed} delayed message(s), expected {want['delayed']}")
+        if "messages" in want:
+            received = drain(sqs, url)
+            bodies = [m.get("Body", "") for m in received]
+            if len(received) != len(want["messages"]):
+                problems.append(
+                    f"queue {name}: {len(received)} message(s), expected {len(want['messages'])}: {bodies}"
+                )
+                continue
+            unmatched = list(received)
+            for expected in want["messages"]:
+                found = next((m for m in unmatched if not message_problems(expected, m, captures)), None)
+                if found is None:
+                    details = "; ".join(message_problems(expected, unmatched[0], captures)) if unmatched else ""
+                    problems.append(f"queue {name}: no message matches {json.dumps(expected)} ({details}): {bodies}")
+                else:
+                    unmatched.remove(found)
+    return problems
+
+
+def check_logs(expect: dict[str, Any], text: str, captures: dict[str, Any]) -> list[str]:
+    """`logs_contain` / `logs_absent`: substrings of what the function wrote during the invocation."""
+    problems = []
+    for needle in expect.get("logs_contain", []):
+        needle = str(resolve(needle, captures))
+        if needle not in text:
+            problems.append(f"the function's log of this invocation does not contain {needle!r}")
+    for needle in expect.get("logs_absent", []):
+        needle = str(resolve(needle, captures))
+        if needle in text:
+            problems.append(f"the function's log of this invocation contains {needle!r}")
     return problems
 
 
@@ -529,6 +705,17 @@ def run() -> int:
         print("0 passed, 1 failed")
         return 2
 
+    sqs_endpoint = os.environ.get("ORDERLY_TEST_SQS_ENDPOINT", "").strip()
+    if not sqs_endpoint:
+        print(
+            "ORDERLY_TEST_SQS_ENDPOINT is not set: start moto's server first (scripts/test does, via start_moto "
+            "in scripts/emulators.sh) and export its URL, e.g. http://127.0.0.1:5000. The orders, payments and "
+            "worker functions refuse to start without their queues.",
+            file=sys.stderr,
+        )
+        print("0 passed, 1 failed")
+        return 2
+
     manifest = load_manifest()
     entries = manifest["invocations"]
     require_file(BIN_DIR / "orderly-local", "build it with `cargo build --workspace --all-targets`")
@@ -538,12 +725,18 @@ def run() -> int:
         raise HarnessError("cargo is not on PATH")
 
     prefix = f"lambda-{secrets.token_hex(4)}-"
-    env = base_env(endpoint, prefix)
+    env = base_env(endpoint, sqs_endpoint, prefix)
+    sqs = sqs_client(env)
     log_dir = Path(tempfile.mkdtemp(prefix="orderly-lambda-events-"))
     children = Children(log_dir)
     passed = failed = 0
-    print(f"tables {prefix}*, DynamoDB at {endpoint}, logs in {log_dir}", file=sys.stderr)
+    print(
+        f"tables and queues {prefix}*, DynamoDB at {endpoint}, SQS at {sqs_endpoint}, logs in {log_dir}",
+        file=sys.stderr,
+    )
     try:
+        queue_urls = create_queues(sqs, prefix)
+        env.update(queue_urls)
         create_tables(children, env, manifest.get("setup", {}))
         port = start_watch(children, env)
         print(f"cargo lambda watch --only-lambda-apis on 127.0.0.1:{port}", file=sys.stderr)
@@ -569,6 +762,7 @@ def run() -> int:
                     json.loads(text)
                 except ValueError as err:
                     raise Failure(f"the event is not JSON after substitution: {err}") from None
+                log_offset = children.log_size(function)
                 try:
                     response = Response(invoke(function, text, port, env, log_dir))
                 except TimedOut as err:
@@ -580,8 +774,10 @@ def run() -> int:
                     if proc.poll() is not None:
                         raise Failure(f"{err}\n  {function} exited with status {proc.returncode}:\n{children.log_tail(function)}") from None
                     raise
-                status = response.status
-                problems = check(entry["expect"], response, captures)
+                status = response.status if response.status is not None else "-"
+                # Captured first, so this invocation's own queue and log checks can use them
+                # (the charge message POST /payments queues names the payment it created).
+                problems: list[str] = []
                 for name, path in entry.get("capture", {}).items():
                     try:
                         value = lookup(response.json(), path)
@@ -591,13 +787,21 @@ def run() -> int:
                         problems.append(f"capture {name}: body.{path} is absent")
                     else:
                         captures[name] = value
+                problems += check(entry["expect"], response, captures)
+                try:
+                    problems += check_queues(entry["expect"].get("queues", {}), sqs, queue_urls, captures)
+                except Failure:
+                    raise
+                except Exception as err:  # noqa: BLE001 - moto unreachable, an SQS error: this check fails
+                    problems.append(f"queues: {type(err).__name__}: {err}")
+                problems += check_logs(entry["expect"], children.log_since(function, log_offset), captures)
                 if problems:
                     raise Failure("; ".join(problems) + f"\n  response: {json.dumps(response.raw)[:1500]}")
                 passed += 1
-                print(f"PASS  {function:<10} {event:<45} {status}")
+                print(f"PASS  {function:<18} {event:<45} {status}")
             except Failure as err:
                 failed += 1
-                print(f"FAIL  {function:<10} {event:<45} {status}\n  {err}")
+                print(f"FAIL  {function:<18} {event:<45} {status}\n  {err}")
             sys.stdout.flush()
 
         invoked = {e["event"] for e in entries}
@@ -605,7 +809,7 @@ def run() -> int:
             if path == MANIFEST or path.name in invoked:
                 continue
             failed += 1
-            print(f"FAIL  {'-':<10} {path.name:<45} -\n  events/{path.name} is not invoked by events/manifest.json")
+            print(f"FAIL  {'-':<18} {path.name:<45} -\n  events/{path.name} is not invoked by events/manifest.json")
         if failed:
             for name in functions.starts:
                 print(f"--- last lines of {children.log_path(name)}:\n{children.log_tail(name)}")
@@ -621,6 +825,7 @@ def run() -> int:
             signal.signal(sig, signal.SIG_IGN)
         children.stop_all()
         delete_tables(env, prefix)
+        delete_queues(sqs, prefix)
         if failed:
             print(f"logs kept in {log_dir}", file=sys.stderr)
         else:
