@@ -128,7 +128,7 @@ fn development_secret(data_dir: &Path) -> Result<Vec<u8>, BoxError> {
             return Ok(secret);
         }
     }
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric).take(64).collect();
+    let secret = orderly::domain::random_secret();
     write_private(&path, secret.as_bytes())?;
     Ok(secret.into_bytes())
 }

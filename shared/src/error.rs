@@ -32,8 +32,8 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(&'static str),
-    #[error("this route is for admins")]
-    Forbidden,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("too many attempts; retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the service is busy, retry shortly")]

@@ -234,6 +234,9 @@ async fn wrong_password_and_unknown_user_get_the_same_answer(store: Arc<dyn Stor
         f.api.post("/auth/login", json!({"email": "nobody@example.com", "password": "not the password"})).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
+    let huge =
+        f.api.post("/auth/login", json!({"email": format!("{}@example.com", "a".repeat(5000)), "password": "x"})).await;
+    assert_eq!((huge.status, &huge.body), (wrong.status, &wrong.body), "an absurd login name is just wrong");
     let neither = f.api.post("/auth/login", json!({"password": "x"})).await;
     assert_eq!(neither.status, StatusCode::UNPROCESSABLE_ENTITY);
 

@@ -221,6 +221,21 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     }
     let ids = racers.join_all().await;
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+
+    // Racing replays for the last unit: the losers get the first answer, not "out of stock".
+    let last = product(&w.orderly, "Last One", 100, 1).await;
+    let key = IdempotencyKey::parse("last-one").expect("key");
+    let buyer = customer();
+    let mut racers = JoinSet::new();
+    for _ in 0..6 {
+        let (orderly, buyer, key) = (w.orderly.clone(), buyer.clone(), key.clone());
+        racers.spawn(
+            async move { orderly.place_order(&buyer, order_of(&[(last, 1)]), Some(key), "r").await.map(|p| p.id) },
+        );
+    }
+    let answers: Vec<_> = racers.join_all().await;
+    let first = answers[0].as_ref().expect("placed");
+    assert!(answers.iter().all(|a| a.as_ref().ok() == Some(first)), "{answers:?}");
     assert_eq!(stock(&w.orderly, mug).await, 5, "10 - 2 (ada) - 2 (bob) - 1 (the racers, once)");
 }
 

@@ -32,11 +32,15 @@ struct World {
 }
 
 async fn world_with(store: Arc<dyn Store>, failure_rate: f64) -> World {
+    world_with_latency(store, failure_rate, StdDuration::ZERO).await
+}
+
+async fn world_with_latency(store: Arc<dyn Store>, failure_rate: f64, latency: StdDuration) -> World {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
     let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
         .with_queue(queue.clone())
-        .with_gateway(Arc::new(SimulatedGateway::new(StdDuration::ZERO, failure_rate)));
+        .with_gateway(Arc::new(SimulatedGateway::new(latency, failure_rate)));
     let api = Api::over(orderly.clone()).await;
     let payments = PaymentWorker::new(orderly.clone(), CircuitBreaker::new(3, StdDuration::from_millis(200)));
     let fulfillment = FulfillmentWorker::new(orderly.clone());
@@ -300,7 +304,7 @@ async fn cancelling_a_paid_order_refunds_and_restocks(store: Arc<dyn Store>) {
     );
 }
 
-async fn a_payment_that_succeeds_after_cancellation_is_refunded(store: Arc<dyn Store>) {
+async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
     let w = world(store).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
     let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
@@ -314,10 +318,56 @@ async fn a_payment_that_succeeds_after_cancellation_is_refunded(store: Arc<dyn S
         .await
         .expect("get")
         .expect("payment");
+    assert_eq!((payment.status, payment.gateway_reference), (PaymentStatus::Failed, None), "never captured");
+    assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");
+}
+
+/// The order is cancelled while the gateway is capturing: the capture is refunded.
+async fn a_payment_that_succeeds_after_cancellation_is_refunded(store: Arc<dyn Store>) {
+    let w = world_with_latency(store, 0.0, StdDuration::from_millis(400)).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    let (charged, cancel) = tokio::join!(w.run_payments(), async {
+        tokio::time::sleep(StdDuration::from_millis(150)).await;
+        w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await
+    });
+    assert_eq!((charged, cancel.body["status"].as_str()), (1, Some("cancelled")), "{}", cancel.body);
+    let payment = w
+        .store
+        .get_payment(paid.body["id"].as_str().expect("id").parse().expect("uuid"))
+        .await
+        .expect("get")
+        .expect("payment");
     assert_eq!(payment.status, PaymentStatus::Refunded);
     assert!(payment.gateway_reference.is_some(), "it was captured, then refunded");
     assert_eq!(w.order(&order).await.status, OrderStatus::Cancelled);
     assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");
+}
+
+/// Admin status changes keep the side effects: shipping creates the shipment; marking an order
+/// paid by hand is refused while a payment is in flight.
+async fn admin_status_changes_keep_their_side_effects(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    let status = |s: &str| json!({"status": s});
+    assert_problem(
+        &w.api.send(Method::PUT, &format!("/orders/{order}/status"), Some(status("paid")), &[]).await,
+        StatusCode::CONFLICT,
+    );
+    w.run_payments().await;
+    let shipped = w.api.send(Method::PUT, &format!("/orders/{order}/status"), Some(status("shipped")), &[]).await;
+    assert_eq!(shipped.body["status"], "shipped", "{}", shipped.body);
+    assert!(shipped.body["shipment"]["tracking_number"].is_string(), "{}", shipped.body);
+    let too_long = json!({"status": "delivered", "reason": "x".repeat(501)});
+    assert_problem(
+        &w.api.send(Method::PUT, &format!("/orders/{order}/status"), Some(too_long), &[]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert_problem(&w.pay(&bearer, &order, simulated::SUCCEEDS).await, StatusCode::CONFLICT);
+    let admin = format!("Bearer {}", w.api.admin_token);
+    let admin_pays = w.pay(&admin, &order, simulated::SUCCEEDS).await;
+    assert_problem(&admin_pays, StatusCode::FORBIDDEN);
 }
 
 on_every_store!(
@@ -327,7 +377,9 @@ on_every_store!(
     a_failing_gateway_ends_in_dead_letters,
     duplicate_and_poisoned_messages_are_harmless,
     cancelling_a_paid_order_refunds_and_restocks,
+    a_payment_for_a_cancelled_order_is_not_charged,
     a_payment_that_succeeds_after_cancellation_is_refunded,
+    admin_status_changes_keep_their_side_effects,
 );
 
 /// After a journey with every test card, no card number or CVC is in the store, the queue or

@@ -162,7 +162,12 @@ async fn customers_list_in_sign_up_order_across_pages(store: Arc<dyn Store>) {
     let exact = store.list_customers(&PageRequest::first(7)).await.expect("page");
     assert_eq!((exact.items.len(), exact.next_token), (7, None), "no token when nothing follows");
 
-    for bad in ["garbage", "e30", "eyJhZnRlciI6MX0"] {
+    // A well-formed token whose key has an empty value (DynamoDB would reject it): refused too.
+    let empty = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        r#"{"pk":"","gsi1pk":"CUSTOMER","gsi1sk":"x"}"#,
+    );
+    for bad in ["garbage", "e30", "eyJhZnRlciI6MX0", empty.as_str()] {
         let result = store.list_customers(&PageRequest { limit: 3, token: Some(bad.into()) }).await;
         assert!(matches!(result, Err(StoreError::InvalidPageToken)), "{bad}: {result:?}");
     }

@@ -47,7 +47,7 @@ impl Session {
 
     /// Admin-only routes: a customer is told it may not (403); it knows the route exists.
     pub fn require_admin(&self) -> Result<()> {
-        if self.is_admin() { Ok(()) } else { Err(Error::Forbidden) }
+        if self.is_admin() { Ok(()) } else { Err(Error::Forbidden("this route is for admins")) }
     }
 
     /// A customer's own resources: anyone else's answer 404, so ids cannot be probed.
@@ -211,12 +211,30 @@ pub struct LoginRequest {
     pub password: Password,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct AccessToken {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: i64,
     pub role: Role,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("role", &self.role)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random secret of 256 bits from the operating system's generator, hex-encoded (the local
+/// server's development JWT secret).
+pub fn random_secret() -> String {
+    use argon2::password_hash::rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An admin account. Admins are created by the operator (see README), never over the API.
@@ -282,6 +300,10 @@ impl Orderly {
             (None, Some(username)) => username.trim().to_lowercase(),
             _ => return Err(Error::invalid("email", "give either email (customers) or username (admins)")),
         };
+        // No account has a longer name (emails stop at 254); refused before any key is built.
+        if login_key.chars().count() > 254 {
+            return Err(Error::Unauthorized(INVALID_CREDENTIALS));
+        }
         let now = self.clock.now();
         let limits = self.auth.limits;
         let window = limits.window.whole_seconds().max(1);

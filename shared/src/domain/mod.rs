@@ -12,7 +12,7 @@ mod products;
 
 pub use auth::{
     AccessToken, Admin, AuthConfig, LoginLimits, LoginRequest, MIN_SECRET_BYTES, Password, PasswordCost, Principal,
-    Role, Session,
+    Role, Session, random_secret,
 };
 pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
 pub use fields::{Category, Email, PersonName, ProductName};

@@ -384,17 +384,26 @@ impl Orderly {
         correlation_id: &str,
     ) -> Result<Placed> {
         if session.is_admin() {
-            return Err(Error::Forbidden);
+            return Err(Error::Forbidden("orders are placed by customers"));
         }
         let customer_id = session.principal.id;
         let request = parse_order(input)?;
-        if let Some(key) = &key {
-            if let Some(replay) = self.replay(customer_id, key, &request.fingerprint).await? {
-                return Ok(replay);
-            }
-        }
         let settings = self.orders;
+        // A request with a key already answered gets that answer, also when it raced the
+        // first and lost (it then sees a moved cooldown, or the stock the first one took).
+        let replay = |key: Option<IdempotencyKey>| {
+            let fingerprint = request.fingerprint.clone();
+            async move {
+                match key {
+                    Some(key) => self.replay(customer_id, &key, &fingerprint).await,
+                    None => Ok(None),
+                }
+            }
+        };
         for attempt in 0..PLACEMENT_ATTEMPTS {
+            if let Some(replayed) = replay(key.clone()).await? {
+                return Ok(replayed);
+            }
             let product_ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
             let context = self.store.order_context(customer_id, &product_ids).await?;
             let products = known_products(&request, context.products)?;
@@ -406,6 +415,9 @@ impl Orderly {
                 .map(|(_, product)| product)
                 .collect();
             if !short.is_empty() {
+                if let Some(replayed) = replay(key.clone()).await? {
+                    return Ok(replayed);
+                }
                 return Err(insufficient_stock(&short));
             }
 
@@ -479,16 +491,14 @@ impl Orderly {
                     return Ok(Placed { status_code, body, id: order.id });
                 }
                 Err(StoreError::InsufficientStock(ids)) => {
+                    if let Some(replayed) = replay(key.clone()).await? {
+                        return Ok(replayed);
+                    }
                     let short: Vec<&Product> = products.iter().filter(|p| ids.contains(&p.id)).collect();
                     return Err(insufficient_stock(&short));
                 }
                 Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
-                    if let Some(key) = &key {
-                        if let Some(replay) = self.replay(customer_id, key, &request.fingerprint).await? {
-                            return Ok(replay);
-                        }
-                    }
-                    return Err(Error::Unavailable);
+                    return replay(key.clone()).await?.ok_or(Error::Unavailable);
                 }
                 // The cooldown or a price moved since it was read: decide again.
                 Err(StoreError::VersionConflict) => backoff(attempt).await,
@@ -589,14 +599,10 @@ impl Orderly {
 
     /// POST /orders/{id}/cancel: the owner or an admin; stock comes back in the same write.
     pub async fn cancel_order(&self, session: &Session, id: Uuid, request: CancelRequest) -> Result<Order> {
+        let reason = parse_reason(request.reason)?.unwrap_or_else(|| {
+            format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" })
+        });
         let order = self.order_for(session, id).await?;
-        let reason = match request.reason.as_deref().map(str::trim) {
-            Some(r) if r.chars().count() > 500 => {
-                return Err(Error::invalid("reason", "must be at most 500 characters"));
-            }
-            Some(r) if !r.is_empty() => r.to_owned(),
-            _ => format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" }),
-        };
         self.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await
     }
 
@@ -616,7 +622,20 @@ impl Orderly {
         if order.status.after(event) != Some(target) {
             return Err(illegal(order.status, target));
         }
-        self.apply(order, event, &actor(session), change.reason).await
+        let reason = parse_reason(change.reason)?;
+        match event {
+            // A payment in flight will settle the order itself; marking it paid by hand now
+            // would have the capture refunded.
+            OrderEvent::PaymentSucceeded if order.payment_id.is_some() => {
+                Err(Error::Conflict("this order has a payment; it becomes paid when the payment succeeds".into()))
+            }
+            // Shipping creates the shipment (tracking number, label) like the worker does.
+            OrderEvent::ShipmentCreated => self
+                .ship(order.id, &actor(session))
+                .await?
+                .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into())),
+            _ => self.apply(order, event, &actor(session), reason).await,
+        }
     }
 
     /// Releases a deferred order whose time has come (the order worker and the sweeper).
@@ -658,17 +677,20 @@ impl Orderly {
         const BATCH: u32 = 100;
         let now = self.clock.now();
         let mut report = SweepReport::default();
+        // One order failing never stops the sweep of the others: it is logged and retried next time.
         for order in self.store.orders_due(OrderStatus::ProcessingOrder, now, BATCH).await? {
-            if let Release::Released = self.release_order(order.id).await? {
-                report.released += 1;
+            match self.release_order(order.id).await {
+                Ok(Release::Released) => report.released += 1,
+                Ok(_) => {}
+                Err(err) => tracing::error!(order_id = %order.id, error = %err, "sweep could not release"),
             }
         }
         for order in self.store.orders_due(OrderStatus::Pending, now, BATCH).await? {
-            let reason = Some("payment deadline passed".to_owned());
+            let (id, reason) = (order.id, Some("payment deadline passed".to_owned()));
             match self.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
                 Ok(_) => report.expired += 1,
                 Err(Error::Conflict(_)) => {}
-                Err(other) => return Err(other),
+                Err(err) => tracing::error!(order_id = %id, error = %err, "sweep could not expire"),
             }
         }
         // Paid a while ago and still not shipped: the fulfillment message was lost (or is
@@ -761,14 +783,18 @@ impl Orderly {
     pub(crate) async fn write_transition(&self, order: &Order, updated: Order, event: OrderEvent) -> Result<Order> {
         let next = updated.status;
         let restock = next == OrderStatus::Cancelled && order.status.holds_stock();
+        // Cancelling a paid order refunds its captured payment in the same write. A payment not
+        // captured (yet) is left alone: if it ever is, the worker refunds it as a late success.
         let refund = match (order.status, next, order.payment_id) {
             (OrderStatus::Paid, OrderStatus::Cancelled, Some(payment_id)) => {
                 let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
-                let mut refunded = payment.clone();
-                refunded.status = super::PaymentStatus::Refunded;
-                refunded.version += 1;
-                refunded.updated_at = updated.updated_at;
-                Some((payment, refunded))
+                (payment.status == super::PaymentStatus::Succeeded).then(|| {
+                    let mut refunded = payment.clone();
+                    refunded.status = super::PaymentStatus::Refunded;
+                    refunded.version += 1;
+                    refunded.updated_at = updated.updated_at;
+                    (payment, refunded)
+                })
             }
             _ => None,
         };
@@ -830,6 +856,11 @@ fn event_verb(event: OrderEvent) -> &'static str {
         OrderEvent::DeliveryRecorded => "delivered",
         OrderEvent::Cancelled => "cancelled",
     }
+}
+
+/// An optional free-text reason: trimmed, at most 500 characters, no control characters.
+fn parse_reason(raw: Option<String>) -> Result<Option<String>> {
+    super::fields::optional_text("reason", raw.as_deref(), 500).map_err(|e| Error::Validation(vec![e]))
 }
 
 fn illegal(from: OrderStatus, to: OrderStatus) -> Error {

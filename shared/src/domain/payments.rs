@@ -199,13 +199,15 @@ impl Orderly {
         key: Option<IdempotencyKey>,
         correlation_id: &str,
     ) -> Result<Placed> {
+        if session.is_admin() {
+            return Err(Error::Forbidden("only the order's customer pays for it"));
+        }
         if input.method != "card" {
             return Err(Error::invalid("method", "must be \"card\""));
         }
         let now = self.clock.now();
         let (card, summary) = parse_card(input.card, now)?;
         let order = self.order_for(session, input.order_id).await?;
-        session.require_self_or_admin(order.customer_id, "order")?;
         // Identifies the request without keeping the card number.
         let fingerprint = format!(
             "payment|{}|{}|{}|{}/{}",
@@ -277,6 +279,10 @@ impl Orderly {
             // Without its message the payment would wait for ever: fail it so the customer can
             // pay again.
             tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; payment failed");
+            if let Some(key) = &key {
+                // A retry with the same key must try again, not replay this failed attempt.
+                self.store.delete_idempotency(order.customer_id, key.as_str()).await?;
+            }
             self.settle_failure(payment.id, "could not be queued; please retry").await?;
             return Err(Error::Unavailable);
         }
@@ -337,21 +343,37 @@ impl Orderly {
         if payment.status != PaymentStatus::Pending {
             return Ok(ChargeResult::NotApplicable);
         }
-        let outcome = self
+        // Cancelled before the charge went out: no need to take the money and give it back.
+        let order = self.store.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
+        if order.is_none_or(|o| o.status == OrderStatus::Cancelled) {
+            self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
+            return Ok(ChargeResult::Declined);
+        }
+        let charged = self
             .gateway()
             .map_err(ChargeError::Store)?
             .charge(token, payment.amount_cents, &payment.id.to_string())
-            .await
-            .map_err(ChargeError::Gateway)?;
-        match outcome {
-            ChargeOutcome::Captured { reference } => {
+            .await;
+        match charged {
+            Ok(ChargeOutcome::Captured { reference }) => {
                 self.settle_success(payment_id, &reference).await.map_err(ChargeError::Store)
             }
-            ChargeOutcome::Declined { reason } => {
+            Ok(ChargeOutcome::Declined { reason }) => {
                 self.settle_failure(payment_id, &reason).await.map_err(ChargeError::Store)?;
                 crate::telemetry::metric("PaymentsFailed", 1);
                 Ok(ChargeResult::Declined)
             }
+            // The gateway will never take this token (say, it expired while the breaker held
+            // the message): fail the payment so the customer can pay again.
+            Err(GatewayError::Permanent(detail)) => {
+                tracing::error!(payment_id = %payment_id, %detail, "gateway refused the charge");
+                self.settle_failure(payment_id, "the payment processor refused the card; please pay again")
+                    .await
+                    .map_err(ChargeError::Store)?;
+                crate::telemetry::metric("PaymentsFailed", 1);
+                Ok(ChargeResult::Declined)
+            }
+            Err(transient) => Err(ChargeError::Gateway(transient)),
         }
     }
 

@@ -55,6 +55,15 @@ impl CircuitBreaker {
         *self.state() = State::Closed { failures: 0 };
     }
 
+    /// The permitted call never reached a verdict on the gateway (the store failed around
+    /// it): a half-open trial slot is given back, nothing is counted.
+    pub fn release(&self) {
+        let mut state = self.state();
+        if let State::HalfOpen { trial_in_flight: true } = *state {
+            *state = State::HalfOpen { trial_in_flight: false };
+        }
+    }
+
     pub fn record_failure(&self) {
         let mut state = self.state();
         *state = match *state {
@@ -96,5 +105,15 @@ mod tests {
         assert!(breaker.permit().is_ok());
         breaker.record_success();
         assert!(breaker.permit().is_ok() && breaker.permit().is_ok(), "closed again");
+    }
+
+    #[test]
+    fn a_trial_without_a_verdict_gives_its_slot_back() {
+        let breaker = CircuitBreaker::new(1, Duration::from_millis(20));
+        breaker.record_failure();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(breaker.permit().is_ok(), "the trial");
+        breaker.release();
+        assert!(breaker.permit().is_ok(), "another trial may go");
     }
 }

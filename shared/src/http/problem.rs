@@ -54,7 +54,7 @@ impl ApiError {
                 }
                 Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
                 Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
-                Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+                Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
                 Error::TooManyRequests { .. } => {
                     (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests")
                 }

@@ -213,6 +213,8 @@ pub trait Store: Send + Sync + 'static {
     /// `Duplicate(IdempotencyKey)` that the key was used meanwhile. Nothing is written then.
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError>;
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Forgets a saved answer that turned out not to stand (its request failed afterwards).
+    async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError>;
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError>;
     /// Applies a transition if the stored order is still at `previous.version` (and a changed

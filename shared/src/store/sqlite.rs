@@ -583,6 +583,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError> {
+        let (customer, key) = (customer.to_string(), key.to_owned());
+        self.transaction(move |tx| {
+            tx.execute("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         self.transaction(move |tx| {
             let doc: Option<String> = tx

@@ -54,6 +54,7 @@ impl PaymentWorker {
                 Err(Outcome::Done)
             }
             Err(ChargeError::Store(err)) => {
+                self.breaker.release();
                 tracing::warn!(error = %err, "store failed while settling a payment; will retry");
                 Err(Outcome::Retry { after: retry_after(delivery.receive_count) })
             }

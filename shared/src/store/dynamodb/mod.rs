@@ -320,7 +320,17 @@ impl DynamoStore {
     /// or throttling; reports every action whose condition failed.
     async fn transact_reporting(&self, actions: Vec<TransactWriteItem>) -> Result<(), CancelledTransaction> {
         for attempt in 0..TRANSACTION_ATTEMPTS {
-            let err = match self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await {
+            // A token per attempt makes the SDK's own resend of this attempt (a lost response)
+            // idempotent, instead of failing our conditions against our own write.
+            let attempt_token = Uuid::now_v7().to_string();
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions.clone()))
+                .client_request_token(attempt_token)
+                .send()
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
             };
@@ -578,7 +588,9 @@ impl DynamoStore {
         range_attr: &str,
     ) -> Result<Item, StoreError> {
         let key: BTreeMap<String, String> = token::decode(token)?;
+        // DynamoDB rejects empty key values and keys over 1 KiB: refuse them as bad tokens.
         let fits = key.len() == 3
+            && key.values().all(|v| (1..=1024).contains(&v.len()))
             && key.contains_key("pk")
             && key.get(hash_attr) == Some(&query.partition)
             && key
@@ -900,6 +912,9 @@ impl Store for DynamoStore {
             Err(CancelledTransaction::Store(e)) => return Err(e),
             Err(CancelledTransaction::Conditions(failed)) => failed,
         };
+        if failed.iter().any(|(i, _)| Some(*i) == idempotency_index) {
+            return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
+        }
         let mut short = Vec::new();
         for (index, old) in &failed {
             let Some(line) = order.lines.get(*index) else { continue };
@@ -914,9 +929,6 @@ impl Store for DynamoStore {
         if !short.is_empty() {
             return Err(StoreError::InsufficientStock(short));
         }
-        if failed.iter().any(|(i, _)| Some(*i) == idempotency_index) {
-            return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
-        }
         if failed.iter().any(|(i, _)| *i < lines || *i == cooldown_index) {
             // A product deleted or repriced, or the cooldown moved, since they were read.
             return Err(StoreError::VersionConflict);
@@ -926,6 +938,17 @@ impl Store for DynamoStore {
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.get(&self.tables.orders, idempotency_pk(customer, key)).await
+    }
+
+    async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.orders)
+            .set_key(Some(pk(idempotency_pk(customer, key))))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -988,18 +1011,20 @@ impl Store for DynamoStore {
                 }
             }
             actions.extend(self.count_orders(&counter_deltas(Some(previous), updated))?);
-            match self.transact(actions).await {
+            let failed = match self.transact_reporting(actions).await {
                 Ok(()) => return Ok(()),
-                Err(TransactionError::ConditionFailed(i)) if i == 0 || Some(i) == payment_index => {
-                    return Err(StoreError::VersionConflict);
-                }
-                Err(TransactionError::ConditionFailed(i)) if Some(i) == idempotency_index => {
-                    return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
-                }
-                // A product was deleted between the read above and the write: again.
-                Err(TransactionError::ConditionFailed(_)) => backoff(attempt).await,
-                Err(TransactionError::Store(e)) => return Err(e),
+                Err(CancelledTransaction::Store(e)) => return Err(e),
+                Err(CancelledTransaction::Conditions(failed)) => failed,
+            };
+            // A used key wins over everything else: the caller replays the first answer.
+            if failed.iter().any(|(i, _)| Some(*i) == idempotency_index) {
+                return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
             }
+            if failed.iter().any(|(i, _)| *i == 0 || Some(*i) == payment_index) {
+                return Err(StoreError::VersionConflict);
+            }
+            // A product was deleted between the read above and the write: again.
+            backoff(attempt).await;
         }
         Err(StoreError::Unavailable("products kept changing during a restock".into()))
     }
