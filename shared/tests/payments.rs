@@ -11,7 +11,9 @@ use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
 use orderly::domain::{OrderStatus, Orderly, PaymentStatus};
-use orderly::gateway::{CircuitBreaker, SimulatedGateway, simulated};
+use orderly::gateway::{
+    CardDetails, CardToken, ChargeOutcome, CircuitBreaker, GatewayError, PaymentGateway, SimulatedGateway, simulated,
+};
 use orderly::queue::{Delivery, Queue, QueueName, SqliteQueue, process_batch};
 use orderly::store::Store;
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
@@ -36,11 +38,15 @@ async fn world_with(store: Arc<dyn Store>, failure_rate: f64) -> World {
 }
 
 async fn world_with_latency(store: Arc<dyn Store>, failure_rate: f64, latency: StdDuration) -> World {
+    world_with_gateway(store, Arc::new(SimulatedGateway::new(latency, failure_rate))).await
+}
+
+async fn world_with_gateway(store: Arc<dyn Store>, gateway: Arc<dyn PaymentGateway>) -> World {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
     let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
         .with_queue(queue.clone())
-        .with_gateway(Arc::new(SimulatedGateway::new(latency, failure_rate)));
+        .with_gateway(gateway);
     let api = Api::over(orderly.clone()).await;
     let payments = PaymentWorker::new(orderly.clone(), CircuitBreaker::new(3, StdDuration::from_millis(200)));
     let fulfillment = FulfillmentWorker::new(orderly.clone());
@@ -370,6 +376,48 @@ async fn admin_status_changes_keep_their_side_effects(store: Arc<dyn Store>) {
     assert_problem(&admin_pays, StatusCode::FORBIDDEN);
 }
 
+/// The simulated gateway, except that refunds fail while `refunds_down` is set.
+struct RefundOutage {
+    inner: SimulatedGateway,
+    refunds_down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for RefundOutage {
+    async fn tokenize(&self, card: &CardDetails) -> Result<CardToken, GatewayError> {
+        self.inner.tokenize(card).await
+    }
+    async fn charge(&self, token: &CardToken, amount: i64, key: &str) -> Result<ChargeOutcome, GatewayError> {
+        self.inner.charge(token, amount, key).await
+    }
+    async fn refund(&self, reference: &str, amount: i64) -> Result<(), GatewayError> {
+        if self.refunds_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(GatewayError::Transient("refunds are down".into()));
+        }
+        self.inner.refund(reference, amount).await
+    }
+}
+
+/// A refund the gateway does not confirm stays recorded (written with the cancellation) and
+/// the sweep retries it until it is confirmed.
+async fn unconfirmed_refunds_are_retried_by_the_sweep(store: Arc<dyn Store>) {
+    let gateway = Arc::new(RefundOutage { inner: SimulatedGateway::default(), refunds_down: true.into() });
+    let w = world_with_gateway(store, gateway.clone()).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    w.run_payments().await;
+    let cancelled =
+        w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await;
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    let payment = w.order(&order).await.payment_id.expect("payment");
+    assert_eq!(w.store.pending_refunds(10).await.expect("pending"), [payment]);
+    assert_eq!(w.orderly.sweep().await.expect("sweep").refunds_confirmed, 0, "the gateway is still down");
+    gateway.refunds_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(w.orderly.sweep().await.expect("sweep").refunds_confirmed, 1);
+    assert!(w.store.pending_refunds(10).await.expect("pending").is_empty());
+    assert_eq!(w.orderly.sweep().await.expect("sweep").refunds_confirmed, 0, "confirmed once");
+}
+
 on_every_store!(
     the_full_journey,
     a_declined_card_leaves_the_order_payable,
@@ -380,6 +428,7 @@ on_every_store!(
     a_payment_for_a_cancelled_order_is_not_charged,
     a_payment_that_succeeds_after_cancellation_is_refunded,
     admin_status_changes_keep_their_side_effects,
+    unconfirmed_refunds_are_retried_by_the_sweep,
 );
 
 /// After a journey with every test card, no card number or CVC is in the store, the queue or

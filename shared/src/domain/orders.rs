@@ -705,13 +705,12 @@ impl Orderly {
                 report.requeued_fulfillment += 1;
             }
         }
-        if report.released + report.expired + report.requeued_fulfillment > 0 {
-            tracing::info!(
-                released = report.released,
-                expired = report.expired,
-                requeued_fulfillment = report.requeued_fulfillment,
-                "sweep"
-            );
+        match self.retry_refunds().await {
+            Ok(confirmed) => report.refunds_confirmed = confirmed,
+            Err(err) => tracing::error!(error = %err, "sweep could not retry refunds"),
+        }
+        if report != SweepReport::default() {
+            tracing::info!(?report, "sweep");
         }
         Ok(report)
     }
@@ -812,7 +811,9 @@ impl Orderly {
                     crate::telemetry::metric("OrdersCancelled", 1);
                 }
                 if let Some((_, refunded)) = &refund {
-                    self.refund(refunded).await;
+                    // Recorded as pending in the same write: if the gateway does not confirm
+                    // now, the sweep retries it.
+                    let _ = self.refund(refunded).await;
                 }
                 Ok(updated)
             }
@@ -841,6 +842,8 @@ pub struct SweepReport {
     pub released: u32,
     pub expired: u32,
     pub requeued_fulfillment: u32,
+    /// Refunds the gateway had not confirmed before, confirmed now.
+    pub refunds_confirmed: u32,
 }
 
 /// How long a paid order may wait for its shipment before the sweep queues it again.

@@ -99,14 +99,7 @@ impl fmt::Debug for CardInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaymentMessage {
-    Charge {
-        payment_id: Uuid,
-        token: CardToken,
-    },
-    /// Retry a refund the gateway did not confirm.
-    Refund {
-        payment_id: Uuid,
-    },
+    Charge { payment_id: Uuid, token: CardToken },
 }
 
 /// The fulfillment queue's messages.
@@ -424,7 +417,8 @@ impl Orderly {
             }
             if late {
                 tracing::warn!(payment_id = %payment.id, order_id = %order.id, "payment captured for an order that no longer needs it; refunding");
-                self.refund(&settled).await;
+                // A refund the gateway does not confirm now is retried by the sweep.
+                let _ = self.refund(&settled).await;
                 return Ok(ChargeResult::RefundedLate);
             }
             tracing::info!(payment_id = %payment.id, order_id = %order.id, "payment succeeded; order paid");
@@ -485,39 +479,42 @@ impl Orderly {
         Err(Error::Unavailable)
     }
 
-    /// Asks the gateway for a refund; if it does not confirm, a refund message retries it.
-    pub(crate) async fn refund(&self, payment: &Payment) {
-        let Some(reference) = &payment.gateway_reference else { return };
-        match self.gateway() {
-            Ok(gateway) => match gateway.refund(reference, payment.amount_cents).await {
-                Ok(()) => {
-                    tracing::info!(payment_id = %payment.id, "refunded");
-                    crate::telemetry::metric("PaymentsRefunded", 1);
-                    return;
-                }
-                Err(err) => {
-                    tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; queued for retry")
-                }
-            },
-            Err(err) => tracing::warn!(payment_id = %payment.id, error = %err, "no gateway here; refund queued"),
-        }
-        let message = PaymentMessage::Refund { payment_id: payment.id };
-        if let Err(err) = self.send(QueueName::Payments, &message, &payment.correlation_id, time::Duration::ZERO).await
-        {
-            tracing::error!(payment_id = %payment.id, error = %err, "refund retry not queued");
+    /// Asks the gateway to return a refunded payment's money. The write that marked it
+    /// `refunded` also recorded a pending refund (an outbox entry, in the same transaction), so
+    /// a refund the gateway does not confirm now, or one lost to a crash right after that
+    /// write, is retried by the sweep until the gateway confirms it.
+    pub(crate) async fn refund(&self, payment: &Payment) -> Result<()> {
+        let Some(reference) = &payment.gateway_reference else {
+            // Never captured: nothing to give back.
+            return Ok(self.store.confirm_refund(payment.id).await?);
+        };
+        match self.gateway()?.refund(reference, payment.amount_cents).await {
+            Ok(()) => {
+                self.store.confirm_refund(payment.id).await?;
+                tracing::info!(payment_id = %payment.id, "refunded");
+                crate::telemetry::metric("PaymentsRefunded", 1);
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; the sweep retries it");
+                Err(Error::Unavailable)
+            }
         }
     }
 
-    /// The payment worker's refund retry.
-    pub async fn retry_refund(&self, payment_id: Uuid) -> std::result::Result<(), ChargeError> {
-        let payment = self.store.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))?;
-        let Some(payment) = payment.filter(|p| p.status == PaymentStatus::Refunded) else { return Ok(()) };
-        let Some(reference) = &payment.gateway_reference else { return Ok(()) };
-        self.gateway()
-            .map_err(ChargeError::Store)?
-            .refund(reference, payment.amount_cents)
-            .await
-            .map_err(ChargeError::Gateway)
+    /// The sweep's part for payments: retries every refund not yet confirmed by the gateway.
+    pub(crate) async fn retry_refunds(&self) -> Result<u32> {
+        let mut confirmed = 0;
+        for payment_id in self.store.pending_refunds(100).await? {
+            let Some(payment) = self.store.get_payment(payment_id).await? else {
+                self.store.confirm_refund(payment_id).await?;
+                continue;
+            };
+            if self.refund(&payment).await.is_ok() {
+                confirmed += 1;
+            }
+        }
+        Ok(confirmed)
     }
 }
 

@@ -137,7 +137,8 @@ pub struct TransitionWrite<'a> {
     pub idempotency: Option<&'a IdempotencyRecord>,
 }
 
-/// A payment written with an order transition.
+/// A payment written with an order transition. An update that makes it `refunded` also records
+/// a pending refund (see [`Store::pending_refunds`]).
 #[derive(Debug, Clone, Copy)]
 pub enum PaymentChange<'a> {
     Insert(&'a Payment),
@@ -231,6 +232,10 @@ pub trait Store: Send + Sync + 'static {
     async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
 
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError>;
+    /// Payments marked `refunded` whose refund the gateway has not confirmed yet. A transition
+    /// that marks a payment `refunded` records it here in the same atomic step (an outbox).
+    async fn pending_refunds(&self, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+    async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError>;
     /// One order's payments, or (no order) all payments; newest first.
     async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError>;
 }
@@ -292,4 +297,17 @@ pub(crate) fn from_epoch_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
 /// Counter keys are per window, so a new window starts from zero without any reset.
 pub(crate) fn attempt_key(key: &str, window_end: OffsetDateTime) -> String {
     format!("{key}#{}", window_end.unix_timestamp())
+}
+
+/// Whether a payment change is the one that refunds it (and so records a pending refund).
+pub(crate) fn refunds(change: Option<PaymentChange<'_>>) -> Option<Uuid> {
+    match change {
+        Some(PaymentChange::Update { previous, updated })
+            if updated.status == crate::domain::PaymentStatus::Refunded
+                && previous.status != crate::domain::PaymentStatus::Refunded =>
+        {
+            Some(updated.id)
+        }
+        _ => None,
+    }
 }

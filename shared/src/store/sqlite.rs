@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::{
     Login, NewOrderWrite, OrderContext, OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store,
     StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
-    from_epoch_millis, token,
+    from_epoch_millis, refunds, token,
 };
 use crate::domain::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
@@ -96,6 +96,11 @@ const MIGRATIONS: &[&str] = &[
         doc      TEXT NOT NULL
     ) STRICT;
     CREATE INDEX payments_by_order ON payments (order_id, id);
+"#,
+    r#"
+    CREATE TABLE refunds_pending (
+        payment_id TEXT PRIMARY KEY
+    ) STRICT;
 "#,
 ];
 
@@ -658,9 +663,14 @@ impl Store for SqliteStore {
             None => None,
         };
         let idempotency = write.idempotency.cloned();
+        let refunded = refunds(write.payment);
         self.transaction(move |tx| {
             if let Some(record) = &idempotency {
                 save_idempotency(tx, record, updated.updated_at)?;
+            }
+            if let Some(payment_id) = refunded {
+                tx.execute("INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)", [payment_id.to_string()])
+                    .map_err(backend)?;
             }
             if let Some((expected, payment, payment_doc)) = &payment {
                 let written = match expected {
@@ -736,6 +746,27 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             doc.as_deref().map(from_doc).transpose()
+        })
+        .await
+    }
+
+    async fn pending_refunds(&self, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        self.transaction(move |tx| {
+            let mut stmt =
+                tx.prepare("SELECT payment_id FROM refunds_pending ORDER BY payment_id LIMIT ?1").map_err(backend)?;
+            let rows = stmt.query_map([limit], |row| row.get::<_, String>(0)).map_err(backend)?;
+            rows.map(|id| {
+                Uuid::parse_str(&id.map_err(backend)?).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError> {
+        self.transaction(move |tx| {
+            tx.execute("DELETE FROM refunds_pending WHERE payment_id = ?1", [payment.to_string()]).map_err(backend)?;
+            Ok(())
         })
         .await
     }

@@ -69,6 +69,7 @@ pub async fn handle_order_worker_event(orderly: &Orderly, event: Value) -> Resul
             "released": report.released,
             "expired": report.expired,
             "requeued_fulfillment": report.requeued_fulfillment,
+            "refunds_confirmed": report.refunds_confirmed,
         }));
     }
     Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))

@@ -86,12 +86,6 @@ impl Consumer for PaymentWorker {
                     Err(outcome) => outcome,
                 }
             }
-            PaymentMessage::Refund { payment_id } => {
-                match self.guarded(delivery, self.orderly.retry_refund(payment_id)).await {
-                    Ok(()) => Outcome::Done,
-                    Err(outcome) => outcome,
-                }
-            }
         }
     }
 }

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use super::{
     Login, NewOrderWrite, OrderContext, OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store,
     StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
-    from_epoch_millis, token,
+    from_epoch_millis, refunds, token,
 };
 use crate::config::TableNames;
 use crate::domain::{
@@ -150,6 +150,25 @@ const METRICS_SHARDS: u32 = 10;
 
 fn payment_pk(id: Uuid) -> String {
     format!("PAYMENT#{id}")
+}
+
+/// A refund the gateway has yet to confirm: an outbox entry in the `REFUNDS_PENDING` partition
+/// of `gsi2`, written with the transition that refunds the payment, deleted once confirmed.
+fn refund_pk(payment: Uuid) -> String {
+    format!("REFUND#{payment}")
+}
+
+fn refund_item(payment: Uuid) -> Item {
+    let mut item = pk(refund_pk(payment));
+    item.insert("payment_id".into(), s(payment.to_string()));
+    item.insert("gsi2pk".into(), s("REFUNDS_PENDING"));
+    item.insert("gsi2sk".into(), s(payment.to_string()));
+    item
+}
+
+#[derive(Deserialize)]
+struct PendingRefund {
+    payment_id: Uuid,
 }
 
 fn payment_item(payment: &Payment) -> Result<Item, StoreError> {
@@ -996,6 +1015,14 @@ impl Store for DynamoStore {
                 None => {}
             }
             let payment_index = write.payment.map(|_| actions.len() - 1);
+            if let Some(payment_id) = refunds(write.payment) {
+                actions.push(self.put(
+                    &self.tables.orders,
+                    refund_item(payment_id),
+                    "attribute_not_exists(pk)",
+                    None,
+                )?);
+            }
             if let Some(record) = write.idempotency {
                 actions.push(self.save_idempotency(record, updated.updated_at)?);
             }
@@ -1044,6 +1071,23 @@ impl Store for DynamoStore {
 
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError> {
         self.get(&self.tables.orders, payment_pk(id)).await
+    }
+
+    async fn pending_refunds(&self, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        let query = IndexQuery::new(&self.tables.orders, "gsi2", "REFUNDS_PENDING");
+        let page = self.list_by_index(query, &PageRequest::first(limit), |_: &PendingRefund| true).await?;
+        Ok(page.items.into_iter().map(|r| r.payment_id).collect())
+    }
+
+    async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.orders)
+            .set_key(Some(pk(refund_pk(payment))))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
     }
 
     async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError> {

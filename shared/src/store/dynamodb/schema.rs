@@ -19,6 +19,8 @@
 //! | orders | order | `ORDER#<id>` | `CUSTOMER#<id>` / order id | `STATUS#<status>` / due time, id; gsi3: `ORDER` / order id |
 //! | orders | idempotency record (TTL) | `IDEMPOTENCY#<customer id>#<key>` | – | – |
 //! | orders | metrics counter shard | `METRICS#<n>` | – | – |
+//! | orders | payment | `PAYMENT#<id>` | `ORDER_PAYMENTS#<order id>` / id | gsi3: `PAYMENT` / id |
+//! | orders | refund awaiting the gateway (outbox) | `REFUND#<payment id>` | – | `REFUNDS_PENDING` / payment id |
 //!
 //! Indexes are KEYS_ONLY: a stock or price change writes no index item (no hot index
 //! partition under order load); lists read keys from the index and items from the table.
