@@ -78,6 +78,12 @@ impl World {
         self.api.send(Method::POST, "/payments", Some(body), &[("authorization", bearer)]).await
     }
 
+    /// The stored payment a POST /payments reply created.
+    async fn payment(&self, reply: &common::http::Reply) -> orderly::domain::Payment {
+        let id = reply.body["id"].as_str().expect("id").parse().expect("uuid");
+        self.store.get_payment(id).await.expect("get").expect("payment")
+    }
+
     async fn order(&self, id: &str) -> orderly::domain::Order {
         self.store.get_order(id.parse().expect("uuid")).await.expect("get").expect("order")
     }
@@ -147,12 +153,7 @@ async fn a_declined_card_leaves_the_order_payable(store: Arc<dyn Store>) {
         // A second payment while one is in flight is refused.
         assert_problem(&w.pay(&bearer, &order, simulated::SUCCEEDS).await, StatusCode::CONFLICT);
         w.run_payments().await;
-        let payment = w
-            .store
-            .get_payment(paid.body["id"].as_str().expect("id").parse().expect("uuid"))
-            .await
-            .expect("get")
-            .expect("payment");
+        let payment = w.payment(&paid).await;
         assert_eq!((payment.status, payment.failure_reason.as_deref()), (PaymentStatus::Failed, Some(reason)));
         assert_eq!(w.order(&order).await.status, OrderStatus::Pending);
     }
@@ -318,12 +319,7 @@ async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
         w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await;
     assert_eq!(cancel.body["status"], "cancelled", "{}", cancel.body);
     w.run_payments().await;
-    let payment = w
-        .store
-        .get_payment(paid.body["id"].as_str().expect("id").parse().expect("uuid"))
-        .await
-        .expect("get")
-        .expect("payment");
+    let payment = w.payment(&paid).await;
     assert_eq!((payment.status, payment.gateway_reference), (PaymentStatus::Failed, None), "never captured");
     assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");
 }
@@ -338,12 +334,7 @@ async fn a_payment_that_succeeds_after_cancellation_is_refunded(store: Arc<dyn S
         w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await
     });
     assert_eq!((charged, cancel.body["status"].as_str()), (1, Some("cancelled")), "{}", cancel.body);
-    let payment = w
-        .store
-        .get_payment(paid.body["id"].as_str().expect("id").parse().expect("uuid"))
-        .await
-        .expect("get")
-        .expect("payment");
+    let payment = w.payment(&paid).await;
     assert_eq!(payment.status, PaymentStatus::Refunded);
     assert!(payment.gateway_reference.is_some(), "it was captured, then refunded");
     assert_eq!(w.order(&order).await.status, OrderStatus::Cancelled);

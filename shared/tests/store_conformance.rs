@@ -73,6 +73,27 @@ where
     panic!("pagination did not end");
 }
 
+/// Races 50 inserts of one unique key (alternating case): (won, refused as `key`).
+async fn race<F, Fut>(key: UniqueKey, insert: F) -> (usize, usize)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let mut racers = JoinSet::new();
+    for i in 0..50 {
+        racers.spawn(insert(i));
+    }
+    let (mut won, mut duplicate) = (0, 0);
+    while let Some(result) = racers.join_next().await {
+        match result.expect("task") {
+            Ok(()) => won += 1,
+            Err(StoreError::Duplicate(k)) if k == key => duplicate += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    (won, duplicate)
+}
+
 async fn customers_round_trip(store: Arc<dyn Store>) {
     let ada = customer("ada@example.com");
     store.insert_customer(&ada, HASH).await.expect("insert");
@@ -87,20 +108,12 @@ async fn customer_emails_are_unique_case_insensitively(store: Arc<dyn Store>) {
 }
 
 async fn racing_sign_ups_with_one_email_admit_exactly_one(store: Arc<dyn Store>) {
-    let mut racers = JoinSet::new();
-    for i in 0..50 {
+    let (won, duplicate) = race(UniqueKey::CustomerEmail, |i| {
         let store = Arc::clone(&store);
         let email = if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
-        racers.spawn(async move { store.insert_customer(&customer(email), HASH).await });
-    }
-    let (mut won, mut duplicate) = (0, 0);
-    while let Some(result) = racers.join_next().await {
-        match result.expect("task") {
-            Ok(()) => won += 1,
-            Err(StoreError::Duplicate(UniqueKey::CustomerEmail)) => duplicate += 1,
-            Err(other) => panic!("unexpected {other:?}"),
-        }
-    }
+        async move { store.insert_customer(&customer(email), HASH).await }
+    })
+    .await;
     assert_eq!((won, duplicate), (1, 49));
     let all = all_pages(100, |p| {
         let store = Arc::clone(&store);
@@ -184,20 +197,12 @@ async fn products_round_trip(store: Arc<dyn Store>) {
 }
 
 async fn racing_creates_with_one_product_name_admit_exactly_one(store: Arc<dyn Store>) {
-    let mut racers = JoinSet::new();
-    for i in 0..50 {
+    let (won, duplicate) = race(UniqueKey::ProductName, |i| {
         let store = Arc::clone(&store);
         let name = if i % 2 == 0 { "Hot Item" } else { "HOT ITEM" };
-        racers.spawn(async move { store.insert_product(&product(name, "kitchen", 100, 1)).await });
-    }
-    let (mut won, mut duplicate) = (0, 0);
-    while let Some(result) = racers.join_next().await {
-        match result.expect("task") {
-            Ok(()) => won += 1,
-            Err(StoreError::Duplicate(UniqueKey::ProductName)) => duplicate += 1,
-            Err(other) => panic!("unexpected {other:?}"),
-        }
-    }
+        async move { store.insert_product(&product(name, "kitchen", 100, 1)).await }
+    })
+    .await;
     assert_eq!((won, duplicate), (1, 49));
     let categories = store.list_categories().await.expect("categories");
     assert_eq!(categories.len(), 1);
