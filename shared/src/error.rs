@@ -2,21 +2,7 @@
 //! The HTTP layer maps it to a status and a problem document in one place
 //! (`http::problem`); store errors are translated into it in `domain`.
 
-use serde::Serialize;
-
-/// One invalid input field, reported back to the client verbatim.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// The field's JSON path (`price_cents`, `address.city`) or query parameter name.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
+pub use crate::model::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod lambda;
+pub mod model;
 pub mod queue;
 mod retry;
 pub mod store;

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
-use orderly::domain::{
-    IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, OrderStatus, Orderly, Principal, Release, Role, Session,
-};
+use orderly::domain::{IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Orderly, Release, Session};
+use orderly::model::{OrderStatus, Principal, Role};
 use orderly::queue::Consumer;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
 use orderly::store::Store;

@@ -10,10 +10,11 @@ use std::time::Duration as StdDuration;
 use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
-use orderly::domain::{OrderStatus, Orderly, PaymentStatus};
+use orderly::domain::Orderly;
 use orderly::gateway::{
     CardDetails, CardToken, ChargeOutcome, CircuitBreaker, GatewayError, PaymentGateway, SimulatedGateway, simulated,
 };
+use orderly::model::{OrderStatus, PaymentStatus};
 use orderly::queue::{Delivery, Queue, QueueName, SqliteQueue, process_batch};
 use orderly::store::Store;
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
@@ -79,12 +80,12 @@ impl World {
     }
 
     /// The stored payment a POST /payments reply created.
-    async fn payment(&self, reply: &common::http::Reply) -> orderly::domain::Payment {
+    async fn payment(&self, reply: &common::http::Reply) -> orderly::model::Payment {
         let id = reply.body["id"].as_str().expect("id").parse().expect("uuid");
         self.store.get_payment(id).await.expect("get").expect("payment")
     }
 
-    async fn order(&self, id: &str) -> orderly::domain::Order {
+    async fn order(&self, id: &str) -> orderly::model::Order {
         self.store.get_order(id.parse().expect("uuid")).await.expect("get").expect("order")
     }
 

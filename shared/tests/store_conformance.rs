@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use orderly::domain::{Admin, Category, Customer, Email, PersonName, Principal, Product, ProductName, Role};
+use orderly::model::{Admin, Category, Customer, Email, PersonName, Principal, Product, ProductName, Role};
 use orderly::store::{PageRequest, ProductFilter, Store, StoreError, UniqueKey};
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;

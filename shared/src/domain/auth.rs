@@ -16,21 +16,8 @@ use uuid::Uuid;
 
 use super::{Orderly, field_errors};
 use crate::error::{Error, FieldError, Result};
+use crate::model::{Admin, Principal, Role};
 use crate::store::{Login, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Customer,
-    Admin,
-}
-
-/// Who a valid token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Principal {
-    pub id: Uuid,
-    pub role: Role,
-}
 
 /// A verified, unrevoked access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,15 +222,6 @@ pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An admin account. Admins are created by the operator (see README), never over the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Admin {
-    pub id: Uuid,
-    pub username: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
 }
 
 /// Admin usernames: 3–64 of `a-z 0-9 . _ -`; never an email, so they cannot clash with one.

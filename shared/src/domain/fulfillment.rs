@@ -8,21 +8,10 @@ use uuid::Uuid;
 
 use super::Orderly;
 use super::auth::Session;
-use super::orders::{Order, OrderEvent, OrderStatus};
 use crate::error::{Error, Result};
+use crate::model::{Order, OrderEvent, OrderStatus, Shipment};
 
 pub const CARRIER: &str = "Orderly Parcel";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shipment {
-    pub carrier: String,
-    pub tracking_number: String,
-    /// `zpl`: the Zebra label language every thermal label printer takes.
-    pub label_format: String,
-    pub label: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
 
 /// PUT /orders/{id}/fulfillment body (admin).
 #[derive(Debug, Deserialize)]

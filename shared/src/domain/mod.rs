@@ -3,7 +3,6 @@
 
 mod auth;
 mod customers;
-mod fields;
 mod fulfillment;
 mod messages;
 mod orders;
@@ -11,23 +10,18 @@ mod payments;
 mod products;
 
 pub use auth::{
-    AccessToken, Admin, AuthConfig, LoginLimits, LoginRequest, MIN_SECRET_BYTES, Password, PasswordCost, Principal,
-    Role, Session, random_secret,
+    AccessToken, AuthConfig, LoginLimits, LoginRequest, MIN_SECRET_BYTES, Password, PasswordCost, Session,
+    random_secret,
 };
-pub use customers::{Address, Customer, CustomerPatch, NewCustomer};
-pub use fields::{Category, Email, PersonName, ProductName};
-pub use fulfillment::{FulfillmentAction, FulfillmentRequest, Shipment, Tracking, TrackingEvent};
+pub use customers::{CustomerPatch, NewCustomer};
+pub use fulfillment::{FulfillmentAction, FulfillmentRequest, Tracking, TrackingEvent};
 pub use messages::OrderMessage;
 pub use orders::{
-    CancelRequest, HistoryEntry, IdempotencyKey, IdempotencyRecord, MAX_ORDER_LINES, NewOrder, NewOrderItem, Order,
-    OrderCounters, OrderEvent, OrderLine, OrderMetrics, OrderQuery, OrderSettings, OrderStatus, Placed, Release,
-    StatusChange, SweepReport,
+    CancelRequest, IdempotencyKey, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, OrderSettings,
+    Placed, Release, StatusChange, SweepReport,
 };
-pub use payments::{
-    CardInput, CardSummary, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, Payment, PaymentMessage,
-    PaymentStatus,
-};
-pub use products::{CategorySummary, NewProduct, Product, ProductPatch, ProductQuery};
+pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage};
+pub use products::{NewProduct, ProductPatch, ProductQuery};
 
 use std::sync::Arc;
 

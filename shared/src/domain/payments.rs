@@ -10,62 +10,12 @@ use uuid::Uuid;
 
 use super::Orderly;
 use super::auth::Session;
-use super::orders::{IdempotencyKey, IdempotencyRecord, Order, OrderEvent, OrderStatus, Placed};
+use super::orders::{IdempotencyKey, Placed};
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::{CardDetails, CardToken, ChargeOutcome, GatewayError};
+use crate::model::{CardSummary, IdempotencyRecord, Order, OrderEvent, OrderStatus, Payment, PaymentStatus};
 use crate::queue::QueueName;
 use crate::store::{Page, PageRequest, PaymentChange, StoreError, TransitionWrite};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PaymentStatus {
-    Pending,
-    Succeeded,
-    Failed,
-    Refunded,
-}
-
-impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Pending => "pending",
-            PaymentStatus::Succeeded => "succeeded",
-            PaymentStatus::Failed => "failed",
-            PaymentStatus::Refunded => "refunded",
-        }
-    }
-}
-
-/// What a payment remembers of the card.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardSummary {
-    pub brand: String,
-    pub last4: String,
-    pub exp_month: u8,
-    pub exp_year: u16,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payment {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub customer_id: Uuid,
-    pub amount_cents: i64,
-    pub status: PaymentStatus,
-    pub method: String,
-    pub card: CardSummary,
-    /// The gateway's charge reference once captured (refunds use it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway_reference: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_reason: Option<String>,
-    pub correlation_id: String,
-    pub version: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-}
 
 /// POST /payments body.
 #[derive(Debug, Deserialize)]

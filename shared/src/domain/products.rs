@@ -1,12 +1,11 @@
 //! The catalog: products with optimistic concurrency, and categories.
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use serde::Deserialize;
 use uuid::Uuid;
 
-use super::fields::{Category, ProductName, int_in_range, optional_text};
 use super::{Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::error::{Error, Result};
+use crate::model::{Category, CategorySummary, Product, ProductName, int_in_range, optional_text};
 use crate::store::{Page, ProductFilter, StoreError};
 
 /// Upper bounds that keep values sane (and far from integer overflow in any sum).
@@ -14,23 +13,6 @@ pub const MAX_PRICE_CENTS: i64 = 100_000_000; // 1,000,000.00
 pub const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_DESCRIPTION: usize = 5_000;
 const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Product {
-    pub id: Uuid,
-    pub name: ProductName,
-    #[serde(default)]
-    pub description: String,
-    pub price_cents: i64,
-    pub stock: i64,
-    pub category: Category,
-    pub low_stock_threshold: i64,
-    pub version: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-}
 
 /// POST /products and PUT /products/{id} body (PUT replaces every field).
 #[derive(Debug, Deserialize)]
@@ -75,12 +57,6 @@ pub struct ProductQuery {
     pub in_stock: Option<bool>,
     pub limit: Option<u32>,
     pub next_token: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CategorySummary {
-    pub name: Category,
-    pub product_count: u64,
 }
 
 /// Every field of a product a client may set, validated.

@@ -14,10 +14,10 @@ use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, JsonOrEmpty, Query};
 use super::{ApiError, RequestId};
 use crate::domain::{
-    CancelRequest, FulfillmentRequest, IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Orderly, Payment,
-    StatusChange, Tracking,
+    CancelRequest, FulfillmentRequest, IdempotencyKey, NewOrder, OrderQuery, Orderly, StatusChange, Tracking,
 };
 use crate::error::Error;
+use crate::model::{Order, OrderStatus, Payment};
 
 pub fn routes() -> Router<Orderly> {
     Router::new()

@@ -12,7 +12,8 @@ use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
 use super::orders::idempotency_key;
 use super::{ApiError, RequestId};
-use crate::domain::{NewPayment, Orderly, Payment, page_request};
+use crate::domain::{NewPayment, Orderly, page_request};
+use crate::model::Payment;
 
 pub fn routes() -> Router<Orderly> {
     Router::new().route("/payments", post(pay).get(list)).route("/payments/{id}", get(show))

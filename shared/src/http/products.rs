@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::ApiError;
 use super::auth::AdminSession;
 use super::extract::{Id, IfMatch, Json, Query};
-use crate::domain::{NewProduct, Orderly, Product, ProductPatch, ProductQuery};
+use crate::domain::{NewProduct, Orderly, ProductPatch, ProductQuery};
+use crate::model::Product;
 
 pub fn routes() -> Router<Orderly> {
     Router::new()
@@ -86,7 +87,7 @@ async fn remove(
 
 #[derive(Serialize)]
 struct Categories {
-    items: Vec<crate::domain::CategorySummary>,
+    items: Vec<crate::model::CategorySummary>,
 }
 
 async fn categories(State(orderly): State<Orderly>) -> Result<impl IntoResponse, ApiError> {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use time::OffsetDateTime;
 
-use crate::domain::{
+use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role,
 };
@@ -303,8 +303,8 @@ pub(crate) fn attempt_key(key: &str, window_end: OffsetDateTime) -> String {
 pub(crate) fn refunds(change: Option<PaymentChange<'_>>) -> Option<Uuid> {
     match change {
         Some(PaymentChange::Update { previous, updated })
-            if updated.status == crate::domain::PaymentStatus::Refunded
-                && previous.status != crate::domain::PaymentStatus::Refunded =>
+            if updated.status == crate::model::PaymentStatus::Refunded
+                && previous.status != crate::model::PaymentStatus::Refunded =>
         {
             Some(updated.id)
         }

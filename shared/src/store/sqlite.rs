@@ -18,7 +18,7 @@ use super::{
     StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
     from_epoch_millis, refunds, token,
 };
-use crate::domain::{
+use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role,
 };

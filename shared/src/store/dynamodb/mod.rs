@@ -28,7 +28,7 @@ use super::{
     from_epoch_millis, refunds, token,
 };
 use crate::config::TableNames;
-use crate::domain::{
+use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role,
 };

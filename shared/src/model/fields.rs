@@ -1,11 +1,11 @@
-//! Validated values: client input becomes one of these at the edge, so the rest of the
-//! domain never sees an invalid name, email or category.
+//! Validated values: client input becomes one of these at the edge, so the domain and the
+//! stores never see an invalid name, email or category.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::FieldError;
+use super::FieldError;
 
 fn trimmed_len_between(field: &str, raw: &str, min: usize, max: usize) -> Result<String, FieldError> {
     let value = raw.trim();
@@ -118,7 +118,7 @@ impl fmt::Display for Category {
 }
 
 /// An integer in `min..=max`, or a field error saying so.
-pub(crate) fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, FieldError> {
+pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, FieldError> {
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
@@ -127,7 +127,7 @@ pub(crate) fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Resul
 }
 
 /// Optional free text bounded in length (descriptions, phone numbers, address lines).
-pub(crate) fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
+pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(value) if value.chars().count() > max => {

@@ -1,0 +1,81 @@
+//! Accounts: customers with their contact details and address, admins, and who a token
+//! speaks for.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::FieldError;
+use super::fields::{Email, PersonName, optional_text};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+impl Address {
+    pub fn parse(field: &str, raw: Address) -> Result<Address, FieldError> {
+        let required =
+            |name: &str, value: &str, max: usize| match optional_text(&format!("{field}.{name}"), Some(value), max)? {
+                Some(v) => Ok(v),
+                None => Err(FieldError::new(format!("{field}.{name}"), "must not be empty")),
+            };
+        let country = raw.country.trim().to_ascii_uppercase();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(FieldError::new(format!("{field}.country"), "must be a two-letter country code like GB"));
+        }
+        Ok(Address {
+            line1: required("line1", &raw.line1, 200)?,
+            line2: optional_text(&format!("{field}.line2"), raw.line2.as_deref(), 200)?,
+            city: required("city", &raw.city, 100)?,
+            postal_code: required("postal_code", &raw.postal_code, 20)?,
+            country,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: Uuid,
+    pub name: PersonName,
+    pub email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// An admin account. Admins are created by the operator (see README), never over the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admin {
+    pub id: Uuid,
+    pub username: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub id: Uuid,
+    pub role: Role,
+}

@@ -1,0 +1,31 @@
+//! The entities and value types every layer speaks in, and the order status table. This is the
+//! bottom of the crate: it imports nothing else of it, so the stores, the domain services and
+//! the HTTP layer can all depend on it without depending on each other.
+
+mod account;
+mod fields;
+mod order;
+mod payment;
+mod product;
+
+pub use account::{Address, Admin, Customer, Principal, Role};
+pub use fields::{Category, Email, PersonName, ProductName, int_in_range, optional_text};
+pub use order::{HistoryEntry, IdempotencyRecord, Order, OrderCounters, OrderEvent, OrderLine, OrderStatus, Shipment};
+pub use payment::{CardSummary, Payment, PaymentStatus};
+pub use product::{CategorySummary, Product};
+
+use serde::Serialize;
+
+/// One invalid input field, reported back to the client verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's JSON path (`price_cents`, `address.city`) or query parameter name.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,30 @@
+//! The catalog: products and the categories they are listed under.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::fields::{Category, ProductName};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: ProductName,
+    #[serde(default)]
+    pub description: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub category: Category,
+    pub low_stock_threshold: i64,
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategorySummary {
+    pub name: Category,
+    pub product_count: u64,
+}
