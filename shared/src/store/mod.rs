@@ -1,4 +1,5 @@
-//! Persistence behind one trait, with the production backend ([`dynamodb`]) and the embedded
+//! Persistence behind one trait per area ([`AccountStore`], [`SessionStore`], [`CatalogStore`],
+//! [`OrderStore`], [`PaymentStore`]), with the production backend ([`dynamodb`]) and the embedded
 //! one ([`sqlite`]) side by side. Every invariant — unique emails and product names, version
 //! checks, category counts — is enforced inside the backend in one atomic step (a DynamoDB
 //! condition or transaction, an SQL transaction); callers never read-then-write to check one.
@@ -138,7 +139,7 @@ pub struct TransitionWrite<'a> {
 }
 
 /// A payment written with an order transition. An update that makes it `refunded` also records
-/// a pending refund (see [`Store::pending_refunds`]).
+/// a pending refund (see [`PaymentStore::pending_refunds`]).
 #[derive(Debug, Clone, Copy)]
 pub enum PaymentChange<'a> {
     Insert(&'a Payment),
@@ -171,57 +172,90 @@ impl fmt::Debug for Login {
     }
 }
 
+/// Customers, admins and their logins, and the failed-login counters.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccountStore: Send + Sync + 'static {
     /// Inserts a new customer and its login; `Duplicate(CustomerEmail)` if the email is taken.
     async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError>;
+
     async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, StoreError>;
+
     /// Customers in sign-up order.
     async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError>;
+
     /// Replaces `previous` with `updated` if the stored version is still `previous.version`;
     /// an email change moves the login (and its password hash) to the new email.
     async fn update_customer(&self, previous: &Customer, updated: &Customer) -> Result<(), StoreError>;
 
-    /// Inserts a new product; `Duplicate(ProductName)` if the name is taken.
-    async fn insert_product(&self, product: &Product) -> Result<(), StoreError>;
-    async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError>;
-    async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError>;
-    /// Replaces `previous` with `updated` if the stored version is still `previous.version`.
-    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError>;
-    /// Deletes the product if the stored version is still `previous.version`.
-    async fn delete_product(&self, previous: &Product) -> Result<(), StoreError>;
-    /// Categories that have at least one product, by name.
-    async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError>;
-
     /// Inserts an admin and its login; `Duplicate(AdminUsername)` if the username is taken.
     async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError>;
+
     /// The account a lower-case login name belongs to.
     async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError>;
-    /// True while the token `jti` is not revoked and its principal still exists.
-    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime)
-    -> Result<bool, StoreError>;
-    /// Refuses the token `jti` until `expires_at` (when it would expire anyway).
-    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError>;
+
     /// Takes one of `limit` attempts in the counter `key` for the window ending at
     /// `window_end`, atomically; false when none is left.
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError>;
+
     /// Gives back an attempt taken in the same window (a login that succeeded).
     async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError>;
+}
 
+/// What every authenticated request checks: revocations and whether the principal still exists.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// True while the token `jti` is not revoked and its principal still exists.
+    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime)
+    -> Result<bool, StoreError>;
+
+    /// Refuses the token `jti` until `expires_at` (when it would expire anyway).
+    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+/// Products and their categories.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Inserts a new product; `Duplicate(ProductName)` if the name is taken.
+    async fn insert_product(&self, product: &Product) -> Result<(), StoreError>;
+
+    async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError>;
+
+    async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError>;
+
+    /// Replaces `previous` with `updated` if the stored version is still `previous.version`.
+    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError>;
+
+    /// Deletes the product if the stored version is still `previous.version`.
+    async fn delete_product(&self, previous: &Product) -> Result<(), StoreError>;
+
+    /// Categories that have at least one product, by name.
+    async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError>;
+}
+
+/// Orders with their stock reservations, cooldowns, idempotency records and counters.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError>;
+
     /// Places an order atomically: `InsufficientStock` names the short products,
     /// `VersionConflict` means the cooldown or a price moved (read again and retry),
     /// `Duplicate(IdempotencyKey)` that the key was used meanwhile. Nothing is written then.
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError>;
+
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
     /// Forgets a saved answer that turned out not to stand (its request failed afterwards).
     async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError>;
+
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
+
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError>;
+
     /// Applies a transition if the stored order is still at `previous.version` (and a changed
     /// payment at its version), with restock, payment, idempotency record and counters in the
     /// same atomic step; `VersionConflict` otherwise, `Duplicate(IdempotencyKey)` for a used key.
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError>;
+
     /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest first.
     async fn orders_due(
         &self,
@@ -229,16 +263,31 @@ pub trait Store: Send + Sync + 'static {
         due_by: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError>;
-    async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
 
+    async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
+}
+
+/// Payments and the refund outbox. Payments are written with order transitions
+/// ([`OrderStore::transition_order`]); this trait reads them and confirms refunds.
+#[async_trait]
+pub trait PaymentStore: Send + Sync + 'static {
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError>;
+
     /// Payments marked `refunded` whose refund the gateway has not confirmed yet. A transition
     /// that marks a payment `refunded` records it here in the same atomic step (an outbox).
     async fn pending_refunds(&self, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+
     async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError>;
+
     /// One order's payments, or (no order) all payments; newest first.
     async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError>;
 }
+
+/// Every area at once: what a backend implements, and what the wiring hands out (as the
+/// narrower traits above) to the services that need each.
+pub trait Store: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore {}
+
+impl<T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore> Store for T {}
 
 /// Counter deltas of a placement or transition, shared by both backends.
 pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(String, i64)> {

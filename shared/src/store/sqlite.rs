@@ -14,9 +14,9 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    Login, NewOrderWrite, OrderContext, OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store,
-    StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
-    from_epoch_millis, refunds, token,
+    AccountStore, CatalogStore, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore, Page, PageRequest,
+    PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key,
+    counter_deltas, counters_from, epoch_millis, from_epoch_millis, refunds, token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
@@ -202,7 +202,7 @@ fn into_page<T>(mut rows: Vec<(String, T)>, limit: u32) -> Result<Page<T>, Store
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AccountStore for SqliteStore {
     async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError> {
         let (id, key, version, doc) =
             (customer.id.to_string(), customer.email.key(), customer.version, to_doc(customer)?);
@@ -263,6 +263,120 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
+        let (id, key, hash, doc) =
+            (admin.id.to_string(), admin.username.to_lowercase(), password_hash.to_owned(), to_doc(admin)?);
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![id, key, hash, doc],
+            )
+            .map_err(unique_violation("username_key", UniqueKey::AdminUsername))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
+        let login = login.to_owned();
+        self.transaction(move |tx| {
+            let row: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT id, password_hash, 'customer' FROM customers WHERE email_key = ?1
+                     UNION ALL
+                     SELECT id, password_hash, 'admin' FROM admins WHERE username_key = ?1",
+                    [login],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(id, password_hash, role)| {
+                Ok(Login {
+                    subject: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))?,
+                    role: if role == "admin" { Role::Admin } else { Role::Customer },
+                    password_hash,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
+        let key = attempt_key(key, window_end);
+        let expires_at = window_end.unix_timestamp();
+        self.transaction(move |tx| {
+            // Counters of past windows are garbage: collect them as we go.
+            tx.execute("DELETE FROM login_attempts WHERE expires_at < ?1", [expires_at]).map_err(backend)?;
+            let taken = tx
+                .execute(
+                    "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1 WHERE attempts < ?3",
+                    params![key, expires_at, limit],
+                )
+                .map_err(backend)?;
+            Ok(taken == 1 && limit > 0)
+        })
+        .await
+    }
+
+    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
+        let key = attempt_key(key, window_end);
+        self.transaction(move |tx| {
+            tx.execute("UPDATE login_attempts SET attempts = attempts - 1 WHERE key = ?1 AND attempts > 0", [key])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn session_is_valid(
+        &self,
+        principal: &Principal,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (id, jti, role) = (principal.id.to_string(), jti.to_string(), principal.role);
+        self.transaction(move |tx| {
+            let revoked: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
+                    params![jti, expired_before(now)],
+                    |row| row.get(0),
+                )
+                .map_err(backend)?;
+            let exists_sql = match role {
+                Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
+                Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
+            };
+            let exists: bool = tx.query_row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
+            Ok(exists && !revoked)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        let jti = jti.to_string();
+        self.transaction(move |tx| {
+            // Revocations of tokens that have expired anyway are garbage.
+            tx.execute("DELETE FROM revoked_tokens WHERE expires_at < unixepoch()", []).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+                params![jti, expires_at.unix_timestamp()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
     async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
         let row = ProductRow::of(product)?;
         self.transaction(move |tx| {
@@ -373,115 +487,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
-        let (id, key, hash, doc) =
-            (admin.id.to_string(), admin.username.to_lowercase(), password_hash.to_owned(), to_doc(admin)?);
-        self.transaction(move |tx| {
-            tx.execute(
-                "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![id, key, hash, doc],
-            )
-            .map_err(unique_violation("username_key", UniqueKey::AdminUsername))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
-        let login = login.to_owned();
-        self.transaction(move |tx| {
-            let row: Option<(String, String, String)> = tx
-                .query_row(
-                    "SELECT id, password_hash, 'customer' FROM customers WHERE email_key = ?1
-                     UNION ALL
-                     SELECT id, password_hash, 'admin' FROM admins WHERE username_key = ?1",
-                    [login],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            row.map(|(id, password_hash, role)| {
-                Ok(Login {
-                    subject: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))?,
-                    role: if role == "admin" { Role::Admin } else { Role::Customer },
-                    password_hash,
-                })
-            })
-            .transpose()
-        })
-        .await
-    }
-
-    async fn session_is_valid(
-        &self,
-        principal: &Principal,
-        jti: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let (id, jti, role) = (principal.id.to_string(), jti.to_string(), principal.role);
-        self.transaction(move |tx| {
-            let revoked: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
-                    params![jti, expired_before(now)],
-                    |row| row.get(0),
-                )
-                .map_err(backend)?;
-            let exists_sql = match role {
-                Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
-                Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
-            };
-            let exists: bool = tx.query_row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
-            Ok(exists && !revoked)
-        })
-        .await
-    }
-
-    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
-        let jti = jti.to_string();
-        self.transaction(move |tx| {
-            // Revocations of tokens that have expired anyway are garbage.
-            tx.execute("DELETE FROM revoked_tokens WHERE expires_at < unixepoch()", []).map_err(backend)?;
-            tx.execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
-                params![jti, expires_at.unix_timestamp()],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
-        let key = attempt_key(key, window_end);
-        let expires_at = window_end.unix_timestamp();
-        self.transaction(move |tx| {
-            // Counters of past windows are garbage: collect them as we go.
-            tx.execute("DELETE FROM login_attempts WHERE expires_at < ?1", [expires_at]).map_err(backend)?;
-            let taken = tx
-                .execute(
-                    "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1 WHERE attempts < ?3",
-                    params![key, expires_at, limit],
-                )
-                .map_err(backend)?;
-            Ok(taken == 1 && limit > 0)
-        })
-        .await
-    }
-
-    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
-        let key = attempt_key(key, window_end);
-        self.transaction(move |tx| {
-            tx.execute("UPDATE login_attempts SET attempts = attempts - 1 WHERE key = ?1 AND attempts > 0", [key])
-                .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
+#[async_trait]
+impl OrderStore for SqliteStore {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let (customer, ids): (String, Vec<String>) =
             (customer.to_string(), products.iter().map(Uuid::to_string).collect());
@@ -739,6 +748,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
+        self.transaction(|tx| {
+            let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(counters_from(rows))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PaymentStore for SqliteStore {
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError> {
         self.transaction(move |tx| {
             let doc: Option<String> = tx
@@ -787,19 +812,6 @@ impl Store for SqliteStore {
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             into_page(rows, limit)
-        })
-        .await
-    }
-
-    async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
-        self.transaction(|tx| {
-            let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
-            let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            Ok(counters_from(rows))
         })
         .await
     }

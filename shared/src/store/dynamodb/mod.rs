@@ -23,9 +23,9 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    Login, NewOrderWrite, OrderContext, OrderFilter, Page, PageRequest, PaymentChange, ProductFilter, Store,
-    StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
-    from_epoch_millis, refunds, token,
+    AccountStore, CatalogStore, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore, Page, PageRequest,
+    PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key,
+    counter_deltas, counters_from, epoch_millis, from_epoch_millis, refunds, token,
 };
 use crate::config::TableNames;
 use crate::model::{
@@ -634,7 +634,7 @@ fn encode_key(key: &Item) -> Result<String, StoreError> {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl AccountStore for DynamoStore {
     async fn insert_customer(&self, customer: &Customer, password_hash: &str) -> Result<(), StoreError> {
         let table = &self.tables.customers;
         let actions = vec![
@@ -691,6 +691,106 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
+        let mut item = to_item(admin)?;
+        item.insert("pk".into(), s(admin_pk(admin.id)));
+        let actions = vec![
+            self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)?,
+            self.new_login(&admin.username.to_lowercase(), admin.id, Role::Admin, password_hash)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(1)) => Err(StoreError::Duplicate(UniqueKey::AdminUsername)),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Backend("admin id collision".into())),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
+        let item: Option<LoginItem> = self.get(&self.tables.customers, login_pk(login)).await?;
+        Ok(item.map(|i| Login { subject: i.subject_id, role: i.role, password_hash: i.password_hash }))
+    }
+
+    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(attempts_pk(key, window_end))))
+            .update_expression("SET #ttl = :ttl ADD attempts :one")
+            .condition_expression("attribute_not_exists(attempts) OR attempts < :limit")
+            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+            .expression_attribute_values(":ttl", n(window_end.unix_timestamp()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(limit > 0),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
+    }
+
+    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(attempts_pk(key, window_end))))
+            .update_expression("ADD attempts :minus_one")
+            .condition_expression("attempts > :zero")
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn session_is_valid(
+        &self,
+        principal: &Principal,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // One round trip for both questions: is the token revoked, does its principal exist.
+        let subject = match principal.role {
+            Role::Customer => customer_pk(principal.id),
+            Role::Admin => admin_pk(principal.id),
+        };
+        let revoked = revoked_pk(jti);
+        let found = self.batch_get(&self.tables.customers, vec![subject.clone(), revoked.clone()]).await?;
+        let still_revoked = found.get(&revoked).is_some_and(|item| match item.get("expires_at") {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().is_ok_and(|t| t > now.unix_timestamp()),
+            _ => true,
+        });
+        Ok(found.contains_key(&subject) && !still_revoked)
+    }
+
+    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        let mut item = pk(revoked_pk(jti));
+        item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
+        item.insert(schema::TTL_ATTRIBUTE.into(), n(expires_at.unix_timestamp()));
+        self.client
+            .put_item()
+            .table_name(&self.tables.customers)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for DynamoStore {
     async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
         let table = &self.tables.products;
         let actions = vec![
@@ -792,101 +892,10 @@ impl Store for DynamoStore {
             }
         }
     }
+}
 
-    async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
-        let mut item = to_item(admin)?;
-        item.insert("pk".into(), s(admin_pk(admin.id)));
-        let actions = vec![
-            self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)?,
-            self.new_login(&admin.username.to_lowercase(), admin.id, Role::Admin, password_hash)?,
-        ];
-        match self.transact(actions).await {
-            Ok(()) => Ok(()),
-            Err(TransactionError::ConditionFailed(1)) => Err(StoreError::Duplicate(UniqueKey::AdminUsername)),
-            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Backend("admin id collision".into())),
-            Err(TransactionError::Store(e)) => Err(e),
-        }
-    }
-
-    async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
-        let item: Option<LoginItem> = self.get(&self.tables.customers, login_pk(login)).await?;
-        Ok(item.map(|i| Login { subject: i.subject_id, role: i.role, password_hash: i.password_hash }))
-    }
-
-    async fn session_is_valid(
-        &self,
-        principal: &Principal,
-        jti: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        // One round trip for both questions: is the token revoked, does its principal exist.
-        let subject = match principal.role {
-            Role::Customer => customer_pk(principal.id),
-            Role::Admin => admin_pk(principal.id),
-        };
-        let revoked = revoked_pk(jti);
-        let found = self.batch_get(&self.tables.customers, vec![subject.clone(), revoked.clone()]).await?;
-        let still_revoked = found.get(&revoked).is_some_and(|item| match item.get("expires_at") {
-            Some(AttributeValue::N(v)) => v.parse::<i64>().is_ok_and(|t| t > now.unix_timestamp()),
-            _ => true,
-        });
-        Ok(found.contains_key(&subject) && !still_revoked)
-    }
-
-    async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
-        let mut item = pk(revoked_pk(jti));
-        item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
-        item.insert(schema::TTL_ATTRIBUTE.into(), n(expires_at.unix_timestamp()));
-        self.client
-            .put_item()
-            .table_name(&self.tables.customers)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", e))?;
-        Ok(())
-    }
-
-    async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.customers)
-            .set_key(Some(pk(attempts_pk(key, window_end))))
-            .update_expression("SET #ttl = :ttl ADD attempts :one")
-            .condition_expression("attribute_not_exists(attempts) OR attempts < :limit")
-            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
-            .expression_attribute_values(":ttl", n(window_end.unix_timestamp()))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":limit", n(limit))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(limit > 0),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(err) => Err(sdk_error("UpdateItem", err)),
-        }
-    }
-
-    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.customers)
-            .set_key(Some(pk(attempts_pk(key, window_end))))
-            .update_expression("ADD attempts :minus_one")
-            .condition_expression("attempts > :zero")
-            .expression_attribute_values(":minus_one", n(-1))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(err) => Err(sdk_error("UpdateItem", err)),
-        }
-    }
-
+#[async_trait]
+impl OrderStore for DynamoStore {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let pks: Vec<String> = products.iter().map(|id| product_pk(*id)).collect();
         let (cooldown, mut found) = tokio::try_join!(
@@ -1069,6 +1078,21 @@ impl Store for DynamoStore {
         Ok(self.list_by_index(query, &PageRequest::first(limit), |o: &Order| o.status == status).await?.items)
     }
 
+    async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
+        let shards: Vec<String> = (0..METRICS_SHARDS).map(|i| format!("METRICS#{i}")).collect();
+        let found = self.batch_get(&self.tables.orders, shards).await?;
+        let values = found.into_values().flat_map(|item| {
+            item.into_iter().filter_map(|(name, value)| match value {
+                AttributeValue::N(v) if name != "pk" => v.parse::<i64>().ok().map(|v| (name, v)),
+                _ => None,
+            })
+        });
+        Ok(counters_from(values))
+    }
+}
+
+#[async_trait]
+impl PaymentStore for DynamoStore {
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError> {
         self.get(&self.tables.orders, payment_pk(id)).await
     }
@@ -1096,18 +1120,6 @@ impl Store for DynamoStore {
             None => IndexQuery::new(&self.tables.orders, "gsi3", "PAYMENT"),
         };
         self.list_by_index(IndexQuery { descending: true, ..query }, page, |_: &Payment| true).await
-    }
-
-    async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
-        let shards: Vec<String> = (0..METRICS_SHARDS).map(|i| format!("METRICS#{i}")).collect();
-        let found = self.batch_get(&self.tables.orders, shards).await?;
-        let values = found.into_values().flat_map(|item| {
-            item.into_iter().filter_map(|(name, value)| match value {
-                AttributeValue::N(v) if name != "pk" => v.parse::<i64>().ok().map(|v| (name, v)),
-                _ => None,
-            })
-        });
-        Ok(counters_from(values))
     }
 }
 
