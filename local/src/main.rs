@@ -23,8 +23,8 @@ use orderly::clock::{Clock, SystemClock};
 use orderly::config::{
     TableNames, auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or,
 };
-use orderly::domain::{Orderly, Password};
-use orderly::http::{app, auth, customers, orders, payments, products};
+use orderly::domain::{Password, Services, Sweeper};
+use orderly::http::local_app;
 use orderly::queue::{Consumer, QueueName, SqliteQueue, run_local_worker};
 use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
@@ -42,16 +42,20 @@ async fn main() -> Result<(), BoxError> {
     let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let queue = Arc::new(SqliteQueue::open(&data_dir.join("queues.sqlite3"), clock.clone(), MAX_RECEIVES)?);
-    let orderly = Orderly::new(open_store(&data_dir).await?, clock, auth_config)
-        .with_order_settings(order_settings_from_env()?)
-        .with_queue(queue.clone())
-        .with_gateway(Arc::new(simulated_gateway_from_env()?));
+    let services = Services::new(
+        open_store(&data_dir).await?,
+        clock,
+        auth_config,
+        queue.clone(),
+        Arc::new(simulated_gateway_from_env()?),
+        order_settings_from_env()?,
+    );
 
     let admin = (std::env::var("ORDERLY_ADMIN_USERNAME").ok(), std::env::var("ORDERLY_ADMIN_PASSWORD").ok());
     let create_admin_only = std::env::args().nth(1).as_deref() == Some("create-admin");
     match admin {
         (Some(username), Some(password)) => {
-            orderly.ensure_admin(&username, Password::new(password)).await?;
+            services.accounts.ensure_admin(&username, Password::new(password)).await?;
         }
         _ if create_admin_only => {
             return Err("create-admin needs ORDERLY_ADMIN_USERNAME and ORDERLY_ADMIN_PASSWORD".into());
@@ -71,24 +75,19 @@ async fn main() -> Result<(), BoxError> {
     };
     let mut background = tokio::task::JoinSet::new();
     let consumers: [(QueueName, Arc<dyn Consumer>); 3] = [
-        (QueueName::Orders, Arc::new(OrderWorker::new(orderly.clone()))),
-        (QueueName::Payments, Arc::new(PaymentWorker::new(orderly.clone(), circuit_breaker_from_env()?))),
-        (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(orderly.clone()))),
+        (QueueName::Orders, Arc::new(OrderWorker::new(services.ledger.clone()))),
+        (QueueName::Payments, Arc::new(PaymentWorker::new(services.payments.clone(), circuit_breaker_from_env()?))),
+        (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(services.fulfillment.clone()))),
     ];
     for (name, consumer) in consumers {
         background.spawn(run_local_worker(queue.clone(), name, consumer, WORKER_VISIBILITY, until_stopped()));
     }
-    background.spawn(sweep_periodically(orderly.clone(), until_stopped()));
+    background.spawn(sweep_periodically(services.sweeper.clone(), until_stopped()));
 
-    let routes = auth::routes()
-        .merge(customers::routes())
-        .merge(products::routes())
-        .merge(orders::routes())
-        .merge(payments::routes());
     let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "orderly-local listening");
-    axum::serve(listener, app(routes, orderly).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, local_app(&services).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = stop.send(true);
@@ -103,7 +102,7 @@ const MAX_RECEIVES: u32 = 5;
 const WORKER_VISIBILITY: time::Duration = time::Duration::seconds(60);
 
 /// The local stand-in for the EventBridge schedule that runs the sweep in AWS.
-async fn sweep_periodically(orderly: Orderly, stopped: impl std::future::Future<Output = ()>) {
+async fn sweep_periodically(sweeper: Sweeper, stopped: impl std::future::Future<Output = ()>) {
     let every = std::time::Duration::from_secs(var_or("ORDERLY_SWEEP_SECONDS", "30").parse().unwrap_or(30).max(1));
     let mut ticks = tokio::time::interval(every);
     let mut stopped = std::pin::pin!(stopped);
@@ -111,7 +110,7 @@ async fn sweep_periodically(orderly: Orderly, stopped: impl std::future::Future<
         tokio::select! {
             () = &mut stopped => return,
             _ = ticks.tick() => {
-                if let Err(err) = orderly.sweep().await {
+                if let Err(err) = sweeper.sweep().await {
                     tracing::error!(error = %err, "sweep failed");
                 }
             }

@@ -1,69 +1,92 @@
-//! Cold-start wiring for the Lambda functions: AWS config and the DynamoDB client are built
-//! once per execution environment and shared by every invocation it serves.
+//! Cold-start wiring for the Lambda functions: AWS config, the DynamoDB store and the queue
+//! client are built once per execution environment ([`ColdStart`]) and every invocation it
+//! serves shares them. Each function builds only the services its routes or messages use.
 
 use std::sync::Arc;
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::TableNames;
-use crate::domain::Orderly;
+use crate::domain::{Accounts, AuthConfig, Catalog, Customers, Ledger, Sessions};
 use crate::queue::{QueueUrls, SqsQueue};
 use crate::store::DynamoStore;
 
-/// Which AWS clients a function needs besides DynamoDB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    Store,
-    StoreAndQueues,
+/// What a function is built from, configured from the environment: table names and queue
+/// URLs, JWT secret, order rules, region, `AWS_ENDPOINT_URL*` for emulators.
+pub struct ColdStart {
+    config: aws_config::SdkConfig,
+    store: Arc<DynamoStore>,
+    clock: Arc<dyn Clock>,
 }
 
-/// The service over DynamoDB (and SQS when asked), configured from the environment: table
-/// names and queue URLs, JWT secret, order rules, region, `AWS_ENDPOINT_URL*` for emulators.
+impl ColdStart {
+    pub async fn load() -> Self {
+        let config = aws_config::load_from_env().await;
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), TableNames::from_env()));
+        Self { config, store, clock: Arc::new(SystemClock) }
+    }
+
+    fn auth(&self) -> Result<Arc<AuthConfig>, String> {
+        Ok(Arc::new(crate::config::auth_from_env(None)?))
+    }
+
+    pub fn sessions(&self) -> Result<Sessions, String> {
+        Ok(Sessions::new(self.store.clone(), self.clock.clone(), self.auth()?))
+    }
+
+    pub fn accounts(&self, sessions: Sessions) -> Result<Accounts, String> {
+        Ok(Accounts::new(self.store.clone(), self.clock.clone(), self.auth()?, sessions))
+    }
+
+    pub fn customers(&self) -> Result<Customers, String> {
+        Ok(Customers::new(self.store.clone(), self.clock.clone(), self.auth()?.cost))
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::new(self.store.clone(), self.clock.clone())
+    }
+
+    /// The order side: stores, the SQS queues, the gateway and the order rules.
+    pub fn ledger(&self) -> Result<Ledger, String> {
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), QueueUrls::from_env()?);
+        // The simulated gateway stands in for a real card processor (see crate::gateway).
+        let gateway = crate::config::simulated_gateway_from_env()?;
+        Ok(Ledger::new(
+            self.store.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            Arc::new(queue),
+            Arc::new(gateway),
+            crate::config::order_settings_from_env()?,
+        ))
+    }
+}
+
+/// Runs an HTTP function: logging first, then its routes built once (with the session check
+/// every function shares), then the Lambda runtime loop serving API Gateway events with them.
 /// Fails on missing or invalid configuration, so a broken deploy fails at cold start.
-pub async fn orderly_on_aws(needs: Needs) -> Result<Orderly, String> {
-    let auth = crate::config::auth_from_env(None)?;
-    let settings = crate::config::order_settings_from_env()?;
-    let config = aws_config::load_from_env().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), TableNames::from_env());
-    // The simulated gateway stands in for a real card processor (see crate::gateway).
-    let gateway = crate::config::simulated_gateway_from_env()?;
-    let orderly = Orderly::new(Arc::new(store), Arc::new(SystemClock), auth)
-        .with_order_settings(settings)
-        .with_gateway(Arc::new(gateway));
-    Ok(match needs {
-        Needs::Store => orderly,
-        Needs::StoreAndQueues => {
-            let urls = QueueUrls::from_env()?;
-            orderly.with_queue(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&config), urls)))
-        }
-    })
-}
-
-/// Runs an HTTP function: logging first, then its app built once, then the Lambda runtime
-/// loop serving API Gateway events with it.
-pub async fn serve_http(needs: Needs, app: impl FnOnce(Orderly) -> axum::Router) -> Result<(), lambda_http::Error> {
+pub async fn serve_http(
+    routes: impl FnOnce(&ColdStart, &Sessions) -> Result<axum::Router, String>,
+) -> Result<(), lambda_http::Error> {
     crate::telemetry::init_lambda();
-    let orderly = orderly_on_aws(needs).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    lambda_http::run(app(orderly)).await
+    let cold = ColdStart::load().await;
+    let app = cold
+        .sessions()
+        .and_then(|sessions| Ok(crate::http::app(routes(&cold, &sessions)?, sessions)))
+        .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    lambda_http::run(app).await
 }
 
-/// Runs a queue worker function: logging first, then its consumer built once from the
-/// service, then the Lambda runtime loop handing each SQS batch to it and answering with
-/// partial batch failures (the event source mapping must set `FunctionResponseTypes:
-/// [ReportBatchItemFailures]`). A `Retry` is reported as a failure, so SQS delivers that
-/// message again after the queue's visibility timeout; the others are deleted by Lambda.
-/// See [`crate::queue::worker`].
+/// Runs a queue worker function: logging first, then its consumer built once, then the Lambda
+/// runtime loop handing each SQS batch to it and answering with partial batch failures (the
+/// event source mapping must set `FunctionResponseTypes: [ReportBatchItemFailures]`). A
+/// `Retry` is reported as a failure, so SQS delivers that message again after the queue's
+/// visibility timeout; the others are deleted by Lambda. See [`crate::queue::worker`].
 pub async fn serve_worker<C: crate::queue::Consumer>(
-    consumer: impl FnOnce(Orderly) -> Result<C, String>,
+    consumer: impl FnOnce(&ColdStart) -> Result<C, String>,
 ) -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
-    let orderly =
-        orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let consumer = consumer(orderly).inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    run_sqs(consumer).await
-}
-
-async fn run_sqs<C: crate::queue::Consumer>(consumer: C) -> Result<(), lambda_runtime::Error> {
-    let consumer = Arc::new(consumer);
+    let cold = ColdStart::load().await;
+    let consumer = Arc::new(consumer(&cold).inspect_err(|e| tracing::error!(error = %e, "configuration"))?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
             let consumer = Arc::clone(&consumer);
@@ -79,15 +102,12 @@ async fn run_sqs<C: crate::queue::Consumer>(consumer: C) -> Result<(), lambda_ru
 /// Runs the order worker: SQS batches of release messages, and the scheduled sweep.
 pub async fn serve_order_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
-    let orderly =
-        orderly_on_aws(Needs::StoreAndQueues).await.inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let cold = ColdStart::load().await;
+    let ledger = cold.ledger().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let worker = Arc::new(crate::workers::OrderWorker::new(ledger));
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-        let orderly = orderly.clone();
-        async move {
-            crate::workers::handle_order_worker_event(&orderly, event.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
-        }
+        let worker = Arc::clone(&worker);
+        async move { worker.handle_event(event.payload).await.map_err(lambda_runtime::Error::from) }
     }))
     .await
 }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::http::{ADMIN_PASSWORD, Api, CUSTOMER_PASSWORD, Reply};
 use jsonwebtoken::{EncodingKey, Header};
 use orderly::clock::FakeClock;
-use orderly::domain::{LoginLimits, LoginRequest, Orderly, PasswordCost};
+use orderly::domain::{LoginLimits, LoginRequest, PasswordCost, Services};
 use orderly::http::{app, auth, customers, products};
 use orderly::store::Store;
 use serde_json::{Value, json};
@@ -249,10 +249,10 @@ async fn wrong_password_and_unknown_user_get_the_same_answer(store: Arc<dyn Stor
     assert_eq!(ok.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()), Some(&b"no-store"[..]));
 }
 
-fn clocked(store: Arc<dyn Store>) -> (Orderly, Arc<FakeClock>) {
+fn clocked(store: Arc<dyn Store>) -> (Services, Arc<FakeClock>) {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
     let limits = LoginLimits { per_account: 5, per_address: 100, window: Duration::minutes(15) };
-    let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits));
+    let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits)).services();
     (orderly, clock)
 }
 
@@ -292,14 +292,14 @@ async fn failed_logins_are_rate_limited_per_account(store: Arc<dyn Store>) {
 async fn failed_logins_are_rate_limited_per_address(store: Arc<dyn Store>) {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
     let limits = LoginLimits { per_account: 100, per_address: 4, window: Duration::minutes(15) };
-    let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits));
+    let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits)).services();
     let attacker: std::net::IpAddr = "203.0.113.7".parse().expect("ip");
     let guess = |email: &str| -> LoginRequest {
         serde_json::from_value(json!({"email": email, "password": "guess guess guess"})).expect("request")
     };
     let mut answers = Vec::new();
     for i in 0..6 {
-        let outcome = orderly.login(guess(&format!("victim{i}@example.com")), Some(attacker)).await;
+        let outcome = orderly.accounts.login(guess(&format!("victim{i}@example.com")), Some(attacker)).await;
         answers.push(match outcome {
             Err(orderly::Error::Unauthorized(_)) => 401,
             Err(orderly::Error::TooManyRequests { .. }) => 429,
@@ -307,7 +307,8 @@ async fn failed_logins_are_rate_limited_per_address(store: Arc<dyn Store>) {
         });
     }
     assert_eq!(answers, [401, 401, 401, 401, 429, 429]);
-    let elsewhere = orderly.login(guess("victim0@example.com"), Some("198.51.100.1".parse().expect("ip"))).await;
+    let elsewhere =
+        orderly.accounts.login(guess("victim0@example.com"), Some("198.51.100.1".parse().expect("ip"))).await;
     assert!(matches!(elsewhere, Err(orderly::Error::Unauthorized(_))), "other addresses are unaffected");
 }
 
@@ -325,11 +326,19 @@ async fn tokens_expire_by_the_service_clock(store: Arc<dyn Store>) {
 /// Each function is its own app (as in Lambda) over one store: a logout through the auth
 /// function is refused at once by the others.
 async fn logout_takes_effect_on_every_function(store: Arc<dyn Store>) {
-    let orderly = common::orderly(store);
-    let auth_fn = Api::over(orderly.clone()).await;
-    let customers_fn = Api { router: app(customers::routes(), orderly.clone()), admin_token: String::new() };
-    let products_fn = Api { router: app(products::routes(), orderly.clone()), admin_token: String::new() };
-    let (id, token) = auth_fn.customer("a@example.com").await;
+    let services = common::orderly(store);
+    let function = |routes| Api { router: app(routes, services.sessions.clone()), admin_token: String::new() };
+    let auth_fn = function(auth::routes(services.accounts.clone(), services.sessions.clone()));
+    let customers_fn = function(customers::routes(services.customers.clone()));
+    let products_fn = function(products::routes(services.catalog.clone()));
+    let signed_up = customers_fn
+        .post("/customers", json!({"name": "A", "email": "a@example.com", "password": common::http::CUSTOMER_PASSWORD}))
+        .await;
+    let id = signed_up.body["id"].as_str().expect("id").to_owned();
+    let login = auth_fn
+        .post("/auth/login", json!({"email": "a@example.com", "password": common::http::CUSTOMER_PASSWORD}))
+        .await;
+    let token = login.body["access_token"].as_str().expect("token").to_owned();
     let bearer = format!("Bearer {token}");
     let me = format!("/customers/{id}");
     assert_eq!(customers_fn.send(Method::GET, &me, None, &[("authorization", &bearer)]).await.status, StatusCode::OK);
@@ -348,13 +357,12 @@ async fn logout_takes_effect_on_every_function(store: Arc<dyn Store>) {
         auth_fn.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let _ = auth::routes(); // the auth function's own router is what `Api::over` serves
 }
 
 /// The production argon2 cost works end to end (the other tests use a cheaper one).
 async fn production_password_cost_signs_up_and_logs_in(store: Arc<dyn Store>) {
     let auth = common::test_auth().with_cost(PasswordCost::default());
-    let api = Api::over(common::orderly_with(store, Arc::new(orderly::clock::SystemClock), auth)).await;
+    let api = Api::over(common::orderly_with(store, Arc::new(orderly::clock::SystemClock), auth).services()).await;
     let (_, token) = api.customer("a@example.com").await;
     assert_eq!(token.split('.').count(), 3);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
-use orderly::domain::{IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Orderly, Release, Session};
+use orderly::domain::{IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session};
 use orderly::model::{OrderStatus, Principal, Role};
 use orderly::queue::Consumer;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 /// The service with a fake clock and an embedded queue on that clock.
 struct World {
-    orderly: Orderly,
+    orderly: Services,
     clock: Arc<FakeClock>,
     queue: Arc<SqliteQueue>,
     store: Arc<dyn Store>,
@@ -36,7 +36,8 @@ fn world(store: Arc<dyn Store>) -> World {
     let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), 5).expect("queue"));
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
         .with_order_settings(settings())
-        .with_queue(queue.clone());
+        .with_queue(queue.clone())
+        .services();
     World { orderly, clock, queue, store }
 }
 
@@ -58,15 +59,15 @@ fn order_of(items: &[(Uuid, i64)]) -> NewOrder {
     }
 }
 
-async fn product(orderly: &Orderly, name: &str, price_cents: i64, stock: i64) -> Uuid {
+async fn product(orderly: &Services, name: &str, price_cents: i64, stock: i64) -> Uuid {
     let input =
         serde_json::from_value(json!({"name": name, "price_cents": price_cents, "stock": stock, "category": "test"}))
             .expect("input");
-    orderly.create_product(input).await.expect("product").id
+    orderly.catalog.create_product(input).await.expect("product").id
 }
 
-async fn stock(orderly: &Orderly, id: Uuid) -> i64 {
-    orderly.product(id).await.expect("product").stock
+async fn stock(orderly: &Services, id: Uuid) -> i64 {
+    orderly.catalog.product(id).await.expect("product").stock
 }
 
 fn status_of(body: &str) -> (OrderStatus, Value) {
@@ -76,7 +77,7 @@ fn status_of(body: &str) -> (OrderStatus, Value) {
 
 /// Drives the order queue like the local worker does, at the fake clock's time.
 async fn drain_order_queue(w: &World) -> usize {
-    let worker = OrderWorker::new(w.orderly.clone());
+    let worker = OrderWorker::new(w.orderly.ledger.clone());
     let mut handled = 0;
     loop {
         let batch =
@@ -97,8 +98,12 @@ async fn orders_reserve_stock_and_snapshot_prices(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 1299, 10);
     let lamp = product(&w.orderly, "Lamp", 4500, 2);
     let (mug, lamp) = tokio::join!(mug, lamp);
-    let placed =
-        w.orderly.place_order(&customer(), order_of(&[(mug, 3), (lamp, 2)]), None, "req-1").await.expect("placed");
+    let placed = w
+        .orderly
+        .orders
+        .place_order(&customer(), order_of(&[(mug, 3), (lamp, 2)]), None, "req-1")
+        .await
+        .expect("placed");
     assert_eq!(placed.status_code, 201);
     let (status, body) = status_of(&placed.body);
     assert_eq!(status, OrderStatus::Pending);
@@ -110,8 +115,8 @@ async fn orders_reserve_stock_and_snapshot_prices(store: Arc<dyn Store>) {
 
     // A later price change does not touch the order's snapshot.
     let patch = serde_json::from_value(json!({"price_cents": 1})).expect("patch");
-    w.orderly.update_product(mug, None, patch).await.expect("reprice");
-    let order = w.orderly.store().get_order(placed.id).await.expect("get").expect("order");
+    w.orderly.catalog.update_product(mug, None, patch).await.expect("reprice");
+    let order = w.store.get_order(placed.id).await.expect("get").expect("order");
     assert_eq!(order.lines[0].unit_price_cents, 1299);
 }
 
@@ -120,7 +125,7 @@ async fn insufficient_stock_writes_nothing_and_starts_no_cooldown(store: Arc<dyn
     let mug = product(&w.orderly, "Mug", 100, 5).await;
     let lamp = product(&w.orderly, "Lamp", 100, 1).await;
     let ada = customer();
-    let refused = w.orderly.place_order(&ada, order_of(&[(mug, 2), (lamp, 2)]), None, "r").await;
+    let refused = w.orderly.orders.place_order(&ada, order_of(&[(mug, 2), (lamp, 2)]), None, "r").await;
     match refused {
         Err(orderly::Error::Conflict(detail)) => {
             assert!(detail.contains("Lamp") && !detail.contains("Mug"), "{detail}")
@@ -128,9 +133,9 @@ async fn insufficient_stock_writes_nothing_and_starts_no_cooldown(store: Arc<dyn
         other => panic!("{other:?}"),
     }
     assert_eq!((stock(&w.orderly, mug).await, stock(&w.orderly, lamp).await), (5, 1), "no line reserved");
-    let next = w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "r").await.expect("placed");
+    let next = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "r").await.expect("placed");
     assert_eq!(next.status_code, 201, "no cooldown was started by the refusal");
-    let unknown = w.orderly.place_order(&ada, order_of(&[(Uuid::now_v7(), 1)]), None, "r").await;
+    let unknown = w.orderly.orders.place_order(&ada, order_of(&[(Uuid::now_v7(), 1)]), None, "r").await;
     assert!(matches!(unknown, Err(orderly::Error::Validation(_))), "{unknown:?}");
 }
 
@@ -141,10 +146,10 @@ async fn the_cooldown_defers_and_releases_in_order(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 100, 50).await;
     let ada = customer();
     let start = w.clock.now_for_test();
-    let first = w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "a").await.expect("first");
+    let first = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "a").await.expect("first");
     w.clock.advance(Duration::milliseconds(10));
-    let second = w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "b").await.expect("second");
-    let third = w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "c").await.expect("third");
+    let second = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "b").await.expect("second");
+    let third = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "c").await.expect("third");
     assert_eq!((first.status_code, second.status_code, third.status_code), (201, 202, 202));
     let (s2, b2) = status_of(&second.body);
     assert_eq!(s2, OrderStatus::ProcessingOrder);
@@ -154,7 +159,7 @@ async fn the_cooldown_defers_and_releases_in_order(store: Arc<dyn Store>) {
     assert_eq!(stock(&w.orderly, mug).await, 47, "deferred orders reserve stock too");
 
     // Other customers are not held up.
-    let bob = w.orderly.place_order(&customer(), order_of(&[(mug, 1)]), None, "d").await.expect("bob");
+    let bob = w.orderly.orders.place_order(&customer(), order_of(&[(mug, 1)]), None, "d").await.expect("bob");
     assert_eq!(bob.status_code, 201);
 
     let status = |id| {
@@ -170,7 +175,7 @@ async fn the_cooldown_defers_and_releases_in_order(store: Arc<dyn Store>) {
     assert_eq!(status(third.id).await, OrderStatus::Pending);
 
     // A duplicate or late release message changes nothing.
-    assert_eq!(w.orderly.handle_release(second.id, "dup").await.expect("release"), Release::NotApplicable);
+    assert_eq!(w.orderly.orders.handle_release(second.id, "dup").await.expect("release"), Release::NotApplicable);
 }
 
 async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
@@ -178,10 +183,10 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 100, 50).await;
     let ada = customer();
     for expected in [201, 202, 202, 202] {
-        let placed = w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("placed");
+        let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("placed");
         assert_eq!(placed.status_code, expected);
     }
-    match w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await {
+    match w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await {
         Err(orderly::Error::TooManyRequests { retry_after_secs }) => {
             assert!((1..=300).contains(&retry_after_secs), "{retry_after_secs}")
         }
@@ -189,7 +194,7 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
     }
     assert_eq!(stock(&w.orderly, mug).await, 46, "the refused order reserved nothing");
     w.clock.advance(Duration::seconds(301));
-    let placed = w.orderly.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("a slot freed up");
+    let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("a slot freed up");
     assert_eq!(placed.status_code, 202);
 }
 
@@ -198,14 +203,15 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 100, 10).await;
     let ada = customer();
     let key = IdempotencyKey::parse("order-2026-0001").expect("key");
-    let first = w.orderly.place_order(&ada, order_of(&[(mug, 2)]), Some(key.clone()), "a").await.expect("first");
-    let again = w.orderly.place_order(&ada, order_of(&[(mug, 2)]), Some(key.clone()), "b").await.expect("replay");
+    let first = w.orderly.orders.place_order(&ada, order_of(&[(mug, 2)]), Some(key.clone()), "a").await.expect("first");
+    let again =
+        w.orderly.orders.place_order(&ada, order_of(&[(mug, 2)]), Some(key.clone()), "b").await.expect("replay");
     assert_eq!(again, first);
     assert_eq!(stock(&w.orderly, mug).await, 8, "one reservation");
-    let other_body = w.orderly.place_order(&ada, order_of(&[(mug, 3)]), Some(key.clone()), "c").await;
+    let other_body = w.orderly.orders.place_order(&ada, order_of(&[(mug, 3)]), Some(key.clone()), "c").await;
     assert!(matches!(other_body, Err(orderly::Error::Validation(_))), "{other_body:?}");
     // Keys are per customer.
-    let bob = w.orderly.place_order(&customer(), order_of(&[(mug, 2)]), Some(key), "d").await.expect("bob");
+    let bob = w.orderly.orders.place_order(&customer(), order_of(&[(mug, 2)]), Some(key), "d").await.expect("bob");
     assert_ne!(bob.id, first.id);
 
     // Replays racing each other still make one order.
@@ -215,7 +221,7 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     for _ in 0..8 {
         let (orderly, racer, key) = (w.orderly.clone(), racer.clone(), key.clone());
         racers.spawn(async move {
-            orderly.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").id
+            orderly.orders.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").id
         });
     }
     let ids = racers.join_all().await;
@@ -228,9 +234,9 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     let mut racers = JoinSet::new();
     for _ in 0..6 {
         let (orderly, buyer, key) = (w.orderly.clone(), buyer.clone(), key.clone());
-        racers.spawn(
-            async move { orderly.place_order(&buyer, order_of(&[(last, 1)]), Some(key), "r").await.map(|p| p.id) },
-        );
+        racers.spawn(async move {
+            orderly.orders.place_order(&buyer, order_of(&[(last, 1)]), Some(key), "r").await.map(|p| p.id)
+        });
     }
     let answers: Vec<_> = racers.join_all().await;
     let first = answers[0].as_ref().expect("placed");
@@ -242,13 +248,13 @@ async fn cancelling_returns_stock_exactly_once(store: Arc<dyn Store>) {
     let w = world(store);
     let mug = product(&w.orderly, "Mug", 100, 10).await;
     let ada = customer();
-    let placed = w.orderly.place_order(&ada, order_of(&[(mug, 4)]), None, "a").await.expect("placed");
+    let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 4)]), None, "a").await.expect("placed");
     assert_eq!(stock(&w.orderly, mug).await, 6);
     let mut cancels = JoinSet::new();
     for _ in 0..5 {
         let (orderly, ada) = (w.orderly.clone(), ada.clone());
         let id = placed.id;
-        cancels.spawn(async move { orderly.cancel_order(&ada, id, Default::default()).await.is_ok() });
+        cancels.spawn(async move { orderly.orders.cancel_order(&ada, id, Default::default()).await.is_ok() });
     }
     let succeeded = cancels.join_all().await.into_iter().filter(|ok| *ok).count();
     assert_eq!(succeeded, 1);
@@ -256,28 +262,28 @@ async fn cancelling_returns_stock_exactly_once(store: Arc<dyn Store>) {
     let order = w.store.get_order(placed.id).await.expect("get").expect("order");
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.history.len(), 2, "placement and cancellation in the audit trail");
-    assert!(w.orderly.cancel_order(&customer(), placed.id, Default::default()).await.is_err());
+    assert!(w.orderly.orders.cancel_order(&customer(), placed.id, Default::default()).await.is_err());
 }
 
 async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn Store>) {
     let w = world(store);
     let mug = product(&w.orderly, "Mug", 100, 10).await;
     let ada = customer();
-    let pending = w.orderly.place_order(&ada, order_of(&[(mug, 2)]), None, "a").await.expect("pending");
-    let deferred = w.orderly.place_order(&ada, order_of(&[(mug, 3)]), None, "b").await.expect("deferred");
+    let pending = w.orderly.orders.place_order(&ada, order_of(&[(mug, 2)]), None, "a").await.expect("pending");
+    let deferred = w.orderly.orders.place_order(&ada, order_of(&[(mug, 3)]), None, "b").await.expect("deferred");
     assert_eq!(deferred.status_code, 202);
     // The release message is lost: only the sweep can release the order.
     w.queue.receive(QueueName::Orders, 10, Duration::days(2), Duration::ZERO).await.expect("swallow");
 
-    assert_eq!(w.orderly.sweep().await.expect("sweep"), Default::default(), "nothing due yet");
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep"), Default::default(), "nothing due yet");
     w.clock.advance(Duration::seconds(301));
-    let report = w.orderly.sweep().await.expect("sweep");
+    let report = w.orderly.sweeper.sweep().await.expect("sweep");
     assert_eq!((report.released, report.expired), (1, 0));
     assert_eq!(w.store.get_order(deferred.id).await.expect("get").expect("order").status, OrderStatus::Pending);
 
     // Just past the first order's deadline; the released one became pending 301 s later.
     w.clock.advance(settings().payment_deadline - Duration::seconds(300));
-    let report = w.orderly.sweep().await.expect("sweep");
+    let report = w.orderly.sweeper.sweep().await.expect("sweep");
     assert_eq!(report.expired, 1, "the first order's deadline passed; the released one has a day more");
     let expired = w.store.get_order(pending.id).await.expect("get").expect("order");
     assert_eq!(
@@ -286,7 +292,7 @@ async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn S
     );
     assert_eq!(stock(&w.orderly, mug).await, 7, "its 2 units are back, the other order's 3 still reserved");
     w.clock.advance(Duration::seconds(301));
-    assert_eq!(w.orderly.sweep().await.expect("sweep").expired, 1);
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").expired, 1);
     assert_eq!(stock(&w.orderly, mug).await, 10);
 }
 
@@ -297,7 +303,7 @@ async fn a_thousand_customers_never_oversell(store: Arc<dyn Store>) {
     let mut buyers = JoinSet::new();
     for _ in 0..1000 {
         let orderly = w.orderly.clone();
-        buyers.spawn(async move { orderly.place_order(&customer(), order_of(&[(hot, 1)]), None, "load").await });
+        buyers.spawn(async move { orderly.orders.place_order(&customer(), order_of(&[(hot, 1)]), None, "load").await });
     }
     let (mut accepted, mut refused) = (0, 0);
     for result in buyers.join_all().await {

@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
-use orderly::domain::Orderly;
+use orderly::domain::Services;
 use orderly::gateway::{
     CardDetails, CardToken, ChargeOutcome, CircuitBreaker, GatewayError, PaymentGateway, SimulatedGateway, simulated,
 };
@@ -26,7 +26,7 @@ const MAX_RECEIVES: u32 = 5;
 
 struct World {
     api: Api,
-    orderly: Orderly,
+    orderly: Services,
     clock: Arc<FakeClock>,
     queue: Arc<SqliteQueue>,
     store: Arc<dyn Store>,
@@ -47,10 +47,11 @@ async fn world_with_gateway(store: Arc<dyn Store>, gateway: Arc<dyn PaymentGatew
     let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
         .with_queue(queue.clone())
-        .with_gateway(gateway);
+        .with_gateway(gateway)
+        .services();
     let api = Api::over(orderly.clone()).await;
-    let payments = PaymentWorker::new(orderly.clone(), CircuitBreaker::new(3, StdDuration::from_millis(200)));
-    let fulfillment = FulfillmentWorker::new(orderly.clone());
+    let payments = PaymentWorker::new(orderly.payments.clone(), CircuitBreaker::new(3, StdDuration::from_millis(200)));
+    let fulfillment = FulfillmentWorker::new(orderly.fulfillment.clone());
     World { api, orderly, clock, queue, store, payments, fulfillment }
 }
 
@@ -274,7 +275,7 @@ async fn duplicate_and_poisoned_messages_are_harmless(store: Arc<dyn Store>) {
     };
     assert!(process_batch(&w.fulfillment, &[poison.clone(), unknown]).await.is_empty(), "acknowledged, not retried");
     assert!(process_batch(&w.payments, std::slice::from_ref(&poison)).await.is_empty());
-    assert!(process_batch(&OrderWorker::new(w.orderly.clone()), &[poison, release]).await.is_empty());
+    assert!(process_batch(&OrderWorker::new(w.orderly.ledger.clone()), &[poison, release]).await.is_empty());
     let product: Value = w.api.get(&format!("/products/{product}")).await.body;
     assert_eq!(product["stock"], 8);
 }
@@ -403,11 +404,11 @@ async fn unconfirmed_refunds_are_retried_by_the_sweep(store: Arc<dyn Store>) {
     assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
     let payment = w.order(&order).await.payment_id.expect("payment");
     assert_eq!(w.store.pending_refunds(10).await.expect("pending"), [payment]);
-    assert_eq!(w.orderly.sweep().await.expect("sweep").refunds_confirmed, 0, "the gateway is still down");
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 0, "the gateway is still down");
     gateway.refunds_down.store(false, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(w.orderly.sweep().await.expect("sweep").refunds_confirmed, 1);
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 1);
     assert!(w.store.pending_refunds(10).await.expect("pending").is_empty());
-    assert_eq!(w.orderly.sweep().await.expect("sweep").refunds_confirmed, 0, "confirmed once");
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 0, "confirmed once");
 }
 
 on_every_store!(
@@ -435,11 +436,12 @@ async fn card_data_is_never_stored_queued_or_logged() {
     let queue = Arc::new(SqliteQueue::open(&dir.join("queues.sqlite3"), clock.clone(), MAX_RECEIVES).expect("queue"));
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
         .with_queue(queue.clone())
-        .with_gateway(Arc::new(SimulatedGateway::default()));
+        .with_gateway(Arc::new(SimulatedGateway::default()))
+        .services();
     let w = World {
         api: Api::over(orderly.clone()).await,
-        payments: PaymentWorker::new(orderly.clone(), CircuitBreaker::new(3, StdDuration::from_millis(10))),
-        fulfillment: FulfillmentWorker::new(orderly.clone()),
+        payments: PaymentWorker::new(orderly.payments.clone(), CircuitBreaker::new(3, StdDuration::from_millis(10))),
+        fulfillment: FulfillmentWorker::new(orderly.fulfillment.clone()),
         orderly,
         clock,
         queue,

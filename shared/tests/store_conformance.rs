@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use orderly::model::{Admin, Category, Customer, Email, PersonName, Principal, Product, ProductName, Role};
+use orderly::model::{Admin, Category, Customer, Email, PersonName, Principal, Product, ProductName, Role, Username};
 use orderly::store::{PageRequest, ProductFilter, Store, StoreError, UniqueKey};
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
@@ -353,9 +353,11 @@ async fn product_lists_filter_and_paginate_by_name(store: Arc<dyn Store>) {
 async fn logins_lead_to_customers_and_admins_and_follow_email_changes(store: Arc<dyn Store>) {
     let ada = customer("Ada@Example.com");
     store.insert_customer(&ada, "ada-hash").await.expect("customer");
-    let admin = Admin { id: Uuid::now_v7(), username: "root".into(), created_at: now() };
+    let admin =
+        Admin { id: Uuid::now_v7(), username: Username::parse("username", "root").expect("valid"), created_at: now() };
     store.insert_admin(&admin, "admin-hash").await.expect("admin");
-    let again = Admin { id: Uuid::now_v7(), username: "root".into(), created_at: now() };
+    let again =
+        Admin { id: Uuid::now_v7(), username: Username::parse("username", "root").expect("valid"), created_at: now() };
     assert!(matches!(store.insert_admin(&again, "x").await, Err(StoreError::Duplicate(UniqueKey::AdminUsername))));
 
     let login = store.find_login("ada@example.com").await.expect("find").expect("customer login");

@@ -1,9 +1,16 @@
 //! The `orders` Lambda function: routes in `orderly::http::orders`.
 
-use orderly::http::{app, orders};
-use orderly::lambda::Needs;
+use orderly::domain::{Fulfillment, Orders, Payments};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    orderly::lambda::serve_http(Needs::StoreAndQueues, |orderly| app(orders::routes(), orderly)).await
+    orderly::lambda::serve_http(|cold, _| {
+        let ledger = cold.ledger()?;
+        Ok(orderly::http::orders::routes(
+            Orders::new(ledger.clone()),
+            Payments::new(ledger.clone()),
+            Fulfillment::new(ledger),
+        ))
+    })
+    .await
 }

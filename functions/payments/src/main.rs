@@ -1,9 +1,8 @@
 //! The `payments` Lambda function: routes in `orderly::http::payments`.
 
-use orderly::http::{app, payments};
-use orderly::lambda::Needs;
+use orderly::domain::Payments;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    orderly::lambda::serve_http(Needs::StoreAndQueues, |orderly| app(payments::routes(), orderly)).await
+    orderly::lambda::serve_http(|cold, _| Ok(orderly::http::payments::routes(Payments::new(cold.ledger()?)))).await
 }

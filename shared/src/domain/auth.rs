@@ -1,23 +1,19 @@
-//! Authentication and authorization: passwords (argon2), access tokens (HS256 JWT), logout
-//! (revocation until the token would expire), login rate limits, and the access rules every
-//! handler applies through [`Session`].
+//! Authentication and authorization: access tokens (HS256 JWT) and their revocation until they
+//! would expire ([`Sessions`]), the settings of passwords and login limits, and the access
+//! rules every handler applies through [`Session`]. Hashing itself is in `passwords`.
 
 use std::fmt;
-use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Orderly, field_errors};
+use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
-use crate::model::{Admin, Principal, Role};
-use crate::store::{Login, StoreError};
+use crate::model::{Principal, Role};
+use crate::store::SessionStore;
 
 /// A verified, unrevoked access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +42,7 @@ impl Session {
 /// A password as received: never printed, never logged.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct Password(String);
+pub struct Password(pub(super) String);
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,7 +104,8 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     pub cost: PasswordCost,
     pub limits: LoginLimits,
-    dummy_hash: OnceLock<String>,
+    /// A hash of a random password at the configured cost: unknown logins verify against it.
+    pub(super) dummy_hash: OnceLock<String>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -149,35 +146,6 @@ impl AuthConfig {
         self.limits = limits;
         self
     }
-
-    fn argon2(cost: PasswordCost) -> Result<Argon2<'static>> {
-        let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
-            .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
-        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-    }
-}
-
-/// Hashes on the blocking pool: argon2 is CPU-bound by design.
-async fn hash_password(cost: PasswordCost, password: Password) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        AuthConfig::argon2(cost)?
-            .hash_password(password.0.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(format!("hashing password: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
-}
-
-async fn verify_password(password: Password, hash: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored hash: {e}")))?;
-        // The parameters come from the hash itself, so older hashes keep verifying.
-        Ok(Argon2::default().verify_password(password.0.as_bytes(), &parsed).is_ok())
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("verifying task: {e}")))?
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -187,15 +155,6 @@ struct Claims {
     jti: Uuid,
     iat: i64,
     exp: i64,
-}
-
-/// POST /auth/login body: an email (customers) or a username (admins), and the password.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub email: Option<String>,
-    pub username: Option<String>,
-    pub password: Password,
 }
 
 #[derive(Serialize)]
@@ -215,125 +174,21 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// A random secret of 256 bits from the operating system's generator, hex-encoded (the local
-/// server's development JWT secret).
-pub fn random_secret() -> String {
-    use argon2::password_hash::rand_core::RngCore;
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Access tokens: issuing them, verifying the one a request carries, and revoking it.
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    auth: Arc<AuthConfig>,
 }
 
-/// Admin usernames: 3–64 of `a-z 0-9 . _ -`; never an email, so they cannot clash with one.
-fn parse_username(raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim().to_ascii_lowercase();
-    let ok = (3..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if ok { Ok(name) } else { Err(FieldError::new("username", "must be 3-64 of a-z, 0-9, '.', '_' or '-'")) }
-}
-
-const INVALID_CREDENTIALS: &str = "invalid credentials";
-
-impl Orderly {
-    pub(crate) async fn hash_new_password(&self, password: Password) -> Result<String> {
-        hash_password(self.auth.cost, password).await
+impl Sessions {
+    pub fn new(store: Arc<dyn SessionStore>, clock: Arc<dyn Clock>, auth: Arc<AuthConfig>) -> Self {
+        Self { store, clock, auth }
     }
 
-    /// Creates an admin, or leaves an existing one with that username as it is.
-    pub async fn ensure_admin(&self, username: &str, password: Password) -> Result<Admin> {
-        let username = parse_username(username).map_err(|e| Error::Validation(vec![e]));
-        let checked = password.check_new("password");
-        let username = match (username, checked) {
-            (Ok(u), Ok(())) => u,
-            (u, p) => {
-                return Err(field_errors([
-                    u.err().and_then(|e| match e {
-                        Error::Validation(mut v) => v.pop(),
-                        _ => None,
-                    }),
-                    p.err(),
-                ]));
-            }
-        };
-        let admin = Admin { id: Uuid::now_v7(), username, created_at: self.clock.now() };
-        let hash = self.hash_new_password(password).await?;
-        match self.store.insert_admin(&admin, &hash).await {
-            Ok(()) => {
-                tracing::info!(admin_id = %admin.id, "admin created");
-                Ok(admin)
-            }
-            Err(StoreError::Duplicate(_)) => {
-                tracing::info!("admin already exists; kept as it is");
-                Ok(admin)
-            }
-            Err(other) => Err(other.into()),
-        }
-    }
-
-    /// Checks credentials under the failed-login limits and issues an access token.
-    /// Unknown accounts and wrong passwords take the same path and the same time.
-    pub async fn login(&self, request: LoginRequest, source: Option<IpAddr>) -> Result<AccessToken> {
-        let login_key = match (&request.email, &request.username) {
-            (Some(email), None) => email.trim().to_lowercase(),
-            (None, Some(username)) => username.trim().to_lowercase(),
-            _ => return Err(Error::invalid("email", "give either email (customers) or username (admins)")),
-        };
-        // No account has a longer name (emails stop at 254); refused before any key is built.
-        if login_key.chars().count() > 254 {
-            return Err(Error::Unauthorized(INVALID_CREDENTIALS));
-        }
-        let now = self.clock.now();
-        let limits = self.auth.limits;
-        let window = limits.window.whole_seconds().max(1);
-        let window_end = OffsetDateTime::from_unix_timestamp((now.unix_timestamp() / window + 1) * window)
-            .map_err(|e| Error::Internal(format!("window end: {e}")))?;
-        let account_key = format!("account:{login_key}");
-        let address_key = source.map(|ip| format!("address:{ip}"));
-
-        if !self.store.acquire_attempt(&account_key, limits.per_account, window_end).await? {
-            return Err(too_many(now, window_end));
-        }
-        if let Some(key) = &address_key {
-            if !self.store.acquire_attempt(key, limits.per_address, window_end).await? {
-                self.store.release_attempt(&account_key, window_end).await?;
-                return Err(too_many(now, window_end));
-            }
-        }
-
-        let login = self.store.find_login(&login_key).await?;
-        let hash = match &login {
-            Some(Login { password_hash, .. }) => password_hash.clone(),
-            None => self.dummy_hash().await?,
-        };
-        let valid = verify_password(request.password, hash).await? && login.is_some();
-        let Some(login) = login.filter(|_| valid) else {
-            tracing::info!("login refused");
-            return Err(Error::Unauthorized(INVALID_CREDENTIALS));
-        };
-        // A success does not count against the limits.
-        self.store.release_attempt(&account_key, window_end).await?;
-        if let Some(key) = &address_key {
-            self.store.release_attempt(key, window_end).await?;
-        }
-        let token = self.issue_token(Principal { id: login.subject, role: login.role }, now)?;
-        tracing::info!(subject = %login.subject, role = ?login.role, "login succeeded");
-        Ok(token)
-    }
-
-    /// A hash of nothing, with the configured cost, so unknown users cost a verification too.
-    async fn dummy_hash(&self) -> Result<String> {
-        if let Some(hash) = self.auth.dummy_hash.get() {
-            return Ok(hash.clone());
-        }
-        let hash = hash_password(
-            self.auth.cost,
-            Password::new(std::iter::repeat_with(fastrand::alphanumeric).take(32).collect::<String>()),
-        )
-        .await?;
-        Ok(self.auth.dummy_hash.get_or_init(|| hash).clone())
-    }
-
-    fn issue_token(&self, principal: Principal, now: OffsetDateTime) -> Result<AccessToken> {
+    /// A signed access token for `principal`, valid for the configured time from `now`.
+    pub(crate) fn issue(&self, principal: Principal, now: OffsetDateTime) -> Result<AccessToken> {
         let expires = now + self.auth.token_ttl;
         let claims = Claims {
             sub: principal.id,
@@ -386,11 +241,4 @@ impl Orderly {
         tracing::info!(subject = %session.principal.id, "logged out");
         Ok(())
     }
-}
-
-fn too_many(now: OffsetDateTime, window_end: OffsetDateTime) -> Error {
-    // Rounded up: a client that waits exactly this long finds the new window.
-    let retry_after = ((window_end - now).as_seconds_f64().ceil() as i64).max(1);
-    tracing::warn!(retry_after, "login rate limited");
-    Error::TooManyRequests { retry_after_secs: retry_after.unsigned_abs() }
 }

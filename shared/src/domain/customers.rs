@@ -3,11 +3,15 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::Password;
-use super::{Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
+use std::sync::Arc;
+
+use super::auth::{Password, PasswordCost};
+use super::passwords::hash_password;
+use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
+use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Address, Customer, Email, PersonName, optional_text};
-use crate::store::{Page, PageRequest, StoreError};
+use crate::store::{AccountStore, Page, PageRequest, StoreError};
 
 /// POST /customers body.
 #[derive(Debug, Deserialize)]
@@ -43,7 +47,20 @@ fn parse_phone(raw: Option<&str>) -> Result<Option<String>, FieldError> {
     Ok(phone)
 }
 
-impl Orderly {
+/// Customers: sign-up, reading, and changes to one's own record.
+#[derive(Clone)]
+pub struct Customers {
+    store: Arc<dyn AccountStore>,
+    clock: Arc<dyn Clock>,
+    /// The argon2 cost of new password hashes.
+    cost: PasswordCost,
+}
+
+impl Customers {
+    pub fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>, cost: PasswordCost) -> Self {
+        Self { store, clock, cost }
+    }
+
     pub async fn sign_up(&self, input: NewCustomer) -> Result<Customer> {
         let name = PersonName::parse("name", &input.name);
         let email = Email::parse("email", &input.email);
@@ -54,7 +71,7 @@ impl Orderly {
             (Ok(n), Ok(e), Ok(p), Ok(a), Ok(())) => (n, e, p, a),
             (n, e, p, a, pw) => return Err(field_errors([n.err(), e.err(), pw.err(), p.err(), a.err()])),
         };
-        let password_hash = self.hash_new_password(input.password).await?;
+        let password_hash = hash_password(self.cost, input.password).await?;
         let now = self.clock.now();
         let customer =
             Customer { id: Uuid::now_v7(), name, email, phone, address, version: 1, created_at: now, updated_at: now };

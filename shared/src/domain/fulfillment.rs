@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Orderly;
 use super::auth::Session;
+use super::ledger::{Ledger, TransitionError};
 use crate::error::{Error, Result};
 use crate::model::{Order, OrderEvent, OrderStatus, Shipment};
 
@@ -80,16 +80,26 @@ fn zpl_label(order: &Order, tracking: &str) -> String {
     zpl
 }
 
-impl Orderly {
+/// Shipping paid orders (the worker, or an admin), recording delivery, tracking and labels.
+#[derive(Clone)]
+pub struct Fulfillment {
+    ledger: Ledger,
+}
+
+impl Fulfillment {
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
+    }
+
     /// The fulfillment worker (and PUT .../fulfillment `ship`): creates the shipment of a paid
     /// order and marks it `shipped`. Anything but a paid order is left alone (`Ok(None)`), so
     /// a duplicate message is a no-op.
     pub async fn ship(&self, order_id: Uuid, actor: &str) -> Result<Option<Order>> {
-        let order = self.store.get_order(order_id).await?.ok_or(Error::NotFound("order"))?;
+        let order = self.ledger.orders.get_order(order_id).await?.ok_or(Error::NotFound("order"))?;
         if order.status != OrderStatus::Paid {
             return Ok(None);
         }
-        let Some(mut updated) = self.next_order(&order, OrderEvent::ShipmentCreated, actor, None) else {
+        let Some(mut updated) = self.ledger.next_order(&order, OrderEvent::ShipmentCreated, actor, None) else {
             return Ok(None);
         };
         let tracking = tracking_number(order.id);
@@ -100,14 +110,14 @@ impl Orderly {
             tracking_number: tracking,
             created_at: updated.updated_at,
         });
-        match self.write_transition(&order, updated, OrderEvent::ShipmentCreated).await {
+        match self.ledger.write_transition(&order, updated, OrderEvent::ShipmentCreated).await {
             Ok(shipped) => {
                 crate::telemetry::metric("OrdersShipped", 1);
                 Ok(Some(shipped))
             }
             // Someone else shipped or cancelled it meanwhile.
-            Err(Error::Conflict(_)) => Ok(None),
-            Err(other) => Err(other),
+            Err(TransitionError::Illegal { .. } | TransitionError::Raced) => Ok(None),
+            Err(TransitionError::Failed(err)) => Err(err),
         }
     }
 
@@ -115,7 +125,7 @@ impl Orderly {
     pub async fn fulfill(&self, session: &Session, order_id: Uuid, request: FulfillmentRequest) -> Result<Order> {
         session.require_admin()?;
         let actor = format!("admin:{}", session.principal.id);
-        let order = self.order_for(session, order_id).await?;
+        let order = self.ledger.order_for(session, order_id).await?;
         match request.action {
             FulfillmentAction::Ship => {
                 if order.status != OrderStatus::Paid {
@@ -126,7 +136,7 @@ impl Orderly {
                     .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into()))
             }
             FulfillmentAction::Deliver => {
-                let delivered = self.apply(order, OrderEvent::DeliveryRecorded, &actor, None).await?;
+                let delivered = self.ledger.apply(order, OrderEvent::DeliveryRecorded, &actor, None).await?;
                 crate::telemetry::metric("OrdersDelivered", 1);
                 Ok(delivered)
             }
@@ -135,7 +145,7 @@ impl Orderly {
 
     /// GET /orders/{id}/tracking (owner or admin).
     pub async fn tracking(&self, session: &Session, order_id: Uuid) -> Result<Tracking> {
-        let order = self.order_for(session, order_id).await?;
+        let order = self.ledger.order_for(session, order_id).await?;
         let mut events = Vec::new();
         for entry in &order.history {
             let event = match (entry.event, entry.status) {
@@ -164,7 +174,7 @@ impl Orderly {
 
     /// GET /orders/{id}/label (owner or admin): the ZPL shipping label.
     pub async fn label(&self, session: &Session, order_id: Uuid) -> Result<String> {
-        let order = self.order_for(session, order_id).await?;
+        let order = self.ledger.order_for(session, order_id).await?;
         order.shipment.map(|s| s.label).ok_or(Error::NotFound("shipping label"))
     }
 }

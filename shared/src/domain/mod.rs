@@ -1,27 +1,37 @@
-//! The domain: entities, parsing of client input into valid values, and the service every
-//! handler calls. Handlers parse → authorize → call [`Orderly`] → map the result.
+//! The domain: one service per area, each holding only the store traits it uses, and the input
+//! types parsed at the edge. Handlers parse → authorize → call a service → map the result.
+//!
+//! - [`Sessions`]: access tokens (every function checks them); [`Accounts`]: login and admins;
+//!   [`Customers`]: sign-up and customer records; [`Catalog`]: products and categories.
+//! - [`Orders`], [`Payments`], [`Fulfillment`] and the [`Sweeper`] share a [`Ledger`]: the order
+//!   and payment stores, the queue and the gateway, and the one way an order changes status.
 
+mod accounts;
 mod auth;
 mod customers;
 mod fulfillment;
+mod ledger;
 mod messages;
 mod orders;
+mod passwords;
 mod payments;
 mod products;
+mod sweep;
 
-pub use auth::{
-    AccessToken, AuthConfig, LoginLimits, LoginRequest, MIN_SECRET_BYTES, Password, PasswordCost, Session,
-    random_secret,
-};
-pub use customers::{CustomerPatch, NewCustomer};
-pub use fulfillment::{FulfillmentAction, FulfillmentRequest, Tracking, TrackingEvent};
+pub use accounts::{Accounts, LoginRequest};
+pub use auth::{AccessToken, AuthConfig, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions};
+pub use customers::{CustomerPatch, Customers, NewCustomer};
+pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracking, TrackingEvent};
+pub use ledger::{Ledger, TransitionError};
 pub use messages::OrderMessage;
 pub use orders::{
     CancelRequest, IdempotencyKey, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, OrderSettings,
-    Placed, Release, StatusChange, SweepReport,
+    Orders, Placed, Release, StatusChange,
 };
-pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage};
-pub use products::{NewProduct, ProductPatch, ProductQuery};
+pub use passwords::random_secret;
+pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage, Payments};
+pub use products::{Catalog, NewProduct, ProductPatch, ProductQuery};
+pub use sweep::{SweepReport, Sweeper};
 
 use std::sync::Arc;
 
@@ -34,47 +44,44 @@ use crate::queue::Queue;
 use crate::retry::backoff;
 use crate::store::{PageRequest, Store, StoreError};
 
-/// The service behind every route: holds the store, the clock and the auth settings, and
-/// enforces the rules. Cheap to clone (all shared).
+/// Every service over one store: what the local server and the tests run. A Lambda function
+/// builds only the services its routes or messages need (see `crate::lambda`).
 #[derive(Clone)]
-pub struct Orderly {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    auth: Arc<AuthConfig>,
-    /// Where deferred-order releases (and later payments, fulfillment) are sent; functions
-    /// that send nothing have none.
-    queue: Option<Arc<dyn Queue>>,
-    /// The card processor; only the payments side needs one.
-    gateway: Option<Arc<dyn PaymentGateway>>,
-    orders: OrderSettings,
+pub struct Services {
+    pub sessions: Sessions,
+    pub accounts: Accounts,
+    pub customers: Customers,
+    pub catalog: Catalog,
+    pub ledger: Ledger,
+    pub orders: Orders,
+    pub payments: Payments,
+    pub fulfillment: Fulfillment,
+    pub sweeper: Sweeper,
 }
 
-impl Orderly {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Self {
-        Self { store, clock, auth: Arc::new(auth), queue: None, gateway: None, orders: OrderSettings::default() }
-    }
-
-    pub fn with_gateway(mut self, gateway: Arc<dyn PaymentGateway>) -> Self {
-        self.gateway = Some(gateway);
-        self
-    }
-
-    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
-        self.queue = Some(queue);
-        self
-    }
-
-    pub fn with_order_settings(mut self, settings: OrderSettings) -> Self {
-        self.orders = settings;
-        self
-    }
-
-    pub fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
-    }
-
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        auth: AuthConfig,
+        queue: Arc<dyn Queue>,
+        gateway: Arc<dyn PaymentGateway>,
+        settings: OrderSettings,
+    ) -> Self {
+        let auth = Arc::new(auth);
+        let sessions = Sessions::new(store.clone(), clock.clone(), auth.clone());
+        let ledger = Ledger::new(store.clone(), store.clone(), clock.clone(), queue, gateway, settings);
+        Self {
+            accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone()),
+            customers: Customers::new(store.clone(), clock.clone(), auth.cost),
+            catalog: Catalog::new(store, clock),
+            sessions,
+            orders: Orders::new(ledger.clone()),
+            payments: Payments::new(ledger.clone()),
+            fulfillment: Fulfillment::new(ledger.clone()),
+            sweeper: Sweeper::new(ledger.clone()),
+            ledger,
+        }
     }
 }
 

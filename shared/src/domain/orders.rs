@@ -1,5 +1,6 @@
-//! Orders: placement with atomic stock reservation and the per-customer cooldown, the
-//! lifecycle (one exhaustive transition table), reading, cancellation, and metrics.
+//! Orders: placement with atomic stock reservation and the per-customer cooldown, reading,
+//! cancellation, admin status changes, releases of deferred orders, and metrics. Transitions
+//! go through the [`Ledger`].
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -7,15 +8,15 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::Orderly;
 use super::auth::Session;
+use super::fulfillment::Fulfillment;
+use super::ledger::{Ledger, TransitionError};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
-    Address, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, PaymentStatus, Product, Role,
-    optional_text,
+    Address, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, Product, Role, optional_text,
 };
 use crate::retry::backoff;
-use crate::store::{NewOrderWrite, OrderFilter, Page, PaymentChange, StoreError, TransitionWrite};
+use crate::store::{NewOrderWrite, OrderFilter, Page, StoreError};
 
 /// POST /orders body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,9 +178,26 @@ fn actor(session: &Session) -> String {
     }
 }
 
-const SYSTEM: &str = "system";
+pub(super) const SYSTEM: &str = "system";
 
-impl Orderly {
+/// Placing, reading, cancelling and moving orders; releasing deferred ones; metrics.
+#[derive(Clone)]
+pub struct Orders {
+    ledger: Ledger,
+    /// An admin moving an order to `shipped` creates its shipment as the worker would.
+    fulfillment: Fulfillment,
+}
+
+impl Orders {
+    pub fn new(ledger: Ledger) -> Self {
+        Self { fulfillment: Fulfillment::new(ledger.clone()), ledger }
+    }
+
+    /// An order the session may see (404 for anyone else's).
+    pub async fn order_for(&self, session: &Session, id: Uuid) -> Result<Order> {
+        self.ledger.order_for(session, id).await
+    }
+
     /// Places an order for the signed-in customer: one atomic write reserves every line's
     /// stock, stores the order, moves the cooldown on and records the idempotency key.
     pub async fn place_order(
@@ -194,14 +212,14 @@ impl Orderly {
         }
         let customer_id = session.principal.id;
         let request = parse_order(input)?;
-        let settings = self.orders;
+        let settings = self.ledger.settings;
         // A request with a key already answered gets that answer, also when it raced the
         // first and lost (it then sees a moved cooldown, or the stock the first one took).
         let replay = |key: Option<IdempotencyKey>| {
             let fingerprint = request.fingerprint.clone();
             async move {
                 match key {
-                    Some(key) => self.replay(customer_id, &key, &fingerprint).await,
+                    Some(key) => self.ledger.replay(customer_id, &key, &fingerprint).await,
                     None => Ok(None),
                 }
             }
@@ -211,7 +229,7 @@ impl Orderly {
                 return Ok(replayed);
             }
             let product_ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
-            let context = self.store.order_context(customer_id, &product_ids).await?;
+            let context = self.ledger.orders.order_context(customer_id, &product_ids).await?;
             let products = known_products(&request, context.products)?;
             let short: Vec<&Product> = request
                 .items
@@ -227,7 +245,7 @@ impl Orderly {
                 return Err(insufficient_stock(&short));
             }
 
-            let now = self.clock.now();
+            let now = self.ledger.now();
             let cooldown_until = context.cooldown_until.filter(|until| *until > now);
             let (status, release_at, new_cooldown_until) = match cooldown_until {
                 None => (OrderStatus::Pending, None, now + settings.cooldown),
@@ -291,7 +309,7 @@ impl Orderly {
                 new_cooldown_until,
                 idempotency: idempotency.as_ref(),
             };
-            match self.store.insert_order(&write).await {
+            match self.ledger.orders.insert_order(&write).await {
                 Ok(()) => {
                     self.after_placement(&order, &products).await;
                     return Ok(Placed { status_code, body, id: order.id });
@@ -312,32 +330,6 @@ impl Orderly {
             }
         }
         Err(Error::Unavailable)
-    }
-
-    pub(crate) async fn replay(
-        &self,
-        customer_id: Uuid,
-        key: &IdempotencyKey,
-        fingerprint: &str,
-    ) -> Result<Option<Placed>> {
-        let now = self.clock.now();
-        let Some(record) = self.store.get_idempotency(customer_id, key.as_str()).await? else {
-            return Ok(None);
-        };
-        if record.expires_at <= now {
-            return Ok(None);
-        }
-        if record.request != fingerprint {
-            return Err(Error::invalid("Idempotency-Key", "was already used with a different request body"));
-        }
-        #[derive(Deserialize)]
-        struct Created {
-            id: Uuid,
-        }
-        let created: Created =
-            serde_json::from_str(&record.response).map_err(|e| Error::Internal(format!("saved response: {e}")))?;
-        tracing::info!(id = %created.id, "idempotent replay");
-        Ok(Some(Placed { status_code: record.status_code, body: record.response, id: created.id }))
     }
 
     /// Queues the release of a deferred order, and reports what the placement did.
@@ -362,18 +354,13 @@ impl Orderly {
     /// Sends the delayed release message. A lost message only delays the release until the
     /// next sweep, so a failure here is logged, not returned: the order is already accepted.
     async fn schedule_release(&self, order: &Order, release_at: OffsetDateTime) {
-        let delay = release_at - self.clock.now();
+        let delay = release_at - self.ledger.now();
         let message = super::messages::OrderMessage::Release { order_id: order.id };
-        if let Err(err) = self.send(crate::queue::QueueName::Orders, &message, &order.correlation_id, delay).await {
+        if let Err(err) =
+            self.ledger.send(crate::queue::QueueName::Orders, &message, &order.correlation_id, delay).await
+        {
             tracing::warn!(order_id = %order.id, error = %err, "release message not sent; the sweeper will release it");
         }
-    }
-
-    /// An order the session may see (404 for anyone else's).
-    pub async fn order_for(&self, session: &Session, id: Uuid) -> Result<Order> {
-        let order = self.store.get_order(id).await?.ok_or(Error::NotFound("order"))?;
-        session.require_self_or_admin(order.customer_id, "order")?;
-        Ok(order)
     }
 
     /// A customer's own orders, or (admins) everyone's, newest first.
@@ -400,7 +387,7 @@ impl Orderly {
                 _ => Some(session.principal.id),
             }
         };
-        Ok(self.store.list_orders(&OrderFilter { customer, status }, &page).await?)
+        Ok(self.ledger.orders.list_orders(&OrderFilter { customer, status }, &page).await?)
     }
 
     /// POST /orders/{id}/cancel: the owner or an admin; stock comes back in the same write.
@@ -408,15 +395,15 @@ impl Orderly {
         let reason = parse_reason(request.reason)?.unwrap_or_else(|| {
             format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" })
         });
-        let order = self.order_for(session, id).await?;
-        self.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await
+        let order = self.ledger.order_for(session, id).await?;
+        Ok(self.ledger.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await?)
     }
 
     /// PUT /orders/{id}/status (admin): moves an order along the transition table only.
     pub async fn change_status(&self, session: &Session, id: Uuid, change: StatusChange) -> Result<Order> {
         session.require_admin()?;
         let target = OrderStatus::parse("status", &change.status).map_err(|e| Error::Validation(vec![e]))?;
-        let order = self.order_for(session, id).await?;
+        let order = self.ledger.order_for(session, id).await?;
         let event = match (order.status, target) {
             (OrderStatus::ProcessingOrder, OrderStatus::Pending) => OrderEvent::Released,
             (_, OrderStatus::Paid) => OrderEvent::PaymentSucceeded,
@@ -437,30 +424,31 @@ impl Orderly {
             }
             // Shipping creates the shipment (tracking number, label) like the worker does.
             OrderEvent::ShipmentCreated => self
+                .fulfillment
                 .ship(order.id, &actor(session))
                 .await?
                 .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into())),
-            _ => self.apply(order, event, &actor(session), reason).await,
+            _ => Ok(self.ledger.apply(order, event, &actor(session), reason).await?),
         }
     }
 
     /// Releases a deferred order whose time has come (the order worker and the sweeper).
     /// Early, duplicate and late deliveries are harmless: see [`Release`].
     pub async fn release_order(&self, id: Uuid) -> Result<Release> {
-        let Some(order) = self.store.get_order(id).await? else {
+        let Some(order) = self.ledger.orders.get_order(id).await? else {
             return Ok(Release::NotApplicable);
         };
         if order.status != OrderStatus::ProcessingOrder {
             return Ok(Release::NotApplicable);
         }
-        let now = self.clock.now();
+        let now = self.ledger.now();
         match order.release_at {
             Some(at) if at > now => Ok(Release::NotYet { wait: at - now }),
-            _ => match self.apply(order, OrderEvent::Released, SYSTEM, None).await {
+            _ => match self.ledger.apply(order, OrderEvent::Released, SYSTEM, None).await {
                 Ok(_) => Ok(Release::Released),
                 // Cancelled or released by someone else meanwhile.
-                Err(Error::Conflict(_)) => Ok(Release::NotApplicable),
-                Err(other) => Err(other),
+                Err(TransitionError::Illegal { .. } | TransitionError::Raced) => Ok(Release::NotApplicable),
+                Err(TransitionError::Failed(err)) => Err(err),
             },
         }
     }
@@ -471,60 +459,16 @@ impl Orderly {
         let outcome = self.release_order(order_id).await?;
         if let Release::NotYet { wait } = outcome {
             let message = super::messages::OrderMessage::Release { order_id };
-            self.send(crate::queue::QueueName::Orders, &message, correlation_id, wait).await?;
+            self.ledger.send(crate::queue::QueueName::Orders, &message, correlation_id, wait).await?;
             tracing::info!(order_id = %order_id, wait_s = wait.whole_seconds(), "release not due yet; delayed again");
         }
         Ok(outcome)
     }
 
-    /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
-    /// pending orders unpaid past their deadline (returning their stock).
-    pub async fn sweep(&self) -> Result<SweepReport> {
-        const BATCH: u32 = 100;
-        let now = self.clock.now();
-        let mut report = SweepReport::default();
-        // One order failing never stops the sweep of the others: it is logged and retried next time.
-        for order in self.store.orders_due(OrderStatus::ProcessingOrder, now, BATCH).await? {
-            match self.release_order(order.id).await {
-                Ok(Release::Released) => report.released += 1,
-                Ok(_) => {}
-                Err(err) => tracing::error!(order_id = %order.id, error = %err, "sweep could not release"),
-            }
-        }
-        for order in self.store.orders_due(OrderStatus::Pending, now, BATCH).await? {
-            let (id, reason) = (order.id, Some("payment deadline passed".to_owned()));
-            match self.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
-                Ok(_) => report.expired += 1,
-                Err(Error::Conflict(_)) => {}
-                Err(err) => tracing::error!(order_id = %id, error = %err, "sweep could not expire"),
-            }
-        }
-        // Paid a while ago and still not shipped: the fulfillment message was lost (or is
-        // dead-lettered); queue it again (shipping is idempotent).
-        for order in self.store.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, BATCH).await? {
-            let message = super::FulfillmentMessage::Ship { order_id: order.id };
-            if self
-                .send(crate::queue::QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO)
-                .await
-                .is_ok()
-            {
-                report.requeued_fulfillment += 1;
-            }
-        }
-        match self.retry_refunds().await {
-            Ok(confirmed) => report.refunds_confirmed = confirmed,
-            Err(err) => tracing::error!(error = %err, "sweep could not retry refunds"),
-        }
-        if report != SweepReport::default() {
-            tracing::info!(?report, "sweep");
-        }
-        Ok(report)
-    }
-
     /// GET /orders/metrics (admin): from counters kept by the writes.
     pub async fn order_metrics(&self, session: &Session) -> Result<OrderMetrics> {
         session.require_admin()?;
-        let counters = self.store.order_counters().await?;
+        let counters = self.ledger.orders.order_counters().await?;
         Ok(OrderMetrics {
             total_orders: counters.placed,
             by_status: OrderStatus::ALL
@@ -534,100 +478,6 @@ impl Orderly {
             average_processing_seconds: (counters.delivered > 0)
                 .then(|| counters.delivered_seconds as f64 / counters.delivered as f64),
         })
-    }
-
-    /// The order after `event`, or `None` where the transition table forbids it.
-    pub(crate) fn next_order(
-        &self,
-        order: &Order,
-        event: OrderEvent,
-        actor: &str,
-        reason: Option<String>,
-    ) -> Option<Order> {
-        let next = order.status.after(event)?;
-        let now = self.clock.now();
-        let mut updated = order.clone();
-        updated.status = next;
-        updated.version += 1;
-        updated.updated_at = now;
-        updated.history.push(HistoryEntry { at: now, event: Some(event), status: next, actor: actor.to_owned() });
-        match event {
-            OrderEvent::Released => {
-                updated.release_at = None;
-                updated.payment_due_at = Some(now + self.orders.payment_deadline);
-            }
-            OrderEvent::Cancelled | OrderEvent::PaymentDeadlinePassed => {
-                updated.cancel_reason = reason;
-                updated.payment_due_at = None;
-                updated.release_at = None;
-            }
-            OrderEvent::PaymentSucceeded => updated.payment_due_at = None,
-            OrderEvent::PaymentDeclined | OrderEvent::ShipmentCreated | OrderEvent::DeliveryRecorded => {}
-        }
-        Some(updated)
-    }
-
-    /// One transition: a conditional write from the order's current status and version, with
-    /// its side effects in the same write (stock returned on cancellation; a captured payment
-    /// refunded when a paid order is cancelled). A concurrent change wins; this one answers
-    /// 409, so a duplicate can never apply twice.
-    pub(crate) async fn apply(
-        &self,
-        order: Order,
-        event: OrderEvent,
-        actor: &str,
-        reason: Option<String>,
-    ) -> Result<Order> {
-        let Some(updated) = self.next_order(&order, event, actor, reason) else {
-            return Err(Error::Conflict(format!("an order that is {} cannot be {}", order.status, event_verb(event))));
-        };
-        self.write_transition(&order, updated, event).await
-    }
-
-    /// Writes `updated` over `order` with the side effects `event` implies.
-    pub(crate) async fn write_transition(&self, order: &Order, updated: Order, event: OrderEvent) -> Result<Order> {
-        let next = updated.status;
-        let restock = next == OrderStatus::Cancelled && order.status.holds_stock();
-        // Cancelling a paid order refunds its captured payment in the same write. A payment not
-        // captured (yet) is left alone: if it ever is, the worker refunds it as a late success.
-        let refund = match (order.status, next, order.payment_id) {
-            (OrderStatus::Paid, OrderStatus::Cancelled, Some(payment_id)) => {
-                let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
-                (payment.status == PaymentStatus::Succeeded).then(|| {
-                    let mut refunded = payment.clone();
-                    refunded.status = PaymentStatus::Refunded;
-                    refunded.version += 1;
-                    refunded.updated_at = updated.updated_at;
-                    (payment, refunded)
-                })
-            }
-            _ => None,
-        };
-        let write = TransitionWrite {
-            previous: order,
-            updated: &updated,
-            restock,
-            payment: refund.as_ref().map(|(previous, updated)| PaymentChange::Update { previous, updated }),
-            idempotency: None,
-        };
-        match self.store.transition_order(&write).await {
-            Ok(()) => {
-                tracing::info!(order_id = %order.id, correlation_id = %order.correlation_id, from = %order.status, to = %next, ?event, "order transition");
-                if next == OrderStatus::Cancelled && order.status != OrderStatus::Cancelled {
-                    crate::telemetry::metric("OrdersCancelled", 1);
-                }
-                if let Some((_, refunded)) = &refund {
-                    // Recorded as pending in the same write: if the gateway does not confirm
-                    // now, the sweep retries it.
-                    let _ = self.refund(refunded).await;
-                }
-                Ok(updated)
-            }
-            Err(StoreError::VersionConflict) => {
-                Err(Error::Conflict("the order changed meanwhile; read it again".into()))
-            }
-            Err(other) => Err(other.into()),
-        }
     }
 }
 
@@ -641,30 +491,6 @@ pub enum Release {
     },
     /// Gone, cancelled, or already released: nothing to do.
     NotApplicable,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    pub released: u32,
-    pub expired: u32,
-    pub requeued_fulfillment: u32,
-    /// Refunds the gateway had not confirmed before, confirmed now.
-    pub refunds_confirmed: u32,
-}
-
-/// How long a paid order may wait for its shipment before the sweep queues it again.
-const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
-
-fn event_verb(event: OrderEvent) -> &'static str {
-    match event {
-        OrderEvent::Released => "released",
-        OrderEvent::PaymentSucceeded => "paid",
-        OrderEvent::PaymentDeclined => "declined",
-        OrderEvent::PaymentDeadlinePassed => "expired",
-        OrderEvent::ShipmentCreated => "shipped",
-        OrderEvent::DeliveryRecorded => "delivered",
-        OrderEvent::Cancelled => "cancelled",
-    }
 }
 
 /// An optional free-text reason: trimmed, at most 500 characters, no control characters.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Orderly;
 use super::auth::Session;
+use super::ledger::Ledger;
 use super::orders::{IdempotencyKey, Placed};
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::{CardDetails, CardToken, ChargeOutcome, GatewayError};
@@ -128,9 +128,16 @@ fn parse_card(card: CardInput, now: OffsetDateTime) -> Result<(CardDetails, Card
     Ok((CardDetails { number: digits, exp_month, exp_year, cvc: card.cvc }, summary))
 }
 
-impl Orderly {
-    fn gateway(&self) -> Result<&dyn crate::gateway::PaymentGateway> {
-        self.gateway.as_deref().ok_or_else(|| Error::Internal("no payment gateway configured".into()))
+/// Paying for orders: accepting a card payment, charging it in the background, settling the
+/// outcome on the order, and refunds.
+#[derive(Clone)]
+pub struct Payments {
+    ledger: Ledger,
+}
+
+impl Payments {
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
     }
 
     /// POST /payments: validates the card, tokenizes it, records a `pending` payment marked in
@@ -148,21 +155,21 @@ impl Orderly {
         if input.method != "card" {
             return Err(Error::invalid("method", "must be \"card\""));
         }
-        let now = self.clock.now();
+        let now = self.ledger.now();
         let (card, summary) = parse_card(input.card, now)?;
-        let order = self.order_for(session, input.order_id).await?;
+        let order = self.ledger.order_for(session, input.order_id).await?;
         // Identifies the request without keeping the card number.
         let fingerprint = format!(
             "payment|{}|{}|{}|{}/{}",
             order.id, summary.brand, summary.last4, summary.exp_month, summary.exp_year
         );
         if let Some(key) = &key {
-            if let Some(replay) = self.replay(order.customer_id, key, &fingerprint).await? {
+            if let Some(replay) = self.ledger.replay(order.customer_id, key, &fingerprint).await? {
                 return Ok(replay);
             }
         }
         self.check_payable(&order).await?;
-        let token = self.gateway()?.tokenize(&card).await.map_err(|e| match e {
+        let token = self.ledger.gateway.tokenize(&card).await.map_err(|e| match e {
             GatewayError::Transient(_) => Error::Unavailable,
             GatewayError::Permanent(detail) => Error::invalid("card", detail),
         })?;
@@ -192,7 +199,7 @@ impl Orderly {
             request: fingerprint.clone(),
             status_code: 202,
             response: body.clone(),
-            expires_at: now + self.orders.idempotency_ttl,
+            expires_at: now + self.ledger.settings.idempotency_ttl,
         });
         let write = TransitionWrite {
             previous: &order,
@@ -201,11 +208,11 @@ impl Orderly {
             payment: Some(PaymentChange::Insert(&payment)),
             idempotency: idempotency.as_ref(),
         };
-        match self.store.transition_order(&write).await {
+        match self.ledger.orders.transition_order(&write).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
                 if let Some(key) = &key {
-                    if let Some(replay) = self.replay(order.customer_id, key, &fingerprint).await? {
+                    if let Some(replay) = self.ledger.replay(order.customer_id, key, &fingerprint).await? {
                         return Ok(replay);
                     }
                 }
@@ -218,13 +225,13 @@ impl Orderly {
         }
         tracing::info!(payment_id = %payment.id, order_id = %order.id, amount_cents = payment.amount_cents, brand = %payment.card.brand, last4 = %payment.card.last4, "payment accepted");
         let message = PaymentMessage::Charge { payment_id: payment.id, token };
-        if let Err(err) = self.send(QueueName::Payments, &message, correlation_id, time::Duration::ZERO).await {
+        if let Err(err) = self.ledger.send(QueueName::Payments, &message, correlation_id, time::Duration::ZERO).await {
             // Without its message the payment would wait for ever: fail it so the customer can
             // pay again.
             tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; payment failed");
             if let Some(key) = &key {
                 // A retry with the same key must try again, not replay this failed attempt.
-                self.store.delete_idempotency(order.customer_id, key.as_str()).await?;
+                self.ledger.orders.delete_idempotency(order.customer_id, key.as_str()).await?;
             }
             self.settle_failure(payment.id, "could not be queued; please retry").await?;
             return Err(Error::Unavailable);
@@ -238,7 +245,7 @@ impl Orderly {
             return Err(Error::Conflict(format!("an order that is {} cannot be paid", order.status)));
         }
         if let Some(id) = order.payment_id {
-            let current = self.store.get_payment(id).await?;
+            let current = self.ledger.payments.get_payment(id).await?;
             if current.is_some_and(|p| p.status != PaymentStatus::Failed) {
                 return Err(Error::Conflict("this order already has a payment in progress".into()));
             }
@@ -248,7 +255,7 @@ impl Orderly {
 
     /// GET /payments/{id}: the payer or an admin (404 for anyone else).
     pub async fn payment_for(&self, session: &Session, id: Uuid) -> Result<Payment> {
-        let payment = self.store.get_payment(id).await?.ok_or(Error::NotFound("payment"))?;
+        let payment = self.ledger.payments.get_payment(id).await?.ok_or(Error::NotFound("payment"))?;
         session.require_self_or_admin(payment.customer_id, "payment")?;
         Ok(payment)
     }
@@ -261,14 +268,14 @@ impl Orderly {
         page: &PageRequest,
     ) -> Result<Page<Payment>> {
         session.require_admin()?;
-        Ok(self.store.list_payments(order_id, page).await?)
+        Ok(self.ledger.payments.list_payments(order_id, page).await?)
     }
 
     pub async fn payments_of(&self, order_id: Uuid) -> Result<Vec<Payment>> {
         let mut page = PageRequest::first(100);
         let mut payments = Vec::new();
         loop {
-            let result = self.store.list_payments(Some(order_id), &page).await?;
+            let result = self.ledger.payments.list_payments(Some(order_id), &page).await?;
             payments.extend(result.items);
             match result.next_token {
                 Some(token) => page.token = Some(token),
@@ -280,23 +287,21 @@ impl Orderly {
     /// The payment worker's charge: asks the gateway once and records the outcome. A payment
     /// no longer `pending` (a redelivered message) is left alone.
     pub async fn charge(&self, payment_id: Uuid, token: &CardToken) -> std::result::Result<ChargeResult, ChargeError> {
-        let Some(payment) = self.store.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))? else {
+        let Some(payment) =
+            self.ledger.payments.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))?
+        else {
             return Ok(ChargeResult::NotApplicable);
         };
         if payment.status != PaymentStatus::Pending {
             return Ok(ChargeResult::NotApplicable);
         }
         // Cancelled before the charge went out: no need to take the money and give it back.
-        let order = self.store.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
+        let order = self.ledger.orders.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
         if order.is_none_or(|o| o.status == OrderStatus::Cancelled) {
             self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::Declined);
         }
-        let charged = self
-            .gateway()
-            .map_err(ChargeError::Store)?
-            .charge(token, payment.amount_cents, &payment.id.to_string())
-            .await;
+        let charged = self.ledger.gateway.charge(token, payment.amount_cents, &payment.id.to_string()).await;
         match charged {
             Ok(ChargeOutcome::Captured { reference }) => {
                 self.settle_success(payment_id, &reference).await.map_err(ChargeError::Store)
@@ -324,17 +329,17 @@ impl Orderly {
     /// is queued. If the order was cancelled meanwhile, the payment is refunded instead.
     async fn settle_success(&self, payment_id: Uuid, reference: &str) -> Result<ChargeResult> {
         for attempt in 0..5 {
-            let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
+            let payment = self.ledger.payments.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
             if payment.status != PaymentStatus::Pending {
                 return Ok(ChargeResult::NotApplicable);
             }
-            let order = self.store.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
+            let order = self.ledger.orders.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
             // Captured for an order that no longer wants it (cancelled, or marked paid by an
             // admin meanwhile): refund. The payment's version condition below makes sure a
             // concurrent settlement of this same payment is never refunded by mistake.
             let (updated, late) = match order.status {
                 OrderStatus::Pending | OrderStatus::Cancelled => {
-                    match self.next_order(&order, OrderEvent::PaymentSucceeded, "system:payment-worker", None) {
+                    match self.ledger.next_order(&order, OrderEvent::PaymentSucceeded, "system:payment-worker", None) {
                         Some(next) => (next, order.status == OrderStatus::Cancelled),
                         None => return Err(Error::Internal("the transition table lost payment success".into())),
                     }
@@ -349,7 +354,7 @@ impl Orderly {
             settled.status = if late { PaymentStatus::Refunded } else { PaymentStatus::Succeeded };
             settled.gateway_reference = Some(reference.to_owned());
             settled.version += 1;
-            settled.updated_at = self.clock.now();
+            settled.updated_at = self.ledger.now();
             let write = TransitionWrite {
                 previous: &order,
                 updated: &updated,
@@ -357,7 +362,7 @@ impl Orderly {
                 payment: Some(PaymentChange::Update { previous: &payment, updated: &settled }),
                 idempotency: None,
             };
-            match self.store.transition_order(&write).await {
+            match self.ledger.orders.transition_order(&write).await {
                 Ok(()) => {}
                 Err(StoreError::VersionConflict) => {
                     crate::retry::backoff(attempt).await;
@@ -368,14 +373,14 @@ impl Orderly {
             if late {
                 tracing::warn!(payment_id = %payment.id, order_id = %order.id, "payment captured for an order that no longer needs it; refunding");
                 // A refund the gateway does not confirm now is retried by the sweep.
-                let _ = self.refund(&settled).await;
+                let _ = self.ledger.refund(&settled).await;
                 return Ok(ChargeResult::RefundedLate);
             }
             tracing::info!(payment_id = %payment.id, order_id = %order.id, "payment succeeded; order paid");
             crate::telemetry::metric("PaymentsSucceeded", 1);
             let message = FulfillmentMessage::Ship { order_id: order.id };
             if let Err(err) =
-                self.send(QueueName::Fulfillment, &message, &order.correlation_id, time::Duration::ZERO).await
+                self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, time::Duration::ZERO).await
             {
                 // The sweep queues fulfillment for paid orders that have no shipment.
                 tracing::warn!(order_id = %order.id, error = %err, "fulfillment not queued; the sweep will");
@@ -388,28 +393,29 @@ impl Orderly {
     /// A declined (or unqueueable) payment: `failed`, and the order free to be paid again.
     async fn settle_failure(&self, payment_id: Uuid, reason: &str) -> Result<()> {
         for attempt in 0..5 {
-            let payment = self.store.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
+            let payment = self.ledger.payments.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
             if payment.status != PaymentStatus::Pending {
                 return Ok(());
             }
-            let order = self.store.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
+            let order = self.ledger.orders.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
             let mut failed = payment.clone();
             failed.status = PaymentStatus::Failed;
             failed.failure_reason = Some(reason.to_owned());
             failed.version += 1;
-            failed.updated_at = self.clock.now();
-            let updated = match self.next_order(&order, OrderEvent::PaymentDeclined, "system:payment-worker", None) {
-                Some(mut next) => {
-                    next.payment_id = None;
-                    next
-                }
-                // The order moved on (cancelled): only the payment changes.
-                None => {
-                    let mut same = order.clone();
-                    same.version += 1;
-                    same
-                }
-            };
+            failed.updated_at = self.ledger.now();
+            let updated =
+                match self.ledger.next_order(&order, OrderEvent::PaymentDeclined, "system:payment-worker", None) {
+                    Some(mut next) => {
+                        next.payment_id = None;
+                        next
+                    }
+                    // The order moved on (cancelled): only the payment changes.
+                    None => {
+                        let mut same = order.clone();
+                        same.version += 1;
+                        same
+                    }
+                };
             let write = TransitionWrite {
                 previous: &order,
                 updated: &updated,
@@ -417,7 +423,7 @@ impl Orderly {
                 payment: Some(PaymentChange::Update { previous: &payment, updated: &failed }),
                 idempotency: None,
             };
-            match self.store.transition_order(&write).await {
+            match self.ledger.orders.transition_order(&write).await {
                 Ok(()) => {
                     tracing::info!(payment_id = %payment.id, order_id = %order.id, reason, "payment failed");
                     return Ok(());
@@ -429,38 +435,15 @@ impl Orderly {
         Err(Error::Unavailable)
     }
 
-    /// Asks the gateway to return a refunded payment's money. The write that marked it
-    /// `refunded` also recorded a pending refund (an outbox entry, in the same transaction), so
-    /// a refund the gateway does not confirm now, or one lost to a crash right after that
-    /// write, is retried by the sweep until the gateway confirms it.
-    pub(crate) async fn refund(&self, payment: &Payment) -> Result<()> {
-        let Some(reference) = &payment.gateway_reference else {
-            // Never captured: nothing to give back.
-            return Ok(self.store.confirm_refund(payment.id).await?);
-        };
-        match self.gateway()?.refund(reference, payment.amount_cents).await {
-            Ok(()) => {
-                self.store.confirm_refund(payment.id).await?;
-                tracing::info!(payment_id = %payment.id, "refunded");
-                crate::telemetry::metric("PaymentsRefunded", 1);
-                Ok(())
-            }
-            Err(err) => {
-                tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; the sweep retries it");
-                Err(Error::Unavailable)
-            }
-        }
-    }
-
     /// The sweep's part for payments: retries every refund not yet confirmed by the gateway.
     pub(crate) async fn retry_refunds(&self) -> Result<u32> {
         let mut confirmed = 0;
-        for payment_id in self.store.pending_refunds(100).await? {
-            let Some(payment) = self.store.get_payment(payment_id).await? else {
-                self.store.confirm_refund(payment_id).await?;
+        for payment_id in self.ledger.payments.pending_refunds(100).await? {
+            let Some(payment) = self.ledger.payments.get_payment(payment_id).await? else {
+                self.ledger.payments.confirm_refund(payment_id).await?;
                 continue;
             };
-            if self.refund(&payment).await.is_ok() {
+            if self.ledger.refund(&payment).await.is_ok() {
                 confirmed += 1;
             }
         }

@@ -3,10 +3,13 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Orderly, UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
+use std::sync::Arc;
+
+use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{Category, CategorySummary, Product, ProductName, int_in_range, optional_text};
-use crate::store::{Page, ProductFilter, StoreError};
+use crate::store::{CatalogStore, Page, ProductFilter, StoreError};
 
 /// Upper bounds that keep values sane (and far from integer overflow in any sum).
 pub const MAX_PRICE_CENTS: i64 = 100_000_000; // 1,000,000.00
@@ -185,7 +188,18 @@ impl ProductQuery {
     }
 }
 
-impl Orderly {
+/// The catalog: products with optimistic concurrency, and categories.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn CatalogStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn CatalogStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
     pub async fn create_product(&self, input: NewProduct) -> Result<Product> {
         let fields = ProductFields::parse(input)?;
         let now = self.clock.now();

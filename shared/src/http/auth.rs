@@ -15,19 +15,22 @@ use lambda_http::request::RequestContext;
 
 use super::ApiError;
 use super::extract::Json;
-use crate::domain::{LoginRequest, Orderly};
+use crate::domain::{Accounts, LoginRequest, Sessions};
 use crate::error::Error;
 
 pub use crate::domain::Session;
 
-pub fn routes() -> Router<Orderly> {
-    Router::new().route("/auth/login", post(login)).route("/auth/logout", post(logout))
+pub fn routes(accounts: Accounts, sessions: Sessions) -> Router {
+    Router::new()
+        .route("/auth/login", post(login))
+        .with_state(accounts)
+        .merge(Router::new().route("/auth/logout", post(logout)).with_state(sessions))
 }
 
 /// Middleware: a request that carries `Authorization` must carry a valid, unrevoked bearer
 /// token for an existing account, on every route (401 otherwise); the session is then
 /// available to handlers. Requests without the header go on anonymously.
-pub(super) async fn authenticate(State(orderly): State<Orderly>, mut request: Request, next: Next) -> Response {
+pub(super) async fn authenticate(State(sessions): State<Sessions>, mut request: Request, next: Next) -> Response {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return next.run(request).await;
     };
@@ -41,7 +44,7 @@ pub(super) async fn authenticate(State(orderly): State<Orderly>, mut request: Re
         return ApiError::from(Error::Unauthorized("send the access token as Authorization: Bearer <token>"))
             .into_response();
     };
-    match orderly.authenticate(token).await {
+    match sessions.authenticate(token).await {
         Ok(session) => {
             tracing::Span::current().record("subject", tracing::field::display(session.principal.id));
             request.extensions_mut().insert(session);
@@ -99,15 +102,15 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
 }
 
 async fn login(
-    State(orderly): State<Orderly>,
+    State(accounts): State<Accounts>,
     SourceAddress(source): SourceAddress,
     Json(request): Json<LoginRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let token = orderly.login(request, source).await?;
+    let token = accounts.login(request, source).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], JsonResponse(token)))
 }
 
-async fn logout(State(orderly): State<Orderly>, session: Session) -> Result<StatusCode, ApiError> {
-    orderly.logout(&session).await?;
+async fn logout(State(sessions): State<Sessions>, session: Session) -> Result<StatusCode, ApiError> {
+    sessions.logout(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }

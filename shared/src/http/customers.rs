@@ -11,10 +11,13 @@ use serde::Deserialize;
 use super::ApiError;
 use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
-use crate::domain::{CustomerPatch, NewCustomer, Orderly, page_request};
+use crate::domain::{CustomerPatch, Customers, NewCustomer, page_request};
 
-pub fn routes() -> Router<Orderly> {
-    Router::new().route("/customers", get(list).post(sign_up)).route("/customers/{id}", get(show).patch(update))
+pub fn routes(customers: Customers) -> Router {
+    Router::new()
+        .route("/customers", get(list).post(sign_up))
+        .route("/customers/{id}", get(show).patch(update))
+        .with_state(customers)
 }
 
 #[derive(Deserialize)]
@@ -25,34 +28,34 @@ struct ListQuery {
 }
 
 async fn sign_up(
-    State(orderly): State<Orderly>,
+    State(customers): State<Customers>,
     Json(input): Json<NewCustomer>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let customer = orderly.sign_up(input).await?;
+    let customer = customers.sign_up(input).await?;
     let location = format!("/customers/{}", customer.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], JsonResponse(customer)))
 }
 
 async fn list(
-    State(orderly): State<Orderly>,
+    State(customers): State<Customers>,
     _admin: AdminSession,
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page = page_request(query.limit, query.next_token)?;
-    Ok(JsonResponse(orderly.customers(&page).await?))
+    Ok(JsonResponse(customers.customers(&page).await?))
 }
 
-async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
     session.require_self_or_admin(id, "customer")?;
-    Ok(JsonResponse(orderly.customer(id).await?))
+    Ok(JsonResponse(customers.customer(id).await?))
 }
 
 async fn update(
-    State(orderly): State<Orderly>,
+    State(customers): State<Customers>,
     session: Session,
     Id(id): Id,
     Json(patch): Json<CustomerPatch>,
 ) -> Result<impl IntoResponse, ApiError> {
     session.require_self_or_admin(id, "customer")?;
-    Ok(JsonResponse(orderly.update_customer(id, patch).await?))
+    Ok(JsonResponse(customers.update_customer(id, patch).await?))
 }

@@ -21,7 +21,7 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::Instrument;
 
-use crate::domain::Orderly;
+use crate::domain::{Services, Sessions};
 pub use problem::ApiError;
 
 /// Largest request body accepted; product descriptions are the biggest field (5,000 chars).
@@ -30,14 +30,23 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Finishes a function's routes into a servable app: unknown routes and methods answer with
 /// problem documents, bodies are capped, bearer tokens are checked, and every request gets
 /// an id and a log line.
-pub fn app(routes: Router<Orderly>, orderly: Orderly) -> Router {
+pub fn app(routes: Router, sessions: Sessions) -> Router {
     routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(orderly.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(sessions, auth::authenticate))
         .layer(middleware::from_fn(trace_request))
-        .with_state(orderly)
+}
+
+/// Every function's routes in one app: what the local server and the HTTP tests serve.
+pub fn local_app(services: &Services) -> Router {
+    let routes = auth::routes(services.accounts.clone(), services.sessions.clone())
+        .merge(customers::routes(services.customers.clone()))
+        .merge(products::routes(services.catalog.clone()))
+        .merge(orders::routes(services.orders.clone(), services.payments.clone(), services.fulfillment.clone()))
+        .merge(payments::routes(services.payments.clone()));
+    app(routes, services.sessions.clone())
 }
 
 const REQUEST_ID: &str = "x-request-id";

@@ -14,12 +14,21 @@ use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, JsonOrEmpty, Query};
 use super::{ApiError, RequestId};
 use crate::domain::{
-    CancelRequest, FulfillmentRequest, IdempotencyKey, NewOrder, OrderQuery, Orderly, StatusChange, Tracking,
+    CancelRequest, Fulfillment, FulfillmentRequest, IdempotencyKey, NewOrder, OrderQuery, Orders, Payments,
+    StatusChange, Tracking,
 };
 use crate::error::Error;
 use crate::model::{Order, OrderStatus, Payment};
 
-pub fn routes() -> Router<Orderly> {
+/// The services the orders routes call.
+#[derive(Clone)]
+struct OrdersApi {
+    orders: Orders,
+    payments: Payments,
+    fulfillment: Fulfillment,
+}
+
+pub fn routes(orders: Orders, payments: Payments, fulfillment: Fulfillment) -> Router {
     Router::new()
         .route("/orders", get(list).post(place))
         .route("/orders/metrics", get(metrics))
@@ -29,6 +38,7 @@ pub fn routes() -> Router<Orderly> {
         .route("/orders/{id}/tracking", get(tracking))
         .route("/orders/{id}/label", get(label))
         .route("/orders/{id}/fulfillment", put(fulfill))
+        .with_state(OrdersApi { orders, payments, fulfillment })
 }
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -44,14 +54,14 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyK
 /// 201 for a `pending` order, 202 for a deferred (`processing order`) one; a replayed
 /// Idempotency-Key gets the first answer again, byte for byte.
 async fn place(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     session: Session,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     Json(input): Json<NewOrder>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let placed = orderly.place_order(&session, input, key, &request_id).await?;
+    let placed = api.orders.place_order(&session, input, key, &request_id).await?;
     let status = StatusCode::from_u16(placed.status_code).unwrap_or(StatusCode::CREATED);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], placed.body).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", placed.id)) {
@@ -61,11 +71,11 @@ async fn place(
 }
 
 async fn list(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     session: Session,
     Query(query): Query<OrderQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(orderly.orders(&session, query).await?))
+    Ok(JsonResponse(api.orders.orders(&session, query).await?))
 }
 
 /// GET /orders/{id}: the order with its payments.
@@ -76,33 +86,33 @@ struct OrderWithPayments {
     payments: Vec<Payment>,
 }
 
-async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
-    let order = orderly.order_for(&session, id).await?;
-    let payments = orderly.payments_of(order.id).await?;
+async fn show(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+    let order = api.orders.order_for(&session, id).await?;
+    let payments = api.payments.payments_of(order.id).await?;
     Ok(JsonResponse(OrderWithPayments { order, payments }))
 }
 
 async fn tracking(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     session: Session,
     Id(id): Id,
 ) -> Result<JsonResponse<Tracking>, ApiError> {
-    Ok(JsonResponse(orderly.tracking(&session, id).await?))
+    Ok(JsonResponse(api.fulfillment.tracking(&session, id).await?))
 }
 
 /// The shipping label, as ZPL for a thermal printer.
-async fn label(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
-    let zpl = orderly.label(&session, id).await?;
+async fn label(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
+    let zpl = api.fulfillment.label(&session, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/zpl; charset=utf-8")], zpl).into_response())
 }
 
 async fn fulfill(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     AdminSession(session): AdminSession,
     Id(id): Id,
     Json(request): Json<FulfillmentRequest>,
 ) -> Result<JsonResponse<Order>, ApiError> {
-    Ok(JsonResponse(orderly.fulfill(&session, id, request).await?))
+    Ok(JsonResponse(api.fulfillment.fulfill(&session, id, request).await?))
 }
 
 /// GET /orders/{id}/status: the small answer a client polls.
@@ -121,8 +131,8 @@ struct StatusView {
     updated_at: OffsetDateTime,
 }
 
-async fn status(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
-    let order = orderly.order_for(&session, id).await?;
+async fn status(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+    let order = api.orders.order_for(&session, id).await?;
     Ok(JsonResponse(StatusView {
         id: order.id,
         status: order.status,
@@ -135,26 +145,26 @@ async fn status(State(orderly): State<Orderly>, session: Session, Id(id): Id) ->
 }
 
 async fn change_status(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     AdminSession(session): AdminSession,
     Id(id): Id,
     Json(change): Json<StatusChange>,
 ) -> Result<JsonResponse<Order>, ApiError> {
-    Ok(JsonResponse(orderly.change_status(&session, id, change).await?))
+    Ok(JsonResponse(api.orders.change_status(&session, id, change).await?))
 }
 
 async fn cancel(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     session: Session,
     Id(id): Id,
     JsonOrEmpty(request): JsonOrEmpty<CancelRequest>,
 ) -> Result<JsonResponse<Order>, ApiError> {
-    Ok(JsonResponse(orderly.cancel_order(&session, id, request).await?))
+    Ok(JsonResponse(api.orders.cancel_order(&session, id, request).await?))
 }
 
 async fn metrics(
-    State(orderly): State<Orderly>,
+    State(api): State<OrdersApi>,
     AdminSession(session): AdminSession,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(orderly.order_metrics(&session).await?))
+    Ok(JsonResponse(api.orders.order_metrics(&session).await?))
 }

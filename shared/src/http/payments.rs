@@ -12,23 +12,23 @@ use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
 use super::orders::idempotency_key;
 use super::{ApiError, RequestId};
-use crate::domain::{NewPayment, Orderly, page_request};
+use crate::domain::{NewPayment, Payments, page_request};
 use crate::model::Payment;
 
-pub fn routes() -> Router<Orderly> {
-    Router::new().route("/payments", post(pay).get(list)).route("/payments/{id}", get(show))
+pub fn routes(payments: Payments) -> Router {
+    Router::new().route("/payments", post(pay).get(list)).route("/payments/{id}", get(show)).with_state(payments)
 }
 
 /// 202: the payment is `pending` until the payment worker has charged the card.
 async fn pay(
-    State(orderly): State<Orderly>,
+    State(payments): State<Payments>,
     session: Session,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     Json(input): Json<NewPayment>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let placed = orderly.create_payment(&session, input, key, &request_id).await?;
+    let placed = payments.create_payment(&session, input, key, &request_id).await?;
     let status = StatusCode::from_u16(placed.status_code).unwrap_or(StatusCode::ACCEPTED);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], placed.body).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/payments/{}", placed.id)) {
@@ -37,8 +37,12 @@ async fn pay(
     Ok(response)
 }
 
-async fn show(State(orderly): State<Orderly>, session: Session, Id(id): Id) -> Result<JsonResponse<Payment>, ApiError> {
-    Ok(JsonResponse(orderly.payment_for(&session, id).await?))
+async fn show(
+    State(payments): State<Payments>,
+    session: Session,
+    Id(id): Id,
+) -> Result<JsonResponse<Payment>, ApiError> {
+    Ok(JsonResponse(payments.payment_for(&session, id).await?))
 }
 
 #[derive(Deserialize)]
@@ -51,10 +55,10 @@ struct ListQuery {
 
 /// GET /payments (admin): every payment, or one order's, newest first.
 async fn list(
-    State(orderly): State<Orderly>,
+    State(payments): State<Payments>,
     AdminSession(session): AdminSession,
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page = page_request(query.limit, query.next_token)?;
-    Ok(JsonResponse(orderly.payments(&session, query.order_id, &page).await?))
+    Ok(JsonResponse(payments.payments(&session, query.order_id, &page).await?))
 }

@@ -10,14 +10,15 @@ use serde::Serialize;
 use super::ApiError;
 use super::auth::AdminSession;
 use super::extract::{Id, IfMatch, Json, Query};
-use crate::domain::{NewProduct, Orderly, ProductPatch, ProductQuery};
+use crate::domain::{Catalog, NewProduct, ProductPatch, ProductQuery};
 use crate::model::Product;
 
-pub fn routes() -> Router<Orderly> {
+pub fn routes(catalog: Catalog) -> Router {
     Router::new()
         .route("/products", get(list).post(create))
         .route("/products/{id}", get(show).patch(update).put(replace).delete(remove))
         .route("/categories", get(categories))
+        .with_state(catalog)
 }
 
 /// A product with its version as a strong ETag, for `If-Match` on the next write.
@@ -31,11 +32,11 @@ fn with_etag(status: StatusCode, product: Product) -> Response {
 }
 
 async fn create(
-    State(orderly): State<Orderly>,
+    State(catalog): State<Catalog>,
     _admin: AdminSession,
     Json(input): Json<NewProduct>,
 ) -> Result<Response, ApiError> {
-    let product = orderly.create_product(input).await?;
+    let product = catalog.create_product(input).await?;
     let location = format!("/products/{}", product.id);
     let mut response = with_etag(StatusCode::CREATED, product);
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -45,43 +46,43 @@ async fn create(
 }
 
 async fn list(
-    State(orderly): State<Orderly>,
+    State(catalog): State<Catalog>,
     Query(query): Query<ProductQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(orderly.products(&query).await?))
+    Ok(JsonResponse(catalog.products(&query).await?))
 }
 
-async fn show(State(orderly): State<Orderly>, Id(id): Id) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, orderly.product(id).await?))
+async fn show(State(catalog): State<Catalog>, Id(id): Id) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, catalog.product(id).await?))
 }
 
 async fn update(
-    State(orderly): State<Orderly>,
+    State(catalog): State<Catalog>,
     _admin: AdminSession,
     Id(id): Id,
     IfMatch(expected): IfMatch,
     Json(patch): Json<ProductPatch>,
 ) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, orderly.update_product(id, expected, patch).await?))
+    Ok(with_etag(StatusCode::OK, catalog.update_product(id, expected, patch).await?))
 }
 
 async fn replace(
-    State(orderly): State<Orderly>,
+    State(catalog): State<Catalog>,
     _admin: AdminSession,
     Id(id): Id,
     IfMatch(expected): IfMatch,
     Json(input): Json<NewProduct>,
 ) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, orderly.replace_product(id, expected, input).await?))
+    Ok(with_etag(StatusCode::OK, catalog.replace_product(id, expected, input).await?))
 }
 
 async fn remove(
-    State(orderly): State<Orderly>,
+    State(catalog): State<Catalog>,
     _admin: AdminSession,
     Id(id): Id,
     IfMatch(expected): IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    orderly.delete_product(id, expected).await?;
+    catalog.delete_product(id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -90,6 +91,6 @@ struct Categories {
     items: Vec<crate::model::CategorySummary>,
 }
 
-async fn categories(State(orderly): State<Orderly>) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(Categories { items: orderly.categories().await? }))
+async fn categories(State(catalog): State<Catalog>) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(Categories { items: catalog.categories().await? }))
 }

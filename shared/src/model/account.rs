@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::FieldError;
-use super::fields::{Email, PersonName, optional_text};
+use super::fields::{Email, PersonName, Username, optional_text};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +61,7 @@ pub struct Customer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admin {
     pub id: Uuid,
-    pub username: String,
+    pub username: Username,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

@@ -87,6 +87,24 @@ impl ProductName {
     }
 }
 
+/// An admin's login name: 3–64 of `a-z 0-9 . _ -`, lower-cased here once, so stores compare
+/// it as stored. Never an email, so it cannot clash with a customer's login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let name = raw.trim().to_ascii_lowercase();
+        let ok = (3..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if ok { Ok(Self(name)) } else { Err(FieldError::new(field, "must be 3-64 of a-z, 0-9, '.', '_' or '-'")) }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A category slug: lower-case letters, digits and dashes, 1–50 characters (`garden-tools`).
 /// Slugs make the category filter exact and case-free on every backend.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -149,6 +167,14 @@ mod tests {
         for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@example.com", "ada@.com"]
         {
             assert!(Email::parse("email", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn usernames_are_lower_cased_once() {
+        assert_eq!(Username::parse("username", " Ops.Admin ").expect("valid").as_str(), "ops.admin");
+        for bad in ["ab", "ops admin", "ops@example.com", &"a".repeat(65)] {
+            assert!(Username::parse("username", bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -265,7 +265,7 @@ impl AccountStore for SqliteStore {
 
     async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
         let (id, key, hash, doc) =
-            (admin.id.to_string(), admin.username.to_lowercase(), password_hash.to_owned(), to_doc(admin)?);
+            (admin.id.to_string(), admin.username.as_str().to_owned(), password_hash.to_owned(), to_doc(admin)?);
         self.transaction(move |tx| {
             tx.execute(
                 "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",

@@ -3,17 +3,17 @@
 use async_trait::async_trait;
 use time::Duration;
 
-use crate::domain::{FulfillmentMessage, Orderly};
+use crate::domain::{Fulfillment, FulfillmentMessage};
 use crate::error::Error;
 use crate::queue::{Consumer, Delivery, Outcome};
 
 pub struct FulfillmentWorker {
-    orderly: Orderly,
+    fulfillment: Fulfillment,
 }
 
 impl FulfillmentWorker {
-    pub fn new(orderly: Orderly) -> Self {
-        Self { orderly }
+    pub fn new(fulfillment: Fulfillment) -> Self {
+        Self { fulfillment }
     }
 }
 
@@ -30,7 +30,7 @@ impl Consumer for FulfillmentWorker {
         };
         match message {
             FulfillmentMessage::Ship { order_id } => {
-                match self.orderly.ship(order_id, "system:fulfillment-worker").await {
+                match self.fulfillment.ship(order_id, "system:fulfillment-worker").await {
                     Ok(Some(order)) => {
                         let tracking = order.shipment.as_ref().map(|s| s.tracking_number.as_str()).unwrap_or("");
                         tracing::info!(order_id = %order_id, tracking_number = tracking, "order shipped");

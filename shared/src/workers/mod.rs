@@ -6,5 +6,5 @@ mod order_worker;
 mod payment_worker;
 
 pub use fulfillment_worker::FulfillmentWorker;
-pub use order_worker::{OrderWorker, handle_order_worker_event};
+pub use order_worker::OrderWorker;
 pub use payment_worker::PaymentWorker;

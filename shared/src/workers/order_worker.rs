@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use time::Duration;
 
-use crate::domain::{OrderMessage, Orderly};
+use crate::domain::{Ledger, OrderMessage, Orders, Sweeper};
 use crate::error::Error;
 use crate::queue::{Consumer, Delivery, Outcome};
 
@@ -14,12 +14,34 @@ use crate::queue::{Consumer, Delivery, Outcome};
 const RETRY_AFTER: Duration = Duration::seconds(10);
 
 pub struct OrderWorker {
-    orderly: Orderly,
+    orders: Orders,
+    sweeper: Sweeper,
 }
 
 impl OrderWorker {
-    pub fn new(orderly: Orderly) -> Self {
-        Self { orderly }
+    pub fn new(ledger: Ledger) -> Self {
+        Self { orders: Orders::new(ledger.clone()), sweeper: Sweeper::new(ledger) }
+    }
+
+    /// The order-worker Lambda's events: SQS batches (`Records`) and the scheduled sweep
+    /// (an EventBridge schedule event). Returns the SQS batch response, or the sweep's report.
+    pub async fn handle_event(&self, event: Value) -> Result<Value, Error> {
+        if event.get("Records").is_some() {
+            let batch =
+                serde_json::from_value(event).map_err(|e| Error::BadRequest(format!("not an SQS event: {e}")))?;
+            let response = crate::queue::worker::handle_sqs_event(self, batch).await;
+            return serde_json::to_value(response).map_err(|e| Error::Internal(format!("batch response: {e}")));
+        }
+        if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+            let report = self.sweeper.sweep().await?;
+            return Ok(serde_json::json!({
+                "released": report.released,
+                "expired": report.expired,
+                "requeued_fulfillment": report.requeued_fulfillment,
+                "refunds_confirmed": report.refunds_confirmed,
+            }));
+        }
+        Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
     }
 }
 
@@ -37,7 +59,7 @@ impl Consumer for OrderWorker {
         };
         let correlation_id = delivery.correlation_id.as_deref().unwrap_or(&delivery.message_id);
         match message {
-            OrderMessage::Release { order_id } => match self.orderly.handle_release(order_id, correlation_id).await {
+            OrderMessage::Release { order_id } => match self.orders.handle_release(order_id, correlation_id).await {
                 Ok(release) => {
                     tracing::info!(order_id = %order_id, ?release, "release message handled");
                     Outcome::Done
@@ -53,24 +75,4 @@ impl Consumer for OrderWorker {
             },
         }
     }
-}
-
-/// The order-worker Lambda's events: SQS batches (`Records`) and the scheduled sweep
-/// (an EventBridge schedule event). Returns the SQS batch response, or the sweep's report.
-pub async fn handle_order_worker_event(orderly: &Orderly, event: Value) -> Result<Value, Error> {
-    if event.get("Records").is_some() {
-        let batch = serde_json::from_value(event).map_err(|e| Error::BadRequest(format!("not an SQS event: {e}")))?;
-        let response = crate::queue::worker::handle_sqs_event(&OrderWorker::new(orderly.clone()), batch).await;
-        return serde_json::to_value(response).map_err(|e| Error::Internal(format!("batch response: {e}")));
-    }
-    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let report = orderly.sweep().await?;
-        return Ok(serde_json::json!({
-            "released": report.released,
-            "expired": report.expired,
-            "requeued_fulfillment": report.requeued_fulfillment,
-            "refunds_confirmed": report.refunds_confirmed,
-        }));
-    }
-    Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use time::Duration;
 
-use crate::domain::{ChargeError, ChargeResult, Orderly, PaymentMessage};
+use crate::domain::{ChargeError, ChargeResult, PaymentMessage, Payments};
 use crate::gateway::{CircuitBreaker, GatewayError};
 use crate::queue::{Consumer, Delivery, Outcome};
 
@@ -13,13 +13,13 @@ fn retry_after(receive_count: u32) -> Duration {
 }
 
 pub struct PaymentWorker {
-    orderly: Orderly,
+    payments: Payments,
     breaker: CircuitBreaker,
 }
 
 impl PaymentWorker {
-    pub fn new(orderly: Orderly, breaker: CircuitBreaker) -> Self {
-        Self { orderly, breaker }
+    pub fn new(payments: Payments, breaker: CircuitBreaker) -> Self {
+        Self { payments, breaker }
     }
 
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -75,7 +75,7 @@ impl Consumer for PaymentWorker {
         };
         match message {
             PaymentMessage::Charge { payment_id, token } => {
-                match self.guarded(delivery, self.orderly.charge(payment_id, &token)).await {
+                match self.guarded(delivery, self.payments.charge(payment_id, &token)).await {
                     Ok(result) => {
                         tracing::info!(payment_id = %payment_id, ?result, "charge handled");
                         if result == ChargeResult::NotApplicable {

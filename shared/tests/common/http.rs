@@ -6,8 +6,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use orderly::domain::{Orderly, Password};
-use orderly::http::{app, auth, customers, orders, payments, products};
+use orderly::domain::{Password, Services};
+use orderly::http::local_app;
 use orderly::store::Store;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -33,16 +33,9 @@ impl Api {
     }
 
     /// The app over a given service, with an admin `admin` signed in.
-    pub async fn over(orderly: Orderly) -> Self {
-        orderly.ensure_admin("admin", Password::new(ADMIN_PASSWORD)).await.expect("admin");
-        let router = app(
-            auth::routes()
-                .merge(customers::routes())
-                .merge(products::routes())
-                .merge(orders::routes())
-                .merge(payments::routes()),
-            orderly,
-        );
+    pub async fn over(services: Services) -> Self {
+        services.accounts.ensure_admin("admin", Password::new(ADMIN_PASSWORD)).await.expect("admin");
+        let router = local_app(&services);
         let mut api = Api { router, admin_token: String::new() };
         let login = api.post("/auth/login", json!({"username": "admin", "password": ADMIN_PASSWORD})).await;
         api.admin_token = login.body["access_token"].as_str().expect("admin token").to_owned();

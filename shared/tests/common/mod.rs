@@ -10,7 +10,9 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use orderly::clock::{Clock, SystemClock};
 use orderly::config::TableNames;
-use orderly::domain::{AuthConfig, Orderly, PasswordCost};
+use orderly::domain::{AuthConfig, OrderSettings, PasswordCost, Services};
+use orderly::gateway::{PaymentGateway, SimulatedGateway};
+use orderly::queue::Queue;
 use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 
 pub const DYNAMODB_ENDPOINT_VAR: &str = "ORDERLY_TEST_DYNAMODB_ENDPOINT";
@@ -58,12 +60,56 @@ pub fn test_auth() -> AuthConfig {
         .with_cost(PasswordCost { memory_kib: 2048, iterations: 1 })
 }
 
-pub fn orderly(store: Arc<dyn Store>) -> Orderly {
-    orderly_with(store, Arc::new(SystemClock), test_auth())
+/// Every service over `store`, on the system clock, an in-memory queue and the simulated
+/// gateway.
+pub fn orderly(store: Arc<dyn Store>) -> Services {
+    orderly_with(store, Arc::new(SystemClock), test_auth()).services()
 }
 
-pub fn orderly_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Orderly {
-    Orderly::new(store, clock, auth)
+/// The parts of [`Services`] a test may swap before building them.
+pub struct Wiring {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    auth: AuthConfig,
+    queue: Option<Arc<dyn Queue>>,
+    gateway: Arc<dyn PaymentGateway>,
+    settings: OrderSettings,
+}
+
+pub fn orderly_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Wiring {
+    Wiring {
+        store,
+        clock,
+        auth,
+        queue: None,
+        gateway: Arc::new(SimulatedGateway::default()),
+        settings: OrderSettings::default(),
+    }
+}
+
+impl Wiring {
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    pub fn with_gateway(mut self, gateway: Arc<dyn PaymentGateway>) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    pub fn with_order_settings(mut self, settings: OrderSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Without a queue of its own, an in-memory one on the same clock.
+    pub fn services(self) -> Services {
+        let queue = self.queue.unwrap_or_else(|| {
+            Arc::new(orderly::queue::SqliteQueue::in_memory(self.clock.clone(), 5).expect("in-memory queue"))
+        });
+        Services::new(self.store, self.clock, self.auth, queue, self.gateway, self.settings)
+    }
 }
 
 /// Generates `sqlite::name` and `dynamodb::name` tests from `async fn name(Arc<dyn Store>)`.

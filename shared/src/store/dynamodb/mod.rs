@@ -696,7 +696,7 @@ impl AccountStore for DynamoStore {
         item.insert("pk".into(), s(admin_pk(admin.id)));
         let actions = vec![
             self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)?,
-            self.new_login(&admin.username.to_lowercase(), admin.id, Role::Admin, password_hash)?,
+            self.new_login(admin.username.as_str(), admin.id, Role::Admin, password_hash)?,
         ];
         match self.transact(actions).await {
             Ok(()) => Ok(()),

@@ -1,0 +1,258 @@
+//! The ledger: the order and payment stores with the clock, the queue and the gateway, shared
+//! by the order-side services (orders, payments, fulfillment, the sweep). It holds the one way
+//! an order moves along the transition table ([`Ledger::apply`]), refunds, idempotent replays
+//! and message sending, so no service repeats them.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::auth::Session;
+use super::orders::{IdempotencyKey, OrderSettings, Placed};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::gateway::PaymentGateway;
+use crate::model::{HistoryEntry, Order, OrderEvent, OrderStatus, Payment, PaymentStatus};
+use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueName};
+use crate::store::{OrderStore, PaymentChange, PaymentStore, StoreError, TransitionWrite};
+
+/// Why an order did not move.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    /// The transition table has no such move from this status.
+    #[error("an order that is {from} cannot be {}", event_verb(*event))]
+    Illegal { from: OrderStatus, event: OrderEvent },
+    /// Another writer changed the order after it was read (its version moved): read it again.
+    #[error("the order changed meanwhile; read it again")]
+    Raced,
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+impl From<TransitionError> for Error {
+    fn from(err: TransitionError) -> Self {
+        match err {
+            TransitionError::Illegal { .. } | TransitionError::Raced => Error::Conflict(err.to_string()),
+            TransitionError::Failed(inner) => inner,
+        }
+    }
+}
+
+fn event_verb(event: OrderEvent) -> &'static str {
+    match event {
+        OrderEvent::Released => "released",
+        OrderEvent::PaymentSucceeded => "paid",
+        OrderEvent::PaymentDeclined => "declined",
+        OrderEvent::PaymentDeadlinePassed => "expired",
+        OrderEvent::ShipmentCreated => "shipped",
+        OrderEvent::DeliveryRecorded => "delivered",
+        OrderEvent::Cancelled => "cancelled",
+    }
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    pub(super) orders: Arc<dyn OrderStore>,
+    pub(super) payments: Arc<dyn PaymentStore>,
+    clock: Arc<dyn Clock>,
+    queue: Arc<dyn Queue>,
+    /// Refunds go back through it.
+    pub(super) gateway: Arc<dyn PaymentGateway>,
+    pub(super) settings: OrderSettings,
+}
+
+impl Ledger {
+    pub fn new(
+        orders: Arc<dyn OrderStore>,
+        payments: Arc<dyn PaymentStore>,
+        clock: Arc<dyn Clock>,
+        queue: Arc<dyn Queue>,
+        gateway: Arc<dyn PaymentGateway>,
+        settings: OrderSettings,
+    ) -> Self {
+        Self { orders, payments, clock, queue, gateway, settings }
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// An order the session may see (404 for anyone else's).
+    pub(crate) async fn order_for(&self, session: &Session, id: Uuid) -> Result<Order> {
+        let order = self.orders.get_order(id).await?.ok_or(Error::NotFound("order"))?;
+        session.require_self_or_admin(order.customer_id, "order")?;
+        Ok(order)
+    }
+
+    /// The saved answer to a request already made with `key`, if any and still live; a
+    /// different request under the same key is refused.
+    pub(crate) async fn replay(
+        &self,
+        customer_id: Uuid,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<Placed>> {
+        let now = self.clock.now();
+        let Some(record) = self.orders.get_idempotency(customer_id, key.as_str()).await? else {
+            return Ok(None);
+        };
+        if record.expires_at <= now {
+            return Ok(None);
+        }
+        if record.request != fingerprint {
+            return Err(Error::invalid("Idempotency-Key", "was already used with a different request body"));
+        }
+        #[derive(Deserialize)]
+        struct Created {
+            id: Uuid,
+        }
+        let created: Created =
+            serde_json::from_str(&record.response).map_err(|e| Error::Internal(format!("saved response: {e}")))?;
+        tracing::info!(id = %created.id, "idempotent replay");
+        Ok(Some(Placed { status_code: record.status_code, body: record.response, id: created.id }))
+    }
+
+    /// The order after `event`, or `None` where the transition table forbids it.
+    pub(crate) fn next_order(
+        &self,
+        order: &Order,
+        event: OrderEvent,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Option<Order> {
+        let next = order.status.after(event)?;
+        let now = self.clock.now();
+        let mut updated = order.clone();
+        updated.status = next;
+        updated.version += 1;
+        updated.updated_at = now;
+        updated.history.push(HistoryEntry { at: now, event: Some(event), status: next, actor: actor.to_owned() });
+        match event {
+            OrderEvent::Released => {
+                updated.release_at = None;
+                updated.payment_due_at = Some(now + self.settings.payment_deadline);
+            }
+            OrderEvent::Cancelled | OrderEvent::PaymentDeadlinePassed => {
+                updated.cancel_reason = reason;
+                updated.payment_due_at = None;
+                updated.release_at = None;
+            }
+            OrderEvent::PaymentSucceeded => updated.payment_due_at = None,
+            OrderEvent::PaymentDeclined | OrderEvent::ShipmentCreated | OrderEvent::DeliveryRecorded => {}
+        }
+        Some(updated)
+    }
+
+    /// One transition: a conditional write from the order's current status and version, with
+    /// its side effects in the same write (stock returned on cancellation; a captured payment
+    /// refunded when a paid order is cancelled). A concurrent change wins; this one answers
+    /// 409, so a duplicate can never apply twice.
+    pub(crate) async fn apply(
+        &self,
+        order: Order,
+        event: OrderEvent,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<Order, TransitionError> {
+        let Some(updated) = self.next_order(&order, event, actor, reason) else {
+            return Err(TransitionError::Illegal { from: order.status, event });
+        };
+        self.write_transition(&order, updated, event).await
+    }
+
+    /// Writes `updated` over `order` with the side effects `event` implies.
+    pub(crate) async fn write_transition(
+        &self,
+        order: &Order,
+        updated: Order,
+        event: OrderEvent,
+    ) -> Result<Order, TransitionError> {
+        let next = updated.status;
+        let restock = next == OrderStatus::Cancelled && order.status.holds_stock();
+        // Cancelling a paid order refunds its captured payment in the same write. A payment not
+        // captured (yet) is left alone: if it ever is, the worker refunds it as a late success.
+        let refund = match (order.status, next, order.payment_id) {
+            (OrderStatus::Paid, OrderStatus::Cancelled, Some(payment_id)) => {
+                let payment = self
+                    .payments
+                    .get_payment(payment_id)
+                    .await
+                    .map_err(Error::from)?
+                    .ok_or(Error::NotFound("payment"))?;
+                (payment.status == PaymentStatus::Succeeded).then(|| {
+                    let mut refunded = payment.clone();
+                    refunded.status = PaymentStatus::Refunded;
+                    refunded.version += 1;
+                    refunded.updated_at = updated.updated_at;
+                    (payment, refunded)
+                })
+            }
+            _ => None,
+        };
+        let write = TransitionWrite {
+            previous: order,
+            updated: &updated,
+            restock,
+            payment: refund.as_ref().map(|(previous, updated)| PaymentChange::Update { previous, updated }),
+            idempotency: None,
+        };
+        match self.orders.transition_order(&write).await {
+            Ok(()) => {
+                tracing::info!(order_id = %order.id, correlation_id = %order.correlation_id, from = %order.status, to = %next, ?event, "order transition");
+                if next == OrderStatus::Cancelled && order.status != OrderStatus::Cancelled {
+                    crate::telemetry::metric("OrdersCancelled", 1);
+                }
+                if let Some((_, refunded)) = &refund {
+                    // Recorded as pending in the same write: if the gateway does not confirm
+                    // now, the sweep retries it.
+                    let _ = self.refund(refunded).await;
+                }
+                Ok(updated)
+            }
+            Err(StoreError::VersionConflict) => Err(TransitionError::Raced),
+            Err(other) => Err(TransitionError::Failed(other.into())),
+        }
+    }
+
+    /// Asks the gateway to return a refunded payment's money. The write that marked it
+    /// `refunded` also recorded a pending refund (an outbox entry, in the same transaction), so
+    /// a refund the gateway does not confirm now, or one lost to a crash right after that
+    /// write, is retried by the sweep until the gateway confirms it.
+    pub(crate) async fn refund(&self, payment: &Payment) -> Result<()> {
+        let Some(reference) = &payment.gateway_reference else {
+            // Never captured: nothing to give back.
+            return Ok(self.payments.confirm_refund(payment.id).await?);
+        };
+        match self.gateway.refund(reference, payment.amount_cents).await {
+            Ok(()) => {
+                self.payments.confirm_refund(payment.id).await?;
+                tracing::info!(payment_id = %payment.id, "refunded");
+                crate::telemetry::metric("PaymentsRefunded", 1);
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; the sweep retries it");
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    /// Sends `message` with the flow's correlation id; delays beyond SQS's 15 minutes are
+    /// clamped (the consumer re-delays a message that arrives early).
+    pub(crate) async fn send<M: Serialize>(
+        &self,
+        queue: QueueName,
+        message: &M,
+        correlation_id: &str,
+        delay: Duration,
+    ) -> Result<()> {
+        let body = serde_json::to_string(message).map_err(|e| Error::Internal(format!("message JSON: {e}")))?;
+        let outgoing = OutgoingMessage { body, correlation_id: Some(correlation_id.to_owned()) };
+        self.queue
+            .send(queue, &outgoing, delay.clamp(Duration::ZERO, MAX_DELAY))
+            .await
+            .map_err(|e| Error::Internal(format!("sending to {queue}: {e}")))
+    }
+}

@@ -1,0 +1,80 @@
+//! The scheduled sweep: what a lost or dead-lettered message would leave behind. It releases
+//! deferred orders that are due, cancels orders unpaid past their deadline, queues fulfillment
+//! again for paid orders left unshipped, and retries refunds the gateway has not confirmed.
+
+use time::Duration;
+
+use super::ledger::{Ledger, TransitionError};
+use super::orders::{Orders, Release, SYSTEM};
+use super::payments::{FulfillmentMessage, Payments};
+use crate::error::Result;
+use crate::model::{OrderEvent, OrderStatus};
+use crate::queue::QueueName;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub released: u32,
+    pub expired: u32,
+    pub requeued_fulfillment: u32,
+    /// Refunds the gateway had not confirmed before, confirmed now.
+    pub refunds_confirmed: u32,
+}
+
+/// How long a paid order may wait for its shipment before the sweep queues it again.
+const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
+
+#[derive(Clone)]
+pub struct Sweeper {
+    ledger: Ledger,
+    orders: Orders,
+    payments: Payments,
+}
+
+impl Sweeper {
+    pub fn new(ledger: Ledger) -> Self {
+        Self { orders: Orders::new(ledger.clone()), payments: Payments::new(ledger.clone()), ledger }
+    }
+
+    /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
+    /// pending orders unpaid past their deadline (returning their stock).
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        const BATCH: u32 = 100;
+        let now = self.ledger.now();
+        let mut report = SweepReport::default();
+        // One order failing never stops the sweep of the others: it is logged and retried next time.
+        for order in self.ledger.orders.orders_due(OrderStatus::ProcessingOrder, now, BATCH).await? {
+            match self.orders.release_order(order.id).await {
+                Ok(Release::Released) => report.released += 1,
+                Ok(_) => {}
+                Err(err) => tracing::error!(order_id = %order.id, error = %err, "sweep could not release"),
+            }
+        }
+        for order in self.ledger.orders.orders_due(OrderStatus::Pending, now, BATCH).await? {
+            let (id, reason) = (order.id, Some("payment deadline passed".to_owned()));
+            match self.ledger.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
+                Ok(_) => report.expired += 1,
+                // Paid, cancelled or changed meanwhile: nothing to expire.
+                Err(TransitionError::Illegal { .. } | TransitionError::Raced) => {}
+                Err(TransitionError::Failed(err)) => {
+                    tracing::error!(order_id = %id, error = %err, "sweep could not expire")
+                }
+            }
+        }
+        // Paid a while ago and still not shipped: the fulfillment message was lost (or is
+        // dead-lettered); queue it again (shipping is idempotent).
+        for order in self.ledger.orders.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, BATCH).await? {
+            let message = FulfillmentMessage::Ship { order_id: order.id };
+            if self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
+                report.requeued_fulfillment += 1;
+            }
+        }
+        match self.payments.retry_refunds().await {
+            Ok(confirmed) => report.refunds_confirmed = confirmed,
+            Err(err) => tracing::error!(error = %err, "sweep could not retry refunds"),
+        }
+        if report != SweepReport::default() {
+            tracing::info!(?report, "sweep");
+        }
+        Ok(report)
+    }
+}
