@@ -1,4 +1,4 @@
-//! The domain layer's error: what a caller of [`crate::domain::Orderly`] can be told.
+//! The domain layer's error: what a caller of a [`crate::domain`] service can be told.
 //! The HTTP layer maps it to a status and a problem document in one place
 //! (`http::problem`); store errors are translated into it in `domain`.
 

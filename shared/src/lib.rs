@@ -1,12 +1,15 @@
 //! Orderly's shared library: every Lambda function and the local server are built from it.
 //!
-//! - [`domain`]: entities, input parsing and the rules (the [`domain::Orderly`] service).
-//! - [`store`]: the [`store::Store`] trait with its DynamoDB and embedded SQLite backends.
+//! - [`model`]: the entities, value types and the order status table; imports nothing else.
+//! - [`store`]: one trait per area with its DynamoDB and embedded SQLite backends.
+//! - [`domain`]: one service per area (sessions, accounts, customers, catalog, orders,
+//!   payments, fulfillment, the sweep), each over the store traits it uses.
 //! - [`http`]: axum routers per function, extractors, and the one error → problem+json mapping.
 //! - [`queue`]: the [`queue::Queue`] trait with its SQS and embedded SQLite backends, and the
 //!   consumer side shared by Lambda and the local server; [`workers`]: the queue consumers.
+//! - [`gateway`]: the payment gateway (simulated) and its circuit breaker.
 //! - [`config`], [`clock`], [`telemetry`], [`lambda`]: wiring shared by the Lambda mains and
-//!   `orderly-local`.
+//!   `orderly-local`. See docs/architecture.md for the map.
 
 mod aws;
 pub mod clock;
