@@ -5,73 +5,15 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use orderly::model::{Admin, Category, Customer, Email, PersonName, Principal, Product, ProductName, Role, Username};
+use common::entities::{all_pages, customer, next_version, now, product};
+use orderly::model::{Admin, Category, Email, Principal, ProductName, Role, Username};
 use orderly::store::{PageRequest, ProductFilter, Store, StoreError, UniqueKey};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// Stores keep password hashes opaque; any string will do here.
 const HASH: &str = "$argon2id$v=19$m=2048,t=1,p=1$c2FsdA$aGFzaA";
-
-fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(0).expect("valid")
-}
-
-fn customer(email: &str) -> Customer {
-    Customer {
-        id: Uuid::now_v7(),
-        name: PersonName::parse("name", "Ada Lovelace").expect("valid"),
-        email: Email::parse("email", email).expect("valid"),
-        phone: None,
-        address: None,
-        version: 1,
-        created_at: now(),
-        updated_at: now(),
-    }
-}
-
-fn product(name: &str, category: &str, price_cents: i64, stock: i64) -> Product {
-    Product {
-        id: Uuid::now_v7(),
-        name: ProductName::parse("name", name).expect("valid"),
-        description: format!("{name} description"),
-        price_cents,
-        stock,
-        category: Category::parse("category", category).expect("valid"),
-        low_stock_threshold: 2,
-        version: 1,
-        created_at: now(),
-        updated_at: now(),
-    }
-}
-
-fn next_version<T: Clone>(item: &T, bump: impl FnOnce(&mut T)) -> T {
-    let mut next = item.clone();
-    bump(&mut next);
-    next
-}
-
-/// Every page of a list, checking each page respects the limit.
-async fn all_pages<T, F, Fut>(limit: u32, mut fetch: F) -> Vec<T>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<orderly::store::Page<T>, StoreError>>,
-{
-    let mut items = Vec::new();
-    let mut page = PageRequest::first(limit);
-    for _ in 0..1000 {
-        let result = fetch(page.clone()).await.expect("list");
-        assert!(result.items.len() <= limit as usize, "page larger than the limit");
-        items.extend(result.items);
-        match result.next_token {
-            Some(token) => page.token = Some(token),
-            None => return items,
-        }
-    }
-    panic!("pagination did not end");
-}
 
 /// Races 50 inserts of one unique key (alternating case): (won, refused as `key`).
 async fn race<F, Fut>(key: UniqueKey, insert: F) -> (usize, usize)

@@ -236,10 +236,14 @@ pub trait CatalogStore: Send + Sync + 'static {
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError>;
-
-    /// Places an order atomically: `InsufficientStock` names the short products,
-    /// `VersionConflict` means the cooldown or a price moved (read again and retry),
-    /// `Duplicate(IdempotencyKey)` that the key was used meanwhile. Nothing is written then.
+    /// Places an order atomically: reserves every line, saves the order and its idempotency
+    /// record, moves the cooldown and counts the order (`placed` and its status), or writes
+    /// nothing and reports, when several conditions fail at once, the first of (on every backend):
+    /// 1. `Duplicate(IdempotencyKey)`: a live record holds the key; the caller replays the saved
+    ///    answer, which stands whatever else changed.
+    /// 2. `VersionConflict`: a stale read; the cooldown is not `expected_cooldown_until`, or a
+    ///    product was deleted or repriced (short of stock or not) since it was read. Read again.
+    /// 3. `InsufficientStock`: every product, in line order, whose stock is short of its line.
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError>;
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
@@ -251,9 +255,14 @@ pub trait OrderStore: Send + Sync + 'static {
 
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError>;
 
-    /// Applies a transition if the stored order is still at `previous.version` (and a changed
-    /// payment at its version), with restock, payment, idempotency record and counters in the
-    /// same atomic step; `VersionConflict` otherwise, `Duplicate(IdempotencyKey)` for a used key.
+    /// Applies a transition if the stored order is still at `previous.version`, with restock,
+    /// payment, pending refund, idempotency record and counters (old status down, new status up;
+    /// `delivered` and `delivered_seconds` on delivery) in the same atomic step. A restock skips
+    /// the lines of products deleted since, on every backend. Otherwise it writes nothing and
+    /// reports, when several conditions fail at once, the first of (on every backend):
+    /// 1. `Duplicate(IdempotencyKey)`: a live record holds the key (replay the saved answer).
+    /// 2. `VersionConflict`: the order is not at `previous.version`, the payment of an `Update`
+    ///    not at its `previous.version`, or the payment of an `Insert` exists already.
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError>;
 
     /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest first.

@@ -519,6 +519,10 @@ impl OrderStore for SqliteStore {
         let idempotency = write.idempotency.cloned();
         let doc = to_doc(&order)?;
         self.transaction(move |tx| {
+            // In the order of precedence (see the trait): a used key, a stale read, short stock.
+            if let Some(record) = &idempotency {
+                save_idempotency(tx, record, order.created_at)?;
+            }
             let customer = order.customer_id.to_string();
             let stored_until: Option<i64> = tx
                 .query_row("SELECT until_ms FROM cooldowns WHERE customer_id = ?1", [&customer], |row| row.get(0))
@@ -526,9 +530,6 @@ impl OrderStore for SqliteStore {
                 .map_err(backend)?;
             if stored_until != expected_until {
                 return Err(StoreError::VersionConflict);
-            }
-            if let Some(record) = &idempotency {
-                save_idempotency(tx, record, order.created_at)?;
             }
             let mut short = Vec::new();
             for line in &order.lines {
@@ -552,8 +553,10 @@ impl OrderStore for SqliteStore {
                     .optional()
                     .map_err(backend)?;
                 match current {
-                    Some((stock, _)) if stock < line.quantity => short.push(line.product_id),
-                    // Deleted, or repriced since it was read.
+                    Some((stock, price)) if price == line.unit_price_cents && stock < line.quantity => {
+                        short.push(line.product_id)
+                    }
+                    // Deleted, or repriced (short or not) since it was read.
                     _ => return Err(StoreError::VersionConflict),
                 }
             }
@@ -684,7 +687,8 @@ impl OrderStore for SqliteStore {
             if let Some((expected, payment, payment_doc)) = &payment {
                 let written = match expected {
                     None => tx.execute(
-                        "INSERT INTO payments (id, order_id, version, doc) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO payments (id, order_id, version, doc) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (id) DO NOTHING",
                         params![payment.id.to_string(), payment.order_id.to_string(), payment.version, payment_doc],
                     ),
                     Some(expected) => tx.execute(

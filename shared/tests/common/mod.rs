@@ -2,6 +2,7 @@
 //! DynamoDB Local (started by `scripts/test`) with a fresh set of tables per test.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod entities;
 pub mod http;
 pub mod logs;
 

@@ -943,23 +943,28 @@ impl OrderStore for DynamoStore {
         if failed.iter().any(|(i, _)| Some(*i) == idempotency_index) {
             return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
         }
+        // A stale read wins over short stock: the cooldown moved, or a product was deleted or
+        // repriced (short or not) since it was read. ALL_OLD tells a price from the stock.
+        let mut stale = failed.iter().any(|(i, _)| *i == cooldown_index);
         let mut short = Vec::new();
         for (index, old) in &failed {
             let Some(line) = order.lines.get(*index) else { continue };
-            let stock = old.as_ref().and_then(|item| match item.get("stock") {
+            let number = |name: &str| match old.as_ref().and_then(|item| item.get(name)) {
                 Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
                 _ => None,
-            });
-            if stock.is_some_and(|stock| stock < line.quantity) {
-                short.push(line.product_id);
+            };
+            match (number("stock"), number("price_cents")) {
+                (Some(stock), Some(price)) if price == line.unit_price_cents && stock < line.quantity => {
+                    short.push(line.product_id)
+                }
+                _ => stale = true,
             }
+        }
+        if stale {
+            return Err(StoreError::VersionConflict);
         }
         if !short.is_empty() {
             return Err(StoreError::InsufficientStock(short));
-        }
-        if failed.iter().any(|(i, _)| *i < lines || *i == cooldown_index) {
-            // A product deleted or repriced, or the cooldown moved, since they were read.
-            return Err(StoreError::VersionConflict);
         }
         Err(StoreError::Backend(format!("order {} already exists", order.id)))
     }

@@ -1,0 +1,617 @@
+//! The store conformance suite for orders: placement, transitions, payments, refunds,
+//! idempotency and counters, through the `Store` trait itself, unchanged on SQLite and DynamoDB
+//! Local. A refused write must change nothing, and when several of its conditions fail at once
+//! every store reports the same error (the precedence documented on `Store::insert_order` and
+//! `Store::transition_order`).
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use common::entities::{all_pages, next_version, now, product};
+use orderly::model::{
+    CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus, Product,
+};
+use orderly::store::{
+    NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, Store, StoreError, TransitionWrite, UniqueKey,
+};
+use time::{Duration, OffsetDateTime};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use OrderStatus::{Cancelled, Delivered, Paid, Pending, Shipped};
+
+/// The Idempotency-Key the tests use (the footprint of a write includes its record).
+const KEY: &str = "key-1";
+
+/// A pending order of `quantity` of each product at the product's price.
+fn order(customer: Uuid, lines: &[(&Product, i64)]) -> Order {
+    let t = now();
+    let lines: Vec<OrderLine> = lines
+        .iter()
+        .map(|(p, quantity)| OrderLine {
+            product_id: p.id,
+            name: p.name.as_str().to_owned(),
+            unit_price_cents: p.price_cents,
+            quantity: *quantity,
+            line_total_cents: p.price_cents * quantity,
+        })
+        .collect();
+    Order {
+        id: Uuid::now_v7(),
+        customer_id: customer,
+        status: Pending,
+        total_cents: lines.iter().map(|l| l.line_total_cents).sum(),
+        lines,
+        shipping_address: None,
+        release_at: None,
+        payment_due_at: Some(t + Duration::minutes(30)),
+        cancel_reason: None,
+        payment_id: None,
+        shipment: None,
+        correlation_id: "req-1".into(),
+        history: Vec::new(),
+        version: 1,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+/// The write placing `order` for a customer with no cooldown item, without a key.
+fn placement(order: &Order) -> NewOrderWrite<'_> {
+    NewOrderWrite {
+        order,
+        expected_cooldown_until: None,
+        new_cooldown_until: order.created_at + Duration::minutes(5),
+        idempotency: None,
+    }
+}
+
+/// Places `order` as the service does: conditioned on the cooldown as just read.
+async fn place(store: &dyn Store, order: &Order) -> Result<(), StoreError> {
+    place_keyed(store, order, None).await
+}
+
+async fn place_keyed(
+    store: &dyn Store,
+    order: &Order,
+    idempotency: Option<&IdempotencyRecord>,
+) -> Result<(), StoreError> {
+    let read = store.order_context(order.customer_id, &[]).await.expect("context");
+    let write = NewOrderWrite { expected_cooldown_until: read.cooldown_until, idempotency, ..placement(order) };
+    store.insert_order(&write).await
+}
+
+fn record(customer: Uuid, expires_at: OffsetDateTime, response: &str) -> IdempotencyRecord {
+    IdempotencyRecord {
+        customer_id: customer,
+        key: KEY.into(),
+        request: "{}".into(),
+        status_code: 201,
+        response: response.into(),
+        expires_at,
+    }
+}
+
+/// `order` in `status`, one version and one minute on.
+fn moved(order: &Order, status: OrderStatus) -> Order {
+    next_version(order, |o| {
+        o.status = status;
+        o.version += 1;
+        o.updated_at += Duration::minutes(1);
+    })
+}
+
+fn transition<'a>(previous: &'a Order, updated: &'a Order) -> TransitionWrite<'a> {
+    TransitionWrite { previous, updated, restock: false, payment: None, idempotency: None }
+}
+
+/// Moves `order` to `status` with `payment`, returning the stored order.
+async fn advance(store: &dyn Store, order: &Order, status: OrderStatus, payment: Option<PaymentChange<'_>>) -> Order {
+    let updated = moved(order, status);
+    store.transition_order(&TransitionWrite { payment, ..transition(order, &updated) }).await.expect("transition");
+    updated
+}
+
+fn payment(order: &Order, status: PaymentStatus) -> Payment {
+    Payment {
+        id: Uuid::now_v7(),
+        order_id: order.id,
+        customer_id: order.customer_id,
+        amount_cents: order.total_cents,
+        status,
+        method: "card".into(),
+        card: CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2031 },
+        gateway_reference: None,
+        failure_reason: None,
+        correlation_id: order.correlation_id.clone(),
+        version: 1,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn paid_as(payment: &Payment, status: PaymentStatus) -> Payment {
+    next_version(payment, |p| {
+        p.status = status;
+        p.version += 1;
+    })
+}
+
+async fn stock(store: &dyn Store, product: &Product) -> Option<i64> {
+    store.get_product(product.id).await.expect("get").map(|p| p.stock)
+}
+
+async fn insert_products(store: &dyn Store, products: &[&Product]) {
+    for p in products {
+        store.insert_product(p).await.expect("product");
+    }
+}
+
+/// The counters as (placed, non-zero counts by status, delivered, delivered seconds).
+async fn counters(store: &dyn Store) -> (i64, Vec<(OrderStatus, i64)>, i64, i64) {
+    let OrderCounters { placed, by_status, delivered_seconds, delivered } =
+        store.order_counters().await.expect("counters");
+    (placed, by_status.into_iter().filter(|(_, n)| *n != 0).collect(), delivered, delivered_seconds)
+}
+
+/// Everything a write of `order` could touch.
+#[derive(Debug, PartialEq)]
+struct Footprint {
+    /// The customer's cooldown, and the products with their stock and version.
+    context: OrderContext,
+    order: Option<Order>,
+    idempotency: Option<IdempotencyRecord>,
+    payments: Vec<Payment>,
+    pending_refunds: Vec<Uuid>,
+    counters: OrderCounters,
+}
+
+async fn footprint(store: &dyn Store, order: &Order) -> Footprint {
+    let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
+    Footprint {
+        context: store.order_context(order.customer_id, &products).await.expect("context"),
+        order: store.get_order(order.id).await.expect("order"),
+        idempotency: store.get_idempotency(order.customer_id, KEY).await.expect("idempotency"),
+        payments: store.list_payments(Some(order.id), &PageRequest::first(100)).await.expect("payments").items,
+        pending_refunds: store.pending_refunds(100).await.expect("refunds"),
+        counters: store.order_counters().await.expect("counters"),
+    }
+}
+
+/// Runs a write of `order` that must fail with `expected`, and checks it wrote nothing.
+async fn refused(
+    store: &dyn Store,
+    order: &Order,
+    expected: StoreError,
+    write: impl Future<Output = Result<(), StoreError>>,
+) {
+    let before = footprint(store, order).await;
+    let result = write.await;
+    assert_eq!(format!("{:?}", result.err()), format!("{:?}", Some(expected)));
+    assert_eq!(footprint(store, order).await, before, "a refused write changed something");
+}
+
+async fn placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count(store: Arc<dyn Store>) {
+    let (mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 5));
+    insert_products(&*store, &[&mug, &lamp]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 3), (&lamp, 5)]);
+    let saved = record(placed.customer_id, placed.created_at + Duration::hours(24), "the first answer");
+    let write = NewOrderWrite { idempotency: Some(&saved), ..placement(&placed) };
+    store.insert_order(&write).await.expect("placed");
+
+    for (p, left) in [(&mug, 7), (&lamp, 0)] {
+        let stored = store.get_product(p.id).await.expect("get").expect("product");
+        assert_eq!((stored.stock, stored.version), (left, 2), "reserved, one version on");
+    }
+    assert_eq!(store.get_order(placed.id).await.expect("get"), Some(placed.clone()));
+    let context = store.order_context(placed.customer_id, &[]).await.expect("context");
+    assert_eq!(context.cooldown_until, Some(write.new_cooldown_until));
+    assert_eq!(store.get_idempotency(placed.customer_id, KEY).await.expect("get"), Some(saved));
+    assert_eq!(counters(&*store).await, (1, vec![(Pending, 1)], 0, 0));
+}
+
+async fn a_short_line_refuses_the_whole_order_naming_only_the_short_products(store: Arc<dyn Store>) {
+    let (plenty, one, none) =
+        (product("Plenty", "kitchen", 100, 10), product("One", "kitchen", 100, 1), product("None", "kitchen", 100, 0));
+    insert_products(&*store, &[&plenty, &one, &none]).await;
+    let short = order(Uuid::now_v7(), &[(&plenty, 10), (&one, 2), (&none, 1)]);
+    let saved = record(short.customer_id, short.created_at + Duration::hours(24), "never");
+    let write = NewOrderWrite { idempotency: Some(&saved), ..placement(&short) };
+    refused(&*store, &short, StoreError::InsufficientStock(vec![one.id, none.id]), store.insert_order(&write)).await;
+    assert_eq!(stock(&*store, &plenty).await, Some(10), "the line that fitted is not reserved either");
+}
+
+async fn a_moved_price_or_a_deleted_product_is_a_version_conflict(store: Arc<dyn Store>) {
+    let (mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 5));
+    insert_products(&*store, &[&mug, &lamp]).await;
+    let repriced = next_version(&mug, |p| {
+        p.price_cents = 999;
+        p.version = 2;
+    });
+    store.update_product(&mug, &repriced).await.expect("reprice");
+    let stale = order(Uuid::now_v7(), &[(&lamp, 1), (&mug, 1)]);
+    refused(&*store, &stale, StoreError::VersionConflict, place(&*store, &stale)).await;
+
+    store.delete_product(&lamp).await.expect("delete");
+    let gone = order(Uuid::now_v7(), &[(&repriced, 1), (&lamp, 1)]);
+    refused(&*store, &gone, StoreError::VersionConflict, place(&*store, &gone)).await;
+    place(&*store, &order(gone.customer_id, &[(&repriced, 1)])).await.expect("at the new price");
+}
+
+async fn a_placement_needs_the_cooldown_as_it_was_read(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let customer = Uuid::now_v7();
+    let first = order(customer, &[(&mug, 1)]);
+    let unread = NewOrderWrite { expected_cooldown_until: Some(first.created_at), ..placement(&first) };
+    refused(&*store, &first, StoreError::VersionConflict, store.insert_order(&unread)).await;
+    store.insert_order(&placement(&first)).await.expect("no cooldown yet");
+
+    let until = first.created_at + Duration::minutes(5);
+    let second = order(customer, &[(&mug, 1)]);
+    for stale in [None, Some(until - Duration::seconds(1))] {
+        let write = NewOrderWrite { expected_cooldown_until: stale, ..placement(&second) };
+        refused(&*store, &second, StoreError::VersionConflict, store.insert_order(&write)).await;
+    }
+    let later = NewOrderWrite {
+        expected_cooldown_until: Some(until),
+        new_cooldown_until: until + Duration::minutes(5),
+        ..placement(&second)
+    };
+    store.insert_order(&later).await.expect("the cooldown as read");
+    let context = store.order_context(customer, &[]).await.expect("context");
+    assert_eq!(context.cooldown_until, Some(later.new_cooldown_until));
+    assert_eq!(counters(&*store).await, (2, vec![(Pending, 2)], 0, 0));
+}
+
+async fn an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let customer = Uuid::now_v7();
+    let first = order(customer, &[(&mug, 1)]);
+    let expired = record(customer, first.created_at - Duration::seconds(1), "expired");
+    place_keyed(&*store, &first, Some(&expired)).await.expect("first");
+
+    // An expired record does not block: the key is taken again, and then holds.
+    let second = order(customer, &[(&mug, 1)]);
+    let live = record(customer, second.created_at + Duration::hours(24), "live");
+    place_keyed(&*store, &second, Some(&live)).await.expect("over an expired record");
+    assert_eq!(store.get_idempotency(customer, KEY).await.expect("get"), Some(live.clone()));
+    let third = order(customer, &[(&mug, 1)]);
+    let used = StoreError::Duplicate(UniqueKey::IdempotencyKey);
+    refused(&*store, &third, used, place_keyed(&*store, &third, Some(&live))).await;
+
+    // Keys are per customer.
+    let other = order(Uuid::now_v7(), &[(&mug, 1)]);
+    let theirs = record(other.customer_id, other.created_at + Duration::hours(24), "theirs");
+    place_keyed(&*store, &other, Some(&theirs)).await.expect("another customer's key");
+    assert_eq!(store.get_idempotency(customer, KEY).await.expect("get"), Some(live.clone()));
+
+    // A deleted record frees the key; deleting nothing is harmless.
+    store.delete_idempotency(customer, KEY).await.expect("delete");
+    assert_eq!(store.get_idempotency(customer, KEY).await.expect("get"), None);
+    store.delete_idempotency(customer, KEY).await.expect("delete again");
+    place_keyed(&*store, &third, Some(&live)).await.expect("the key is free");
+    assert_eq!(stock(&*store, &mug).await, Some(6));
+    assert_eq!(counters(&*store).await, (4, vec![(Pending, 4)], 0, 0));
+}
+
+async fn racing_orders_for_the_last_units_never_oversell(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let mut racers = JoinSet::new();
+    for _ in 0..30 {
+        let (store, racer) = (Arc::clone(&store), order(Uuid::now_v7(), &[(&mug, 1)]));
+        racers.spawn(async move { place(&*store, &racer).await });
+    }
+    let (mut placed, mut short) = (0, 0);
+    for result in racers.join_all().await {
+        match result {
+            Ok(()) => placed += 1,
+            Err(StoreError::InsufficientStock(ids)) if ids == [mug.id] => short += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((placed, short), (10, 20));
+    assert_eq!(stock(&*store, &mug).await, Some(0));
+    assert_eq!(counters(&*store).await, (10, vec![(Pending, 10)], 0, 0));
+    let listed = all_pages(4, |p| {
+        let store = Arc::clone(&store);
+        async move { store.list_orders(&OrderFilter::default(), &p).await }
+    })
+    .await;
+    assert_eq!(listed.len(), 10);
+}
+
+async fn transitions_check_the_version_and_move_the_counters(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 2)]);
+    place(&*store, &placed).await.expect("placed");
+
+    let declined = advance(&*store, &placed, Pending, None).await;
+    assert_eq!(counters(&*store).await, (1, vec![(Pending, 1)], 0, 0), "same status, same counts");
+    let stale = moved(&placed, Paid);
+    refused(&*store, &placed, StoreError::VersionConflict, store.transition_order(&transition(&placed, &stale))).await;
+
+    let paid = advance(&*store, &declined, Paid, None).await;
+    assert_eq!(store.get_order(placed.id).await.expect("get"), Some(paid.clone()));
+    assert_eq!(counters(&*store).await, (1, vec![(Paid, 1)], 0, 0));
+    let shipped = advance(&*store, &paid, Shipped, None).await;
+    let delivered = advance(&*store, &shipped, Delivered, None).await;
+    assert_eq!(store.get_order(placed.id).await.expect("get"), Some(delivered));
+    assert_eq!(counters(&*store).await, (1, vec![(Delivered, 1)], 1, 4 * 60), "placed to delivered: 4 minutes");
+    assert_eq!(stock(&*store, &mug).await, Some(8), "no restock unless asked");
+}
+
+async fn racing_cancels_return_the_stock_exactly_once(store: Arc<dyn Store>) {
+    let (mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 5));
+    insert_products(&*store, &[&mug, &lamp]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 3), (&lamp, 5)]);
+    place(&*store, &placed).await.expect("placed");
+    let cancelled = moved(&placed, Cancelled);
+    let mut racers = JoinSet::new();
+    for _ in 0..10 {
+        let (store, placed, cancelled) = (Arc::clone(&store), placed.clone(), cancelled.clone());
+        racers.spawn(async move {
+            store.transition_order(&TransitionWrite { restock: true, ..transition(&placed, &cancelled) }).await
+        });
+    }
+    let (mut won, mut conflicts) = (0, 0);
+    for result in racers.join_all().await {
+        match result {
+            Ok(()) => won += 1,
+            Err(StoreError::VersionConflict) => conflicts += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((won, conflicts), (1, 9));
+    assert_eq!((stock(&*store, &mug).await, stock(&*store, &lamp).await), (Some(10), Some(5)));
+    assert_eq!(counters(&*store).await, (1, vec![(Cancelled, 1)], 0, 0));
+}
+
+async fn a_restock_skips_products_deleted_since_the_order(store: Arc<dyn Store>) {
+    let (mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 5));
+    insert_products(&*store, &[&mug, &lamp]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 3), (&lamp, 1)]);
+    place(&*store, &placed).await.expect("placed");
+    let reserved = store.get_product(mug.id).await.expect("get").expect("mug");
+    store.delete_product(&reserved).await.expect("delete");
+
+    let cancelled = moved(&placed, Cancelled);
+    store
+        .transition_order(&TransitionWrite { restock: true, ..transition(&placed, &cancelled) })
+        .await
+        .expect("cancel");
+    assert_eq!(stock(&*store, &mug).await, None, "not brought back to life");
+    assert_eq!(stock(&*store, &lamp).await, Some(5));
+    assert_eq!(store.get_order(placed.id).await.expect("get"), Some(cancelled));
+}
+
+/// An order placed, then given a pending payment under the key `KEY`.
+struct Paying {
+    placed: Order,
+    paying: Order,
+    payment: Payment,
+    saved: IdempotencyRecord,
+}
+
+async fn paying(store: &dyn Store) -> Paying {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(store, &[&mug]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 1)]);
+    place(store, &placed).await.expect("placed");
+    let payment = payment(&placed, PaymentStatus::Pending);
+    let saved = record(placed.customer_id, placed.created_at + Duration::hours(24), "the payment");
+    let paying = moved(&placed, Pending);
+    let write = TransitionWrite {
+        payment: Some(PaymentChange::Insert(&payment)),
+        idempotency: Some(&saved),
+        ..transition(&placed, &paying)
+    };
+    store.transition_order(&write).await.expect("payment");
+    Paying { placed, paying, payment, saved }
+}
+
+async fn payments_change_with_transitions_at_their_version(store: Arc<dyn Store>) {
+    let Paying { placed, paying, payment: pending, saved } = paying(&*store).await;
+    assert_eq!(store.get_payment(pending.id).await.expect("get"), Some(pending.clone()));
+    assert_eq!(store.get_payment(Uuid::now_v7()).await.expect("get"), None);
+    assert_eq!(store.get_idempotency(placed.customer_id, KEY).await.expect("get"), Some(saved.clone()));
+
+    // The key is used; the same payment id cannot be inserted twice.
+    let again = moved(&paying, Pending);
+    let replay = TransitionWrite {
+        payment: Some(PaymentChange::Insert(&pending)),
+        idempotency: Some(&saved),
+        ..transition(&paying, &again)
+    };
+    refused(&*store, &placed, StoreError::Duplicate(UniqueKey::IdempotencyKey), store.transition_order(&replay)).await;
+    let twice = TransitionWrite { idempotency: None, ..replay };
+    refused(&*store, &placed, StoreError::VersionConflict, store.transition_order(&twice)).await;
+
+    // An update needs the payment's version as read.
+    let succeeded = paid_as(&pending, PaymentStatus::Succeeded);
+    let stale = next_version(&pending, |p| p.version = 0);
+    let update = TransitionWrite {
+        payment: Some(PaymentChange::Update { previous: &stale, updated: &succeeded }),
+        ..transition(&paying, &again)
+    };
+    refused(&*store, &placed, StoreError::VersionConflict, store.transition_order(&update)).await;
+    advance(&*store, &paying, Paid, Some(PaymentChange::Update { previous: &pending, updated: &succeeded })).await;
+    assert_eq!(store.get_payment(pending.id).await.expect("get"), Some(succeeded));
+    assert!(store.pending_refunds(10).await.expect("refunds").is_empty(), "only a refund is recorded");
+}
+
+async fn a_refund_stays_pending_until_confirmed(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 4)]);
+    place(&*store, &placed).await.expect("placed");
+    let succeeded = payment(&placed, PaymentStatus::Succeeded);
+    let paid = advance(&*store, &placed, Paid, Some(PaymentChange::Insert(&succeeded))).await;
+
+    let refunded = paid_as(&succeeded, PaymentStatus::Refunded);
+    let cancelled = moved(&paid, Cancelled);
+    let stale = next_version(&succeeded, |p| p.version = 0);
+    let refund = |previous| TransitionWrite {
+        restock: true,
+        payment: Some(PaymentChange::Update { previous, updated: &refunded }),
+        ..transition(&paid, &cancelled)
+    };
+    refused(&*store, &placed, StoreError::VersionConflict, store.transition_order(&refund(&stale))).await;
+    store.transition_order(&refund(&succeeded)).await.expect("refund");
+    assert_eq!(store.get_payment(succeeded.id).await.expect("get"), Some(refunded));
+    assert_eq!(store.pending_refunds(10).await.expect("refunds"), [succeeded.id]);
+    assert_eq!(stock(&*store, &mug).await, Some(10));
+    assert_eq!(counters(&*store).await, (1, vec![(Cancelled, 1)], 0, 0));
+
+    store.confirm_refund(succeeded.id).await.expect("confirm");
+    assert!(store.pending_refunds(10).await.expect("refunds").is_empty());
+    store.confirm_refund(succeeded.id).await.expect("a second confirmation is harmless");
+    assert!(store.pending_refunds(10).await.expect("refunds").is_empty());
+}
+
+async fn payments_list_newest_first_by_order_and_overall(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let (mut ours, mut theirs) = (order(Uuid::now_v7(), &[(&mug, 1)]), order(Uuid::now_v7(), &[(&mug, 1)]));
+    place(&*store, &ours).await.expect("ours");
+    place(&*store, &theirs).await.expect("theirs");
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let target = if i % 2 == 0 { &mut ours } else { &mut theirs };
+        let paid = payment(target, PaymentStatus::Failed);
+        *target = advance(&*store, target, Pending, Some(PaymentChange::Insert(&paid))).await;
+        made.push(paid);
+    }
+    made.reverse();
+    let list = |order: Option<Uuid>| {
+        let store = Arc::clone(&store);
+        all_pages(2, move |p| {
+            let store = Arc::clone(&store);
+            async move { store.list_payments(order, &p).await }
+        })
+    };
+    assert_eq!(list(None).await, made);
+    let of_ours: Vec<Payment> = made.iter().filter(|p| p.order_id == ours.id).cloned().collect();
+    assert_eq!(list(Some(ours.id)).await, of_ours);
+    assert_eq!(of_ours.len(), 3);
+    assert!(list(Some(Uuid::now_v7())).await.is_empty());
+}
+
+async fn orders_list_by_customer_and_status_and_come_due_oldest_first(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 100);
+    insert_products(&*store, &[&mug]).await;
+    let (ada, bob, t) = (Uuid::now_v7(), Uuid::now_v7(), now());
+    // Placed in this order, due in another: (customer, minutes until payment is due).
+    let mut orders = Vec::new();
+    for (customer, due_in) in [(ada, 30), (bob, 10), (ada, 20), (bob, 40), (ada, 5)] {
+        let placed =
+            next_version(&order(customer, &[(&mug, 1)]), |o| o.payment_due_at = Some(t + Duration::minutes(due_in)));
+        place(&*store, &placed).await.expect("placed");
+        orders.push(placed);
+    }
+    orders[3] = advance(&*store, &orders[3], Paid, None).await;
+    let ids = |picked: &[usize]| picked.iter().map(|i| orders[*i].id).collect::<Vec<_>>();
+    let list = |customer: Option<Uuid>, status: Option<OrderStatus>| {
+        let store = Arc::clone(&store);
+        async move {
+            let filter = OrderFilter { customer, status };
+            let listed = all_pages(2, |p| {
+                let store = Arc::clone(&store);
+                async move { store.list_orders(&filter, &p).await }
+            })
+            .await;
+            listed.into_iter().map(|o| o.id).collect::<Vec<_>>()
+        }
+    };
+
+    assert_eq!(list(None, None).await, ids(&[4, 3, 2, 1, 0]), "newest first");
+    assert_eq!(list(Some(ada), None).await, ids(&[4, 2, 0]));
+    assert_eq!(list(Some(bob), Some(Pending)).await, ids(&[1]));
+    assert_eq!(list(None, Some(Pending)).await, ids(&[0, 2, 1, 4]), "latest due first");
+    assert_eq!(list(None, Some(Paid)).await, ids(&[3]));
+    assert!(list(None, Some(Cancelled)).await.is_empty());
+
+    let due = |by: i64, limit| {
+        let store = Arc::clone(&store);
+        async move {
+            let due = store.orders_due(Pending, t + Duration::minutes(by), limit).await.expect("due");
+            due.into_iter().map(|o| o.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(due(20, 10).await, ids(&[4, 1, 2]), "due at or before, oldest first");
+    assert_eq!(due(60, 2).await, ids(&[4, 1]));
+    assert!(due(0, 10).await.is_empty());
+}
+
+async fn a_placement_reports_a_used_key_then_a_stale_read_then_short_stock(store: Arc<dyn Store>) {
+    let (mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 1));
+    insert_products(&*store, &[&mug, &lamp]).await;
+    let customer = Uuid::now_v7();
+    let first = order(customer, &[(&lamp, 1)]);
+    let saved = record(customer, first.created_at + Duration::hours(24), "the first answer");
+    store.insert_order(&NewOrderWrite { idempotency: Some(&saved), ..placement(&first) }).await.expect("first");
+    let repriced = next_version(&mug, |p| {
+        p.price_cents = 999;
+        p.version = 2;
+    });
+    store.update_product(&mug, &repriced).await.expect("reprice");
+
+    // Everything fails at once: the key is used, the cooldown and the mug's price moved, the mug
+    // (at its old price) and the lamp are short.
+    let late = order(customer, &[(&mug, 20), (&lamp, 1)]);
+    let replay = record(customer, late.created_at + Duration::hours(24), "a second answer");
+    let everything = NewOrderWrite { idempotency: Some(&replay), ..placement(&late) };
+    let used = StoreError::Duplicate(UniqueKey::IdempotencyKey);
+    refused(&*store, &late, used, store.insert_order(&everything)).await;
+    let keyless = NewOrderWrite { idempotency: None, ..everything };
+    refused(&*store, &late, StoreError::VersionConflict, store.insert_order(&keyless)).await;
+    // With the cooldown as read, the mug's moved price still wins over both short lines.
+    let cooldown = NewOrderWrite { expected_cooldown_until: Some(first.created_at + Duration::minutes(5)), ..keyless };
+    refused(&*store, &late, StoreError::VersionConflict, store.insert_order(&cooldown)).await;
+    let current = order(customer, &[(&repriced, 20), (&lamp, 1)]);
+    let fresh = NewOrderWrite { order: &current, ..cooldown };
+    refused(&*store, &current, StoreError::InsufficientStock(vec![mug.id, lamp.id]), store.insert_order(&fresh)).await;
+}
+
+async fn a_transition_reports_a_used_key_then_a_stale_read(store: Arc<dyn Store>) {
+    let Paying { placed, paying, payment: pending, saved } = paying(&*store).await;
+
+    // A used key, a stale order and a stale payment at once: the key wins, then either version.
+    let (succeeded, stale_payment) =
+        (paid_as(&pending, PaymentStatus::Succeeded), next_version(&pending, |p| p.version = 0));
+    let paid_late = moved(&placed, Paid);
+    let stale = |previous, payment| TransitionWrite {
+        payment: Some(PaymentChange::Update { previous: payment, updated: &succeeded }),
+        idempotency: Some(&saved),
+        ..transition(previous, &paid_late)
+    };
+    let used = StoreError::Duplicate(UniqueKey::IdempotencyKey);
+    refused(&*store, &placed, used, store.transition_order(&stale(&placed, &stale_payment))).await;
+    for (order, payment) in [(&placed, &stale_payment), (&placed, &pending), (&paying, &stale_payment)] {
+        let write = TransitionWrite { idempotency: None, ..stale(order, payment) };
+        refused(&*store, &placed, StoreError::VersionConflict, store.transition_order(&write)).await;
+    }
+}
+
+on_every_store!(
+    placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,
+    a_short_line_refuses_the_whole_order_naming_only_the_short_products,
+    a_moved_price_or_a_deleted_product_is_a_version_conflict,
+    a_placement_needs_the_cooldown_as_it_was_read,
+    an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted,
+    racing_orders_for_the_last_units_never_oversell,
+    transitions_check_the_version_and_move_the_counters,
+    racing_cancels_return_the_stock_exactly_once,
+    a_restock_skips_products_deleted_since_the_order,
+    payments_change_with_transitions_at_their_version,
+    a_refund_stays_pending_until_confirmed,
+    payments_list_newest_first_by_order_and_overall,
+    orders_list_by_customer_and_status_and_come_due_oldest_first,
+    a_placement_reports_a_used_key_then_a_stale_read_then_short_stock,
+    a_transition_reports_a_used_key_then_a_stale_read,
+);
