@@ -34,8 +34,9 @@ start_dynamodb_local() {
   echo "DynamoDB Local on $ORDERLY_TEST_DYNAMODB_ENDPOINT" >&2
 }
 
-# moto's server, for SQS only (its DynamoDB is not atomic under load: see TOOLCHAIN.md). Stopped
-# with SIGINT by stop_emulators: it once ignored SIGTERM.
+# moto's server, for SQS only: moto's DynamoDB is not atomic under load, so the store's
+# concurrency tests cannot rely on it; DynamoDB Local serves DynamoDB instead. Stopped with
+# SIGINT by stop_emulators: it once ignored SIGTERM.
 start_moto() {
   local bin="$TOOLS/py/bin/moto_server" port
   [ -x "$bin" ] || { echo "moto's server missing: run scripts/setup-tools.sh" >&2; return 1; }
