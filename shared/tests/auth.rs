@@ -156,7 +156,7 @@ fn expect(who: Who, anonymous: u16, a: u16, b: u16, admin: u16) -> u16 {
     }
 }
 
-/// Every route × every identity, with the status DESIGN.md's access rules give.
+/// Every route × every identity, with the status the access rules (docs/invariants.md, 22) give.
 async fn authorization_matrix(store: Arc<dyn Store>) {
     let f = Fixture::new(store).await;
     let product = f.product().await;

@@ -1,6 +1,6 @@
 //! The DynamoDB tables: keys, indexes and TTL, as code. `create_tables` builds them for
 //! DynamoDB Local and tests; `template.yaml` declares the same for AWS, and
-//! `tests/template_matches_schema.rs` checks that the two agree.
+//! `scripts/check_template_schema.py` (run by `scripts/test`) checks that the two agree.
 //!
 //! Every table has a string partition key `pk` and generic keys-only indexes `gsi1`
 //! (`gsi1pk`, `gsi1sk`), `gsi2`, `gsi3` as needed. Item types per table:
