@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use orderly::clock::{Clock, SystemClock};
 use orderly::config::{
-    TableNames, auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or,
+    auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or,
 };
 use orderly::domain::{Password, Services, Sweeper};
 use orderly::http::local_app;
@@ -156,7 +156,7 @@ async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, BoxError> {
         "dynamodb" => {
             let config = aws_config::load_from_env().await;
             let client = aws_sdk_dynamodb::Client::new(&config);
-            let tables = TableNames::from_env();
+            let tables = orderly::config::table_names_from_env();
             dynamodb::schema::create_tables(&client, &tables).await?;
             tracing::info!(?tables, "dynamodb store");
             Ok(Arc::new(DynamoStore::new(client, tables)))

@@ -5,32 +5,16 @@ use std::env;
 use time::Duration;
 
 use crate::domain::{AuthConfig, LoginLimits, OrderSettings, PasswordCost};
+use crate::store::dynamodb::TableNames;
 
-/// DynamoDB table names. Defaults match `template.yaml`'s names for a stack called `orderly`,
-/// so a bare `orderly-local` pointed at DynamoDB Local needs no variable either.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    pub customers: String,
-    pub products: String,
-    pub orders: String,
-}
-
-impl TableNames {
-    pub fn from_env() -> Self {
-        Self {
-            customers: var_or("CUSTOMERS_TABLE", "orderly-customers"),
-            products: var_or("PRODUCTS_TABLE", "orderly-products"),
-            orders: var_or("ORDERS_TABLE", "orderly-orders"),
-        }
-    }
-
-    /// Names with a common prefix, so tests can create a fresh set per test.
-    pub fn with_prefix(prefix: &str) -> Self {
-        Self {
-            customers: format!("{prefix}customers"),
-            products: format!("{prefix}products"),
-            orders: format!("{prefix}orders"),
-        }
+/// DynamoDB table names from `CUSTOMERS_TABLE`, `PRODUCTS_TABLE` and `ORDERS_TABLE`. The
+/// defaults match `template.yaml`'s names for a stack called `orderly`, so a bare
+/// `orderly-local` pointed at DynamoDB Local needs no variable either.
+pub fn table_names_from_env() -> TableNames {
+    TableNames {
+        customers: var_or("CUSTOMERS_TABLE", "orderly-customers"),
+        products: var_or("PRODUCTS_TABLE", "orderly-products"),
+        orders: var_or("ORDERS_TABLE", "orderly-orders"),
     }
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::TableNames;
 use crate::domain::{Accounts, AuthConfig, Catalog, Customers, Ledger, Sessions};
 use crate::queue::{QueueUrls, SqsQueue};
 use crate::store::DynamoStore;
@@ -21,7 +20,8 @@ pub struct ColdStart {
 impl ColdStart {
     pub async fn load() -> Self {
         let config = aws_config::load_from_env().await;
-        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), TableNames::from_env()));
+        let store =
+            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), crate::config::table_names_from_env()));
         Self { config, store, clock: Arc::new(SystemClock) }
     }
 

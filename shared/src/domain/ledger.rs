@@ -10,13 +10,65 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::auth::Session;
-use super::orders::{IdempotencyKey, OrderSettings, Placed};
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::gateway::PaymentGateway;
 use crate::model::{HistoryEntry, Order, OrderEvent, OrderStatus, Payment, PaymentStatus};
 use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueName};
 use crate::store::{OrderStore, PaymentChange, PaymentStore, StoreError, TransitionWrite};
+
+/// An `Idempotency-Key` header: 1–255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let ok = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new("Idempotency-Key", "must be 1-255 visible ASCII characters"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The answer to a create request (POST /orders: 201 for `pending`, 202 for `processing
+/// order`; POST /payments: 202).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub status_code: u16,
+    /// The created resource as JSON: for a replay, exactly what the first request was answered.
+    pub body: String,
+    /// The created resource's id.
+    pub id: Uuid,
+}
+
+/// Order rules that operators tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderSettings {
+    /// After every accepted order the customer's cooldown moves on by this much.
+    pub cooldown: Duration,
+    /// Deferred (`processing order`) orders a customer may hold at once.
+    pub max_deferred: i64,
+    /// A `pending` order unpaid this long after it became pending is cancelled.
+    pub payment_deadline: Duration,
+    /// Idempotency records are kept this long.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            cooldown: Duration::seconds(300),
+            max_deferred: 3,
+            payment_deadline: Duration::hours(24),
+            idempotency_ttl: Duration::hours(24),
+        }
+    }
+}
 
 /// Why an order did not move.
 #[derive(Debug, thiserror::Error)]

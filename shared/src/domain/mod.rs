@@ -22,11 +22,10 @@ pub use accounts::{Accounts, LoginRequest};
 pub use auth::{AccessToken, AuthConfig, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions};
 pub use customers::{CustomerPatch, Customers, NewCustomer};
 pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracking, TrackingEvent};
-pub use ledger::{Ledger, TransitionError};
+pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 pub use messages::OrderMessage;
 pub use orders::{
-    CancelRequest, IdempotencyKey, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, OrderSettings,
-    Orders, Placed, Release, StatusChange,
+    CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, Orders, Release, StatusChange,
 };
 pub use passwords::random_secret;
 pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage, Payments};

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::auth::Session;
 use super::fulfillment::Fulfillment;
-use super::ledger::{Ledger, TransitionError};
+use super::ledger::{IdempotencyKey, Ledger, Placed, TransitionError};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
     Address, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, Product, Role, optional_text,
@@ -62,65 +62,12 @@ pub struct CancelRequest {
     pub reason: Option<String>,
 }
 
-/// An `Idempotency-Key` header: 1–255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let ok = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(FieldError::new("Idempotency-Key", "must be 1-255 visible ASCII characters"))
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The answer to a create request (POST /orders: 201 for `pending`, 202 for `processing
-/// order`; POST /payments: 202).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
-    pub status_code: u16,
-    /// The created resource as JSON: for a replay, exactly what the first request was answered.
-    pub body: String,
-    /// The created resource's id.
-    pub id: Uuid,
-}
-
 #[derive(Debug, Serialize)]
 pub struct OrderMetrics {
     pub total_orders: i64,
     pub by_status: BTreeMap<&'static str, i64>,
     /// Placement to delivery, over delivered orders; `null` before the first delivery.
     pub average_processing_seconds: Option<f64>,
-}
-
-/// Order rules that operators tune.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrderSettings {
-    /// After every accepted order the customer's cooldown moves on by this much.
-    pub cooldown: Duration,
-    /// Deferred (`processing order`) orders a customer may hold at once.
-    pub max_deferred: i64,
-    /// A `pending` order unpaid this long after it became pending is cancelled.
-    pub payment_deadline: Duration,
-    /// Idempotency records are kept this long.
-    pub idempotency_ttl: Duration,
-}
-
-impl Default for OrderSettings {
-    fn default() -> Self {
-        Self {
-            cooldown: Duration::seconds(300),
-            max_deferred: 3,
-            payment_deadline: Duration::hours(24),
-            idempotency_ttl: Duration::hours(24),
-        }
-    }
 }
 
 /// At most this many lines: with the order, cooldown, idempotency and metrics writes a

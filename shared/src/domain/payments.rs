@@ -9,8 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::auth::Session;
-use super::ledger::Ledger;
-use super::orders::{IdempotencyKey, Placed};
+use super::ledger::{IdempotencyKey, Ledger, Placed};
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::{CardDetails, CardToken, ChargeOutcome, GatewayError};
 use crate::model::{CardSummary, IdempotencyRecord, Order, OrderEvent, OrderStatus, Payment, PaymentStatus};

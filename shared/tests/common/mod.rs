@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use orderly::clock::{Clock, SystemClock};
-use orderly::config::TableNames;
 use orderly::domain::{AuthConfig, OrderSettings, PasswordCost, Services};
 use orderly::gateway::{PaymentGateway, SimulatedGateway};
 use orderly::queue::Queue;
+use orderly::store::dynamodb::TableNames;
 use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 
 pub const DYNAMODB_ENDPOINT_VAR: &str = "ORDERLY_TEST_DYNAMODB_ENDPOINT";

@@ -27,7 +27,6 @@ use super::{
     PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key,
     counter_deltas, counters_from, epoch_millis, from_epoch_millis, refunds, token,
 };
-use crate::config::TableNames;
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role,
@@ -42,6 +41,25 @@ const TRANSACTION_ATTEMPTS: usize = 20;
 const MAX_QUERY_ROUNDS: usize = 5;
 /// BatchGetItem's limit per request.
 const BATCH_GET_MAX: usize = 100;
+
+/// The three DynamoDB tables (`crate::config::table_names_from_env` reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub customers: String,
+    pub products: String,
+    pub orders: String,
+}
+
+impl TableNames {
+    /// Names with a common prefix, so tests can create a fresh set per test.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            customers: format!("{prefix}customers"),
+            products: format!("{prefix}products"),
+            orders: format!("{prefix}orders"),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct DynamoStore {

@@ -31,7 +31,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification,
 };
 
-use crate::config::TableNames;
+use super::TableNames;
 use crate::store::StoreError;
 
 /// The attribute holding an item's expiry (epoch seconds) for DynamoDB TTL. TTL only
