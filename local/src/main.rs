@@ -75,7 +75,7 @@ async fn main() -> Result<(), BoxError> {
     };
     let mut background = tokio::task::JoinSet::new();
     let consumers: [(QueueName, Arc<dyn Consumer>); 3] = [
-        (QueueName::Orders, Arc::new(OrderWorker::new(services.ledger.clone()))),
+        (QueueName::Orders, Arc::new(OrderWorker::new(services.orders.clone()))),
         (QueueName::Payments, Arc::new(PaymentWorker::new(services.payments.clone(), circuit_breaker_from_env()?))),
         (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(services.fulfillment.clone()))),
     ];

@@ -5,9 +5,15 @@
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{Accounts, AuthConfig, Catalog, Customers, Ledger, Sessions};
+use serde_json::Value;
+
+#[cfg(feature = "passwords")]
+use crate::domain::{Accounts, Customers};
+use crate::domain::{AuthConfig, Catalog, Ledger, Orders, Sessions, Sweeper};
+use crate::error::Error;
 use crate::queue::{QueueUrls, SqsQueue};
 use crate::store::DynamoStore;
+use crate::workers::OrderWorker;
 
 /// What a function is built from, configured from the environment: table names and queue
 /// URLs, JWT secret, order rules, region, `AWS_ENDPOINT_URL*` for emulators.
@@ -33,10 +39,12 @@ impl ColdStart {
         Ok(Sessions::new(self.store.clone(), self.clock.clone(), self.auth()?))
     }
 
+    #[cfg(feature = "passwords")]
     pub fn accounts(&self, sessions: Sessions) -> Result<Accounts, String> {
         Ok(Accounts::new(self.store.clone(), self.clock.clone(), self.auth()?, sessions))
     }
 
+    #[cfg(feature = "passwords")]
     pub fn customers(&self) -> Result<Customers, String> {
         Ok(Customers::new(self.store.clone(), self.clock.clone(), self.auth()?.cost))
     }
@@ -61,6 +69,7 @@ impl ColdStart {
     }
 }
 
+#[cfg(feature = "lambda-http")]
 /// Runs an HTTP function: logging first, then its routes built once (with the session check
 /// every function shares), then the Lambda runtime loop serving API Gateway events with them.
 /// Fails on missing or invalid configuration, so a broken deploy fails at cold start.
@@ -104,10 +113,33 @@ pub async fn serve_order_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
     let cold = ColdStart::load().await;
     let ledger = cold.ledger().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let worker = Arc::new(crate::workers::OrderWorker::new(ledger));
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+    let worker = Arc::new((OrderWorker::new(Orders::new(ledger.clone())), Sweeper::new(ledger)));
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
         let worker = Arc::clone(&worker);
-        async move { worker.handle_event(event.payload).await.map_err(lambda_runtime::Error::from) }
+        async move {
+            let (releases, sweeper) = &*worker;
+            order_worker_event(releases, sweeper, event.payload).await.map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
+}
+
+/// The order worker's two kinds of event: SQS batches (`Records`) and the scheduled sweep (an
+/// EventBridge schedule event). Answers the SQS batch response, or the sweep's report.
+async fn order_worker_event(releases: &OrderWorker, sweeper: &Sweeper, event: Value) -> Result<Value, Error> {
+    if event.get("Records").is_some() {
+        let batch = serde_json::from_value(event).map_err(|e| Error::BadRequest(format!("not an SQS event: {e}")))?;
+        let response = crate::queue::worker::handle_sqs_event(releases, batch).await;
+        return serde_json::to_value(response).map_err(|e| Error::Internal(format!("batch response: {e}")));
+    }
+    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let report = sweeper.sweep().await?;
+        return Ok(serde_json::json!({
+            "released": report.released,
+            "expired": report.expired,
+            "requeued_fulfillment": report.requeued_fulfillment,
+            "refunds_confirmed": report.refunds_confirmed,
+        }));
+    }
+    Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
 }

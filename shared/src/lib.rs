@@ -18,6 +18,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod http;
+#[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod model;
 pub mod queue;

@@ -3,8 +3,9 @@
 
 use tracing_subscriber::EnvFilter;
 
+#[cfg(feature = "lambda")]
 pub fn init_lambda() {
-    lambda_http::tracing::init_default_subscriber();
+    lambda_runtime::tracing::init_default_subscriber();
 }
 
 pub fn init_local() {

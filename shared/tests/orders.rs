@@ -77,7 +77,7 @@ fn status_of(body: &str) -> (OrderStatus, Value) {
 
 /// Drives the order queue like the local worker does, at the fake clock's time.
 async fn drain_order_queue(w: &World) -> usize {
-    let worker = OrderWorker::new(w.orderly.ledger.clone());
+    let worker = OrderWorker::new(w.orderly.orders.clone());
     let mut handled = 0;
     loop {
         let batch =

@@ -275,7 +275,7 @@ async fn duplicate_and_poisoned_messages_are_harmless(store: Arc<dyn Store>) {
     };
     assert!(process_batch(&w.fulfillment, &[poison.clone(), unknown]).await.is_empty(), "acknowledged, not retried");
     assert!(process_batch(&w.payments, std::slice::from_ref(&poison)).await.is_empty());
-    assert!(process_batch(&OrderWorker::new(w.orderly.ledger.clone()), &[poison, release]).await.is_empty());
+    assert!(process_batch(&OrderWorker::new(w.orderly.orders.clone()), &[poison, release]).await.is_empty());
     let product: Value = w.api.get(&format!("/products/{product}")).await.body;
     assert_eq!(product["stock"], 8);
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -98,6 +98,7 @@ impl Default for LoginLimits {
 
 /// Everything authentication needs, built once at start-up.
 pub struct AuthConfig {
+    #[cfg_attr(not(feature = "passwords"), allow(dead_code, reason = "only logins sign tokens"))]
     encoding: EncodingKey,
     /// The current key first; during a rotation the previous one still verifies.
     decoding: Vec<DecodingKey>,
@@ -105,6 +106,7 @@ pub struct AuthConfig {
     pub cost: PasswordCost,
     pub limits: LoginLimits,
     /// A hash of a random password at the configured cost: unknown logins verify against it.
+    #[cfg_attr(not(feature = "passwords"), allow(dead_code, reason = "only logins verify passwords"))]
     pub(super) dummy_hash: OnceLock<String>,
 }
 
@@ -188,6 +190,7 @@ impl Sessions {
     }
 
     /// A signed access token for `principal`, valid for the configured time from `now`.
+    #[cfg(feature = "passwords")]
     pub(crate) fn issue(&self, principal: Principal, now: OffsetDateTime) -> Result<AccessToken> {
         let expires = now + self.auth.token_ttl;
         let claims = Claims {
@@ -197,7 +200,7 @@ impl Sessions {
             iat: now.unix_timestamp(),
             exp: expires.unix_timestamp(),
         };
-        let token = jsonwebtoken::encode(&Header::new(JwtAlgorithm::HS256), &claims, &self.auth.encoding)
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(JwtAlgorithm::HS256), &claims, &self.auth.encoding)
             .map_err(|e| Error::Internal(format!("signing token: {e}")))?;
         Ok(AccessToken {
             access_token: token,

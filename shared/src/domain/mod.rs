@@ -6,20 +6,27 @@
 //! - [`Orders`], [`Payments`], [`Fulfillment`] and the [`Sweeper`] share a [`Ledger`]: the order
 //!   and payment stores, the queue and the gateway, and the one way an order changes status.
 
+#[cfg(feature = "passwords")]
 mod accounts;
 mod auth;
+#[cfg(feature = "passwords")]
 mod customers;
 mod fulfillment;
 mod ledger;
 mod messages;
 mod orders;
+#[cfg(feature = "passwords")]
 mod passwords;
 mod payments;
 mod products;
+#[cfg(feature = "passwords")]
+mod services;
 mod sweep;
 
+#[cfg(feature = "passwords")]
 pub use accounts::{Accounts, LoginRequest};
 pub use auth::{AccessToken, AuthConfig, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions};
+#[cfg(feature = "passwords")]
 pub use customers::{CustomerPatch, Customers, NewCustomer};
 pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracking, TrackingEvent};
 pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
@@ -27,62 +34,19 @@ pub use messages::OrderMessage;
 pub use orders::{
     CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, Orders, Release, StatusChange,
 };
+#[cfg(feature = "passwords")]
 pub use passwords::random_secret;
 pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage, Payments};
 pub use products::{Catalog, NewProduct, ProductPatch, ProductQuery};
+#[cfg(feature = "passwords")]
+pub use services::Services;
 pub use sweep::{SweepReport, Sweeper};
-
-use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::clock::Clock;
 use crate::error::{Error, FieldError};
-use crate::gateway::PaymentGateway;
-use crate::queue::Queue;
 use crate::retry::backoff;
-use crate::store::{PageRequest, Store, StoreError};
-
-/// Every service over one store: what the local server and the tests run. A Lambda function
-/// builds only the services its routes or messages need (see `crate::lambda`).
-#[derive(Clone)]
-pub struct Services {
-    pub sessions: Sessions,
-    pub accounts: Accounts,
-    pub customers: Customers,
-    pub catalog: Catalog,
-    pub ledger: Ledger,
-    pub orders: Orders,
-    pub payments: Payments,
-    pub fulfillment: Fulfillment,
-    pub sweeper: Sweeper,
-}
-
-impl Services {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        auth: AuthConfig,
-        queue: Arc<dyn Queue>,
-        gateway: Arc<dyn PaymentGateway>,
-        settings: OrderSettings,
-    ) -> Self {
-        let auth = Arc::new(auth);
-        let sessions = Sessions::new(store.clone(), clock.clone(), auth.clone());
-        let ledger = Ledger::new(store.clone(), store.clone(), clock.clone(), queue, gateway, settings);
-        Self {
-            accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone()),
-            customers: Customers::new(store.clone(), clock.clone(), auth.cost),
-            catalog: Catalog::new(store, clock),
-            sessions,
-            orders: Orders::new(ledger.clone()),
-            payments: Payments::new(ledger.clone()),
-            fulfillment: Fulfillment::new(ledger.clone()),
-            sweeper: Sweeper::new(ledger.clone()),
-            ledger,
-        }
-    }
-}
+use crate::store::{PageRequest, StoreError};
 
 /// How many times a read-modify-write without a client precondition is retried when another
 /// writer got in between (each attempt is still one conditional write).

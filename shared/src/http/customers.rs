@@ -9,8 +9,8 @@ use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
 use super::ApiError;
-use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
+use super::session::{AdminSession, Session};
 use crate::domain::{CustomerPatch, Customers, NewCustomer, page_request};
 
 pub fn routes(customers: Customers) -> Router {

@@ -2,13 +2,16 @@
 //! requests into domain input, and the single error → problem+json mapping ([`problem`]).
 //! [`app`] adds what every function shares: fallbacks, the body limit, request ids, logs.
 
+#[cfg(feature = "passwords")]
 pub mod auth;
+#[cfg(feature = "passwords")]
 pub mod customers;
 mod extract;
 pub mod orders;
 pub mod payments;
 pub mod problem;
 pub mod products;
+pub mod session;
 
 use std::time::Instant;
 
@@ -17,11 +20,9 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use lambda_http::RequestExt;
-use lambda_http::request::RequestContext;
 use tracing::Instrument;
 
-use crate::domain::{Services, Sessions};
+use crate::domain::Sessions;
 pub use problem::ApiError;
 
 /// Largest request body accepted; product descriptions are the biggest field (5,000 chars).
@@ -35,12 +36,13 @@ pub fn app(routes: Router, sessions: Sessions) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(sessions, auth::authenticate))
+        .layer(middleware::from_fn_with_state(sessions, session::authenticate))
         .layer(middleware::from_fn(trace_request))
 }
 
 /// Every function's routes in one app: what the local server and the HTTP tests serve.
-pub fn local_app(services: &Services) -> Router {
+#[cfg(feature = "passwords")]
+pub fn local_app(services: &crate::domain::Services) -> Router {
     let routes = auth::routes(services.accounts.clone(), services.sessions.clone())
         .merge(customers::routes(services.customers.clone()))
         .merge(products::routes(services.catalog.clone()))
@@ -54,12 +56,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// The request id: API Gateway's when running in Lambda, else a caller-supplied
 /// `x-request-id` (if sane), else a fresh one.
 fn request_id(request: &Request) -> String {
-    let from_gateway = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
-        _ => None,
-    };
-    from_gateway
+    gateway_request_id(request)
         .or_else(|| {
             request
                 .headers()
@@ -69,6 +66,23 @@ fn request_id(request: &Request) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// API Gateway's request id, when running in Lambda behind it.
+#[cfg(feature = "lambda-http")]
+fn gateway_request_id(request: &Request) -> Option<String> {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "lambda-http"))]
+fn gateway_request_id(_: &Request) -> Option<String> {
+    None
 }
 
 /// The request's id, for handlers that pass it on (as a queued message's correlation id).

@@ -10,8 +10,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, JsonOrEmpty, Query};
+use super::session::{AdminSession, Session};
 use super::{ApiError, RequestId};
 use crate::domain::{
     CancelRequest, Fulfillment, FulfillmentRequest, IdempotencyKey, NewOrder, OrderQuery, Orders, Payments,

@@ -8,9 +8,9 @@ use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
-use super::auth::{AdminSession, Session};
 use super::extract::{Id, Json, Query};
 use super::orders::idempotency_key;
+use super::session::{AdminSession, Session};
 use super::{ApiError, RequestId};
 use crate::domain::{NewPayment, Payments, page_request};
 use crate::model::Payment;

@@ -8,8 +8,8 @@ use axum::{Json as JsonResponse, Router};
 use serde::Serialize;
 
 use super::ApiError;
-use super::auth::AdminSession;
 use super::extract::{Id, IfMatch, Json, Query};
+use super::session::AdminSession;
 use crate::domain::{Catalog, NewProduct, ProductPatch, ProductQuery};
 use crate::model::Product;
 

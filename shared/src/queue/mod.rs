@@ -12,6 +12,7 @@
 //!
 //! Consumers must therefore be idempotent: a duplicate or late message is a no-op for them.
 
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod sqs;
 pub mod worker;
@@ -21,6 +22,7 @@ use std::fmt;
 use async_trait::async_trait;
 use time::Duration;
 
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteQueue;
 pub use sqs::{QueueUrls, SqsQueue, create_queues};
 pub use worker::{Consumer, Outcome, process_batch, run_local_worker};

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use async_trait::async_trait;
+#[cfg(feature = "lambda")]
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use time::Duration;
 use tracing::Instrument;
 
-use super::{CORRELATION_ID_ATTRIBUTE, Delivery, MAX_BATCH, Queue, QueueName};
+use super::{Delivery, MAX_BATCH, Queue, QueueName};
 
 /// How long the local worker long-polls before looking at its shutdown signal again.
 const LOCAL_POLL_WAIT: Duration = Duration::seconds(1);
@@ -119,12 +120,14 @@ async fn join_all_catching<F: Future>(futures: Vec<F>) -> Vec<Option<F::Output>>
     outputs
 }
 
+#[cfg(feature = "lambda")]
 /// A Lambda SQS record as a delivery; `None` (logged) for a record without a message id or body,
 /// which cannot be handled and is acknowledged rather than retried for ever.
 pub fn delivery_from_sqs(message: SqsMessage) -> Option<Delivery> {
     let receive_count =
         message.attributes.get("ApproximateReceiveCount").and_then(|count| count.parse().ok()).unwrap_or(1);
-    let correlation_id = message.message_attributes.get(CORRELATION_ID_ATTRIBUTE).and_then(|a| a.string_value.clone());
+    let correlation_id =
+        message.message_attributes.get(super::CORRELATION_ID_ATTRIBUTE).and_then(|a| a.string_value.clone());
     match (message.message_id, message.body) {
         (Some(message_id), Some(body)) => Some(Delivery {
             message_id,
@@ -140,6 +143,7 @@ pub fn delivery_from_sqs(message: SqsMessage) -> Option<Delivery> {
     }
 }
 
+#[cfg(feature = "lambda")]
 /// Handles a Lambda SQS event: every record through the consumer, retries reported as batch
 /// item failures (the function's event source mapping must have `ReportBatchItemFailures`).
 pub async fn handle_sqs_event<C: Consumer + ?Sized>(consumer: &C, event: SqsEvent) -> SqsBatchResponse {
@@ -218,7 +222,7 @@ fn receive_backoff(failures: u32) -> std::time::Duration {
     std::time::Duration::from_millis(millis).min(MAX_RECEIVE_BACKOFF)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "lambda"))]
 mod tests {
     use std::collections::HashMap;
 
@@ -248,7 +252,7 @@ mod tests {
         let mut correlation = SqsMessageAttribute::default();
         correlation.string_value = Some("corr-1".to_owned());
         correlation.data_type = Some("String".to_owned());
-        message.message_attributes = HashMap::from([(CORRELATION_ID_ATTRIBUTE.to_owned(), correlation)]);
+        message.message_attributes = HashMap::from([(crate::queue::CORRELATION_ID_ATTRIBUTE.to_owned(), correlation)]);
         message
     }
 

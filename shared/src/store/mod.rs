@@ -6,6 +6,7 @@
 //! `tests/store_conformance.rs` runs the same suite against both.
 
 pub mod dynamodb;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod token;
 
@@ -22,6 +23,7 @@ use crate::model::{
 };
 
 pub use dynamodb::DynamoStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// Which unique key a write collided with.

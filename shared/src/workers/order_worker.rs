@@ -1,11 +1,10 @@
-//! The order worker: releases deferred orders when their cooldown ends, and (on a schedule)
-//! sweeps up what a lost message left behind and expires unpaid orders.
+//! The order worker: releases deferred orders when their cooldown ends. (Its Lambda function
+//! also runs the scheduled sweep: see `crate::lambda`.)
 
 use async_trait::async_trait;
-use serde_json::Value;
 use time::Duration;
 
-use crate::domain::{Ledger, OrderMessage, Orders, Sweeper};
+use crate::domain::{OrderMessage, Orders};
 use crate::error::Error;
 use crate::queue::{Consumer, Delivery, Outcome};
 
@@ -15,33 +14,11 @@ const RETRY_AFTER: Duration = Duration::seconds(10);
 
 pub struct OrderWorker {
     orders: Orders,
-    sweeper: Sweeper,
 }
 
 impl OrderWorker {
-    pub fn new(ledger: Ledger) -> Self {
-        Self { orders: Orders::new(ledger.clone()), sweeper: Sweeper::new(ledger) }
-    }
-
-    /// The order-worker Lambda's events: SQS batches (`Records`) and the scheduled sweep
-    /// (an EventBridge schedule event). Returns the SQS batch response, or the sweep's report.
-    pub async fn handle_event(&self, event: Value) -> Result<Value, Error> {
-        if event.get("Records").is_some() {
-            let batch =
-                serde_json::from_value(event).map_err(|e| Error::BadRequest(format!("not an SQS event: {e}")))?;
-            let response = crate::queue::worker::handle_sqs_event(self, batch).await;
-            return serde_json::to_value(response).map_err(|e| Error::Internal(format!("batch response: {e}")));
-        }
-        if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-            let report = self.sweeper.sweep().await?;
-            return Ok(serde_json::json!({
-                "released": report.released,
-                "expired": report.expired,
-                "requeued_fulfillment": report.requeued_fulfillment,
-                "refunds_confirmed": report.refunds_confirmed,
-            }));
-        }
-        Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
+    pub fn new(orders: Orders) -> Self {
+        Self { orders }
     }
 }
 

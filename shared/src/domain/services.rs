@@ -1,0 +1,51 @@
+//! Every service at once, over one store: the local server and the tests. A Lambda function
+//! builds only the services its routes or messages need (see `crate::lambda`).
+
+use std::sync::Arc;
+
+use super::{
+    Accounts, AuthConfig, Catalog, Customers, Fulfillment, Ledger, OrderSettings, Orders, Payments, Sessions, Sweeper,
+};
+use crate::clock::Clock;
+use crate::gateway::PaymentGateway;
+use crate::queue::Queue;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Services {
+    pub sessions: Sessions,
+    pub accounts: Accounts,
+    pub customers: Customers,
+    pub catalog: Catalog,
+    pub ledger: Ledger,
+    pub orders: Orders,
+    pub payments: Payments,
+    pub fulfillment: Fulfillment,
+    pub sweeper: Sweeper,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        auth: AuthConfig,
+        queue: Arc<dyn Queue>,
+        gateway: Arc<dyn PaymentGateway>,
+        settings: OrderSettings,
+    ) -> Self {
+        let auth = Arc::new(auth);
+        let sessions = Sessions::new(store.clone(), clock.clone(), auth.clone());
+        let ledger = Ledger::new(store.clone(), store.clone(), clock.clone(), queue, gateway, settings);
+        Self {
+            accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone()),
+            customers: Customers::new(store.clone(), clock.clone(), auth.cost),
+            catalog: Catalog::new(store, clock),
+            sessions,
+            orders: Orders::new(ledger.clone()),
+            payments: Payments::new(ledger.clone()),
+            fulfillment: Fulfillment::new(ledger.clone()),
+            sweeper: Sweeper::new(ledger.clone()),
+            ledger,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The one authentication mechanism every function shares: [`authenticate`] checks any
+//! presented bearer token before routing, and handlers state what they need with the
+//! [`Session`] and [`AdminSession`] extractors.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use crate::domain::Sessions;
+use crate::error::Error;
+
+pub use crate::domain::Session;
+
+/// Middleware: a request that carries `Authorization` must carry a valid, unrevoked bearer
+/// token for an existing account, on every route (401 otherwise); the session is then
+/// available to handlers. Requests without the header go on anonymously.
+pub(super) async fn authenticate(State(sessions): State<Sessions>, mut request: Request, next: Next) -> Response {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return next.run(request).await;
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return ApiError::from(Error::Unauthorized("send the access token as Authorization: Bearer <token>"))
+            .into_response();
+    };
+    match sessions.authenticate(token).await {
+        Ok(session) => {
+            tracing::Span::current().record("subject", tracing::field::display(session.principal.id));
+            request.extensions_mut().insert(session);
+            next.run(request).await
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(ApiError::Domain(Error::Unauthorized("sign in first: POST /auth/login")))
+    }
+}
+
+/// A signed-in admin: 401 when anonymous, 403 for a customer.
+pub struct AdminSession(pub Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let session = Session::from_request_parts(parts, state).await?;
+        session.require_admin()?;
+        Ok(AdminSession(session))
+    }
+}
