@@ -12,7 +12,9 @@ use super::auth::Session;
 use super::ledger::{IdempotencyKey, Ledger, Placed};
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::{CardDetails, CardToken, ChargeOutcome, GatewayError};
-use crate::model::{CardSummary, IdempotencyRecord, Order, OrderEvent, OrderStatus, Payment, PaymentStatus};
+use crate::model::{
+    CardSummary, IdempotencyRecord, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, optional_text,
+};
 use crate::queue::QueueName;
 use crate::store::{Page, PageRequest, PaymentChange, StoreError, TransitionWrite};
 
@@ -111,8 +113,8 @@ fn parse_card(card: CardInput, now: OffsetDateTime) -> Result<(CardDetails, Card
     if card.cvc.len() != cvc_len || !card.cvc.bytes().all(|b| b.is_ascii_digit()) {
         errors.push(FieldError::new("card.cvc", format!("must be {cvc_len} digits")));
     }
-    if card.holder.as_deref().is_some_and(|h| h.chars().count() > 100) {
-        errors.push(FieldError::new("card.holder", "must be at most 100 characters"));
+    if let Err(error) = optional_text("card.holder", card.holder.as_deref(), 100) {
+        errors.push(error);
     }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::model::{Category, CategorySummary, Product, ProductName, int_in_range, optional_text};
+use crate::model::{
+    Category, CategorySummary, Product, ProductName, int_in_range, optional_multiline_text, optional_text,
+};
 use crate::store::{CatalogStore, Page, ProductFilter, StoreError};
 
 /// Upper bounds that keep values sane (and far from integer overflow in any sum).
@@ -75,7 +77,7 @@ struct ProductFields {
 impl ProductFields {
     fn parse(input: NewProduct) -> Result<Self> {
         let name = ProductName::parse("name", &input.name);
-        let description = optional_text("description", input.description.as_deref(), MAX_DESCRIPTION);
+        let description = optional_multiline_text("description", input.description.as_deref(), MAX_DESCRIPTION);
         let price = int_in_range("price_cents", input.price_cents, 0, MAX_PRICE_CENTS);
         let stock = int_in_range("stock", input.stock, 0, MAX_STOCK);
         let category = Category::parse("category", &input.category);
@@ -126,7 +128,7 @@ impl ProductChanges {
         let description = patch
             .description
             .as_deref()
-            .map(|d| optional_text("description", Some(d), MAX_DESCRIPTION).map(Option::unwrap_or_default))
+            .map(|d| optional_multiline_text("description", Some(d), MAX_DESCRIPTION).map(Option::unwrap_or_default))
             .transpose();
         let price = patch.price_cents.map(|p| int_in_range("price_cents", p, 0, MAX_PRICE_CENTS)).transpose();
         let stock = patch.stock.map(|s| int_in_range("stock", s, 0, MAX_STOCK)).transpose();

@@ -108,7 +108,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         if text == "*" {
             return Ok(IfMatch(None));
         }
-        let text = text.strip_prefix("W/").unwrap_or(text);
+        // If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches. Version 0
+        // is one no resource has, so the write answers 412 with the current version.
+        if text.starts_with("W/") {
+            return Ok(IfMatch(Some(0)));
+        }
         let unquoted = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
         unquoted.parse().map(|v| IfMatch(Some(v))).map_err(|_| ApiError::InvalidIfMatch)
     }

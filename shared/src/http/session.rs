@@ -24,8 +24,10 @@ pub(super) async fn authenticate(State(sessions): State<Sessions>, mut request: 
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+        // The scheme is case-insensitive (RFC 9110 11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
         return ApiError::from(Error::Unauthorized("send the access token as Authorization: Bearer <token>"))

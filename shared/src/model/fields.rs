@@ -144,15 +144,30 @@ pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, 
     }
 }
 
-/// Optional free text bounded in length (descriptions, phone numbers, address lines).
+/// Optional one-line free text bounded in length (phone numbers, address lines, reasons): no
+/// control character at all, so nothing stored can break a label, a log line or an email.
 pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(value) if value.chars().count() > max => {
-            Err(FieldError::new(field, format!("must be at most {max} characters")))
-        }
-        Some(value) => Ok(Some(value.to_owned())),
+    bounded_text(field, raw.map(str::to_owned), max, false)
+}
+
+/// Optional multi-line free text (descriptions): newlines are kept (CRLF becomes LF), any
+/// other control character is refused.
+pub fn optional_multiline_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
+    bounded_text(field, raw.map(|r| r.replace("\r\n", "\n")), max, true)
+}
+
+fn bounded_text(field: &str, raw: Option<String>, max: usize, newlines: bool) -> Result<Option<String>, FieldError> {
+    let Some(value) = raw.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > max {
+        return Err(FieldError::new(field, format!("must be at most {max} characters")));
     }
+    if value.chars().any(|c| c.is_control() && !(newlines && c == '\n')) {
+        let allowed = if newlines { " other than newlines" } else { "" };
+        return Err(FieldError::new(field, format!("must not contain control characters{allowed}")));
+    }
+    Ok(Some(value.to_owned()))
 }
 
 #[cfg(test)]
@@ -176,6 +191,19 @@ mod tests {
         for bad in ["ab", "ops admin", "ops@example.com", &"a".repeat(65)] {
             assert!(Username::parse("username", bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn free_text_refuses_control_characters() {
+        for bad in ["a\u{0}b", "esc\u{1b}[31m", "two\nlines", "cr\rhere", "bell\u{7}"] {
+            let error = optional_text("address.line1", Some(bad), 200).expect_err(bad);
+            assert_eq!(error.field, "address.line1");
+        }
+        assert_eq!(optional_text("reason", Some("  ok  "), 10), Ok(Some("ok".into())));
+        let kept = optional_multiline_text("description", Some("one\r\ntwo\nthree"), 100);
+        assert_eq!(kept, Ok(Some("one\ntwo\nthree".into())));
+        assert!(optional_multiline_text("description", Some("tab\there"), 100).is_err());
+        assert!(optional_multiline_text("description", Some("nul\u{0}"), 100).is_err());
     }
 
     #[test]
