@@ -26,8 +26,9 @@ pub fn var_or(name: &str, default: &str) -> String {
 /// - `JWT_SECRET` (at least 32 bytes) signs tokens; `JWT_PREVIOUS_SECRET`, during a rotation,
 ///   still verifies tokens signed before it. `fallback_secret` is used when `JWT_SECRET` is
 ///   unset (the local server's generated development secret); Lambda passes none.
-/// - `TOKEN_TTL_SECONDS` (default 900), `LOGIN_FAILURES_PER_ACCOUNT` (10),
-///   `LOGIN_FAILURES_PER_ADDRESS` (100), `LOGIN_WINDOW_SECONDS` (900).
+/// - `TOKEN_TTL_SECONDS` (default 900); per `LOGIN_WINDOW_SECONDS` (900):
+///   `LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS` (10), `LOGIN_FAILURES_PER_ACCOUNT` (100),
+///   `LOGIN_FAILURES_PER_ADDRESS` (100) and `SIGN_UPS_PER_ADDRESS` (20).
 /// - `PASSWORD_HASH_MEMORY_KIB` (19,456) and `PASSWORD_HASH_ITERATIONS` (2): argon2id cost of
 ///   new hashes (existing hashes keep verifying with the cost they were made with).
 pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, String> {
@@ -38,8 +39,10 @@ pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, Str
     let previous = env::var("JWT_PREVIOUS_SECRET").ok().filter(|s| !s.is_empty());
     let defaults = LoginLimits::default();
     let limits = LoginLimits {
+        per_account_and_address: number("LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", defaults.per_account_and_address)?,
         per_account: number("LOGIN_FAILURES_PER_ACCOUNT", defaults.per_account)?,
         per_address: number("LOGIN_FAILURES_PER_ADDRESS", defaults.per_address)?,
+        sign_ups_per_address: number("SIGN_UPS_PER_ADDRESS", defaults.sign_ups_per_address)?,
         window: Duration::seconds(number("LOGIN_WINDOW_SECONDS", defaults.window.whole_seconds())?),
     };
     let ttl = Duration::seconds(number("TOKEN_TTL_SECONDS", 900)?);

@@ -20,8 +20,9 @@ pub enum Error {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
-    #[error("too many attempts; retry in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    /// `what` says which limit: "too many failed logins", "too many orders waiting", …
+    #[error("{what}; retry in {retry_after_secs} s")]
+    TooManyRequests { what: &'static str, retry_after_secs: u64 },
     #[error("the service is busy, retry shortly")]
     Unavailable,
     #[error("internal error: {0}")]

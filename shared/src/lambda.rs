@@ -8,7 +8,7 @@ use crate::clock::{Clock, SystemClock};
 use serde_json::Value;
 
 #[cfg(feature = "passwords")]
-use crate::domain::{Accounts, Customers};
+use crate::domain::{Accounts, Customers, Hasher};
 use crate::domain::{AuthConfig, Catalog, Ledger, Orders, Sessions, Sweeper};
 use crate::error::Error;
 use crate::queue::{QueueUrls, SqsQueue};
@@ -41,12 +41,15 @@ impl ColdStart {
 
     #[cfg(feature = "passwords")]
     pub fn accounts(&self, sessions: Sessions) -> Result<Accounts, String> {
-        Ok(Accounts::new(self.store.clone(), self.clock.clone(), self.auth()?, sessions))
+        let auth = self.auth()?;
+        let hasher = Hasher::per_core(auth.cost);
+        Ok(Accounts::new(self.store.clone(), self.clock.clone(), auth, sessions, hasher))
     }
 
     #[cfg(feature = "passwords")]
     pub fn customers(&self) -> Result<Customers, String> {
-        Ok(Customers::new(self.store.clone(), self.clock.clone(), self.auth()?.cost))
+        let auth = self.auth()?;
+        Ok(Customers::new(self.store.clone(), self.clock.clone(), Hasher::per_core(auth.cost), auth.limits))
     }
 
     pub fn catalog(&self) -> Catalog {

@@ -251,7 +251,8 @@ async fn wrong_password_and_unknown_user_get_the_same_answer(store: Arc<dyn Stor
 
 fn clocked(store: Arc<dyn Store>) -> (Services, Arc<FakeClock>) {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
-    let limits = LoginLimits { per_account: 5, per_address: 100, window: Duration::minutes(15) };
+    let limits =
+        LoginLimits { per_account: 5, per_address: 100, window: Duration::minutes(15), ..LoginLimits::default() };
     let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits)).services();
     (orderly, clock)
 }
@@ -291,7 +292,8 @@ async fn failed_logins_are_rate_limited_per_account(store: Arc<dyn Store>) {
 /// Failed logins from one address are limited across accounts (credential stuffing).
 async fn failed_logins_are_rate_limited_per_address(store: Arc<dyn Store>) {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
-    let limits = LoginLimits { per_account: 100, per_address: 4, window: Duration::minutes(15) };
+    let limits =
+        LoginLimits { per_account: 100, per_address: 4, window: Duration::minutes(15), ..LoginLimits::default() };
     let orderly = common::orderly_with(store, clock.clone(), common::test_auth().with_limits(limits)).services();
     let attacker: std::net::IpAddr = "203.0.113.7".parse().expect("ip");
     let guess = |email: &str| -> LoginRequest {

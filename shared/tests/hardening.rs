@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use common::http::{Api, Reply, assert_problem};
+use common::http::{Api, CUSTOMER_PASSWORD, Reply, assert_problem};
+use orderly::domain::{Customers, Hasher, LoginLimits, LoginRequest, Services};
 use orderly::store::Store;
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
 
 fn field_errors(reply: &Reply) -> Vec<&str> {
     reply.body["errors"].as_array().map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect()).unwrap_or_default()
@@ -102,4 +105,109 @@ async fn header_details_follow_http(store: Arc<dyn Store>) {
     assert_eq!(strong.status, StatusCode::OK, "{}", strong.body);
 }
 
-on_every_store!(control_characters_are_refused_in_free_text, header_details_follow_http);
+fn login_as(email: &str, password: &str) -> LoginRequest {
+    serde_json::from_value(json!({"email": email, "password": password})).expect("login request")
+}
+
+async fn sign_up(services: &Services, email: &str) {
+    let input = serde_json::from_value(json!({"name": "C", "email": email, "password": CUSTOMER_PASSWORD}))
+        .expect("sign-up input");
+    services.customers.sign_up(input, None).await.expect("sign-up");
+}
+
+/// Only failures count, so correct logins in flight never refuse one another: 30 at once to one
+/// account from one address, and 60 customers at once behind one address, all get in.
+async fn concurrent_correct_logins_are_never_refused(store: Arc<dyn Store>) {
+    let services = common::orderly(store);
+    let office: IpAddr = "203.0.113.10".parse().expect("ip");
+    for i in 0..60 {
+        sign_up(&services, &format!("c{i}@example.com")).await;
+    }
+    let mut logins = JoinSet::new();
+    for i in 0..90 {
+        let (services, email) = (services.clone(), format!("c{}@example.com", if i < 30 { 0 } else { i - 30 }));
+        logins.spawn(async move { services.accounts.login(login_as(&email, CUSTOMER_PASSWORD), Some(office)).await });
+    }
+    let refused: Vec<String> =
+        logins.join_all().await.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+    assert!(refused.is_empty(), "{} refused: {refused:?}", refused.len());
+}
+
+/// Ten wrong passwords from an attacker's address stop that address for that account, not
+/// the owner, who logs in from elsewhere; the per-account ceiling is far higher.
+async fn a_guesser_cannot_lock_the_owner_out(store: Arc<dyn Store>) {
+    let services = common::orderly(store);
+    sign_up(&services, "owner@example.com").await;
+    let attacker: IpAddr = "198.51.100.66".parse().expect("ip");
+    let home: IpAddr = "192.0.2.1".parse().expect("ip");
+    let limits = LoginLimits::default();
+    let mut answers = Vec::new();
+    for _ in 0..limits.per_account_and_address + 3 {
+        answers.push(
+            match services.accounts.login(login_as("owner@example.com", "wrong guess!"), Some(attacker)).await {
+                Err(orderly::Error::Unauthorized(_)) => 401,
+                Err(orderly::Error::TooManyRequests { what, .. }) => {
+                    assert_eq!(what, "too many failed logins");
+                    429
+                }
+                other => panic!("{other:?}"),
+            },
+        );
+    }
+    let expected: Vec<u16> =
+        [401].repeat(limits.per_account_and_address as usize).into_iter().chain([429; 3]).collect();
+    assert_eq!(answers, expected);
+    let right = services.accounts.login(login_as("owner@example.com", CUSTOMER_PASSWORD), Some(attacker)).await;
+    assert!(matches!(right, Err(orderly::Error::TooManyRequests { .. })), "the guessing address stays stopped");
+    let owner = services.accounts.login(login_as("owner@example.com", CUSTOMER_PASSWORD), Some(home)).await;
+    assert!(owner.is_ok(), "the owner gets in from home: {owner:?}");
+}
+
+on_every_store!(
+    control_characters_are_refused_in_free_text,
+    header_details_follow_http,
+    concurrent_correct_logins_are_never_refused,
+    a_guesser_cannot_lock_the_owner_out,
+    sign_ups_are_bounded_per_address_and_by_the_hasher,
+);
+
+/// Sign-ups are limited per address; a burst beyond the cores queues for the hasher and is
+/// refused with 503 (Retry-After) rather than hashing everything at once.
+async fn sign_ups_are_bounded_per_address_and_by_the_hasher(store: Arc<dyn Store>) {
+    let services = common::orderly(store.clone());
+    let limits = LoginLimits::default();
+    let crowd: IpAddr = "203.0.113.99".parse().expect("ip");
+    let input = |i: usize| {
+        serde_json::from_value(
+            json!({"name": "C", "email": format!("s{i}@example.com"), "password": CUSTOMER_PASSWORD}),
+        )
+        .expect("sign-up input")
+    };
+    for i in 0..limits.sign_ups_per_address as usize {
+        services.customers.sign_up(input(i), Some(crowd)).await.expect("within the limit");
+    }
+    match services.customers.sign_up(input(100), Some(crowd)).await {
+        Err(orderly::Error::TooManyRequests { what, retry_after_secs }) => {
+            assert_eq!(what, "too many sign-ups from this address");
+            assert!(retry_after_secs >= 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    services.customers.sign_up(input(101), Some("192.0.2.7".parse().expect("ip"))).await.expect("another address");
+
+    // One permit: a burst queues and every sign-up gets through, one hash at a time.
+    let clock = Arc::new(orderly::clock::SystemClock);
+    let cost = common::test_auth().cost;
+    let one_at_a_time = Customers::new(store.clone(), clock.clone(), Hasher::new(cost, 1), limits);
+    let mut burst = JoinSet::new();
+    for i in 200..216 {
+        let customers = one_at_a_time.clone();
+        burst.spawn(async move { customers.sign_up(input(i), None).await.map(|_| ()) });
+    }
+    assert!(burst.join_all().await.into_iter().all(|r| r.is_ok()), "queued sign-ups all succeed");
+    // No permit free within the wait: refused as unavailable (503, Retry-After), nothing stored.
+    let saturated = Customers::new(store, clock, Hasher::new(cost, 0), limits);
+    assert!(matches!(saturated.sign_up(input(300), None).await, Err(orderly::Error::Unavailable)));
+    let login = services.accounts.login(login_as("s300@example.com", CUSTOMER_PASSWORD), None).await;
+    assert!(matches!(login, Err(orderly::Error::Unauthorized(_))), "no account was created");
+}

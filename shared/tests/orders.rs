@@ -187,7 +187,8 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
         assert_eq!(placed.status_code, expected);
     }
     match w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await {
-        Err(orderly::Error::TooManyRequests { retry_after_secs }) => {
+        Err(orderly::Error::TooManyRequests { what, retry_after_secs }) => {
+            assert_eq!(what, "too many orders are waiting for the cooldown");
             assert!((1..=300).contains(&retry_after_secs), "{retry_after_secs}")
         }
         other => panic!("{other:?}"),

@@ -5,16 +5,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::auth::{AccessToken, AuthConfig, Password, Sessions};
+use super::auth::{AccessToken, AuthConfig, Password, Sessions, too_many};
 use super::field_errors;
-use super::passwords::{hash_password, verify_password};
+use super::passwords::Hasher;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{Admin, Principal, Username};
-use crate::store::{AccountStore, Login, StoreError};
+use crate::store::{AccountStore, StoreError};
 
 /// POST /auth/login body: an email (customers) or a username (admins), and the password.
 #[derive(Debug, Deserialize)]
@@ -33,11 +32,18 @@ pub struct Accounts {
     clock: Arc<dyn Clock>,
     auth: Arc<AuthConfig>,
     sessions: Sessions,
+    hasher: Hasher,
 }
 
 impl Accounts {
-    pub fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>, auth: Arc<AuthConfig>, sessions: Sessions) -> Self {
-        Self { store, clock, auth, sessions }
+    pub fn new(
+        store: Arc<dyn AccountStore>,
+        clock: Arc<dyn Clock>,
+        auth: Arc<AuthConfig>,
+        sessions: Sessions,
+        hasher: Hasher,
+    ) -> Self {
+        Self { store, clock, auth, sessions, hasher }
     }
 
     /// Creates an admin, or leaves an existing one with that username as it is.
@@ -47,7 +53,7 @@ impl Accounts {
             (u, p) => return Err(field_errors([u.err(), p.err()])),
         };
         let admin = Admin { id: Uuid::now_v7(), username, created_at: self.clock.now() };
-        let hash = hash_password(self.auth.cost, password).await?;
+        let hash = self.hasher.hash(password).await?;
         match self.store.insert_admin(&admin, &hash).await {
             Ok(()) => {
                 tracing::info!(admin_id = %admin.id, "admin created");
@@ -75,59 +81,33 @@ impl Accounts {
         }
         let now = self.clock.now();
         let limits = self.auth.limits;
-        let window = limits.window.whole_seconds().max(1);
-        let window_end = OffsetDateTime::from_unix_timestamp((now.unix_timestamp() / window + 1) * window)
-            .map_err(|e| Error::Internal(format!("window end: {e}")))?;
-        let account_key = format!("account:{login_key}");
-        let address_key = source.map(|ip| format!("address:{ip}"));
-
-        if !self.store.acquire_attempt(&account_key, limits.per_account, window_end).await? {
-            return Err(too_many(now, window_end));
+        let window_end = limits.window_end(now)?;
+        // Only failures count, and they are checked before verifying: logins in flight never
+        // refuse one another. The pair's limit is the low one, so a guesser elsewhere cannot
+        // lock the owner out; the account's and the address's are ceilings far above it.
+        let mut counters = vec![(format!("account:{login_key}"), limits.per_account)];
+        if let Some(ip) = source {
+            counters.push((format!("account:{login_key}|address:{ip}"), limits.per_account_and_address));
+            counters.push((format!("address:{ip}"), limits.per_address));
         }
-        if let Some(key) = &address_key {
-            if !self.store.acquire_attempt(key, limits.per_address, window_end).await? {
-                self.store.release_attempt(&account_key, window_end).await?;
-                return Err(too_many(now, window_end));
-            }
+        let keys: Vec<String> = counters.iter().map(|(key, _)| key.clone()).collect();
+        let counts = self.store.attempt_counts(&keys, window_end).await?;
+        if counters.iter().zip(&counts).any(|((_, limit), count)| count >= limit) {
+            return Err(too_many(now, window_end, "too many failed logins"));
         }
 
         let login = self.store.find_login(&login_key).await?;
-        let hash = match &login {
-            Some(Login { password_hash, .. }) => password_hash.clone(),
-            None => self.dummy_hash().await?,
-        };
-        let valid = verify_password(request.password, hash).await? && login.is_some();
+        let hash = login.as_ref().map(|l| l.password_hash.clone());
+        let valid = self.hasher.verify(request.password, hash).await?;
         let Some(login) = login.filter(|_| valid) else {
+            for key in &keys {
+                self.store.acquire_attempt(key, u32::MAX, window_end).await?;
+            }
             tracing::info!("login refused");
             return Err(Error::Unauthorized(INVALID_CREDENTIALS));
         };
-        // A success does not count against the limits.
-        self.store.release_attempt(&account_key, window_end).await?;
-        if let Some(key) = &address_key {
-            self.store.release_attempt(key, window_end).await?;
-        }
         let token = self.sessions.issue(Principal { id: login.subject, role: login.role }, now)?;
         tracing::info!(subject = %login.subject, role = ?login.role, "login succeeded");
         Ok(token)
     }
-
-    /// A hash of nothing, with the configured cost, so unknown users cost a verification too.
-    async fn dummy_hash(&self) -> Result<String> {
-        if let Some(hash) = self.auth.dummy_hash.get() {
-            return Ok(hash.clone());
-        }
-        let hash = hash_password(
-            self.auth.cost,
-            Password::new(std::iter::repeat_with(fastrand::alphanumeric).take(32).collect::<String>()),
-        )
-        .await?;
-        Ok(self.auth.dummy_hash.get_or_init(|| hash).clone())
-    }
-}
-
-fn too_many(now: OffsetDateTime, window_end: OffsetDateTime) -> Error {
-    // Rounded up: a client that waits exactly this long finds the new window.
-    let retry_after = ((window_end - now).as_seconds_f64().ceil() as i64).max(1);
-    tracing::warn!(retry_after, "login rate limited");
-    Error::TooManyRequests { retry_after_secs: retry_after.unsigned_abs() }
 }

@@ -3,7 +3,7 @@
 //! rules every handler applies through [`Session`]. Hashing itself is in `passwords`.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -82,18 +82,45 @@ impl Default for PasswordCost {
     }
 }
 
-/// Failed-login limits per fixed window: per account and per source address.
+/// Limits per fixed window. Failed logins are counted per account *and* source address (a
+/// guesser elsewhere cannot lock the owner out), per account (a much higher ceiling against a
+/// guesser with many addresses) and per address; sign-ups are counted per address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
+    pub per_account_and_address: u32,
     pub per_account: u32,
     pub per_address: u32,
+    pub sign_ups_per_address: u32,
     pub window: Duration,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self { per_account: 10, per_address: 100, window: Duration::minutes(15) }
+        Self {
+            per_account_and_address: 10,
+            per_account: 100,
+            per_address: 100,
+            sign_ups_per_address: 20,
+            window: Duration::minutes(15),
+        }
     }
+}
+
+impl LoginLimits {
+    /// The end of the fixed window `now` falls in: counters are keyed by it.
+    pub(super) fn window_end(&self, now: OffsetDateTime) -> Result<OffsetDateTime> {
+        let window = self.window.whole_seconds().max(1);
+        OffsetDateTime::from_unix_timestamp((now.unix_timestamp() / window + 1) * window)
+            .map_err(|e| Error::Internal(format!("window end: {e}")))
+    }
+}
+
+/// 429 until the window ends (rounded up: a client that waits exactly this long finds the new
+/// window).
+pub(super) fn too_many(now: OffsetDateTime, window_end: OffsetDateTime, what: &'static str) -> Error {
+    let retry_after = ((window_end - now).as_seconds_f64().ceil() as i64).max(1);
+    tracing::warn!(retry_after, what, "rate limited");
+    Error::TooManyRequests { what, retry_after_secs: retry_after.unsigned_abs() }
 }
 
 /// Everything authentication needs, built once at start-up.
@@ -105,9 +132,6 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     pub cost: PasswordCost,
     pub limits: LoginLimits,
-    /// A hash of a random password at the configured cost: unknown logins verify against it.
-    #[cfg_attr(not(feature = "passwords"), allow(dead_code, reason = "only logins verify passwords"))]
-    pub(super) dummy_hash: OnceLock<String>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -135,7 +159,6 @@ impl AuthConfig {
             token_ttl,
             cost: PasswordCost::default(),
             limits: LoginLimits::default(),
-            dummy_hash: OnceLock::new(),
         })
     }
 

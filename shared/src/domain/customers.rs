@@ -5,8 +5,10 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use super::auth::{Password, PasswordCost};
-use super::passwords::hash_password;
+use std::net::IpAddr;
+
+use super::auth::{LoginLimits, Password, too_many};
+use super::passwords::Hasher;
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
@@ -52,16 +54,17 @@ fn parse_phone(raw: Option<&str>) -> Result<Option<String>, FieldError> {
 pub struct Customers {
     store: Arc<dyn AccountStore>,
     clock: Arc<dyn Clock>,
-    /// The argon2 cost of new password hashes.
-    cost: PasswordCost,
+    hasher: Hasher,
+    limits: LoginLimits,
 }
 
 impl Customers {
-    pub fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>, cost: PasswordCost) -> Self {
-        Self { store, clock, cost }
+    pub fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>, hasher: Hasher, limits: LoginLimits) -> Self {
+        Self { store, clock, hasher, limits }
     }
 
-    pub async fn sign_up(&self, input: NewCustomer) -> Result<Customer> {
+    /// Signs a customer up; at most `sign_ups_per_address` per window from one address.
+    pub async fn sign_up(&self, input: NewCustomer, source: Option<IpAddr>) -> Result<Customer> {
         let name = PersonName::parse("name", &input.name);
         let email = Email::parse("email", &input.email);
         let phone = parse_phone(input.phone.as_deref());
@@ -71,8 +74,15 @@ impl Customers {
             (Ok(n), Ok(e), Ok(p), Ok(a), Ok(())) => (n, e, p, a),
             (n, e, p, a, pw) => return Err(field_errors([n.err(), e.err(), pw.err(), p.err(), a.err()])),
         };
-        let password_hash = hash_password(self.cost, input.password).await?;
         let now = self.clock.now();
+        if let Some(ip) = source {
+            let window_end = self.limits.window_end(now)?;
+            let key = format!("sign-up:{ip}");
+            if !self.store.acquire_attempt(&key, self.limits.sign_ups_per_address, window_end).await? {
+                return Err(too_many(now, window_end, "too many sign-ups from this address"));
+            }
+        }
+        let password_hash = self.hasher.hash(input.password).await?;
         let customer =
             Customer { id: Uuid::now_v7(), name, email, phone, address, version: 1, created_at: now, updated_at: now };
         self.store.insert_customer(&customer, &password_hash).await?;

@@ -35,7 +35,7 @@ pub use orders::{
     CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, Orders, Release, StatusChange,
 };
 #[cfg(feature = "passwords")]
-pub use passwords::random_secret;
+pub use passwords::{Hasher, random_secret};
 pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage, Payments};
 pub use products::{Catalog, NewProduct, ProductPatch, ProductQuery};
 #[cfg(feature = "passwords")]

@@ -204,6 +204,7 @@ impl Orders {
                     if waiting > limit {
                         let free_in = waiting - limit;
                         return Err(Error::TooManyRequests {
+                            what: "too many orders are waiting for the cooldown",
                             retry_after_secs: (free_in.as_seconds_f64().ceil() as u64).max(1),
                         });
                     }

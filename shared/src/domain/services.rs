@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    Accounts, AuthConfig, Catalog, Customers, Fulfillment, Ledger, OrderSettings, Orders, Payments, Sessions, Sweeper,
+    Accounts, AuthConfig, Catalog, Customers, Fulfillment, Hasher, Ledger, OrderSettings, Orders, Payments, Sessions,
+    Sweeper,
 };
 use crate::clock::Clock;
 use crate::gateway::PaymentGateway;
@@ -35,10 +36,11 @@ impl Services {
     ) -> Self {
         let auth = Arc::new(auth);
         let sessions = Sessions::new(store.clone(), clock.clone(), auth.clone());
+        let hasher = Hasher::per_core(auth.cost);
         let ledger = Ledger::new(store.clone(), store.clone(), clock.clone(), queue, gateway, settings);
         Self {
-            accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone()),
-            customers: Customers::new(store.clone(), clock.clone(), auth.cost),
+            accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone(), hasher.clone()),
+            customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
             catalog: Catalog::new(store, clock),
             sessions,
             orders: Orders::new(ledger.clone()),

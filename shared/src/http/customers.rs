@@ -9,7 +9,7 @@ use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
 use super::ApiError;
-use super::extract::{Id, Json, Query};
+use super::extract::{Id, Json, Query, SourceAddress};
 use super::session::{AdminSession, Session};
 use crate::domain::{CustomerPatch, Customers, NewCustomer, page_request};
 
@@ -29,9 +29,10 @@ struct ListQuery {
 
 async fn sign_up(
     State(customers): State<Customers>,
+    SourceAddress(source): SourceAddress,
     Json(input): Json<NewCustomer>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let customer = customers.sign_up(input).await?;
+    let customer = customers.sign_up(input, source).await?;
     let location = format!("/customers/{}", customer.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], JsonResponse(customer)))
 }

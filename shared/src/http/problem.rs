@@ -106,7 +106,7 @@ impl IntoResponse for ApiError {
             ApiError::Domain(Error::Unavailable) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::Domain(Error::TooManyRequests { retry_after_secs }) => {
+            ApiError::Domain(Error::TooManyRequests { retry_after_secs, .. }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Domain(Error::Unauthorized(_)) => {

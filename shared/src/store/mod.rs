@@ -196,11 +196,12 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError>;
 
     /// Takes one of `limit` attempts in the counter `key` for the window ending at
-    /// `window_end`, atomically; false when none is left.
+    /// `window_end`, atomically; false when none is left (and then nothing is counted).
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError>;
 
-    /// Gives back an attempt taken in the same window (a login that succeeded).
-    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError>;
+    /// How many attempts each counter of `keys` holds in the window ending at `window_end`
+    /// (0 for one never counted), in the order of `keys`.
+    async fn attempt_counts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<Vec<u32>, StoreError>;
 }
 
 /// What every authenticated request checks: revocations and whether the principal still exists.

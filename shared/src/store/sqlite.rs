@@ -320,12 +320,14 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
-        let key = attempt_key(key, window_end);
+    async fn attempt_counts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<Vec<u32>, StoreError> {
+        let keys: Vec<String> = keys.iter().map(|key| attempt_key(key, window_end)).collect();
         self.transaction(move |tx| {
-            tx.execute("UPDATE login_attempts SET attempts = attempts - 1 WHERE key = ?1 AND attempts > 0", [key])
-                .map_err(backend)?;
-            Ok(())
+            let mut count = tx.prepare_cached("SELECT attempts FROM login_attempts WHERE key = ?1").map_err(backend)?;
+            keys.iter()
+                .map(|key| count.query_row([key], |row| row.get(0)).optional().map(Option::unwrap_or_default))
+                .collect::<Result<_, _>>()
+                .map_err(backend)
         })
         .await
     }

@@ -750,23 +750,16 @@ impl AccountStore for DynamoStore {
         }
     }
 
-    async fn release_attempt(&self, key: &str, window_end: OffsetDateTime) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.customers)
-            .set_key(Some(pk(attempts_pk(key, window_end))))
-            .update_expression("ADD attempts :minus_one")
-            .condition_expression("attempts > :zero")
-            .expression_attribute_values(":minus_one", n(-1))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(err) => Err(sdk_error("UpdateItem", err)),
-        }
+    async fn attempt_counts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<Vec<u32>, StoreError> {
+        let pks: Vec<String> = keys.iter().map(|key| attempts_pk(key, window_end)).collect();
+        let found = self.batch_get(&self.tables.customers, pks.clone()).await?;
+        Ok(pks
+            .iter()
+            .map(|key| match found.get(key).and_then(|item| item.get("attempts")) {
+                Some(AttributeValue::N(count)) => count.parse().unwrap_or(u32::MAX),
+                _ => 0,
+            })
+            .collect())
     }
 }
 
