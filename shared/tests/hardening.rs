@@ -169,6 +169,7 @@ on_every_store!(
     concurrent_correct_logins_are_never_refused,
     a_guesser_cannot_lock_the_owner_out,
     sign_ups_are_bounded_per_address_and_by_the_hasher,
+    catalog_edits_succeed_during_an_order_burst,
 );
 
 /// Sign-ups are limited per address; a burst beyond the cores queues for the hasher and is
@@ -210,4 +211,40 @@ async fn sign_ups_are_bounded_per_address_and_by_the_hasher(store: Arc<dyn Store
     assert!(matches!(saturated.sign_up(input(300), None).await, Err(orderly::Error::Unavailable)));
     let login = services.accounts.login(login_as("s300@example.com", CUSTOMER_PASSWORD), None).await;
     assert!(matches!(login, Err(orderly::Error::Unauthorized(_))), "no account was created");
+}
+
+/// Orders do not move a product's version, so an admin's edit never contends with a burst of
+/// reservations; a stock edit moves the stock by its delta, so the reservations still count. A
+/// price change still refuses an order priced at the old price (it is read again).
+async fn catalog_edits_succeed_during_an_order_burst(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let lamp = product(&api, "Lamp", 1_000).await;
+    let (id, uri) = (lamp["id"].clone(), format!("/products/{}", lamp["id"].as_str().expect("id")));
+    let mut customers = Vec::new();
+    for i in 0..40 {
+        customers.push(api.customer(&format!("burst{i}@example.com")).await.1);
+    }
+    let mut burst = JoinSet::new();
+    for token in customers {
+        let (api, id) = (api.clone(), id.clone());
+        burst.spawn(async move {
+            let body = json!({"items": [{"product_id": id, "quantity": 2}]});
+            api.send(Method::POST, "/orders", Some(body), &[("authorization", &format!("Bearer {token}"))]).await.status
+        });
+    }
+    let mut edits = Vec::new();
+    for i in 0..10 {
+        let edit = api.send(Method::PATCH, &uri, Some(json!({"description": format!("edit {i}")})), &[]).await;
+        edits.push(edit.status);
+    }
+    let restock = api.send(Method::PATCH, &uri, Some(json!({"stock": 1_100})), &[]).await;
+    let orders = burst.join_all().await;
+    assert!(edits.iter().all(|s| *s == StatusCode::OK), "{edits:?}");
+    assert_eq!(restock.status, StatusCode::OK, "{}", restock.body);
+    assert!(orders.iter().all(|s| *s == StatusCode::CREATED), "{orders:?}");
+    let after = api.get(&uri).await.body;
+    // The edit set 1,100 as of its read; orders placed after that read still count.
+    let stock = after["stock"].as_i64().expect("stock");
+    assert!((1_020..=1_100).contains(&stock) && stock % 2 == 0, "{stock}");
+    assert_eq!(after["version"], 12, "ten descriptions and one stock edit");
 }

@@ -203,13 +203,39 @@ async fn placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key
 
     for (p, left) in [(&mug, 7), (&lamp, 0)] {
         let stored = store.get_product(p.id).await.expect("get").expect("product");
-        assert_eq!((stored.stock, stored.version), (left, 2), "reserved, one version on");
+        assert_eq!((stored.stock, stored.version), (left, 1), "reserved; the catalog version is not the stock's");
     }
     assert_eq!(store.get_order(placed.id).await.expect("get"), Some(placed.clone()));
     let context = store.order_context(placed.customer_id, &[]).await.expect("context");
     assert_eq!(context.cooldown_until, Some(write.new_cooldown_until));
     assert_eq!(store.get_idempotency(placed.customer_id, KEY).await.expect("get"), Some(saved));
     assert_eq!(counters(&*store).await, (1, vec![(Pending, 1)], 0, 0));
+}
+
+/// A catalog edit read before orders were placed moves the stock by its own delta and leaves
+/// the version alone for reservations: nothing reserved meanwhile is lost, nothing contends.
+async fn a_catalog_edit_keeps_the_reservations_made_since_its_read(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let read = store.get_product(mug.id).await.expect("get").expect("product");
+    let placed = order(Uuid::now_v7(), &[(&mug, 4)]);
+    store.insert_order(&placement(&placed)).await.expect("placed after the read");
+
+    let edited = next_version(&read, |p| {
+        p.description = "Holds more tea".into();
+        p.stock += 5;
+        p.version += 1;
+    });
+    store.update_product(&read, &edited).await.expect("the edit does not contend with the order");
+    let stored = store.get_product(mug.id).await.expect("get").expect("product");
+    assert_eq!((stored.stock, stored.version, stored.description.as_str()), (11, 2, "Holds more tea"));
+
+    let too_few = next_version(&stored, |p| {
+        p.stock -= 12;
+        p.version += 1;
+    });
+    assert!(matches!(store.update_product(&stored, &too_few).await, Err(StoreError::VersionConflict)));
+    assert_eq!(store.get_product(mug.id).await.expect("get").expect("product"), stored, "never below zero");
 }
 
 async fn a_short_line_refuses_the_whole_order_naming_only_the_short_products(store: Arc<dyn Store>) {
@@ -602,6 +628,7 @@ on_every_store!(
     placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,
     a_short_line_refuses_the_whole_order_naming_only_the_short_products,
     a_moved_price_or_a_deleted_product_is_a_version_conflict,
+    a_catalog_edit_keeps_the_reservations_made_since_its_read,
     a_placement_needs_the_cooldown_as_it_was_read,
     an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted,
     racing_orders_for_the_last_units_never_oversell,

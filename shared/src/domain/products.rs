@@ -266,7 +266,8 @@ impl Catalog {
             updated.version = current.version + 1;
             updated.updated_at = self.clock.now();
             match self.store.update_product(&current, &updated).await {
-                Ok(()) => return Ok(updated),
+                // Read back: the stock moved by the edit's delta and by any order meanwhile.
+                Ok(()) => return self.product(id).await,
                 Err(StoreError::VersionConflict) if expected.is_none() => backoff(attempt).await,
                 Err(StoreError::VersionConflict) => return Err(self.stale_or_gone(id).await),
                 Err(other) => return Err(other.into()),

@@ -447,13 +447,15 @@ impl CatalogStore for SqliteStore {
 
     async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
         let row = ProductRow::of(updated)?;
-        let expected = previous.version;
+        let (expected, delta) = (previous.version, updated.stock - previous.stock);
         self.transaction(move |tx| {
+            // Stock moves by the edit's delta, so reservations made since the read still count.
             let changed = tx
                 .execute(
-                    "UPDATE products SET name_key = ?2, category = ?3, price_cents = ?4, stock = ?5, version = ?6, doc = ?7
-                     WHERE id = ?1 AND version = ?8",
-                    params![row.id, row.name_key, row.category, row.price_cents, row.stock, row.version, row.doc, expected],
+                    "UPDATE products SET name_key = ?2, category = ?3, price_cents = ?4, stock = stock + ?5,
+                         version = ?6, doc = json_set(?7, '$.stock', stock + ?5)
+                     WHERE id = ?1 AND version = ?8 AND stock + ?5 >= 0",
+                    params![row.id, row.name_key, row.category, row.price_cents, delta, row.version, row.doc, expected],
                 )
                 .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
             if changed == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
@@ -537,8 +539,7 @@ impl OrderStore for SqliteStore {
             for line in &order.lines {
                 let reserved = tx
                     .execute(
-                        "UPDATE products SET stock = stock - ?2, version = version + 1,
-                             doc = json_set(doc, '$.stock', stock - ?2, '$.version', version + 1)
+                        "UPDATE products SET stock = stock - ?2, doc = json_set(doc, '$.stock', stock - ?2)
                          WHERE id = ?1 AND stock >= ?2 AND price_cents = ?3",
                         params![line.product_id.to_string(), line.quantity, line.unit_price_cents],
                     )
@@ -722,8 +723,7 @@ impl OrderStore for SqliteStore {
             if restock {
                 for line in &previous.lines {
                     tx.execute(
-                        "UPDATE products SET stock = stock + ?2, version = version + 1,
-                             doc = json_set(doc, '$.stock', stock + ?2, '$.version', version + 1)
+                        "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2)
                          WHERE id = ?1",
                         params![line.product_id.to_string(), line.quantity],
                     )

@@ -454,9 +454,9 @@ impl DynamoStore {
         let mut update = Update::builder()
             .table_name(&self.tables.products)
             .set_key(Some(pk(product_pk(product))))
-            .update_expression("SET stock = stock + :delta, version = version + :one")
+            // Stock is not part of the version: reservations never contend with catalog edits.
+            .update_expression("SET stock = stock + :delta")
             .expression_attribute_values(":delta", n(quantity))
-            .expression_attribute_values(":one", n(1))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         update = match expected_price {
             Some(price) => update
@@ -466,6 +466,48 @@ impl DynamoStore {
             None => update.condition_expression("attribute_exists(pk)"),
         };
         Ok(TransactWriteItem::builder().update(update.build().map_err(build_err)?).build())
+    }
+
+    /// A catalog edit: every attribute but the stock replaced if the stored version is still
+    /// `previous.version`, and the stock moved by the edit's delta (never below zero), so
+    /// reservations made since the read still count and never make the edit fail.
+    fn product_update(&self, previous: &Product, updated: &Product) -> Result<Update, StoreError> {
+        let mut names = HashMap::new();
+        let mut values = HashMap::from([
+            (":expected".to_owned(), n(previous.version)),
+            (":delta".to_owned(), n(updated.stock - previous.stock)),
+        ]);
+        let mut sets = vec!["stock = stock + :delta".to_owned()];
+        let item = product_item(updated)?;
+        for (i, (name, value)) in item.iter().filter(|(k, _)| *k != "pk" && *k != "stock").enumerate() {
+            sets.push(format!("#a{i} = :a{i}"));
+            names.insert(format!("#a{i}"), name.clone());
+            values.insert(format!(":a{i}"), value.clone());
+        }
+        // Attributes the edit dropped (an optional field now empty) go.
+        let mut removes = Vec::new();
+        for (i, name) in product_item(previous)?.into_keys().filter(|k| !item.contains_key(k)).enumerate() {
+            removes.push(format!("#r{i}"));
+            names.insert(format!("#r{i}"), name);
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let mut condition = "version = :expected".to_owned();
+        if updated.stock < previous.stock {
+            condition.push_str(" AND stock >= :taken");
+            values.insert(":taken".to_owned(), n(previous.stock - updated.stock));
+        }
+        Update::builder()
+            .table_name(&self.tables.products)
+            .set_key(Some(pk(product_pk(updated.id))))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(build_err)
     }
 
     /// Replaces an item if its stored `version` is `expected` (a single conditional put).
@@ -836,8 +878,7 @@ impl CatalogStore for DynamoStore {
     async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
         let table = &self.tables.products;
         let (old_key, new_key) = (previous.name.key(), updated.name.key());
-        let mut actions =
-            vec![self.put(table, product_item(updated)?, "version = :expected", Self::version_is(previous.version))?];
+        let mut actions = vec![TransactWriteItem::builder().update(self.product_update(previous, updated)?).build()];
         let mut new_name_action = None;
         if old_key != new_key {
             actions.push(self.delete(table, product_name_pk(&old_key))?);
@@ -847,9 +888,6 @@ impl CatalogStore for DynamoStore {
         if previous.category != updated.category {
             actions.push(self.count_category(&previous.category, -1)?);
             actions.push(self.count_category(&updated.category, 1)?);
-        }
-        if actions.len() == 1 {
-            return self.put_if_version(table, product_item(updated)?, previous.version).await;
         }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
