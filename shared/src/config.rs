@@ -65,7 +65,8 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
 }
 
 /// Order rules: `COOLDOWN_SECONDS` (300), `MAX_DEFERRED_ORDERS` (3),
-/// `PAYMENT_DEADLINE_SECONDS` (86,400), `IDEMPOTENCY_TTL_SECONDS` (86,400).
+/// `PAYMENT_DEADLINE_SECONDS` (1,800), `IDEMPOTENCY_TTL_SECONDS` (86,400), `MAX_UNPAID_UNITS`
+/// (100), `MAX_UNPAID_CENTS` (1,000,000), `PAYMENT_CHARGE_WINDOW_SECONDS` (900).
 pub fn order_settings_from_env() -> Result<OrderSettings, String> {
     let defaults = OrderSettings::default();
     let seconds = |name: &str, default: Duration| -> Result<Duration, String> {
@@ -77,6 +78,9 @@ pub fn order_settings_from_env() -> Result<OrderSettings, String> {
         max_deferred: number("MAX_DEFERRED_ORDERS", defaults.max_deferred)?,
         payment_deadline: seconds("PAYMENT_DEADLINE_SECONDS", defaults.payment_deadline)?,
         idempotency_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", defaults.idempotency_ttl)?,
+        max_unpaid_units: number("MAX_UNPAID_UNITS", defaults.max_unpaid_units)?,
+        max_unpaid_cents: number("MAX_UNPAID_CENTS", defaults.max_unpaid_cents)?,
+        charge_window: seconds("PAYMENT_CHARGE_WINDOW_SECONDS", defaults.charge_window)?,
     })
 }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
-use orderly::domain::{IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session};
+use orderly::domain::{
+    CancelRequest, IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session,
+};
 use orderly::model::{OrderStatus, Principal, Role};
 use orderly::queue::Consumer;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
@@ -32,10 +34,14 @@ fn settings() -> OrderSettings {
 }
 
 fn world(store: Arc<dyn Store>) -> World {
+    world_with(store, settings())
+}
+
+fn world_with(store: Arc<dyn Store>, settings: OrderSettings) -> World {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
     let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), 5).expect("queue"));
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
-        .with_order_settings(settings())
+        .with_order_settings(settings)
         .with_queue(queue.clone())
         .services();
     World { orderly, clock, queue, store }
@@ -197,6 +203,56 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
     w.clock.advance(Duration::seconds(301));
     let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("a slot freed up");
     assert_eq!(placed.status_code, 202);
+}
+
+/// Cancelling deferred orders gives their slots back: with all three cancelled, the next
+/// order waits right behind the pending one (not behind nothing, and not refused).
+async fn cancelled_deferred_orders_give_their_slots_back(store: Arc<dyn Store>) {
+    let w = world(store);
+    let mug = product(&w.orderly, "Mug", 100, 50).await;
+    let ada = customer();
+    let start = w.clock.now_for_test();
+    let mut deferred = Vec::new();
+    for expected in [201, 202, 202, 202] {
+        let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("placed");
+        assert_eq!(placed.status_code, expected);
+        if expected == 202 {
+            deferred.push(placed.id);
+        }
+    }
+    for id in deferred {
+        w.orderly.orders.cancel_order(&ada, id, CancelRequest::default()).await.expect("cancelled");
+    }
+    let next = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "y").await.expect("a slot is free");
+    assert_eq!(next.status_code, 202, "still behind the pending order");
+    let (_, body) = status_of(&next.body);
+    assert_eq!(body["release_at"], json!(rfc3339(start + Duration::seconds(300))), "right behind it");
+}
+
+/// What one customer may hold unpaid is capped, in units and in value; paying or cancelling
+/// frees the hold. A refused order reserves nothing.
+async fn unpaid_holds_are_capped(store: Arc<dyn Store>) {
+    let w = world_with(
+        store,
+        OrderSettings { max_unpaid_units: 10, max_unpaid_cents: 5_000, cooldown: Duration::seconds(1), ..settings() },
+    );
+    let (mug, lamp) = (product(&w.orderly, "Mug", 100, 50).await, product(&w.orderly, "Lamp", 3_000, 50).await);
+    let ada = customer();
+    let first = w.orderly.orders.place_order(&ada, order_of(&[(mug, 8)]), None, "a").await.expect("8 units");
+    w.clock.advance(Duration::seconds(2));
+    let too_many = w.orderly.orders.place_order(&ada, order_of(&[(mug, 3)]), None, "b").await;
+    assert!(matches!(&too_many, Err(orderly::Error::Conflict(m)) if m.contains("unpaid")), "{too_many:?}");
+    w.orderly.orders.place_order(&ada, order_of(&[(lamp, 1)]), None, "c").await.expect("9 units, 3,800 cents");
+    w.clock.advance(Duration::seconds(2));
+    let too_dear = w.orderly.orders.place_order(&ada, order_of(&[(lamp, 1)]), None, "d").await;
+    assert!(matches!(&too_dear, Err(orderly::Error::Conflict(m)) if m.contains("unpaid")), "{too_dear:?}");
+    assert_eq!((stock(&w.orderly, mug).await, stock(&w.orderly, lamp).await), (42, 49), "refusals reserve nothing");
+    let others = w.orderly.orders.place_order(&customer(), order_of(&[(mug, 8)]), None, "e").await;
+    assert!(others.is_ok(), "the cap is per customer");
+
+    w.orderly.orders.cancel_order(&ada, first.id, CancelRequest::default()).await.expect("cancelled");
+    w.orderly.orders.place_order(&ada, order_of(&[(mug, 8)]), None, "f").await.expect("the hold was given back");
+    assert_eq!(OrderSettings::default().payment_deadline, Duration::minutes(30), "a short unpaid hold by default");
 }
 
 async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
@@ -457,6 +513,8 @@ on_every_store!(
     insufficient_stock_writes_nothing_and_starts_no_cooldown,
     the_cooldown_defers_and_releases_in_order,
     deferred_orders_are_capped_with_retry_after,
+    cancelled_deferred_orders_give_their_slots_back,
+    unpaid_holds_are_capped,
     an_idempotency_key_replays_the_first_answer,
     cancelling_returns_stock_exactly_once,
     the_sweep_expires_unpaid_orders_and_releases_lost_ones,

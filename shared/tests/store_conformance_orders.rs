@@ -14,13 +14,14 @@ use orderly::model::{
     CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus, Product,
 };
 use orderly::store::{
-    NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, Store, StoreError, TransitionWrite, UniqueKey,
+    Cooldown, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, Store, StoreError, TransitionWrite,
+    UniqueKey,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use OrderStatus::{Cancelled, Delivered, Paid, Pending, Shipped};
+use OrderStatus::{Cancelled, Delivered, Paid, Pending, ProcessingOrder, Shipped};
 
 /// The Idempotency-Key the tests use (the footprint of a write includes its record).
 const KEY: &str = "key-1";
@@ -60,11 +61,20 @@ fn order(customer: Uuid, lines: &[(&Product, i64)]) -> Order {
 
 /// The write placing `order` for a customer with no cooldown item, without a key.
 fn placement(order: &Order) -> NewOrderWrite<'_> {
-    NewOrderWrite {
-        order,
-        expected_cooldown_until: None,
-        new_cooldown_until: order.created_at + Duration::minutes(5),
-        idempotency: None,
+    NewOrderWrite { order, expected_cooldown: None, cooldown: cooldown_after(None, order), idempotency: None }
+}
+
+/// The cooldown a placement of `order` writes over `read`: one more slot, its units and value.
+fn cooldown_after(read: Option<&Cooldown>, order: &Order) -> Cooldown {
+    // As the service takes them: right after the last slot, or now when there is none.
+    let mut slots = read.map(|c| c.slots.clone()).unwrap_or_default();
+    slots.push(slots.last().map_or(order.created_at, |last| *last + Duration::minutes(5)));
+    Cooldown {
+        version: read.map_or(1, |c| c.version + 1),
+        slots,
+        unpaid_units: read.map_or(0, |c| c.unpaid_units) + order.lines.iter().map(|l| l.quantity).sum::<i64>(),
+        unpaid_cents: read.map_or(0, |c| c.unpaid_cents) + order.total_cents,
+        expires_at: order.created_at + Duration::days(1),
     }
 }
 
@@ -78,8 +88,13 @@ async fn place_keyed(
     order: &Order,
     idempotency: Option<&IdempotencyRecord>,
 ) -> Result<(), StoreError> {
-    let read = store.order_context(order.customer_id, &[]).await.expect("context");
-    let write = NewOrderWrite { expected_cooldown_until: read.cooldown_until, idempotency, ..placement(order) };
+    let read = store.order_context(order.customer_id, &[]).await.expect("context").cooldown;
+    let write = NewOrderWrite {
+        order,
+        expected_cooldown: read.as_ref().map(|c| c.version),
+        cooldown: cooldown_after(read.as_ref(), order),
+        idempotency,
+    };
     store.insert_order(&write).await
 }
 
@@ -207,7 +222,7 @@ async fn placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key
     }
     assert_eq!(store.get_order(placed.id).await.expect("get"), Some(placed.clone()));
     let context = store.order_context(placed.customer_id, &[]).await.expect("context");
-    assert_eq!(context.cooldown_until, Some(write.new_cooldown_until));
+    assert_eq!(context.cooldown, Some(write.cooldown.clone()));
     assert_eq!(store.get_idempotency(placed.customer_id, KEY).await.expect("get"), Some(saved));
     assert_eq!(counters(&*store).await, (1, vec![(Pending, 1)], 0, 0));
 }
@@ -271,25 +286,70 @@ async fn a_placement_needs_the_cooldown_as_it_was_read(store: Arc<dyn Store>) {
     insert_products(&*store, &[&mug]).await;
     let customer = Uuid::now_v7();
     let first = order(customer, &[(&mug, 1)]);
-    let unread = NewOrderWrite { expected_cooldown_until: Some(first.created_at), ..placement(&first) };
+    let unread = NewOrderWrite { expected_cooldown: Some(1), ..placement(&first) };
     refused(&*store, &first, StoreError::VersionConflict, store.insert_order(&unread)).await;
     store.insert_order(&placement(&first)).await.expect("no cooldown yet");
 
-    let until = first.created_at + Duration::minutes(5);
+    let read = store.order_context(customer, &[]).await.expect("context").cooldown.expect("a cooldown");
     let second = order(customer, &[(&mug, 1)]);
-    for stale in [None, Some(until - Duration::seconds(1))] {
-        let write = NewOrderWrite { expected_cooldown_until: stale, ..placement(&second) };
+    for stale in [None, Some(read.version + 1)] {
+        let write = NewOrderWrite { expected_cooldown: stale, ..placement(&second) };
         refused(&*store, &second, StoreError::VersionConflict, store.insert_order(&write)).await;
     }
     let later = NewOrderWrite {
-        expected_cooldown_until: Some(until),
-        new_cooldown_until: until + Duration::minutes(5),
+        expected_cooldown: Some(read.version),
+        cooldown: cooldown_after(Some(&read), &second),
         ..placement(&second)
     };
     store.insert_order(&later).await.expect("the cooldown as read");
     let context = store.order_context(customer, &[]).await.expect("context");
-    assert_eq!(context.cooldown_until, Some(later.new_cooldown_until));
+    assert_eq!(context.cooldown, Some(later.cooldown.clone()));
+    assert_eq!((later.cooldown.slots.len(), later.cooldown.unpaid_units), (2, 2));
     assert_eq!(counters(&*store).await, (2, vec![(Pending, 2)], 0, 0));
+}
+
+/// An order that stops being unpaid gives back its units and value, a deferred order cancelled
+/// before its release its slot, in the transition's own write; the cooldown's version moves on
+/// so a placement that read it before reads it again.
+async fn leaving_unpaid_gives_back_the_hold_and_a_cancelled_slot(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1000, 20);
+    insert_products(&*store, &[&mug]).await;
+    let customer = Uuid::now_v7();
+    let first = order(customer, &[(&mug, 2)]);
+    place(&*store, &first).await.expect("first");
+    let read = store.order_context(customer, &[]).await.expect("context").cooldown.expect("cooldown");
+    let slot = read.slots[0] + Duration::minutes(5);
+    let deferred = next_version(&order(customer, &[(&mug, 3)]), |o| {
+        o.status = ProcessingOrder;
+        o.release_at = Some(slot);
+    });
+    place(&*store, &deferred).await.expect("deferred");
+    let cooldown = || async { store.order_context(customer, &[]).await.expect("context").cooldown.expect("cooldown") };
+    let held = cooldown().await;
+    assert_eq!((held.slots.clone(), held.unpaid_units, held.unpaid_cents), (vec![read.slots[0], slot], 5, 5000));
+
+    let cancelled = moved(&deferred, Cancelled);
+    store
+        .transition_order(&TransitionWrite { restock: true, ..transition(&deferred, &cancelled) })
+        .await
+        .expect("cancel");
+    let after_cancel = cooldown().await;
+    assert_eq!(
+        (after_cancel.slots.clone(), after_cancel.unpaid_units, after_cancel.unpaid_cents),
+        (vec![read.slots[0]], 2, 2000)
+    );
+    assert!(after_cancel.version > held.version, "a placement that read the cooldown before must read it again");
+    let third = order(customer, &[(&mug, 1)]);
+    let stale = NewOrderWrite { expected_cooldown: Some(held.version), ..placement(&third) };
+    assert!(matches!(store.insert_order(&stale).await, Err(StoreError::VersionConflict)));
+
+    advance(&*store, &first, Paid, None).await;
+    let after_paying = cooldown().await;
+    assert_eq!(
+        (after_paying.slots.clone(), after_paying.unpaid_units, after_paying.unpaid_cents),
+        (vec![read.slots[0]], 0, 0),
+        "a paid order keeps its slot, not its hold"
+    );
 }
 
 async fn an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted(store: Arc<dyn Store>) {
@@ -597,7 +657,7 @@ async fn a_placement_reports_a_used_key_then_a_stale_read_then_short_stock(store
     let keyless = NewOrderWrite { idempotency: None, ..everything };
     refused(&*store, &late, StoreError::VersionConflict, store.insert_order(&keyless)).await;
     // With the cooldown as read, the mug's moved price still wins over both short lines.
-    let cooldown = NewOrderWrite { expected_cooldown_until: Some(first.created_at + Duration::minutes(5)), ..keyless };
+    let cooldown = NewOrderWrite { expected_cooldown: Some(1), ..keyless };
     refused(&*store, &late, StoreError::VersionConflict, store.insert_order(&cooldown)).await;
     let current = order(customer, &[(&repriced, 20), (&lamp, 1)]);
     let fresh = NewOrderWrite { order: &current, ..cooldown };
@@ -630,6 +690,7 @@ on_every_store!(
     a_moved_price_or_a_deleted_product_is_a_version_conflict,
     a_catalog_edit_keeps_the_reservations_made_since_its_read,
     a_placement_needs_the_cooldown_as_it_was_read,
+    leaving_unpaid_gives_back_the_hold_and_a_cancelled_slot,
     an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted,
     racing_orders_for_the_last_units_never_oversell,
     transitions_check_the_version_and_move_the_counters,

@@ -53,10 +53,17 @@ pub struct OrderSettings {
     pub cooldown: Duration,
     /// Deferred (`processing order`) orders a customer may hold at once.
     pub max_deferred: i64,
-    /// A `pending` order unpaid this long after it became pending is cancelled.
+    /// A `pending` order unpaid this long after it became pending is cancelled (not while a
+    /// payment is being charged).
     pub payment_deadline: Duration,
     /// Idempotency records are kept this long.
     pub idempotency_ttl: Duration,
+    /// What one customer may hold in unpaid (`processing order`, `pending`) orders at once.
+    pub max_unpaid_units: i64,
+    pub max_unpaid_cents: i64,
+    /// A payment not charged this long after it was accepted (its message dead-lettered, or
+    /// the gateway down all along) is failed: the order can be paid again or expire.
+    pub charge_window: Duration,
 }
 
 impl Default for OrderSettings {
@@ -64,8 +71,11 @@ impl Default for OrderSettings {
         Self {
             cooldown: Duration::seconds(300),
             max_deferred: 3,
-            payment_deadline: Duration::hours(24),
+            payment_deadline: Duration::minutes(30),
             idempotency_ttl: Duration::hours(24),
+            max_unpaid_units: 100,
+            max_unpaid_cents: 1_000_000,
+            charge_window: Duration::minutes(15),
         }
     }
 }

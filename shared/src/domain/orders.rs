@@ -10,13 +10,13 @@ use uuid::Uuid;
 
 use super::auth::Session;
 use super::fulfillment::Fulfillment;
-use super::ledger::{IdempotencyKey, Ledger, Placed, TransitionError};
+use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
     Address, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, Product, Role, optional_text,
 };
 use crate::retry::backoff;
-use crate::store::{NewOrderWrite, OrderFilter, Page, StoreError};
+use crate::store::{Cooldown, NewOrderWrite, OrderFilter, Page, StoreError};
 
 /// POST /orders body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,24 +193,6 @@ impl Orders {
             }
 
             let now = self.ledger.now();
-            let cooldown_until = context.cooldown_until.filter(|until| *until > now);
-            let (status, release_at, new_cooldown_until) = match cooldown_until {
-                None => (OrderStatus::Pending, None, now + settings.cooldown),
-                Some(until) => {
-                    // Each accepted order moved the cooldown on by one period, so the customer
-                    // already holds ceil(waiting / cooldown) - 1 deferred orders.
-                    let waiting = until - now;
-                    let limit = settings.cooldown * (settings.max_deferred as i32);
-                    if waiting > limit {
-                        let free_in = waiting - limit;
-                        return Err(Error::TooManyRequests {
-                            what: "too many orders are waiting for the cooldown",
-                            retry_after_secs: (free_in.as_seconds_f64().ceil() as u64).max(1),
-                        });
-                    }
-                    (OrderStatus::ProcessingOrder, Some(until), until + settings.cooldown)
-                }
-            };
             let lines: Vec<OrderLine> = request
                 .items
                 .iter()
@@ -223,11 +205,16 @@ impl Orders {
                     line_total_cents: product.price_cents * item.quantity,
                 })
                 .collect();
+            let units: i64 = lines.iter().map(|l| l.quantity).sum();
+            let total_cents: i64 = lines.iter().map(|l| l.line_total_cents).sum();
+            let slot = take_slot(context.cooldown.as_ref(), units, total_cents, now, &settings)?;
+            let status = if slot.release_at.is_some() { OrderStatus::ProcessingOrder } else { OrderStatus::Pending };
+            let release_at = slot.release_at;
             let order = Order {
                 id: Uuid::now_v7(),
                 customer_id,
                 status,
-                total_cents: lines.iter().map(|l| l.line_total_cents).sum(),
+                total_cents,
                 lines,
                 shipping_address: request.shipping_address.clone(),
                 release_at,
@@ -253,8 +240,8 @@ impl Orders {
             });
             let write = NewOrderWrite {
                 order: &order,
-                expected_cooldown_until: context.cooldown_until,
-                new_cooldown_until,
+                expected_cooldown: context.cooldown.as_ref().map(|c| c.version),
+                cooldown: slot.cooldown,
                 idempotency: idempotency.as_ref(),
             };
             match self.ledger.orders.insert_order(&write).await {
@@ -448,6 +435,60 @@ fn parse_reason(raw: Option<String>) -> Result<Option<String>> {
 
 fn illegal(from: OrderStatus, to: OrderStatus) -> Error {
     Error::Conflict(format!("an order cannot go from {from} to {to}"))
+}
+
+/// Where a new order goes in its customer's cooldown.
+struct Slot {
+    /// `None`: it enters payment now (`pending`); else it waits until then.
+    release_at: Option<OffsetDateTime>,
+    /// The cooldown to write with it.
+    cooldown: Cooldown,
+}
+
+/// Takes the customer's next slot: now if no slot is running, else right after the last one
+/// (so deferred orders go ahead in the order they were placed, one per cooldown period).
+/// Refused (429) when `max_deferred` orders already wait, and (409) when the order would take
+/// what the customer holds unpaid past the caps. Cancelled deferred orders have given their
+/// slots back, so only orders that still wait count.
+fn take_slot(
+    stored: Option<&Cooldown>,
+    units: i64,
+    cents: i64,
+    now: OffsetDateTime,
+    settings: &OrderSettings,
+) -> Result<Slot> {
+    let running: Vec<OffsetDateTime> =
+        stored.map(|c| c.slots.iter().copied().filter(|s| *s + settings.cooldown > now).collect()).unwrap_or_default();
+    let waiting: Vec<&OffsetDateTime> = running.iter().filter(|s| **s > now).collect();
+    if waiting.len() >= settings.max_deferred as usize {
+        let free_in = *waiting[0] - now;
+        return Err(Error::TooManyRequests {
+            what: "too many orders are waiting for the cooldown",
+            retry_after_secs: (free_in.as_seconds_f64().ceil() as u64).max(1),
+        });
+    }
+    let (held_units, held_cents) = stored.map_or((0, 0), |c| (c.unpaid_units.max(0), c.unpaid_cents.max(0)));
+    if held_units + units > settings.max_unpaid_units || held_cents + cents > settings.max_unpaid_cents {
+        return Err(Error::Conflict(format!(
+            "you hold {held_units} units worth {held_cents} cents in unpaid orders; with this one that would pass \
+             the limit of {} units or {} cents: pay for or cancel an order first",
+            settings.max_unpaid_units, settings.max_unpaid_cents
+        )));
+    }
+    let release_at = running.last().map(|last| *last + settings.cooldown);
+    let start = release_at.unwrap_or(now);
+    let mut slots = running;
+    slots.push(start);
+    // Long enough for every slot to end and every hold to be paid or cancelled.
+    let horizon = start + settings.cooldown + settings.payment_deadline + Duration::days(1);
+    let cooldown = Cooldown {
+        version: stored.map_or(1, |c| c.version + 1),
+        slots,
+        unpaid_units: held_units + units,
+        unpaid_cents: held_cents + cents,
+        expires_at: stored.map_or(horizon, |c| c.expires_at.max(horizon)),
+    };
+    Ok(Slot { release_at, cooldown })
 }
 
 /// Every requested product, in request order; unknown ids are a 422 naming them.

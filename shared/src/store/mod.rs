@@ -105,24 +105,41 @@ impl ProductFilter {
     }
 }
 
+/// A customer's cooldown: every accepted order takes a slot of one cooldown period (a pending
+/// order from its placement, a deferred one from its `release_at`), and what the customer
+/// holds unpaid. Placements write it whole, conditioned on `version`; transitions that end a
+/// hold or cancel a deferred order adjust it in their own atomic step and move `version` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cooldown {
+    pub version: u64,
+    /// Slot starts, strictly ascending; the domain drops the ones long over when it writes.
+    pub slots: Vec<OffsetDateTime>,
+    /// Units and value of the customer's orders in `processing order` or `pending`.
+    pub unpaid_units: i64,
+    pub unpaid_cents: i64,
+    /// When the item may be collected: no slot or hold can outlive it.
+    pub expires_at: OffsetDateTime,
+}
+
 /// What placing an order needs to read first: the customer's cooldown and the products.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderContext {
-    /// The stored cooldown end, expired or not (the write is conditioned on it).
-    pub cooldown_until: Option<OffsetDateTime>,
+    /// The stored cooldown, however old (the write is conditioned on its version).
+    pub cooldown: Option<Cooldown>,
     /// The requested products in request order; `None` for an unknown id.
     pub products: Vec<Option<Product>>,
 }
 
 /// A new order and everything written with it, in one atomic step.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NewOrderWrite<'a> {
     /// Its lines' quantities are reserved, each only if the stock suffices and the price is
     /// still the line's `unit_price_cents`.
     pub order: &'a Order,
-    /// The write happens only if the stored cooldown is still this (`None`: no cooldown item).
-    pub expected_cooldown_until: Option<OffsetDateTime>,
-    pub new_cooldown_until: OffsetDateTime,
+    /// The write happens only if the stored cooldown is still at this version (`None`: there is
+    /// none); it then becomes `cooldown`.
+    pub expected_cooldown: Option<u64>,
+    pub cooldown: Cooldown,
     /// Saved unless a live record for the same customer and key exists.
     pub idempotency: Option<&'a IdempotencyRecord>,
 }
@@ -260,7 +277,9 @@ pub trait OrderStore: Send + Sync + 'static {
 
     /// Applies a transition if the stored order is still at `previous.version`, with restock,
     /// payment, pending refund, idempotency record and counters (old status down, new status up;
-    /// `delivered` and `delivered_seconds` on delivery) in the same atomic step. A restock skips
+    /// `delivered` and `delivered_seconds` on delivery) and the customer's cooldown (an order
+    /// that stops being unpaid gives back its units and value, a deferred order cancelled its
+    /// slot: see [`Cooldown`]) in the same atomic step. A restock skips
     /// the lines of products deleted since, on every backend. Otherwise it writes nothing and
     /// reports, when several conditions fail at once, the first of (on every backend):
     /// 1. `Duplicate(IdempotencyKey)`: a live record holds the key (replay the saved answer).
@@ -358,6 +377,27 @@ pub(crate) fn from_epoch_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
 /// Counter keys are per window, so a new window starts from zero without any reset.
 pub(crate) fn attempt_key(key: &str, window_end: OffsetDateTime) -> String {
     format!("{key}#{}", window_end.unix_timestamp())
+}
+
+/// What a transition gives back of its customer's cooldown: the units and value it held unpaid
+/// (leaving `processing order` or `pending` for anything else) and, for a deferred order
+/// cancelled before its release, its slot. Shared by both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HoldRelease {
+    pub customer: Uuid,
+    pub units: i64,
+    pub cents: i64,
+    pub slot: Option<OffsetDateTime>,
+}
+
+pub(crate) fn hold_release(previous: &Order, updated: &Order) -> Option<HoldRelease> {
+    let unpaid = |status| matches!(status, OrderStatus::ProcessingOrder | OrderStatus::Pending);
+    (unpaid(previous.status) && !unpaid(updated.status)).then(|| HoldRelease {
+        customer: previous.customer_id,
+        units: previous.lines.iter().map(|l| l.quantity).sum(),
+        cents: previous.total_cents,
+        slot: (previous.status == OrderStatus::ProcessingOrder).then_some(previous.release_at).flatten(),
+    })
 }
 
 /// Whether a payment change is the one that refunds it (and so records a pending refund).

@@ -7,16 +7,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, CatalogStore, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore, Page, PageRequest,
-    PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key,
-    counter_deltas, counters_from, epoch_millis, from_epoch_millis, refunds, token,
+    AccountStore, CatalogStore, Cooldown, HoldRelease, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore,
+    Page, PageRequest, PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite,
+    UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds,
+    token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
@@ -101,6 +102,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE refunds_pending (
         payment_id TEXT PRIMARY KEY
     ) STRICT;
+"#,
+    // Cooldowns become slots plus unpaid holds; the holds of orders already unpaid are counted.
+    r#"
+    DROP TABLE cooldowns;
+    CREATE TABLE cooldowns (
+        customer_id  TEXT PRIMARY KEY,
+        version      INTEGER NOT NULL,
+        slots        TEXT NOT NULL,
+        unpaid_units INTEGER NOT NULL,
+        unpaid_cents INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO cooldowns (customer_id, version, slots, unpaid_units, unpaid_cents, expires_at)
+        SELECT customer_id, 1, '[]',
+               SUM((SELECT SUM(json_extract(line.value, '$.quantity')) FROM json_each(doc, '$.lines') AS line)),
+               SUM(json_extract(doc, '$.total_cents')),
+               CAST(strftime('%s', 'now') AS INTEGER) + 86400 * 30
+        FROM orders WHERE status IN ('processing order', 'pending') GROUP BY customer_id;
 "#,
 ];
 
@@ -499,10 +518,7 @@ impl OrderStore for SqliteStore {
         let (customer, ids): (String, Vec<String>) =
             (customer.to_string(), products.iter().map(Uuid::to_string).collect());
         self.transaction(move |tx| {
-            let until: Option<i64> = tx
-                .query_row("SELECT until_ms FROM cooldowns WHERE customer_id = ?1", [&customer], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
+            let cooldown = read_cooldown(tx, &customer)?;
             let mut stmt = tx.prepare("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
             let products = ids
                 .iter()
@@ -511,15 +527,14 @@ impl OrderStore for SqliteStore {
                     doc.as_deref().map(from_doc::<Product>).transpose()
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(OrderContext { cooldown_until: until.map(from_epoch_millis).transpose()?, products })
+            Ok(OrderContext { cooldown, products })
         })
         .await
     }
 
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
         let order = write.order.clone();
-        let expected_until = write.expected_cooldown_until.map(epoch_millis);
-        let new_until = epoch_millis(write.new_cooldown_until);
+        let (expected_cooldown, cooldown) = (write.expected_cooldown, write.cooldown.clone());
         let idempotency = write.idempotency.cloned();
         let doc = to_doc(&order)?;
         self.transaction(move |tx| {
@@ -528,11 +543,7 @@ impl OrderStore for SqliteStore {
                 save_idempotency(tx, record, order.created_at)?;
             }
             let customer = order.customer_id.to_string();
-            let stored_until: Option<i64> = tx
-                .query_row("SELECT until_ms FROM cooldowns WHERE customer_id = ?1", [&customer], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
-            if stored_until != expected_until {
+            if read_cooldown(tx, &customer)?.map(|c| c.version) != expected_cooldown {
                 return Err(StoreError::VersionConflict);
             }
             let mut short = Vec::new();
@@ -578,12 +589,7 @@ impl OrderStore for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO cooldowns (customer_id, until_ms) VALUES (?1, ?2)
-                 ON CONFLICT (customer_id) DO UPDATE SET until_ms = excluded.until_ms",
-                params![customer, new_until],
-            )
-            .map_err(backend)?;
+            write_cooldown(tx, &customer, &cooldown)?;
             add_counters(tx, counter_deltas(None, &order))
         })
         .await
@@ -730,6 +736,9 @@ impl OrderStore for SqliteStore {
                     .map_err(backend)?;
                 }
             }
+            if let Some(release) = hold_release(&previous, &updated) {
+                release_hold(tx, release)?;
+            }
             add_counters(tx, counter_deltas(Some(&previous), &updated))
         })
         .await
@@ -824,6 +833,64 @@ impl PaymentStore for SqliteStore {
 }
 
 /// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
+fn read_cooldown(tx: &Transaction<'_>, customer: &str) -> Result<Option<Cooldown>, StoreError> {
+    let row: Option<(i64, String, i64, i64, i64)> = tx
+        .query_row(
+            "SELECT version, slots, unpaid_units, unpaid_cents, expires_at FROM cooldowns WHERE customer_id = ?1",
+            [customer],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((version, slots, unpaid_units, unpaid_cents, expires_at)) = row else {
+        return Ok(None);
+    };
+    let slots: Vec<i64> = serde_json::from_str(&slots).map_err(|e| StoreError::Backend(format!("slots: {e}")))?;
+    Ok(Some(Cooldown {
+        version: version as u64,
+        slots: slots.into_iter().map(from_epoch_millis).collect::<Result<_, _>>()?,
+        unpaid_units,
+        unpaid_cents,
+        expires_at: from_epoch_millis(expires_at * 1000)?,
+    }))
+}
+
+fn write_cooldown(tx: &Transaction<'_>, customer: &str, cooldown: &Cooldown) -> Result<(), StoreError> {
+    let slots: Vec<i64> = cooldown.slots.iter().copied().map(epoch_millis).collect();
+    let slots = serde_json::to_string(&slots).map_err(|e| StoreError::Backend(format!("slots: {e}")))?;
+    tx.execute(
+        "INSERT INTO cooldowns (customer_id, version, slots, unpaid_units, unpaid_cents, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, slots = excluded.slots,
+             unpaid_units = excluded.unpaid_units, unpaid_cents = excluded.unpaid_cents, expires_at = excluded.expires_at",
+        params![
+            customer,
+            cooldown.version,
+            slots,
+            cooldown.unpaid_units,
+            cooldown.unpaid_cents,
+            cooldown.expires_at.unix_timestamp()
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Gives back what a transition no longer holds (see [`HoldRelease`]).
+fn release_hold(tx: &Transaction<'_>, release: HoldRelease) -> Result<(), StoreError> {
+    let customer = release.customer.to_string();
+    let Some(mut cooldown) = read_cooldown(tx, &customer)? else {
+        return Ok(());
+    };
+    cooldown.version += 1;
+    cooldown.unpaid_units -= release.units;
+    cooldown.unpaid_cents -= release.cents;
+    if let Some(slot) = release.slot {
+        cooldown.slots.retain(|s| *s != slot);
+    }
+    write_cooldown(tx, &customer, &cooldown)
+}
+
 fn save_idempotency(
     tx: &rusqlite::Transaction<'_>,
     record: &IdempotencyRecord,

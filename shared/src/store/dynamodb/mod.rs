@@ -23,9 +23,10 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, CatalogStore, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore, Page, PageRequest,
-    PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key,
-    counter_deltas, counters_from, epoch_millis, from_epoch_millis, refunds, token,
+    AccountStore, CatalogStore, Cooldown, HoldRelease, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore,
+    Page, PageRequest, PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite,
+    UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds,
+    token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
@@ -217,6 +218,50 @@ fn customer_item(customer: &Customer) -> Result<Item, StoreError> {
     item.insert("gsi1pk".into(), s("CUSTOMER"));
     item.insert("gsi1sk".into(), s(customer.id.to_string()));
     Ok(item)
+}
+
+/// A customer's cooldown as an item: slots as a number set of epoch milliseconds (absent when
+/// empty: DynamoDB has no empty sets), so a cancelled deferred order's slot is one `DELETE`.
+fn cooldown_item(customer: Uuid, cooldown: &Cooldown) -> Item {
+    let mut item = pk(cooldown_pk(customer));
+    item.insert("version".into(), n(cooldown.version));
+    if !cooldown.slots.is_empty() {
+        item.insert(
+            "slots".into(),
+            AttributeValue::Ns(cooldown.slots.iter().map(|s| epoch_millis(*s).to_string()).collect()),
+        );
+    }
+    item.insert("unpaid_units".into(), n(cooldown.unpaid_units));
+    item.insert("unpaid_cents".into(), n(cooldown.unpaid_cents));
+    item.insert(schema::TTL_ATTRIBUTE.into(), n(cooldown.expires_at.unix_timestamp()));
+    item
+}
+
+fn cooldown_from_item(item: Item) -> Result<Cooldown, StoreError> {
+    let number = |name: &str| -> Result<i64, StoreError> {
+        match item.get(name) {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|e| StoreError::Backend(format!("cooldown {name}: {e}"))),
+            _ => Ok(0),
+        }
+    };
+    let mut slots = match item.get("slots") {
+        Some(AttributeValue::Ns(values)) => values
+            .iter()
+            .map(|v| {
+                v.parse().map_err(|e| StoreError::Backend(format!("cooldown slot: {e}"))).and_then(from_epoch_millis)
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    slots.sort();
+    Ok(Cooldown {
+        version: number("version")? as u64,
+        slots,
+        unpaid_units: number("unpaid_units")?,
+        unpaid_cents: number("unpaid_cents")?,
+        expires_at: OffsetDateTime::from_unix_timestamp(number(schema::TTL_ATTRIBUTE)?)
+            .map_err(|e| StoreError::Backend(format!("cooldown expiry: {e}")))?,
+    })
 }
 
 fn product_item(product: &Product) -> Result<Item, StoreError> {
@@ -468,6 +513,35 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update.build().map_err(build_err)?).build())
     }
 
+    /// Gives back what a transition no longer holds of its customer's cooldown (see
+    /// [`HoldRelease`]): atomic adds, so no condition, and the version moves on so a placement
+    /// that read the cooldown before must read it again.
+    fn release_hold(&self, release: HoldRelease) -> Result<TransactWriteItem, StoreError> {
+        let mut values = HashMap::from([
+            (":one".to_owned(), n(1)),
+            (":units".to_owned(), n(-release.units)),
+            (":cents".to_owned(), n(-release.cents)),
+            // Only for a cooldown collected meanwhile, which this recreates: let it go again.
+            (":ttl".to_owned(), n((OffsetDateTime::now_utc() + time::Duration::days(30)).unix_timestamp())),
+        ]);
+        let mut expression =
+            "SET #ttl = if_not_exists(#ttl, :ttl) ADD version :one, unpaid_units :units, unpaid_cents :cents"
+                .to_owned();
+        if let Some(slot) = release.slot {
+            expression.push_str(" DELETE slots :slot");
+            values.insert(":slot".to_owned(), AttributeValue::Ns(vec![epoch_millis(slot).to_string()]));
+        }
+        let update = Update::builder()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(cooldown_pk(release.customer))))
+            .update_expression(expression)
+            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// A catalog edit: every attribute but the stock replaced if the stored version is still
     /// `previous.version`, and the stock moved by the edit's delta (never below zero), so
     /// reservations made since the read still count and never make the edit fail.
@@ -531,6 +605,10 @@ impl DynamoStore {
     }
 
     async fn get<T: DeserializeOwned>(&self, table: &str, key: String) -> Result<Option<T>, StoreError> {
+        self.get_item(table, key).await?.map(from_item).transpose()
+    }
+
+    async fn get_item(&self, table: &str, key: String) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -540,7 +618,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
+        Ok(output.item)
     }
 
     /// Strongly consistent reads of many items by `pk`, retrying unprocessed keys.
@@ -948,11 +1026,11 @@ impl OrderStore for DynamoStore {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let pks: Vec<String> = products.iter().map(|id| product_pk(*id)).collect();
         let (cooldown, mut found) = tokio::try_join!(
-            self.get::<CooldownItem>(&self.tables.customers, cooldown_pk(customer)),
+            self.get_item(&self.tables.customers, cooldown_pk(customer)),
             self.batch_get(&self.tables.products, pks.clone()),
         )?;
         let products = pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
-        Ok(OrderContext { cooldown_until: cooldown.map(|c| from_epoch_millis(c.until_ms)).transpose()?, products })
+        Ok(OrderContext { cooldown: cooldown.map(cooldown_from_item).transpose()?, products })
     }
 
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
@@ -963,17 +1041,12 @@ impl OrderStore for DynamoStore {
             actions.push(self.move_stock(line.product_id, -line.quantity, Some(line.unit_price_cents))?);
         }
         actions.push(self.put(&self.tables.orders, order_item(order)?, "attribute_not_exists(pk)", None)?);
-        let mut cooldown = pk(cooldown_pk(order.customer_id));
-        cooldown.insert("until_ms".into(), n(epoch_millis(write.new_cooldown_until)));
-        cooldown.insert(schema::TTL_ATTRIBUTE.into(), n(write.new_cooldown_until.unix_timestamp()));
-        actions.push(match write.expected_cooldown_until {
+        let cooldown = cooldown_item(order.customer_id, &write.cooldown);
+        actions.push(match write.expected_cooldown {
             None => self.put(&self.tables.customers, cooldown, "attribute_not_exists(pk)", None)?,
-            Some(until) => self.put(
-                &self.tables.customers,
-                cooldown,
-                "until_ms = :expected",
-                Some(HashMap::from([(":expected".to_owned(), n(epoch_millis(until)))])),
-            )?,
+            Some(version) => {
+                self.put(&self.tables.customers, cooldown, "version = :expected", Self::version_is(version))?
+            }
         });
         let cooldown_index = actions.len() - 1;
         let idempotency_index = match write.idempotency {
@@ -1100,6 +1173,9 @@ impl OrderStore for DynamoStore {
                     }
                 }
             }
+            if let Some(release) = hold_release(previous, updated) {
+                actions.push(self.release_hold(release)?);
+            }
             actions.extend(self.count_orders(&counter_deltas(Some(previous), updated))?);
             let failed = match self.transact_reporting(actions).await {
                 Ok(()) => return Ok(()),
@@ -1175,10 +1251,4 @@ impl PaymentStore for DynamoStore {
         };
         self.list_by_index(IndexQuery { descending: true, ..query }, page, |_: &Payment| true).await
     }
-}
-
-/// A customer's order cooldown: no order enters payment before `until_ms`.
-#[derive(Deserialize)]
-struct CooldownItem {
-    until_ms: i64,
 }
