@@ -169,7 +169,7 @@ impl Payments {
                 return Ok(replay);
             }
         }
-        self.check_payable(&order).await?;
+        let order = self.payable(session, order).await?;
         let token = self.ledger.gateway.tokenize(&card).await.map_err(|e| match e {
             GatewayError::Transient(_) => Error::Unavailable,
             GatewayError::Permanent(detail) => Error::invalid("card", detail),
@@ -241,17 +241,58 @@ impl Payments {
     }
 
     /// An order can be paid while `pending` with no payment in flight or captured.
-    async fn check_payable(&self, order: &Order) -> Result<()> {
+    /// A payment that was never charged within the window (dead-lettered, or the gateway down
+    /// all along) is failed first, and the order read again: it no longer blocks paying.
+    async fn payable(&self, session: &Session, order: Order) -> Result<Order> {
         if order.status != OrderStatus::Pending {
             return Err(Error::Conflict(format!("an order that is {} cannot be paid", order.status)));
         }
-        if let Some(id) = order.payment_id {
-            let current = self.ledger.payments.get_payment(id).await?;
-            if current.is_some_and(|p| p.status != PaymentStatus::Failed) {
-                return Err(Error::Conflict("this order already has a payment in progress".into()));
-            }
+        if !self.settle_if_stale(&order).await? {
+            return Err(Error::Conflict("this order already has a payment in progress".into()));
         }
-        Ok(())
+        match order.payment_id {
+            Some(_) => self.ledger.order_for(session, order.id).await,
+            None => Ok(order),
+        }
+    }
+
+    /// Whether `order` is free of a payment in progress. A pending payment older than the
+    /// charge window is failed here (the write is conditioned on its version, and a capture
+    /// that lands after all is refunded); a younger one is still in progress.
+    pub(super) async fn settle_if_stale(&self, order: &Order) -> Result<bool> {
+        let Some(id) = order.payment_id else {
+            return Ok(true);
+        };
+        let Some(payment) = self.ledger.payments.get_payment(id).await? else {
+            return Ok(true);
+        };
+        match payment.status {
+            PaymentStatus::Failed | PaymentStatus::Refunded => Ok(true),
+            PaymentStatus::Succeeded => Ok(false),
+            PaymentStatus::Pending if self.is_stale(&payment) => {
+                self.settle_failure(id, NOT_CHARGED_IN_TIME).await?;
+                Ok(true)
+            }
+            PaymentStatus::Pending => Ok(false),
+        }
+    }
+
+    fn is_stale(&self, payment: &Payment) -> bool {
+        payment.created_at + self.ledger.settings.charge_window <= self.ledger.now()
+    }
+
+    /// Puts a charge back on the queue for later, as a new message: waiting for the gateway
+    /// (its breaker open) then uses none of the message's deliveries, which are kept for real
+    /// failures. The charge window still bounds how long a payment may wait.
+    pub async fn postpone_charge(
+        &self,
+        payment_id: Uuid,
+        token: &CardToken,
+        correlation_id: &str,
+        delay: time::Duration,
+    ) -> Result<()> {
+        let message = PaymentMessage::Charge { payment_id, token: token.clone() };
+        self.ledger.send(QueueName::Payments, &message, correlation_id, delay).await
     }
 
     /// GET /payments/{id}: the payer or an admin (404 for anyone else).
@@ -296,6 +337,11 @@ impl Payments {
         if payment.status != PaymentStatus::Pending {
             return Ok(ChargeResult::NotApplicable);
         }
+        // Given up on (a redriven dead letter, or postponed past the window): never charged late.
+        if self.is_stale(&payment) {
+            self.settle_failure(payment_id, NOT_CHARGED_IN_TIME).await.map_err(ChargeError::Store)?;
+            return Ok(ChargeResult::Declined);
+        }
         // Cancelled before the charge went out: no need to take the money and give it back.
         let order = self.ledger.orders.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
         if order.is_none_or(|o| o.status == OrderStatus::Cancelled) {
@@ -331,15 +377,19 @@ impl Payments {
     async fn settle_success(&self, payment_id: Uuid, reference: &str) -> Result<ChargeResult> {
         for attempt in 0..5 {
             let payment = self.ledger.payments.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
-            if payment.status != PaymentStatus::Pending {
-                return Ok(ChargeResult::NotApplicable);
-            }
+            let given_up = match payment.status {
+                PaymentStatus::Pending => false,
+                // Failed while this charge was at the gateway (not charged in time): the money
+                // came after all, and goes back.
+                PaymentStatus::Failed => true,
+                PaymentStatus::Succeeded | PaymentStatus::Refunded => return Ok(ChargeResult::NotApplicable),
+            };
             let order = self.ledger.orders.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
             // Captured for an order that no longer wants it (cancelled, or marked paid by an
-            // admin meanwhile): refund. The payment's version condition below makes sure a
-            // concurrent settlement of this same payment is never refunded by mistake.
+            // admin meanwhile), or for a payment given up on: refund. The payment's version
+            // condition below makes sure a concurrent settlement is never refunded by mistake.
             let (updated, late) = match order.status {
-                OrderStatus::Pending | OrderStatus::Cancelled => {
+                OrderStatus::Pending | OrderStatus::Cancelled if !given_up => {
                     match self.ledger.next_order(&order, OrderEvent::PaymentSucceeded, "system:payment-worker", None) {
                         Some(next) => (next, order.status == OrderStatus::Cancelled),
                         None => return Err(Error::Internal("the transition table lost payment success".into())),
@@ -451,6 +501,9 @@ impl Payments {
         Ok(confirmed)
     }
 }
+
+/// Why a payment that was never charged is failed.
+const NOT_CHARGED_IN_TIME: &str = "the payment could not be charged in time; please pay again";
 
 /// What a charge attempt came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use super::ledger::{Ledger, TransitionError};
 use super::orders::{Orders, Release, SYSTEM};
 use super::payments::{FulfillmentMessage, Payments};
 use crate::error::Result;
-use crate::model::{OrderEvent, OrderStatus};
+use crate::model::{Order, OrderEvent, OrderStatus};
 use crate::queue::QueueName;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +50,7 @@ impl Sweeper {
             }
         }
         for order in self.ledger.orders.orders_due(OrderStatus::Pending, now, BATCH).await? {
+            let Some(order) = self.unpaid_and_not_paying(order).await else { continue };
             let (id, reason) = (order.id, Some("payment deadline passed".to_owned()));
             match self.ledger.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
                 Ok(_) => report.expired += 1,
@@ -76,5 +77,32 @@ impl Sweeper {
             tracing::info!(?report, "sweep");
         }
         Ok(report)
+    }
+
+    /// The order as it stands if no payment of it is being charged: a payment accepted before
+    /// the deadline settles the order itself (paid, or payable again), so the order waits; one
+    /// not charged within the charge window is failed first. `None`: leave the order for now.
+    async fn unpaid_and_not_paying(&self, order: Order) -> Option<Order> {
+        let id = order.id;
+        match self.payments.settle_if_stale(&order).await {
+            Ok(true) if order.payment_id.is_none() => Some(order),
+            // Its payment may have just been failed: read it again.
+            Ok(true) => self
+                .ledger
+                .orders
+                .get_order(id)
+                .await
+                .inspect_err(|err| tracing::error!(order_id = %id, error = %err, "sweep could not read"))
+                .ok()
+                .flatten(),
+            Ok(false) => {
+                tracing::info!(order_id = %id, "payment deadline passed with a payment in progress; waiting for it");
+                None
+            }
+            Err(err) => {
+                tracing::error!(order_id = %id, error = %err, "sweep could not settle a stale payment");
+                None
+            }
+        }
     }
 }

@@ -26,17 +26,12 @@ impl PaymentWorker {
         &self.breaker
     }
 
-    /// Runs one gateway call through the breaker; a transient failure counts against it.
+    /// Runs one gateway call the breaker let through; a transient failure counts against it.
     async fn guarded<T>(
         &self,
         delivery: &Delivery,
         call: impl std::future::Future<Output = Result<T, ChargeError>>,
     ) -> Result<T, Outcome> {
-        if let Err(wait) = self.breaker.permit() {
-            tracing::warn!(wait_ms = wait.as_millis() as u64, "gateway circuit open; payment postponed");
-            let wait = Duration::try_from(wait).unwrap_or(Duration::seconds(30));
-            return Err(Outcome::Retry { after: wait.max(retry_after(delivery.receive_count)) });
-        }
         match call.await {
             Ok(value) => {
                 self.breaker.record_success();
@@ -75,6 +70,22 @@ impl Consumer for PaymentWorker {
         };
         match message {
             PaymentMessage::Charge { payment_id, token } => {
+                if let Err(wait) = self.breaker.permit() {
+                    // The gateway is resting: send the charge again for later and let this
+                    // delivery go, so a bystander's payment never runs out of deliveries.
+                    let wait = Duration::try_from(wait).unwrap_or(Duration::seconds(30));
+                    let correlation_id = delivery.correlation_id.as_deref().unwrap_or(&delivery.message_id);
+                    return match self.payments.postpone_charge(payment_id, &token, correlation_id, wait).await {
+                        Ok(()) => {
+                            tracing::warn!(payment_id = %payment_id, wait_s = wait.whole_seconds(), "gateway circuit open; charge postponed");
+                            Outcome::Done
+                        }
+                        Err(err) => {
+                            tracing::warn!(payment_id = %payment_id, error = %err, "could not postpone; retrying this delivery");
+                            Outcome::Retry { after: wait.max(retry_after(delivery.receive_count)) }
+                        }
+                    };
+                }
                 match self.guarded(delivery, self.payments.charge(payment_id, &token)).await {
                     Ok(result) => {
                         tracing::info!(payment_id = %payment_id, ?result, "charge handled");
