@@ -15,7 +15,6 @@
 //! Queues are always the embedded durable queue (`queues.sqlite3` in the data directory),
 //! drained by in-process workers; a sweep runs every `ORDERLY_SWEEP_SECONDS` (default 30).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +28,8 @@ use orderly::queue::{Consumer, QueueName, SqliteQueue, run_local_worker};
 use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
 use tokio::sync::watch;
+
+mod serve;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -87,9 +88,12 @@ async fn main() -> Result<(), BoxError> {
     let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "orderly-local listening");
-    axum::serve(listener, local_app(&services).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = serve::Limits {
+        header_read: std::time::Duration::from_secs(seconds_from_env("ORDERLY_HEADER_TIMEOUT_SECONDS", 10)?),
+        body_read: std::time::Duration::from_secs(seconds_from_env("ORDERLY_BODY_TIMEOUT_SECONDS", 10)?),
+        shutdown_grace: std::time::Duration::from_secs(seconds_from_env("ORDERLY_SHUTDOWN_GRACE_SECONDS", 10)?),
+    };
+    serve::serve(listener, local_app(&services), limits, shutdown_signal()).await;
     let _ = stop.send(true);
     while background.join_next().await.is_some() {}
     tracing::info!("orderly-local stopped");
@@ -163,6 +167,11 @@ async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, BoxError> {
         }
         other => Err(format!("ORDERLY_STORE must be sqlite or dynamodb, not {other:?}").into()),
     }
+}
+
+fn seconds_from_env(name: &str, default: u64) -> Result<u64, BoxError> {
+    let value = var_or(name, &default.to_string());
+    value.trim().parse().map_err(|_| format!("{name} must be a whole number of seconds, not {value:?}").into())
 }
 
 async fn shutdown_signal() {

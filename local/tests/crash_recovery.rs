@@ -1,53 +1,11 @@
 //! The real `orderly-local` binary: an acknowledged write survives `kill -9` and a restart.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
+use common::{ADMIN_PASSWORD, start};
 use serde_json::{Value, json};
-
-const ADMIN_PASSWORD: &str = "crash-test-admin-password";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server on a free port over `data_dir` and waits for its "listening" log line.
-fn start(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orderly-local"))
-        .env("ORDERLY_ADDR", "127.0.0.1:0")
-        .env("ORDERLY_DATA_DIR", data_dir)
-        .env_remove("ORDERLY_STORE")
-        .env("RUST_LOG", "info")
-        .env("ORDERLY_ADMIN_USERNAME", "admin")
-        .env("ORDERLY_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("JWT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start orderly-local");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited before listening").expect("log line");
-        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if entry["fields"]["message"] == "orderly-local listening" {
-            break entry["fields"]["addr"].as_str().expect("addr").to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base: format!("http://{addr}") }
-}
 
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {

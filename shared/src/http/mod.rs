@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::domain::Sessions;
@@ -27,6 +27,10 @@ pub use problem::ApiError;
 
 /// Largest request body accepted; product descriptions are the biggest field (5,000 chars).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest URI, and most headers, a request may carry (414 and 431 problem documents beyond).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Finishes a function's routes into a servable app: unknown routes and methods answer with
 /// problem documents, bodies are capped, bearer tokens are checked, and every request gets
@@ -38,6 +42,21 @@ pub fn app(routes: Router, sessions: Sessions) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(sessions, session::authenticate))
         .layer(middleware::from_fn(trace_request))
+        .layer(middleware::from_fn(refuse_oversized))
+}
+
+/// 414 for a URI, 431 for headers beyond the limits: as problem documents, before anything
+/// else reads the request.
+async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let header_bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::UriTooLong.into_response();
+    }
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge.into_response();
+    }
+    next.run(request).await
 }
 
 /// Every function's routes in one app: what the local server and the HTTP tests serve.

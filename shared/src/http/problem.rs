@@ -22,6 +22,12 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("If-Match must be a version ETag such as \"3\"")]
     InvalidIfMatch,
+    #[error("the URI is longer than {} bytes", super::MAX_URI_BYTES)]
+    UriTooLong,
+    #[error("the request has more than {} headers or {} bytes of them", super::MAX_HEADERS, super::MAX_HEADER_BYTES)]
+    HeadersTooLarge,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("no route matches this path")]
     RouteNotFound,
     #[error("this route does not support the method")]
@@ -66,6 +72,11 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::UriTooLong => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            ApiError::HeadersTooLarge => {
+                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large", "Request header fields too large")
+            }
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request-timeout", "Request timeout"),
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string"),
             ApiError::InvalidIfMatch => (StatusCode::BAD_REQUEST, "invalid-if-match", "Invalid If-Match header"),
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),

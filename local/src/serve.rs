@@ -1,0 +1,96 @@
+//! Serving the app over HTTP/1.1 with the limits a server on an open port needs: a client that
+//! sends its headers too slowly is dropped (`ORDERLY_HEADER_TIMEOUT_SECONDS`, default 10), one
+//! that sends its body too slowly gets 408 (`ORDERLY_BODY_TIMEOUT_SECONDS`, default 10), and
+//! stopping waits for requests in flight for at most `ORDERLY_SHUTDOWN_GRACE_SECONDS` (default
+//! 10), then closes what is left.
+//! URIs up to 64 KiB and up to 1,000 headers reach the app, which answers oversized ones with
+//! problem documents (414, 431); beyond that, and for a request line that is not HTTP, hyper
+//! answers itself (414, 431, 400) with an empty body.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::IntoResponse;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use orderly::http::{ApiError, MAX_BODY_BYTES};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// How long the server waits for a client and for itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read: Duration,
+    pub body_read: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// What hyper reads before the app sees a request: far above the app's own limits, so the
+/// app, not hyper, answers oversized requests (with a problem document).
+const MAX_BUFFER_BYTES: usize = 1024 * 1024;
+const MAX_HEADERS: usize = 1000;
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains within the grace period.
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .max_buf_size(MAX_BUFFER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let app = app.clone();
+            async move {
+                // The peer address feeds the per-address limits (login, sign-up).
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let (parts, body) = request.into_parts();
+                // Bodies are small (64 KiB at most): read whole, within the time allowed.
+                let body =
+                    match tokio::time::timeout(limits.body_read, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+                        Ok(Ok(body)) => Body::from(body.to_bytes()),
+                        Ok(Err(err)) if err.is::<LengthLimitError>() => {
+                            return Ok(ApiError::PayloadTooLarge.into_response());
+                        }
+                        Ok(Err(err)) => {
+                            return Ok(
+                                ApiError::MalformedJson(format!("the body could not be read: {err}")).into_response()
+                            );
+                        }
+                        Err(_) => return Ok(ApiError::BodyTimeout.into_response()),
+                    };
+                app.oneshot(Request::from_parts(parts, body)).await
+            }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace_s = limits.shutdown_grace.as_secs(), "stopping: finishing requests in flight");
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period over: closing the connections still open");
+    }
+}
