@@ -65,7 +65,8 @@ async fn customers(client: &Client, args: &Args, run: &str) -> Result<Vec<String
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
             let password = "bench-password-1";
-            let signup = json!({"name": format!("Bench {i}"), "email": email, "password": password});
+            let address = json!({"line1": format!("{i} Bench Street"), "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"});
+            let signup = json!({"name": format!("Bench {i}"), "email": email, "password": password, "address": address});
             json_ok(client.post(format!("{url}/customers")).json(&signup).send().await?, StatusCode::CREATED).await?;
             login(&client, &url, json!({"email": email, "password": password})).await
         });

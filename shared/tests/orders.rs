@@ -11,7 +11,7 @@ use orderly::clock::FakeClock;
 use orderly::domain::{
     CancelRequest, IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session,
 };
-use orderly::model::{OrderStatus, Principal, Role};
+use orderly::model::{Address, OrderStatus, Principal, Role};
 use orderly::queue::Consumer;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
 use orderly::store::Store;
@@ -61,7 +61,13 @@ fn order_of(items: &[(Uuid, i64)]) -> NewOrder {
             .iter()
             .map(|(product_id, quantity)| NewOrderItem { product_id: *product_id, quantity: *quantity })
             .collect(),
-        shipping_address: None,
+        shipping_address: Some(Address {
+            line1: "1 Test Street".into(),
+            line2: None,
+            city: "Leeds".into(),
+            postal_code: "LS1 1AA".into(),
+            country: "GB".into(),
+        }),
     }
 }
 

@@ -45,6 +45,7 @@ fn order(customer: Uuid, lines: &[(&Product, i64)]) -> Order {
         status: Pending,
         total_cents: lines.iter().map(|l| l.line_total_cents).sum(),
         lines,
+        recipient: None,
         shipping_address: None,
         release_at: None,
         payment_due_at: Some(t + Duration::minutes(30)),

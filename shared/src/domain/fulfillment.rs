@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::auth::Session;
 use super::ledger::{Ledger, TransitionError};
 use crate::error::{Error, Result};
-use crate::model::{Order, OrderEvent, OrderStatus, Shipment};
+use crate::model::{Address, Order, OrderEvent, OrderStatus, Shipment};
 
 pub const CARRIER: &str = "Orderly Parcel";
 
@@ -45,6 +45,11 @@ pub struct Tracking {
     pub carrier: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// Who and where the parcel goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
     pub events: Vec<TrackingEvent>,
 }
 
@@ -55,29 +60,44 @@ fn tracking_number(order_id: Uuid) -> String {
     format!("OP{digits}{check}")
 }
 
-/// A 4×6 inch ZPL label: sender, recipient, order number, and the tracking barcode (Code 128).
+/// A 4×6 inch ZPL label: sender, recipient's name and address, order number, and the tracking
+/// barcode (Code 128). Every text field is escaped (see [`zpl_text`]).
 fn zpl_label(order: &Order, tracking: &str) -> String {
-    let clean = |s: &str| s.replace(['^', '~'], " ");
-    let to: Vec<String> = match &order.shipping_address {
-        Some(a) => [
-            Some(a.line1.clone()),
-            a.line2.clone(),
-            Some(format!("{} {}", a.postal_code, a.city)),
-            Some(a.country.clone()),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|l| clean(&l))
-        .collect(),
-        None => vec!["(address on file)".into()],
-    };
+    let mut to: Vec<String> = order.recipient.iter().map(|r| r.name.clone()).collect();
+    match &order.shipping_address {
+        Some(a) => to.extend(
+            [
+                Some(a.line1.clone()),
+                a.line2.clone(),
+                Some(format!("{} {}", a.postal_code, a.city)),
+                Some(a.country.clone()),
+            ]
+            .into_iter()
+            .flatten(),
+        ),
+        // Orders placed before addresses were required.
+        None => to.push("(address on file)".into()),
+    }
     let mut zpl = String::from("^XA^CI28^PW812^LL1218\n^FO40,40^A0N,40,40^FDOrderly^FS\n");
     zpl.push_str(&format!("^FO40,100^A0N,28,28^FDOrder {}^FS\n", order.id));
     for (i, line) in to.iter().enumerate() {
-        zpl.push_str(&format!("^FO40,{}^A0N,36,36^FD{line}^FS\n", 200 + 50 * i));
+        zpl.push_str(&format!("^FO40,{}^A0N,36,36^FH^FD{}^FS\n", 200 + 50 * i, zpl_text(line)));
     }
     zpl.push_str(&format!("^FO40,600^BY3^BCN,200,Y,N,N^FD{tracking}^FS\n^FO40,900^A0N,32,32^FD{CARRIER}^FS\n^XZ\n"));
     zpl
+}
+
+/// Field data for a `^FH^FD` field: `_` is then the hex escape, so a `^` or `~` in a customer's
+/// name or address can never start a command, and no control character (refused at input
+/// anyway) can break the field.
+fn zpl_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '^' | '~' | '_' | '\\' => format!("_{:02X}", c as u32),
+            c if c.is_control() => " ".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Shipping paid orders (the worker, or an admin), recording delivery, tracking and labels.
@@ -168,6 +188,8 @@ impl Fulfillment {
             status: order.status,
             carrier: order.shipment.as_ref().map(|s| s.carrier.clone()),
             tracking_number: order.shipment.as_ref().map(|s| s.tracking_number.clone()),
+            recipient: order.recipient.as_ref().map(|r| r.name.clone()),
+            shipping_address: order.shipping_address.clone(),
             events,
         })
     }
@@ -182,6 +204,12 @@ impl Fulfillment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_text_cannot_inject_commands() {
+        assert_eq!(zpl_text("Ada ^XZ~JA_x\\y"), "Ada _5EXZ_7EJA_5Fx_5Cy");
+        assert_eq!(zpl_text("tab\there\nnew"), "tab here new");
+    }
 
     #[test]
     fn tracking_numbers_are_stable_and_checked() {

@@ -13,7 +13,8 @@ use super::fulfillment::Fulfillment;
 use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
-    Address, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, Product, Role, optional_text,
+    Address, Customer, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, Product, Recipient,
+    Role, optional_text,
 };
 use crate::retry::backoff;
 use crate::store::{Cooldown, NewOrderWrite, OrderFilter, Page, StoreError};
@@ -177,6 +178,7 @@ impl Orders {
             }
             let product_ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
             let context = self.ledger.orders.order_context(customer_id, &product_ids).await?;
+            let (recipient, shipping_address) = ship_to(&request, context.customer.as_ref())?;
             let products = known_products(&request, context.products)?;
             let short: Vec<&Product> = request
                 .items
@@ -216,7 +218,8 @@ impl Orders {
                 status,
                 total_cents,
                 lines,
-                shipping_address: request.shipping_address.clone(),
+                recipient,
+                shipping_address: Some(shipping_address),
                 release_at,
                 payment_due_at: (status == OrderStatus::Pending).then(|| now + settings.payment_deadline),
                 cancel_reason: None,
@@ -435,6 +438,21 @@ fn parse_reason(raw: Option<String>) -> Result<Option<String>> {
 
 fn illegal(from: OrderStatus, to: OrderStatus) -> Error {
     Error::Conflict(format!("an order cannot go from {from} to {to}"))
+}
+
+/// Who and where an order ships to: the customer as they are now, and the request's address or
+/// else the one on file; with neither, nothing could be shipped (422).
+fn ship_to(request: &OrderRequest, customer: Option<&Customer>) -> Result<(Option<Recipient>, Address)> {
+    let address = request.shipping_address.clone().or_else(|| customer.and_then(|c| c.address.clone()));
+    let Some(address) = address else {
+        return Err(Error::invalid("shipping_address", "is required: give one, or add an address to your account"));
+    };
+    let recipient = customer.map(|c| Recipient {
+        name: c.name.as_str().to_owned(),
+        email: c.email.as_str().to_owned(),
+        phone: c.phone.clone(),
+    });
+    Ok((recipient, address))
 }
 
 /// Where a new order goes in its customer's cooldown.

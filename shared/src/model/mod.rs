@@ -12,7 +12,9 @@ pub use account::{Address, Admin, Customer, Principal, Role};
 pub use fields::{
     Category, Email, PersonName, ProductName, Username, int_in_range, optional_multiline_text, optional_text,
 };
-pub use order::{HistoryEntry, IdempotencyRecord, Order, OrderCounters, OrderEvent, OrderLine, OrderStatus, Shipment};
+pub use order::{
+    HistoryEntry, IdempotencyRecord, Order, OrderCounters, OrderEvent, OrderLine, OrderStatus, Recipient, Shipment,
+};
 pub use payment::{CardSummary, Payment, PaymentStatus};
 pub use product::{CategorySummary, Product};
 

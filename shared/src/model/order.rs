@@ -147,6 +147,10 @@ pub struct Order {
     pub status: OrderStatus,
     pub lines: Vec<OrderLine>,
     pub total_cents: i64,
+    /// Who the order ships to: the customer's name and contact as they were at placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
+    /// Where it ships: the request's address, else the customer's on file at placement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping_address: Option<Address>,
     /// For a `processing order`: when it goes ahead (the end of the cooldown it waits for).
@@ -183,6 +187,17 @@ impl Order {
     }
 }
 
+/// The customer an order was placed by, as they were then: the parcel and the notices go to
+/// this name and contact even if the customer record changes later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub name: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// A paid order's parcel: created by fulfillment, printed as a ZPL label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shipment {
     pub carrier: String,

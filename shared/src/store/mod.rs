@@ -126,6 +126,8 @@ pub struct Cooldown {
 pub struct OrderContext {
     /// The stored cooldown, however old (the write is conditioned on its version).
     pub cooldown: Option<Cooldown>,
+    /// The customer placing it: the order keeps their name, contact and address on file.
+    pub customer: Option<Customer>,
     /// The requested products in request order; `None` for an unknown id.
     pub products: Vec<Option<Product>>,
 }
@@ -242,7 +244,9 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError>;
 
-    /// Replaces `previous` with `updated` if the stored version is still `previous.version`.
+    /// Writes `updated`'s catalog fields over `previous` if the stored version is still
+    /// `previous.version`; the stock moves by `updated.stock - previous.stock` (never below zero,
+    /// else `VersionConflict`), so reservations made since the read still count.
     async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError>;
 
     /// Deletes the product if the stored version is still `previous.version`.
@@ -261,7 +265,7 @@ pub trait OrderStore: Send + Sync + 'static {
     /// nothing and reports, when several conditions fail at once, the first of (on every backend):
     /// 1. `Duplicate(IdempotencyKey)`: a live record holds the key; the caller replays the saved
     ///    answer, which stands whatever else changed.
-    /// 2. `VersionConflict`: a stale read; the cooldown is not `expected_cooldown_until`, or a
+    /// 2. `VersionConflict`: a stale read; the cooldown is not at `expected_cooldown`, or a
     ///    product was deleted or repriced (short of stock or not) since it was read. Read again.
     /// 3. `InsufficientStock`: every product, in line order, whose stock is short of its line.
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError>;

@@ -519,6 +519,11 @@ impl OrderStore for SqliteStore {
             (customer.to_string(), products.iter().map(Uuid::to_string).collect());
         self.transaction(move |tx| {
             let cooldown = read_cooldown(tx, &customer)?;
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM customers WHERE id = ?1", [&customer], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            let customer = doc.as_deref().map(from_doc::<Customer>).transpose()?;
             let mut stmt = tx.prepare("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
             let products = ids
                 .iter()
@@ -527,7 +532,7 @@ impl OrderStore for SqliteStore {
                     doc.as_deref().map(from_doc::<Product>).transpose()
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(OrderContext { cooldown, products })
+            Ok(OrderContext { cooldown, customer, products })
         })
         .await
     }

@@ -42,10 +42,14 @@ impl Api {
         api
     }
 
-    /// Signs a customer up and logs them in: (id, token).
+    /// Signs a customer up (with an address on file, where orders ship by default) and logs
+    /// them in: (id, token).
     pub async fn customer(&self, email: &str) -> (String, String) {
         let password = CUSTOMER_PASSWORD;
-        let created = self.post("/customers", json!({"name": "Customer", "email": email, "password": password})).await;
+        let address = json!({"line1": "1 Test Street", "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"});
+        let created = self
+            .post("/customers", json!({"name": "Customer", "email": email, "password": password, "address": address}))
+            .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         let login = self
             .send(

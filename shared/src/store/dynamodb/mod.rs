@@ -1025,12 +1025,13 @@ impl CatalogStore for DynamoStore {
 impl OrderStore for DynamoStore {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let pks: Vec<String> = products.iter().map(|id| product_pk(*id)).collect();
-        let (cooldown, mut found) = tokio::try_join!(
+        let (cooldown, placed_by, mut found) = tokio::try_join!(
             self.get_item(&self.tables.customers, cooldown_pk(customer)),
+            self.get::<Customer>(&self.tables.customers, customer_pk(customer)),
             self.batch_get(&self.tables.products, pks.clone()),
         )?;
         let products = pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
-        Ok(OrderContext { cooldown: cooldown.map(cooldown_from_item).transpose()?, products })
+        Ok(OrderContext { cooldown: cooldown.map(cooldown_from_item).transpose()?, customer: placed_by, products })
     }
 
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
@@ -1044,6 +1045,8 @@ impl OrderStore for DynamoStore {
         let cooldown = cooldown_item(order.customer_id, &write.cooldown);
         actions.push(match write.expected_cooldown {
             None => self.put(&self.tables.customers, cooldown, "attribute_not_exists(pk)", None)?,
+            // A cooldown written before cooldowns had versions reads as version 0.
+            Some(0) => self.put(&self.tables.customers, cooldown, "attribute_not_exists(version)", None)?,
             Some(version) => {
                 self.put(&self.tables.customers, cooldown, "version = :expected", Self::version_is(version))?
             }
