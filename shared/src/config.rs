@@ -29,6 +29,8 @@ pub fn var_or(name: &str, default: &str) -> String {
 /// - `TOKEN_TTL_SECONDS` (default 900); per `LOGIN_WINDOW_SECONDS` (900):
 ///   `LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS` (10), `LOGIN_FAILURES_PER_ACCOUNT` (100),
 ///   `LOGIN_FAILURES_PER_ADDRESS` (100) and `SIGN_UPS_PER_ADDRESS` (20).
+/// - `SESSION_CACHE_SECONDS` (5): how long a token found valid is trusted without asking the
+///   store again; a logout through another process takes effect within it.
 /// - `PASSWORD_HASH_MEMORY_KIB` (19,456) and `PASSWORD_HASH_ITERATIONS` (2): argon2id cost of
 ///   new hashes (existing hashes keep verifying with the cost they were made with).
 pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, String> {
@@ -54,7 +56,11 @@ pub fn auth_from_env(fallback_secret: Option<Vec<u8>>) -> Result<AuthConfig, Str
     if cost.memory_kib < 1024 || cost.iterations < 1 {
         return Err("PASSWORD_HASH_MEMORY_KIB must be at least 1024 and PASSWORD_HASH_ITERATIONS at least 1".into());
     }
-    Ok(AuthConfig::new(&secret, previous.as_deref().map(str::as_bytes), ttl)?.with_limits(limits).with_cost(cost))
+    let session_cache = std::time::Duration::from_secs(number("SESSION_CACHE_SECONDS", 5)?);
+    Ok(AuthConfig::new(&secret, previous.as_deref().map(str::as_bytes), ttl)?
+        .with_limits(limits)
+        .with_cost(cost)
+        .with_session_cache(session_cache))
 }
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {

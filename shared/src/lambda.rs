@@ -116,7 +116,7 @@ pub async fn serve_order_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
     let cold = ColdStart::load().await;
     let ledger = cold.ledger().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let worker = Arc::new((OrderWorker::new(Orders::new(ledger.clone())), Sweeper::new(ledger)));
+    let worker = Arc::new((OrderWorker::new(Orders::new(ledger.clone())), Sweeper::new(ledger, cold.store.clone())));
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
         let worker = Arc::clone(&worker);
         async move {
@@ -142,6 +142,7 @@ async fn order_worker_event(releases: &OrderWorker, sweeper: &Sweeper, event: Va
             "expired": report.expired,
             "requeued_fulfillment": report.requeued_fulfillment,
             "refunds_confirmed": report.refunds_confirmed,
+            "expired_rows_deleted": report.expired_rows_deleted,
         }));
     }
     Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))

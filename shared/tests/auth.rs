@@ -402,3 +402,25 @@ async fn no_password_hash_or_token_is_logged() {
         assert!(!text.contains(secret), "a secret reached the logs");
     }
 }
+
+/// Functions that are separate processes (as Lambda functions are) trust a token they found
+/// valid for at most the session cache's bound: a logout through one takes effect in another
+/// within it, and at once in the function that handled it.
+#[tokio::test]
+async fn a_logout_reaches_other_processes_within_the_session_cache_bound() {
+    let store = common::sqlite_store();
+    let bound = std::time::Duration::from_millis(300);
+    let process = || {
+        let auth = common::test_auth().with_session_cache(bound);
+        common::orderly_with(store.clone(), Arc::new(orderly::clock::SystemClock), auth).services()
+    };
+    let (auth_fn, orders_fn) = (process(), process());
+    let api = Api::over(auth_fn.clone()).await;
+    let (_, token) = api.customer("a@example.com").await;
+    let session = orders_fn.sessions.authenticate(&token).await.expect("valid, and now trusted for a while");
+    auth_fn.sessions.logout(&session).await.expect("logout");
+    assert!(auth_fn.sessions.authenticate(&token).await.is_err(), "refused at once where it was revoked");
+    assert!(orders_fn.sessions.authenticate(&token).await.is_ok(), "still trusted elsewhere, within the bound");
+    tokio::time::sleep(bound + std::time::Duration::from_millis(100)).await;
+    assert!(orders_fn.sessions.authenticate(&token).await.is_err(), "refused everywhere after the bound");
+}

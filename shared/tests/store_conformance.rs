@@ -340,6 +340,35 @@ async fn sessions_end_with_revocation_or_a_missing_principal(store: Arc<dyn Stor
     assert!(!store.session_is_valid(&stranger, other_jti, t).await.expect("check"), "no such customer");
 }
 
+/// Expired rows are collected in bounded batches, never a live one; a backend whose database
+/// expires rows itself (DynamoDB's TTL) collects none. Either way reads judge the expiry.
+async fn expired_rows_are_collected_in_batches_and_live_ones_kept(store: Arc<dyn Store>) {
+    let t = now();
+    let ada = customer("ada@example.com");
+    store.insert_customer(&ada, HASH).await.expect("customer");
+    let principal = Principal { id: ada.id, role: Role::Customer };
+    let live = Uuid::now_v7();
+    store.revoke_token(live, t + Duration::minutes(15)).await.expect("revoke");
+    for _ in 0..3 {
+        store.revoke_token(Uuid::now_v7(), t - Duration::minutes(1)).await.expect("an expired revocation");
+    }
+    let past_window = t - Duration::minutes(15);
+    for key in ["account:a", "account:b"] {
+        store.acquire_attempt(key, 10, past_window).await.expect("a past window's counter");
+    }
+    store.acquire_attempt("account:a", 10, t + Duration::minutes(15)).await.expect("this window's counter");
+
+    let first = store.delete_expired(t, 2).await.expect("delete");
+    assert!(first == 0 || first == 2, "at most the limit: {first}");
+    if first == 2 {
+        assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 3, "the rest, and only the expired");
+        assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 0);
+    }
+    assert!(!store.session_is_valid(&principal, live, t).await.expect("check"), "a live revocation stays");
+    let counts = store.attempt_counts(&["account:a".to_owned()], t + Duration::minutes(15)).await.expect("counts");
+    assert_eq!(counts, [1], "a live counter stays");
+}
+
 async fn attempt_counters_are_atomic_and_per_window(store: Arc<dyn Store>) {
     let window = now() + Duration::minutes(15);
     let mut racers = JoinSet::new();
@@ -367,6 +396,7 @@ on_every_store!(
     logins_lead_to_customers_and_admins_and_follow_email_changes,
     sessions_end_with_revocation_or_a_missing_principal,
     attempt_counters_are_atomic_and_per_window,
+    expired_rows_are_collected_in_batches_and_live_ones_kept,
     customers_round_trip,
     customer_emails_are_unique_case_insensitively,
     racing_sign_ups_with_one_email_admit_exactly_one,

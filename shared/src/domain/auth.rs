@@ -2,8 +2,10 @@
 //! would expire ([`Sessions`]), the settings of passwords and login limits, and the access
 //! rules every handler applies through [`Session`]. Hashing itself is in `passwords`.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -132,6 +134,9 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     pub cost: PasswordCost,
     pub limits: LoginLimits,
+    /// How long a token found valid in the store is trusted without asking again (see
+    /// [`Sessions`]): the bound on how late another function honours a logout.
+    pub session_cache: std::time::Duration,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -159,6 +164,7 @@ impl AuthConfig {
             token_ttl,
             cost: PasswordCost::default(),
             limits: LoginLimits::default(),
+            session_cache: std::time::Duration::from_secs(5),
         })
     }
 
@@ -169,6 +175,11 @@ impl AuthConfig {
 
     pub fn with_limits(mut self, limits: LoginLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    pub fn with_session_cache(mut self, session_cache: std::time::Duration) -> Self {
+        self.session_cache = session_cache;
         self
     }
 }
@@ -205,11 +216,43 @@ pub struct Sessions {
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     auth: Arc<AuthConfig>,
+    checked: Arc<CheckedSessions>,
+}
+
+/// Tokens this process found valid in the store lately, so a client's next requests skip the
+/// check: a revocation made through another process (another Lambda function) is honoured
+/// within `AuthConfig::session_cache`; one made through this process at once.
+#[derive(Default)]
+struct CheckedSessions(Mutex<HashMap<Uuid, Instant>>);
+
+/// Past this many remembered tokens, the stale ones are dropped (and all, if none is stale).
+const MAX_CHECKED_SESSIONS: usize = 10_000;
+
+impl CheckedSessions {
+    fn fresh(&self, jti: Uuid, ttl: std::time::Duration) -> bool {
+        let checked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        checked.get(&jti).is_some_and(|at| at.elapsed() < ttl)
+    }
+
+    fn remember(&self, jti: Uuid, ttl: std::time::Duration) {
+        let mut checked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if checked.len() >= MAX_CHECKED_SESSIONS {
+            checked.retain(|_, at| at.elapsed() < ttl);
+            if checked.len() >= MAX_CHECKED_SESSIONS {
+                checked.clear();
+            }
+        }
+        checked.insert(jti, Instant::now());
+    }
+
+    fn forget(&self, jti: Uuid) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&jti);
+    }
 }
 
 impl Sessions {
     pub fn new(store: Arc<dyn SessionStore>, clock: Arc<dyn Clock>, auth: Arc<AuthConfig>) -> Self {
-        Self { store, clock, auth }
+        Self { store, clock, auth, checked: Arc::default() }
     }
 
     /// A signed access token for `principal`, valid for the configured time from `now`.
@@ -255,14 +298,19 @@ impl Sessions {
         }
         let session =
             Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at };
-        if !self.store.session_is_valid(&session.principal, session.jti, now).await? {
-            return Err(Error::Unauthorized(REFUSED));
+        let ttl = self.auth.session_cache;
+        if !self.checked.fresh(session.jti, ttl) {
+            if !self.store.session_is_valid(&session.principal, session.jti, now).await? {
+                return Err(Error::Unauthorized(REFUSED));
+            }
+            self.checked.remember(session.jti, ttl);
         }
         Ok(session)
     }
 
     /// Revokes the session's token until it would have expired anyway.
     pub async fn logout(&self, session: &Session) -> Result<()> {
+        self.checked.forget(session.jti);
         self.store.revoke_token(session.jti, session.expires_at).await?;
         tracing::info!(subject = %session.principal.id, "logged out");
         Ok(())

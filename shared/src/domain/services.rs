@@ -41,12 +41,12 @@ impl Services {
         Self {
             accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone(), hasher.clone()),
             customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
-            catalog: Catalog::new(store, clock),
+            catalog: Catalog::new(store.clone(), clock),
             sessions,
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger.clone()),
             fulfillment: Fulfillment::new(ledger.clone()),
-            sweeper: Sweeper::new(ledger.clone()),
+            sweeper: Sweeper::new(ledger.clone(), store.clone()),
             ledger,
         }
     }

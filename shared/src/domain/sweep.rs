@@ -2,6 +2,8 @@
 //! deferred orders that are due, cancels orders unpaid past their deadline, queues fulfillment
 //! again for paid orders left unshipped, and retries refunds the gateway has not confirmed.
 
+use std::sync::Arc;
+
 use time::Duration;
 
 use super::ledger::{Ledger, TransitionError};
@@ -10,6 +12,7 @@ use super::payments::{FulfillmentMessage, Payments};
 use crate::error::Result;
 use crate::model::{Order, OrderEvent, OrderStatus};
 use crate::queue::QueueName;
+use crate::store::ExpiryStore;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -18,7 +21,14 @@ pub struct SweepReport {
     pub requeued_fulfillment: u32,
     /// Refunds the gateway had not confirmed before, confirmed now.
     pub refunds_confirmed: u32,
+    /// Expired login counters, revocations, idempotency records and cooldowns collected.
+    pub expired_rows_deleted: u32,
 }
+
+/// Expired rows collected per sweep, in batches: bounded work per run, and a backlog (say,
+/// after downtime) is worked off over the next runs.
+const EXPIRED_BATCH: u32 = 1_000;
+const EXPIRED_BATCHES_PER_SWEEP: u32 = 10;
 
 /// How long a paid order may wait for its shipment before the sweep queues it again.
 const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
@@ -28,11 +38,12 @@ pub struct Sweeper {
     ledger: Ledger,
     orders: Orders,
     payments: Payments,
+    expiry: Arc<dyn ExpiryStore>,
 }
 
 impl Sweeper {
-    pub fn new(ledger: Ledger) -> Self {
-        Self { orders: Orders::new(ledger.clone()), payments: Payments::new(ledger.clone()), ledger }
+    pub fn new(ledger: Ledger, expiry: Arc<dyn ExpiryStore>) -> Self {
+        Self { orders: Orders::new(ledger.clone()), payments: Payments::new(ledger.clone()), ledger, expiry }
     }
 
     /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
@@ -72,6 +83,20 @@ impl Sweeper {
         match self.payments.retry_refunds().await {
             Ok(confirmed) => report.refunds_confirmed = confirmed,
             Err(err) => tracing::error!(error = %err, "sweep could not retry refunds"),
+        }
+        for _ in 0..EXPIRED_BATCHES_PER_SWEEP {
+            match self.expiry.delete_expired(now, EXPIRED_BATCH).await {
+                Ok(deleted) => {
+                    report.expired_rows_deleted += deleted;
+                    if deleted < EXPIRED_BATCH {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "sweep could not delete expired rows");
+                    break;
+                }
+            }
         }
         if report != SweepReport::default() {
             tracing::info!(?report, "sweep");

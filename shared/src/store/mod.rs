@@ -318,11 +318,21 @@ pub trait PaymentStore: Send + Sync + 'static {
     async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError>;
 }
 
+/// Rows that carry an expiry: login counters of past windows, revocations of expired tokens,
+/// idempotency records, cooldowns. Reads always compare the expiry with now, so an expired row
+/// is never honoured; this only collects them, off the request path (the sweep).
+#[async_trait]
+pub trait ExpiryStore: Send + Sync + 'static {
+    /// Deletes up to `limit` rows that expired before `now`; how many it deleted (a backend
+    /// whose database expires rows itself deletes none).
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError>;
+}
+
 /// Every area at once: what a backend implements, and what the wiring hands out (as the
 /// narrower traits above) to the services that need each.
-pub trait Store: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore {}
+pub trait Store: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + ExpiryStore {}
 
-impl<T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore> Store for T {}
+impl<T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + ExpiryStore> Store for T {}
 
 /// Counter deltas of a placement or transition, shared by both backends.
 pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(String, i64)> {

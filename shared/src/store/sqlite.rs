@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
@@ -14,10 +15,10 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, CatalogStore, Cooldown, HoldRelease, Login, NewOrderWrite, OrderContext, OrderFilter, OrderStore,
-    Page, PageRequest, PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite,
-    UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds,
-    token,
+    AccountStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite, OrderContext, OrderFilter,
+    OrderStore, Page, PageRequest, PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError,
+    TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis,
+    hold_release, refunds, token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
@@ -121,7 +122,17 @@ const MIGRATIONS: &[&str] = &[
                CAST(strftime('%s', 'now') AS INTEGER) + 86400 * 30
         FROM orders WHERE status IN ('processing order', 'pending') GROUP BY customer_id;
 "#,
+    // Expired rows are collected by the sweep in batches (`ExpiryStore`), not on the request
+    // path: these indexes make finding them cheap however many rows there are.
+    r#"
+    CREATE INDEX login_attempts_by_expiry ON login_attempts (expires_at);
+    CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
+    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+    CREATE INDEX cooldowns_by_expiry ON cooldowns (expires_at);
+"#,
 ];
+
+static STATEMENT_HOOK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -140,6 +151,30 @@ impl SqliteStore {
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
         Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    /// Hands every SQL statement the store runs, as written (placeholders unbound), to `hook`,
+    /// for audits of their query plans. The hook is process-wide: the first one set stays.
+    pub fn trace_statements(&self, hook: fn(&str)) {
+        fn forward(event: TraceEvent<'_>) {
+            if let (TraceEvent::Stmt(_, sql), Some(hook)) = (event, STATEMENT_HOOK.get()) {
+                hook(sql);
+            }
+        }
+        let _ = STATEMENT_HOOK.set(hook);
+        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(forward));
+    }
+
+    /// The plan SQLite chooses for `sql` (`EXPLAIN QUERY PLAN`), one step per line.
+    pub fn query_plan(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(backend)?;
+        // Unbound placeholders: the plan does not depend on the values.
+        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+        let steps =
+            explain.query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3)).map_err(backend)?;
+        steps.collect::<Result<_, _>>().map_err(backend)
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
@@ -325,8 +360,6 @@ impl AccountStore for SqliteStore {
         let key = attempt_key(key, window_end);
         let expires_at = window_end.unix_timestamp();
         self.transaction(move |tx| {
-            // Counters of past windows are garbage: collect them as we go.
-            tx.execute("DELETE FROM login_attempts WHERE expires_at < ?1", [expires_at]).map_err(backend)?;
             let taken = tx
                 .execute(
                     "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
@@ -347,6 +380,39 @@ impl AccountStore for SqliteStore {
                 .map(|key| count.query_row([key], |row| row.get(0)).optional().map(Option::unwrap_or_default))
                 .collect::<Result<_, _>>()
                 .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ExpiryStore for SqliteStore {
+    async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError> {
+        let (seconds, millis) = (now.unix_timestamp(), epoch_millis(now));
+        self.transaction(move |tx| {
+            let mut deleted = 0;
+            // Each table's expiry in its own unit: seconds, but milliseconds for idempotency.
+            for (table, expired_before) in [
+                ("login_attempts", seconds),
+                ("revoked_tokens", seconds),
+                ("cooldowns", seconds),
+                ("idempotency", millis),
+            ] {
+                let left = i64::from(limit) - i64::from(deleted);
+                if left <= 0 {
+                    break;
+                }
+                deleted += tx
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE rowid IN
+                                 (SELECT rowid FROM {table} WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)"
+                        ),
+                        params![expired_before, left],
+                    )
+                    .map_err(backend)? as u32;
+            }
+            Ok(deleted)
         })
         .await
     }
@@ -382,8 +448,6 @@ impl SessionStore for SqliteStore {
     async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
         let jti = jti.to_string();
         self.transaction(move |tx| {
-            // Revocations of tokens that have expired anyway are garbage.
-            tx.execute("DELETE FROM revoked_tokens WHERE expires_at < unixepoch()", []).map_err(backend)?;
             tx.execute(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
                  ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
