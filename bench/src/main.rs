@@ -3,7 +3,8 @@
 //! percentiles, then checks the books: initial stock = remaining stock + units in accepted
 //! orders, and never a unit oversold. Exits non-zero if the books do not balance.
 //!
-//! `scripts/bench` builds it in release mode and runs both scenarios against a fresh server.
+//! `scripts/bench` builds it in release mode and runs both scenarios against a fresh server;
+//! `--accounts N` measures sign-up and login instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,10 @@ struct Args {
     /// Concurrent requests while signing customers up and logging them in.
     #[arg(long, default_value_t = 32)]
     setup_concurrency: usize,
+    /// Instead of the order burst: sign up and log in this many customers and print the
+    /// per-operation latency over the first and the last thousand.
+    #[arg(long)]
+    accounts: Option<usize>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,27 +60,69 @@ async fn login(client: &Client, url: &str, body: Value) -> Result<String, BoxErr
     reply["access_token"].as_str().map(str::to_owned).ok_or_else(|| "no access_token".into())
 }
 
-/// Signs up and logs in `n` fresh customers, `concurrency` at a time.
-async fn customers(client: &Client, args: &Args, run: &str) -> Result<Vec<String>, BoxError> {
+/// One customer's set-up: their token, and how long the sign-up and the login took.
+struct Account {
+    token: String,
+    sign_up: Duration,
+    login: Duration,
+}
+
+/// Signs up and logs in `n` fresh customers, `concurrency` at a time, in order of `i` (so the
+/// first and last thousand are the store's first and last thousand accounts).
+async fn customers(client: &Client, args: &Args, run: &str, n: usize) -> Result<Vec<Account>, BoxError> {
     let permits = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    for i in 0..args.customers {
-        let (client, url, permits) = (client.clone(), args.url.clone(), permits.clone());
+    for i in 0..n {
+        let (client, url) = (client.clone(), args.url.clone());
+        let permit = permits.clone().acquire_owned().await?;
         let email = format!("bench-{run}-{i}@example.com");
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
+            let _permit = permit;
             let password = "bench-password-1";
             let address = json!({"line1": format!("{i} Bench Street"), "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"});
             let signup = json!({"name": format!("Bench {i}"), "email": email, "password": password, "address": address});
+            let started = Instant::now();
             json_ok(client.post(format!("{url}/customers")).json(&signup).send().await?, StatusCode::CREATED).await?;
-            login(&client, &url, json!({"email": email, "password": password})).await
+            let sign_up = started.elapsed();
+            let started = Instant::now();
+            let token = login(&client, &url, json!({"email": email, "password": password})).await?;
+            Ok::<_, BoxError>((i, Account { token, sign_up, login: started.elapsed() }))
         });
     }
-    let mut tokens = Vec::with_capacity(args.customers);
-    while let Some(token) = tasks.join_next().await {
-        tokens.push(token??);
+    let mut accounts = Vec::with_capacity(n);
+    while let Some(account) = tasks.join_next().await {
+        accounts.push(account??);
     }
-    Ok(tokens)
+    accounts.sort_by_key(|(i, _)| *i);
+    Ok(accounts.into_iter().map(|(_, account)| account).collect())
+}
+
+/// `--accounts N`: signs up and logs in N customers and prints each operation's p50/p99 over
+/// the first and the last thousand, so bookkeeping that grows with the number of accounts shows.
+async fn accounts_scenario(client: &Client, args: &Args, run: &str, n: usize) -> Result<(), BoxError> {
+    let started = Instant::now();
+    let accounts = customers(client, args, run, n).await?;
+    let elapsed = started.elapsed();
+    println!(
+        "{n} customers signed up and logged in in {:.1} s ({:.0}/s)",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    let window = n.min(1_000);
+    for (label, slice) in [("first", &accounts[..window]), ("last", &accounts[n - window..])] {
+        for (op, pick) in
+            [("sign-up", (|a: &Account| a.sign_up) as fn(&Account) -> Duration), ("login", |a: &Account| a.login)]
+        {
+            let mut latencies: Vec<Duration> = slice.iter().map(pick).collect();
+            latencies.sort();
+            println!(
+                "{label} {window} accounts: {op} p50 {}, p99 {}",
+                ms(percentile(&latencies, 50.0)),
+                ms(percentile(&latencies, 99.0))
+            );
+        }
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -95,6 +142,9 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let client = Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(args.customers).build()?;
     let run = uuid::Uuid::now_v7().simple().to_string();
+    if let Some(n) = args.accounts {
+        return accounts_scenario(&client, &args, &run, n).await;
+    }
 
     let admin = login(&client, &args.url, json!({"username": args.admin, "password": args.admin_password})).await?;
     let product =
@@ -103,7 +153,8 @@ async fn main() -> Result<(), BoxError> {
     let product_id = json_ok(created, StatusCode::CREATED).await?["id"].as_str().ok_or("no product id")?.to_owned();
 
     let setup_started = Instant::now();
-    let tokens = customers(&client, &args, &run).await?;
+    let tokens: Vec<String> =
+        customers(&client, &args, &run, args.customers).await?.into_iter().map(|a| a.token).collect();
     println!(
         "setup: {} customers signed up and logged in in {:.1} s",
         tokens.len(),
