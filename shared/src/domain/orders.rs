@@ -478,11 +478,15 @@ fn take_slot(
     let running: Vec<OffsetDateTime> =
         stored.map(|c| c.slots.iter().copied().filter(|s| *s + settings.cooldown > now).collect()).unwrap_or_default();
     let waiting: Vec<&OffsetDateTime> = running.iter().filter(|s| **s > now).collect();
-    if waiting.len() >= settings.max_deferred as usize {
-        let free_in = *waiting[0] - now;
+    if let Some(last) = running.last()
+        && waiting.len() >= settings.max_deferred.max(0) as usize
+    {
+        // A place frees up when the first waiting order is released (or, if none may wait,
+        // when the running slot ends).
+        let free_at = waiting.first().map_or(*last + settings.cooldown, |first| **first);
         return Err(Error::TooManyRequests {
             what: "too many orders are waiting for the cooldown",
-            retry_after_secs: (free_in.as_seconds_f64().ceil() as u64).max(1),
+            retry_after_secs: ((free_at - now).as_seconds_f64().ceil() as u64).max(1),
         });
     }
     let (held_units, held_cents) = stored.map_or((0, 0), |c| (c.unpaid_units.max(0), c.unpaid_cents.max(0)));
@@ -534,6 +538,20 @@ fn insufficient_stock(short: &[&Product]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_no_deferred_orders_allowed_a_running_slot_refuses_and_none_does_not() {
+        let now = OffsetDateTime::now_utc();
+        let settings = OrderSettings { max_deferred: 0, ..OrderSettings::default() };
+        let first = take_slot(None, 1, 100, now, &settings).expect("nothing running: pending");
+        assert_eq!(first.release_at, None);
+        match take_slot(Some(&first.cooldown), 1, 100, now + Duration::seconds(10), &settings) {
+            Err(Error::TooManyRequests { retry_after_secs, .. }) => assert_eq!(retry_after_secs, 290),
+            other => panic!("{:?}", other.map(|s| s.release_at)),
+        }
+        let later = take_slot(Some(&first.cooldown), 1, 100, now + settings.cooldown, &settings).expect("slot over");
+        assert_eq!(later.release_at, None);
+    }
 
     #[test]
     fn order_requests_are_checked_whole() {

@@ -35,6 +35,8 @@ impl Hasher {
     pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
     pub fn new(cost: PasswordCost, permits: usize) -> Self {
+        static BIG_BLOCKS_UNMAPPED: std::sync::Once = std::sync::Once::new();
+        BIG_BLOCKS_UNMAPPED.call_once(return_big_blocks_to_the_system);
         Self { cost, permits: Arc::new(Semaphore::new(permits)), dummy: Arc::new(OnceLock::new()) }
     }
 
@@ -97,6 +99,18 @@ impl Hasher {
         })
         .await
         .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+    }
+}
+
+/// argon2's working memory (19 MiB a hash) is allocated and freed per hash. Once glibc has seen
+/// a block that big freed, it serves the next ones from its per-thread arenas and keeps them:
+/// a burst of sign-ups left the process at over a gigabyte. A fixed mmap threshold makes every
+/// such block its own mapping, given back to the system as soon as the hash is done.
+fn return_big_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called once, before any hash.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
