@@ -210,6 +210,9 @@ def base_env(endpoint: str, sqs_endpoint: str, prefix: str) -> dict[str, str]:
     # A fresh signing secret per run: the functions refuse to start without one.
     env["JWT_SECRET"] = secrets.token_urlsafe(48)
     env.pop("JWT_PREVIOUS_SECRET", None)
+    # Each function trusts a token it found valid for this long (the bound on how late another
+    # function honours a logout): short here, and the manifest waits it out where it matters.
+    env["SESSION_CACHE_SECONDS"] = "1"
     env.setdefault("RUST_BACKTRACE", "1")
     return env
 
@@ -752,6 +755,7 @@ def run() -> int:
         for entry in entries:
             function, event = entry["function"], entry["event"]
             status: Any = "-"
+            time.sleep(entry.get("after_seconds", 0))
             try:
                 note = functions.ensure_running(function)
                 if note:
