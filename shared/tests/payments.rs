@@ -404,6 +404,28 @@ async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
     assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");
 }
 
+/// A worker that dies while its charge is out at the gateway leaves a payment that may have
+/// been captured: past the charge window it is still not given up on (paying again is refused
+/// as in progress), and the redelivered charge asks the gateway again and settles it.
+async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn Store>) {
+    let w = world_with_latency(store, 0.0, StdDuration::from_millis(400)).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    let worker = tokio::time::timeout(StdDuration::from_millis(200), w.run_payments()).await;
+    assert!(worker.is_err(), "the worker died while the gateway was answering");
+    assert!(w.payment(&paid).await.at_gateway_since.is_some(), "marked before the call");
+
+    w.clock.advance(Duration::minutes(16)); // past the charge window; the delivery is visible again
+    let bearer = w.login("ada@example.com").await;
+    let again = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "maybe charged: not given up on: {}", again.body);
+    assert_eq!(w.payment(&paid).await.status, PaymentStatus::Pending);
+    w.run_payments().await;
+    let settled = w.payment(&paid).await;
+    assert_eq!((settled.status, settled.at_gateway_since), (PaymentStatus::Succeeded, None));
+    assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
+}
+
 /// The order is cancelled while the gateway is capturing: the capture is refunded.
 async fn a_payment_that_succeeds_after_cancellation_is_refunded(store: Arc<dyn Store>) {
     let w = world_with_latency(store, 0.0, StdDuration::from_millis(400)).await;
@@ -497,6 +519,7 @@ on_every_store!(
     a_resting_gateway_costs_a_bystander_no_deliveries,
     a_dead_payment_does_not_block_paying_again,
     the_deadline_waits_for_a_payment_in_flight,
+    a_charge_lost_at_the_gateway_is_asked_again_not_given_up,
     duplicate_and_poisoned_messages_are_harmless,
     cancelling_a_paid_order_refunds_and_restocks,
     a_payment_for_a_cancelled_order_is_not_charged,

@@ -141,6 +141,7 @@ fn payment(order: &Order, status: PaymentStatus) -> Payment {
         card: CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2031 },
         gateway_reference: None,
         failure_reason: None,
+        at_gateway_since: None,
         correlation_id: order.correlation_id.clone(),
         version: 1,
         created_at: now(),

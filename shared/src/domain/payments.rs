@@ -183,6 +183,7 @@ impl Payments {
             method: "card".into(),
             card: summary,
             gateway_reference: None,
+            at_gateway_since: None,
             failure_reason: None,
             correlation_id: correlation_id.to_owned(),
             version: 1,
@@ -269,7 +270,8 @@ impl Payments {
         match payment.status {
             PaymentStatus::Failed | PaymentStatus::Refunded => Ok(true),
             PaymentStatus::Succeeded => Ok(false),
-            PaymentStatus::Pending if self.is_stale(&payment) => {
+            // Not charged in time and not out at the gateway: nothing was captured.
+            PaymentStatus::Pending if self.is_stale(&payment) && payment.at_gateway_since.is_none() => {
                 self.settle_failure(id, NOT_CHARGED_IN_TIME).await?;
                 Ok(true)
             }
@@ -337,8 +339,9 @@ impl Payments {
         if payment.status != PaymentStatus::Pending {
             return Ok(ChargeResult::NotApplicable);
         }
-        // Given up on (a redriven dead letter, or postponed past the window): never charged late.
-        if self.is_stale(&payment) {
+        // Given up on (a redriven dead letter, or postponed past the window): never charged late,
+        // unless an earlier charge may have gone through, which is asked about again below.
+        if self.is_stale(&payment) && payment.at_gateway_since.is_none() {
             self.settle_failure(payment_id, NOT_CHARGED_IN_TIME).await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::Declined);
         }
@@ -348,7 +351,16 @@ impl Payments {
             self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::Declined);
         }
+        // Marked first, so a crash after a capture never leaves a payment that looks uncharged.
+        if !self.mark_at_gateway(&payment, true).await.map_err(ChargeError::Store)? {
+            return Ok(ChargeResult::NotApplicable);
+        }
         let charged = self.ledger.gateway.charge(token, payment.amount_cents, &payment.id.to_string()).await;
+        if let Err(GatewayError::Transient(_)) = &charged {
+            // The gateway says it charged nothing: the payment may be given up on again. If this
+            // write fails, the mark stays and the next delivery asks the gateway again.
+            let _ = self.mark_at_gateway(&payment, false).await;
+        }
         match charged {
             Ok(ChargeOutcome::Captured { reference }) => {
                 self.settle_success(payment_id, &reference).await.map_err(ChargeError::Store)
@@ -370,6 +382,40 @@ impl Payments {
             }
             Err(transient) => Err(ChargeError::Gateway(transient)),
         }
+    }
+
+    /// Marks the payment as out at the gateway (or back), if it is still pending: one
+    /// conditional write with its order. False when it is not pending any more.
+    async fn mark_at_gateway(&self, read: &Payment, out: bool) -> Result<bool> {
+        for attempt in 0..5 {
+            let payment = match attempt {
+                0 => read.clone(),
+                _ => self.ledger.payments.get_payment(read.id).await?.ok_or(Error::NotFound("payment"))?,
+            };
+            if payment.status != PaymentStatus::Pending {
+                return Ok(false);
+            }
+            let order = self.ledger.orders.get_order(payment.order_id).await?.ok_or(Error::NotFound("order"))?;
+            let mut same = order.clone();
+            same.version += 1;
+            let mut marked = payment.clone();
+            marked.at_gateway_since = out.then(|| self.ledger.now());
+            marked.version += 1;
+            marked.updated_at = self.ledger.now();
+            let write = TransitionWrite {
+                previous: &order,
+                updated: &same,
+                restock: false,
+                payment: Some(PaymentChange::Update { previous: &payment, updated: &marked }),
+                idempotency: None,
+            };
+            match self.ledger.orders.transition_order(&write).await {
+                Ok(()) => return Ok(true),
+                Err(StoreError::VersionConflict) => crate::retry::backoff(attempt).await,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Unavailable)
     }
 
     /// A captured charge: payment `succeeded` and order `paid` in one write, then fulfillment
@@ -404,6 +450,7 @@ impl Payments {
             let mut settled = payment.clone();
             settled.status = if late { PaymentStatus::Refunded } else { PaymentStatus::Succeeded };
             settled.gateway_reference = Some(reference.to_owned());
+            settled.at_gateway_since = None;
             settled.version += 1;
             settled.updated_at = self.ledger.now();
             let write = TransitionWrite {
@@ -452,6 +499,7 @@ impl Payments {
             let mut failed = payment.clone();
             failed.status = PaymentStatus::Failed;
             failed.failure_reason = Some(reason.to_owned());
+            failed.at_gateway_since = None;
             failed.version += 1;
             failed.updated_at = self.ledger.now();
             let updated =

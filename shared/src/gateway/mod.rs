@@ -43,7 +43,9 @@ pub enum ChargeOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
-    /// Worth retrying: timeouts, 5xx, the processor's own transient errors.
+    /// Worth retrying, and nothing was charged: 5xx, the processor's own transient errors. (An
+    /// answer that never came, where a charge may have gone through, is not this: the payment
+    /// then stays marked as out at the gateway and the charge is asked again.)
     #[error("gateway unavailable: {0}")]
     Transient(String),
     /// Never worth retrying (an unknown or expired token).

@@ -47,6 +47,11 @@ pub struct Payment {
     pub gateway_reference: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// Set while a charge is out at the gateway, cleared when the gateway answers that it did
+    /// not charge: a payment with it set may have been captured, so it is never failed without
+    /// asking the gateway again (its charge is idempotent per payment).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub at_gateway_since: Option<OffsetDateTime>,
     pub correlation_id: String,
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]

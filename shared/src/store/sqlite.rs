@@ -948,9 +948,14 @@ fn write_cooldown(tx: &Transaction<'_>, customer: &str, cooldown: &Cooldown) -> 
 /// Gives back what a transition no longer holds (see [`HoldRelease`]).
 fn release_hold(tx: &Transaction<'_>, release: HoldRelease) -> Result<(), StoreError> {
     let customer = release.customer.to_string();
-    let Some(mut cooldown) = read_cooldown(tx, &customer)? else {
-        return Ok(());
-    };
+    // A cooldown collected meanwhile is recreated, as DynamoDB's atomic adds do: let it go again.
+    let mut cooldown = read_cooldown(tx, &customer)?.unwrap_or_else(|| Cooldown {
+        version: 0,
+        slots: Vec::new(),
+        unpaid_units: 0,
+        unpaid_cents: 0,
+        expires_at: OffsetDateTime::now_utc() + time::Duration::days(30),
+    });
     cooldown.version += 1;
     cooldown.unpaid_units -= release.units;
     cooldown.unpaid_cents -= release.cents;
