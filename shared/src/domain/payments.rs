@@ -402,20 +402,29 @@ impl Payments {
             marked.at_gateway_since = out.then(|| self.ledger.now());
             marked.version += 1;
             marked.updated_at = self.ledger.now();
-            let write = TransitionWrite {
-                previous: &order,
-                updated: &same,
-                restock: false,
-                payment: Some(PaymentChange::Update { previous: &payment, updated: &marked }),
-                idempotency: None,
-            };
-            match self.ledger.orders.transition_order(&write).await {
-                Ok(()) => return Ok(true),
-                Err(StoreError::VersionConflict) => crate::retry::backoff(attempt).await,
-                Err(other) => return Err(other.into()),
+            if self.write_with_order((&order, &same), (&payment, &marked)).await? {
+                return Ok(true);
             }
+            crate::retry::backoff(attempt).await;
         }
         Err(Error::Unavailable)
+    }
+
+    /// One conditional write of a payment's change with its order's; false when either moved
+    /// since it was read (read them again).
+    async fn write_with_order(&self, order: (&Order, &Order), payment: (&Payment, &Payment)) -> Result<bool> {
+        let write = TransitionWrite {
+            previous: order.0,
+            updated: order.1,
+            restock: false,
+            payment: Some(PaymentChange::Update { previous: payment.0, updated: payment.1 }),
+            idempotency: None,
+        };
+        match self.ledger.orders.transition_order(&write).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::VersionConflict) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// A captured charge: payment `succeeded` and order `paid` in one write, then fulfillment
@@ -453,20 +462,9 @@ impl Payments {
             settled.at_gateway_since = None;
             settled.version += 1;
             settled.updated_at = self.ledger.now();
-            let write = TransitionWrite {
-                previous: &order,
-                updated: &updated,
-                restock: false,
-                payment: Some(PaymentChange::Update { previous: &payment, updated: &settled }),
-                idempotency: None,
-            };
-            match self.ledger.orders.transition_order(&write).await {
-                Ok(()) => {}
-                Err(StoreError::VersionConflict) => {
-                    crate::retry::backoff(attempt).await;
-                    continue;
-                }
-                Err(other) => return Err(other.into()),
+            if !self.write_with_order((&order, &updated), (&payment, &settled)).await? {
+                crate::retry::backoff(attempt).await;
+                continue;
             }
             if late {
                 tracing::warn!(payment_id = %payment.id, order_id = %order.id, "payment captured for an order that no longer needs it; refunding");
@@ -515,21 +513,11 @@ impl Payments {
                         same
                     }
                 };
-            let write = TransitionWrite {
-                previous: &order,
-                updated: &updated,
-                restock: false,
-                payment: Some(PaymentChange::Update { previous: &payment, updated: &failed }),
-                idempotency: None,
-            };
-            match self.ledger.orders.transition_order(&write).await {
-                Ok(()) => {
-                    tracing::info!(payment_id = %payment.id, order_id = %order.id, reason, "payment failed");
-                    return Ok(());
-                }
-                Err(StoreError::VersionConflict) => crate::retry::backoff(attempt).await,
-                Err(other) => return Err(other.into()),
+            if self.write_with_order((&order, &updated), (&payment, &failed)).await? {
+                tracing::info!(payment_id = %payment.id, order_id = %order.id, reason, "payment failed");
+                return Ok(());
             }
+            crate::retry::backoff(attempt).await;
         }
         Err(Error::Unavailable)
     }
