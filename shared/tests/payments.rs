@@ -408,12 +408,19 @@ async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
 /// been captured: past the charge window it is still not given up on (paying again is refused
 /// as in progress), and the redelivered charge asks the gateway again and settles it.
 async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn Store>) {
-    let w = world_with_latency(store, 0.0, StdDuration::from_millis(400)).await;
+    let w = world_with_gateway(store, Arc::new(FaultyGateway::new(false, true))).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
     let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
-    let worker = tokio::time::timeout(StdDuration::from_millis(200), w.run_payments()).await;
-    assert!(worker.is_err(), "the worker died while the gateway was answering");
-    assert!(w.payment(&paid).await.at_gateway_since.is_some(), "marked before the call");
+    let marked = async {
+        while w.payment(&paid).await.at_gateway_since.is_none() {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    };
+    // The worker dies (is dropped) once its charge is out at the gateway, which never answers.
+    tokio::select! {
+        _ = w.run_payments() => panic!("the gateway never answers this charge"),
+        () = marked => {}
+    }
 
     w.clock.advance(Duration::minutes(16)); // past the charge window; the delivery is visible again
     let bearer = w.login("ada@example.com").await;
@@ -469,18 +476,33 @@ async fn admin_status_changes_keep_their_side_effects(store: Arc<dyn Store>) {
     assert_problem(&admin_pays, StatusCode::FORBIDDEN);
 }
 
-/// The simulated gateway, except that refunds fail while `refunds_down` is set.
-struct RefundOutage {
+/// The simulated gateway, except that refunds fail while `refunds_down` is set, and the next
+/// charge never answers while `next_charge_hangs` is set (a worker dying mid-charge).
+struct FaultyGateway {
     inner: SimulatedGateway,
     refunds_down: std::sync::atomic::AtomicBool,
+    next_charge_hangs: std::sync::atomic::AtomicBool,
+}
+
+impl FaultyGateway {
+    fn new(refunds_down: bool, next_charge_hangs: bool) -> Self {
+        Self {
+            inner: SimulatedGateway::default(),
+            refunds_down: refunds_down.into(),
+            next_charge_hangs: next_charge_hangs.into(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl PaymentGateway for RefundOutage {
+impl PaymentGateway for FaultyGateway {
     async fn tokenize(&self, card: &CardDetails) -> Result<CardToken, GatewayError> {
         self.inner.tokenize(card).await
     }
     async fn charge(&self, token: &CardToken, amount: i64, key: &str) -> Result<ChargeOutcome, GatewayError> {
+        if self.next_charge_hangs.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.charge(token, amount, key).await
     }
     async fn refund(&self, reference: &str, amount: i64) -> Result<(), GatewayError> {
@@ -494,7 +516,7 @@ impl PaymentGateway for RefundOutage {
 /// A refund the gateway does not confirm stays recorded (written with the cancellation) and
 /// the sweep retries it until it is confirmed.
 async fn unconfirmed_refunds_are_retried_by_the_sweep(store: Arc<dyn Store>) {
-    let gateway = Arc::new(RefundOutage { inner: SimulatedGateway::default(), refunds_down: true.into() });
+    let gateway = Arc::new(FaultyGateway::new(true, false));
     let w = world_with_gateway(store, gateway.clone()).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
     w.pay(&bearer, &order, simulated::SUCCEEDS).await;
