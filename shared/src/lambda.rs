@@ -7,11 +7,12 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use serde_json::Value;
 
+use crate::alerts::{AlertPublisher, LoggedAlerts, sns::SnsAlerts};
 #[cfg(feature = "passwords")]
 use crate::domain::{Accounts, Customers, Hasher};
-use crate::domain::{AuthConfig, Catalog, Ledger, Orders, Sessions, Sweeper};
+use crate::domain::{Alerts, AuthConfig, Catalog, Inventory, Ledger, Orders, Sessions, Sweeper};
 use crate::error::Error;
-use crate::queue::{QueueUrls, SqsQueue};
+use crate::queue::{Queue, QueueUrls, SqsQueue};
 use crate::store::DynamoStore;
 use crate::workers::OrderWorker;
 
@@ -56,16 +57,35 @@ impl ColdStart {
         Catalog::new(self.store.clone(), self.clock.clone())
     }
 
+    pub fn inventory(&self) -> Inventory {
+        Inventory::new(self.store.clone(), self.store.clone(), self.clock.clone())
+    }
+
+    /// Low-stock alerts, published to the SNS topic `LOW_STOCK_TOPIC_ARN` names (without one,
+    /// only logged: the back office still lists them).
+    pub fn alerts(&self) -> Alerts {
+        let publisher: Arc<dyn AlertPublisher> = match std::env::var("LOW_STOCK_TOPIC_ARN") {
+            Ok(arn) if !arn.is_empty() => Arc::new(SnsAlerts::new(aws_sdk_sns::Client::new(&self.config), arn)),
+            _ => Arc::new(LoggedAlerts),
+        };
+        Alerts::new(self.store.clone(), publisher, self.clock.clone())
+    }
+
+    /// The SQS queues (and their dead-letter queues) the environment names.
+    pub fn queue(&self) -> Result<Arc<dyn Queue>, String> {
+        Ok(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), QueueUrls::from_env()?)))
+    }
+
     /// The order side: stores, the SQS queues, the gateway and the order rules.
     pub fn ledger(&self) -> Result<Ledger, String> {
-        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), QueueUrls::from_env()?);
+        let queue = self.queue()?;
         // The simulated gateway stands in for a real card processor (see crate::gateway).
         let gateway = crate::config::simulated_gateway_from_env()?;
         Ok(Ledger::new(
             self.store.clone(),
             self.store.clone(),
             self.clock.clone(),
-            Arc::new(queue),
+            queue,
             Arc::new(gateway),
             crate::config::order_settings_from_env()?,
         ))
@@ -116,7 +136,8 @@ pub async fn serve_order_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
     let cold = ColdStart::load().await;
     let ledger = cold.ledger().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let worker = Arc::new((OrderWorker::new(Orders::new(ledger.clone())), Sweeper::new(ledger, cold.store.clone())));
+    let sweeper = Sweeper::new(ledger.clone(), cold.store.clone(), cold.alerts());
+    let worker = Arc::new((OrderWorker::new(Orders::new(ledger)), sweeper));
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
         let worker = Arc::clone(&worker);
         async move {
@@ -137,13 +158,7 @@ async fn order_worker_event(releases: &OrderWorker, sweeper: &Sweeper, event: Va
     }
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         let report = sweeper.sweep().await?;
-        return Ok(serde_json::json!({
-            "released": report.released,
-            "expired": report.expired,
-            "requeued_fulfillment": report.requeued_fulfillment,
-            "refunds_confirmed": report.refunds_confirmed,
-            "expired_rows_deleted": report.expired_rows_deleted,
-        }));
+        return serde_json::to_value(report).map_err(|e| Error::Internal(format!("sweep report: {e}")));
     }
     Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
 }

@@ -7,10 +7,12 @@
 //! - [`http`]: axum routers per function, extractors, and the one error → problem+json mapping.
 //! - [`queue`]: the [`queue::Queue`] trait with its SQS and embedded SQLite backends, and the
 //!   consumer side shared by Lambda and the local server; [`workers`]: the queue consumers.
-//! - [`gateway`]: the payment gateway (simulated) and its circuit breaker.
+//! - [`gateway`]: the payment gateway (simulated) and its circuit breaker; [`alerts`]: where
+//!   low-stock alerts are published (SNS, or the log locally).
 //! - [`config`], [`clock`], [`telemetry`], [`lambda`]: wiring shared by the Lambda mains and
 //!   `orderly-local`. See docs/architecture.md for the map.
 
+pub mod alerts;
 mod aws;
 pub mod clock;
 pub mod config;

@@ -16,7 +16,7 @@ use orderly::gateway::{
 };
 use orderly::model::{OrderStatus, PaymentStatus};
 use orderly::queue::{Delivery, Queue, QueueName, SqliteQueue, process_batch};
-use orderly::store::{PageRequest, Store};
+use orderly::store::{PageRequest, PaymentFilter, Store};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -228,7 +228,12 @@ async fn a_gateway_down_for_good_fails_payments_after_the_charge_window(store: A
     for (i, (_, order)) in orders.iter().enumerate() {
         let stored = w.order(order).await;
         assert_eq!((stored.status, stored.payment_id), (OrderStatus::Pending, None), "never paid, payable again");
-        let payments = w.store.list_payments(Some(stored.id), &PageRequest::first(10)).await.expect("payments").items;
+        let payments = w
+            .store
+            .list_payments(&PaymentFilter { order: Some(stored.id), status: None }, &PageRequest::first(10))
+            .await
+            .expect("payments")
+            .items;
         assert_eq!(payments.len(), 1);
         assert_eq!(payments[0].status, PaymentStatus::Failed);
         assert!(payments[0].failure_reason.as_deref().is_some_and(|r| r.contains("in time")), "{payments:?}");

@@ -162,7 +162,7 @@ async fn product_updates_check_the_version_and_keep_names_and_counts(store: Arc<
         p.category = Category::parse("category", "lighting").expect("valid");
         p.version = 2;
     });
-    store.update_product(&mug, &moved).await.expect("update");
+    store.update_product(&mug, &moved, None).await.expect("update");
     assert_eq!(store.get_product(mug.id).await.expect("get"), Some(moved.clone()));
     let counts: Vec<(String, u64)> = store
         .list_categories()
@@ -174,7 +174,7 @@ async fn product_updates_check_the_version_and_keep_names_and_counts(store: Arc<
     assert_eq!(counts, vec![("lighting".to_owned(), 2)], "empty categories disappear");
 
     let stale = next_version(&mug, |p| p.stock = 99);
-    assert!(matches!(store.update_product(&mug, &stale).await, Err(StoreError::VersionConflict)));
+    assert!(matches!(store.update_product(&mug, &stale, None).await, Err(StoreError::VersionConflict)));
     assert_eq!(store.get_product(mug.id).await.expect("get"), Some(moved.clone()));
 
     // The old name is free; taking another product's name is refused and changes nothing.
@@ -183,7 +183,7 @@ async fn product_updates_check_the_version_and_keep_names_and_counts(store: Arc<
         p.name = ProductName::parse("name", "big mug").expect("valid");
         p.version = 2;
     });
-    let result = store.update_product(&lamp, &clash).await;
+    let result = store.update_product(&lamp, &clash, None).await;
     assert!(matches!(result, Err(StoreError::Duplicate(UniqueKey::ProductName))), "{result:?}");
     assert_eq!(store.get_product(lamp.id).await.expect("get"), Some(lamp));
 
@@ -192,7 +192,7 @@ async fn product_updates_check_the_version_and_keep_names_and_counts(store: Arc<
         p.stock = 30;
         p.version = 3;
     });
-    store.update_product(&moved, &restocked).await.expect("restock");
+    store.update_product(&moved, &restocked, None).await.expect("restock");
     assert_eq!(store.get_product(mug.id).await.expect("get").map(|p| p.stock), Some(30));
 }
 

@@ -14,8 +14,8 @@ use orderly::model::{
     CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus, Product,
 };
 use orderly::store::{
-    Cooldown, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, Store, StoreError, TransitionWrite,
-    UniqueKey,
+    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, PaymentFilter,
+    Store, StoreError, TransitionWrite, UniqueKey,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
@@ -52,6 +52,7 @@ fn order(customer: Uuid, lines: &[(&Product, i64)]) -> Order {
         cancel_reason: None,
         payment_id: None,
         shipment: None,
+        admin_note: None,
         correlation_id: "req-1".into(),
         history: Vec::new(),
         version: 1,
@@ -62,7 +63,19 @@ fn order(customer: Uuid, lines: &[(&Product, i64)]) -> Order {
 
 /// The write placing `order` for a customer with no cooldown item, without a key.
 fn placement(order: &Order) -> NewOrderWrite<'_> {
-    NewOrderWrite { order, expected_cooldown: None, cooldown: cooldown_after(None, order), idempotency: None }
+    NewOrderWrite {
+        order,
+        low_stock: no_crossing(order),
+        expected_cooldown: None,
+        cooldown: cooldown_after(None, order),
+        idempotency: None,
+    }
+}
+
+/// The checks of an order that crosses no low-stock line (the products' threshold is 0).
+fn no_crossing(order: &Order) -> &'static [LowStockCheck] {
+    let checks: Vec<LowStockCheck> = order.lines.iter().map(|_| LowStockCheck { threshold: 0, alert: None }).collect();
+    Box::leak(checks.into_boxed_slice())
 }
 
 /// The cooldown a placement of `order` writes over `read`: one more slot, its units and value.
@@ -92,6 +105,7 @@ async fn place_keyed(
     let read = store.order_context(order.customer_id, &[]).await.expect("context").cooldown;
     let write = NewOrderWrite {
         order,
+        low_stock: no_crossing(order),
         expected_cooldown: read.as_ref().map(|c| c.version),
         cooldown: cooldown_after(read.as_ref(), order),
         idempotency,
@@ -168,7 +182,7 @@ async fn insert_products(store: &dyn Store, products: &[&Product]) {
 
 /// The counters as (placed, non-zero counts by status, delivered, delivered seconds).
 async fn counters(store: &dyn Store) -> (i64, Vec<(OrderStatus, i64)>, i64, i64) {
-    let OrderCounters { placed, by_status, delivered_seconds, delivered } =
+    let OrderCounters { placed, by_status, delivered_seconds, delivered, .. } =
         store.order_counters().await.expect("counters");
     (placed, by_status.into_iter().filter(|(_, n)| *n != 0).collect(), delivered, delivered_seconds)
 }
@@ -191,7 +205,11 @@ async fn footprint(store: &dyn Store, order: &Order) -> Footprint {
         context: store.order_context(order.customer_id, &products).await.expect("context"),
         order: store.get_order(order.id).await.expect("order"),
         idempotency: store.get_idempotency(order.customer_id, KEY).await.expect("idempotency"),
-        payments: store.list_payments(Some(order.id), &PageRequest::first(100)).await.expect("payments").items,
+        payments: store
+            .list_payments(&PaymentFilter { order: Some(order.id), status: None }, &PageRequest::first(100))
+            .await
+            .expect("payments")
+            .items,
         pending_refunds: store.pending_refunds(100).await.expect("refunds"),
         counters: store.order_counters().await.expect("counters"),
     }
@@ -243,7 +261,7 @@ async fn a_catalog_edit_keeps_the_reservations_made_since_its_read(store: Arc<dy
         p.stock += 5;
         p.version += 1;
     });
-    store.update_product(&read, &edited).await.expect("the edit does not contend with the order");
+    store.update_product(&read, &edited, None).await.expect("the edit does not contend with the order");
     let stored = store.get_product(mug.id).await.expect("get").expect("product");
     assert_eq!((stored.stock, stored.version, stored.description.as_str()), (11, 2, "Holds more tea"));
 
@@ -251,7 +269,7 @@ async fn a_catalog_edit_keeps_the_reservations_made_since_its_read(store: Arc<dy
         p.stock -= 12;
         p.version += 1;
     });
-    assert!(matches!(store.update_product(&stored, &too_few).await, Err(StoreError::VersionConflict)));
+    assert!(matches!(store.update_product(&stored, &too_few, None).await, Err(StoreError::VersionConflict)));
     assert_eq!(store.get_product(mug.id).await.expect("get").expect("product"), stored, "never below zero");
 }
 
@@ -273,7 +291,7 @@ async fn a_moved_price_or_a_deleted_product_is_a_version_conflict(store: Arc<dyn
         p.price_cents = 999;
         p.version = 2;
     });
-    store.update_product(&mug, &repriced).await.expect("reprice");
+    store.update_product(&mug, &repriced, None).await.expect("reprice");
     let stale = order(Uuid::now_v7(), &[(&lamp, 1), (&mug, 1)]);
     refused(&*store, &stale, StoreError::VersionConflict, place(&*store, &stale)).await;
 
@@ -580,7 +598,7 @@ async fn payments_list_newest_first_by_order_and_overall(store: Arc<dyn Store>) 
         let store = Arc::clone(&store);
         all_pages(2, move |p| {
             let store = Arc::clone(&store);
-            async move { store.list_payments(order, &p).await }
+            async move { store.list_payments(&PaymentFilter { order, status: None }, &p).await }
         })
     };
     assert_eq!(list(None).await, made);
@@ -607,7 +625,7 @@ async fn orders_list_by_customer_and_status_and_come_due_oldest_first(store: Arc
     let list = |customer: Option<Uuid>, status: Option<OrderStatus>| {
         let store = Arc::clone(&store);
         async move {
-            let filter = OrderFilter { customer, status };
+            let filter = OrderFilter { customer, status, ..OrderFilter::default() };
             let listed = all_pages(2, |p| {
                 let store = Arc::clone(&store);
                 async move { store.list_orders(&filter, &p).await }
@@ -647,7 +665,7 @@ async fn a_placement_reports_a_used_key_then_a_stale_read_then_short_stock(store
         p.price_cents = 999;
         p.version = 2;
     });
-    store.update_product(&mug, &repriced).await.expect("reprice");
+    store.update_product(&mug, &repriced, None).await.expect("reprice");
 
     // Everything fails at once: the key is used, the cooldown and the mug's price moved, the mug
     // (at its old price) and the lamp are short.

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use super::auth::{LoginLimits, Password, too_many};
+use super::directory::CustomerDirectory;
 use super::passwords::Hasher;
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Address, Customer, Email, PersonName, optional_text};
-use crate::store::{AccountStore, Page, PageRequest, StoreError};
+use crate::store::{AccountStore, StoreError};
 
 /// POST /customers body.
 #[derive(Debug, Deserialize)]
@@ -90,12 +91,9 @@ impl Customers {
         Ok(customer)
     }
 
-    pub async fn customer(&self, id: Uuid) -> Result<Customer> {
-        self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))
-    }
-
-    pub async fn customers(&self, page: &PageRequest) -> Result<Page<Customer>> {
-        Ok(self.store.list_customers(page).await?)
+    /// Reading customers, as the back office does too.
+    pub fn directory(&self) -> CustomerDirectory {
+        CustomerDirectory::new(self.store.clone())
     }
 
     pub async fn update_customer(&self, id: Uuid, patch: CustomerPatch) -> Result<Customer> {
@@ -108,7 +106,7 @@ impl Customers {
             (n, e, p, a) => return Err(field_errors([n.err(), e.err(), p.err(), a.err()])),
         };
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
-            let current = self.customer(id).await?;
+            let current = self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))?;
             let mut updated = current.clone();
             if let Some(n) = &name {
                 updated.name = n.clone();

@@ -190,7 +190,13 @@ impl Ledger {
         updated.status = next;
         updated.version += 1;
         updated.updated_at = now;
-        updated.history.push(HistoryEntry { at: now, event: Some(event), status: next, actor: actor.to_owned() });
+        updated.history.push(HistoryEntry {
+            at: now,
+            event: Some(event),
+            status: next,
+            actor: actor.to_owned(),
+            change: None,
+        });
         match event {
             OrderEvent::Released => {
                 updated.release_at = None;

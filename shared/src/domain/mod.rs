@@ -5,13 +5,17 @@
 //!   [`Customers`]: sign-up and customer records; [`Catalog`]: products and categories.
 //! - [`Orders`], [`Payments`], [`Fulfillment`] and the [`Sweeper`] share a [`Ledger`]: the order
 //!   and payment stores, the queue and the gateway, and the one way an order changes status.
+//! - [`Inventory`] and [`Alerts`]: the back office's stock view, adjustments and low-stock alerts.
 
 #[cfg(feature = "passwords")]
 mod accounts;
 mod auth;
+mod back_office;
 #[cfg(feature = "passwords")]
 mod customers;
+mod directory;
 mod fulfillment;
+mod inventory;
 mod ledger;
 mod messages;
 mod orders;
@@ -26,17 +30,23 @@ mod sweep;
 #[cfg(feature = "passwords")]
 pub use accounts::{Accounts, LoginRequest};
 pub use auth::{AccessToken, AuthConfig, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions};
+pub use back_office::{AdminMetrics, BackOffice, DeadLetters};
 #[cfg(feature = "passwords")]
 pub use customers::{CustomerPatch, Customers, NewCustomer};
+pub use directory::{CustomerDirectory, CustomerQuery};
 pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracking, TrackingEvent};
+pub use inventory::{Adjusted, AlertQuery, Alerts, Inventory, InventoryItem, InventoryQuery, NewAdjustment};
 pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 pub use messages::OrderMessage;
 pub use orders::{
-    CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderMetrics, OrderQuery, Orders, Release, StatusChange,
+    CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderAmendment, OrderMetrics, OrderQuery, Orders, Release,
+    StatusChange,
 };
 #[cfg(feature = "passwords")]
 pub use passwords::{Hasher, random_secret};
-pub use payments::{CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage, Payments};
+pub use payments::{
+    CardInput, ChargeError, ChargeResult, FulfillmentMessage, NewPayment, PaymentMessage, PaymentQuery, Payments,
+};
 pub use products::{Catalog, NewProduct, ProductPatch, ProductQuery};
 #[cfg(feature = "passwords")]
 pub use services::Services;

@@ -10,14 +10,15 @@ use uuid::Uuid;
 
 use super::auth::Session;
 use super::fulfillment::Fulfillment;
+use super::inventory::{low_stock_check, report_alert};
 use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
-    Address, Customer, HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderLine, OrderStatus, Product, Recipient,
-    Role, optional_text,
+    Address, AlertCause, Customer, HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Order, OrderEvent, OrderLine,
+    OrderStatus, Product, Recipient, Role, optional_text,
 };
 use crate::retry::backoff;
-use crate::store::{Cooldown, NewOrderWrite, OrderFilter, Page, StoreError};
+use crate::store::{Cooldown, LowStockCheck, NewOrderWrite, OrderFilter, Page, StoreError, TransitionWrite};
 
 /// POST /orders body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +43,11 @@ pub struct OrderQuery {
     pub status: Option<String>,
     /// Admins only: one customer's orders.
     pub customer_id: Option<Uuid>,
+    /// Placed at or after / at or before (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_to: Option<OffsetDateTime>,
     pub limit: Option<u32>,
     pub next_token: Option<String>,
 }
@@ -53,6 +59,18 @@ pub struct StatusChange {
     pub status: String,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// PUT /admin/orders/{id} body: any of a status change (along the transition table), a
+/// corrected shipping address, an internal note.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAmendment {
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub shipping_address: Option<Address>,
+    /// The internal note; `""` clears it.
+    pub note: Option<String>,
 }
 
 /// POST /orders/{id}/cancel body (optional).
@@ -69,6 +87,8 @@ pub struct OrderMetrics {
     pub by_status: BTreeMap<&'static str, i64>,
     /// Placement to delivery, over delivered orders; `null` before the first delivery.
     pub average_processing_seconds: Option<f64>,
+    /// What paid orders brought in, less refunds.
+    pub revenue_cents: i64,
 }
 
 /// At most this many lines: with the order, cooldown, idempotency and metrics writes a
@@ -141,9 +161,9 @@ impl Orders {
         Self { fulfillment: Fulfillment::new(ledger.clone()), ledger }
     }
 
-    /// An order the session may see (404 for anyone else's).
+    /// An order the session may see (404 for anyone else's), as that session may see it.
     pub async fn order_for(&self, session: &Session, id: Uuid) -> Result<Order> {
-        self.ledger.order_for(session, id).await
+        Ok(as_seen_by(session, self.ledger.order_for(session, id).await?))
     }
 
     /// Places an order for the signed-in customer: one atomic write reserves every line's
@@ -225,8 +245,9 @@ impl Orders {
                 cancel_reason: None,
                 payment_id: None,
                 shipment: None,
+                admin_note: None,
                 correlation_id: correlation_id.to_owned(),
-                history: vec![HistoryEntry { at: now, event: None, status, actor: actor(session) }],
+                history: vec![HistoryEntry { at: now, event: None, status, actor: actor(session), change: None }],
                 version: 1,
                 created_at: now,
                 updated_at: now,
@@ -241,15 +262,24 @@ impl Orders {
                 response: body.clone(),
                 expires_at: now + settings.idempotency_ttl,
             });
+            let low_stock: Vec<LowStockCheck> = order
+                .lines
+                .iter()
+                .zip(&products)
+                .map(|(line, product)| {
+                    low_stock_check(product, -line.quantity, product.low_stock_threshold, AlertCause::Order, now)
+                })
+                .collect();
             let write = NewOrderWrite {
                 order: &order,
+                low_stock: &low_stock,
                 expected_cooldown: context.cooldown.as_ref().map(|c| c.version),
                 cooldown: slot.cooldown,
                 idempotency: idempotency.as_ref(),
             };
             match self.ledger.orders.insert_order(&write).await {
                 Ok(()) => {
-                    self.after_placement(&order, &products).await;
+                    self.after_placement(&order, &low_stock).await;
                     return Ok(Placed { status_code, body, id: order.id });
                 }
                 Err(StoreError::InsufficientStock(ids)) => {
@@ -271,7 +301,7 @@ impl Orders {
     }
 
     /// Queues the release of a deferred order, and reports what the placement did.
-    async fn after_placement(&self, order: &Order, products: &[Product]) {
+    async fn after_placement(&self, order: &Order, low_stock: &[LowStockCheck]) {
         tracing::info!(order_id = %order.id, customer_id = %order.customer_id, status = %order.status, total_cents = order.total_cents, "order placed");
         crate::telemetry::metric("OrdersPlaced", 1);
         if order.status == OrderStatus::ProcessingOrder {
@@ -280,12 +310,8 @@ impl Orders {
                 self.schedule_release(order, release_at).await;
             }
         }
-        for (line, product) in order.lines.iter().zip(products) {
-            let left = product.stock - line.quantity;
-            if left < product.low_stock_threshold {
-                tracing::warn!(product_id = %product.id, stock = left, threshold = product.low_stock_threshold, "low stock");
-                crate::telemetry::metric("LowStock", 1);
-            }
+        for alert in low_stock.iter().filter_map(|check| check.alert.as_ref()) {
+            report_alert(alert);
         }
     }
 
@@ -325,7 +351,15 @@ impl Orders {
                 _ => Some(session.principal.id),
             }
         };
-        Ok(self.ledger.orders.list_orders(&OrderFilter { customer, status }, &page).await?)
+        if let (Some(from), Some(to)) = (query.created_from, query.created_to)
+            && from > to
+        {
+            return Err(Error::invalid("created_from", "must not be after created_to"));
+        }
+        let filter = OrderFilter { customer, status, created_from: query.created_from, created_to: query.created_to };
+        let mut page = self.ledger.orders.list_orders(&filter, &page).await?;
+        page.items = page.items.into_iter().map(|o| as_seen_by(session, o)).collect();
+        Ok(page)
     }
 
     /// POST /orders/{id}/cancel: the owner or an admin; stock comes back in the same write.
@@ -334,7 +368,7 @@ impl Orders {
             format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" })
         });
         let order = self.ledger.order_for(session, id).await?;
-        Ok(self.ledger.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await?)
+        Ok(as_seen_by(session, self.ledger.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await?))
     }
 
     /// PUT /orders/{id}/status (admin): moves an order along the transition table only.
@@ -367,6 +401,100 @@ impl Orders {
                 .await?
                 .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into())),
             _ => Ok(self.ledger.apply(order, event, &actor(session), reason).await?),
+        }
+    }
+
+    /// PUT /admin/orders/{id}: corrects the shipping address (before shipping) and the internal
+    /// note in one conditional write with a history entry, then moves the status if asked.
+    /// `if_match`: the version the admin saw; a stale one answers 412.
+    pub async fn amend(
+        &self,
+        session: &Session,
+        id: Uuid,
+        if_match: Option<u64>,
+        amendment: OrderAmendment,
+    ) -> Result<Order> {
+        session.require_admin()?;
+        let address = amendment
+            .shipping_address
+            .map(|a| Address::parse("shipping_address", a))
+            .transpose()
+            .map_err(|e| Error::Validation(vec![e]));
+        let note = optional_text("note", amendment.note.as_deref(), 2_000).map_err(|e| Error::Validation(vec![e]));
+        let target = amendment
+            .status
+            .as_deref()
+            .map(|s| OrderStatus::parse("status", s))
+            .transpose()
+            .map_err(|e| Error::Validation(vec![e]));
+        let (address, note, _) = match (address, note, target) {
+            (Ok(a), Ok(n), Ok(t)) => (a, n, t),
+            (a, n, t) => {
+                let errors = [a.err(), n.err(), t.err()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|e| match e {
+                        Error::Validation(errors) => errors,
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                return Err(Error::Validation(errors));
+            }
+        };
+        let mut order = self.ledger.order_for(session, id).await?;
+        if let Some(expected) = if_match
+            && expected != order.version
+        {
+            return Err(Error::PreconditionFailed { current_version: order.version });
+        }
+        let note_changed = amendment.note.is_some() && note != order.admin_note;
+        if address.is_some() || note_changed {
+            if address.is_some() && !order.status.holds_stock() && order.status != OrderStatus::Paid {
+                return Err(Error::Conflict(format!("the address of a {} order cannot change", order.status)));
+            }
+            let now = self.ledger.now();
+            let mut updated = order.clone();
+            let mut changes = Vec::new();
+            if let Some(address) = address {
+                updated.shipping_address = Some(address);
+                changes.push("shipping address corrected");
+            }
+            if note_changed {
+                updated.admin_note = note;
+                changes.push(INTERNAL_NOTE_CHANGE);
+            }
+            updated.version += 1;
+            updated.updated_at = now;
+            for change in changes {
+                updated.history.push(HistoryEntry {
+                    at: now,
+                    event: None,
+                    status: order.status,
+                    actor: actor(session),
+                    change: Some(change.to_owned()),
+                });
+            }
+            let write = TransitionWrite {
+                previous: &order,
+                updated: &updated,
+                restock: false,
+                payment: None,
+                idempotency: None,
+            };
+            match self.ledger.orders.transition_order(&write).await {
+                Ok(()) => order = updated,
+                Err(StoreError::VersionConflict) => {
+                    let current = self.ledger.order_for(session, id).await?;
+                    return Err(Error::PreconditionFailed { current_version: current.version });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        match amendment.status {
+            Some(status) if status != order.status.as_str() => {
+                self.change_status(session, id, StatusChange { status, reason: amendment.reason }).await
+            }
+            _ => Ok(order),
         }
     }
 
@@ -415,6 +543,7 @@ impl Orders {
                 .collect(),
             average_processing_seconds: (counters.delivered > 0)
                 .then(|| counters.delivered_seconds as f64 / counters.delivered as f64),
+            revenue_cents: counters.revenue_cents,
         })
     }
 }
@@ -429,6 +558,11 @@ pub enum Release {
     },
     /// Gone, cancelled, or already released: nothing to do.
     NotApplicable,
+}
+
+/// Admins see the whole order; its customer, not the internal note.
+fn as_seen_by(session: &Session, order: Order) -> Order {
+    if session.is_admin() { order } else { order.for_customer() }
 }
 
 /// An optional free-text reason: trimmed, at most 500 characters, no control characters.

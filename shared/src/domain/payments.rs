@@ -16,7 +16,17 @@ use crate::model::{
     CardSummary, IdempotencyRecord, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, optional_text,
 };
 use crate::queue::QueueName;
-use crate::store::{Page, PageRequest, PaymentChange, StoreError, TransitionWrite};
+use crate::store::{Page, PageRequest, PaymentChange, PaymentFilter, StoreError, TransitionWrite};
+
+/// GET /payments query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentQuery {
+    pub order_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
 
 /// POST /payments body.
 #[derive(Debug, Deserialize)]
@@ -304,22 +314,31 @@ impl Payments {
         Ok(payment)
     }
 
-    /// GET /payments (admin): all payments or one order's, newest first.
-    pub async fn payments(
-        &self,
-        session: &Session,
-        order_id: Option<Uuid>,
-        page: &PageRequest,
-    ) -> Result<Page<Payment>> {
+    /// GET /payments and GET /admin/payments (admin): by order and status, newest first.
+    pub async fn payments(&self, session: &Session, query: PaymentQuery) -> Result<Page<Payment>> {
         session.require_admin()?;
-        Ok(self.ledger.payments.list_payments(order_id, page).await?)
+        let page = super::page_request(query.limit, query.next_token)?;
+        let status = query
+            .status
+            .as_deref()
+            .map(|s| match s {
+                "pending" => Ok(PaymentStatus::Pending),
+                "succeeded" => Ok(PaymentStatus::Succeeded),
+                "failed" => Ok(PaymentStatus::Failed),
+                "refunded" => Ok(PaymentStatus::Refunded),
+                _ => Err(Error::invalid("status", "must be one of pending, succeeded, failed, refunded")),
+            })
+            .transpose()?;
+        let filter = PaymentFilter { order: query.order_id, status };
+        Ok(self.ledger.payments.list_payments(&filter, &page).await?)
     }
 
     pub async fn payments_of(&self, order_id: Uuid) -> Result<Vec<Payment>> {
         let mut page = PageRequest::first(100);
         let mut payments = Vec::new();
         loop {
-            let result = self.ledger.payments.list_payments(Some(order_id), &page).await?;
+            let filter = PaymentFilter { order: Some(order_id), status: None };
+            let result = self.ledger.payments.list_payments(&filter, &page).await?;
             payments.extend(result.items);
             match result.next_token {
                 Some(token) => page.token = Some(token),

@@ -5,11 +5,12 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
+use super::inventory::{low_stock_check, report_alert};
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{
-    Category, CategorySummary, Product, ProductName, int_in_range, optional_multiline_text, optional_text,
+    AlertCause, Category, CategorySummary, Product, ProductName, int_in_range, optional_multiline_text, optional_text,
 };
 use crate::store::{CatalogStore, Page, ProductFilter, StoreError};
 
@@ -186,6 +187,7 @@ impl ProductQuery {
             min_price,
             max_price,
             in_stock: self.in_stock,
+            low_stock: None,
         })
     }
 }
@@ -264,12 +266,26 @@ impl Catalog {
                 return Ok(current);
             }
             updated.version = current.version + 1;
-            updated.updated_at = self.clock.now();
-            match self.store.update_product(&current, &updated).await {
+            let now = self.clock.now();
+            updated.updated_at = now;
+            let check = low_stock_check(
+                &current,
+                updated.stock - current.stock,
+                updated.low_stock_threshold,
+                AlertCause::Edit,
+                now,
+            );
+            match self.store.update_product(&current, &updated, check.alert.as_ref()).await {
                 // Read back: the stock moved by the edit's delta and by any order meanwhile.
-                Ok(()) => return self.product(id).await,
-                Err(StoreError::VersionConflict) if expected.is_none() => backoff(attempt).await,
-                Err(StoreError::VersionConflict) => return Err(self.stale_or_gone(id).await),
+                Ok(()) => {
+                    if let Some(alert) = &check.alert {
+                        report_alert(alert);
+                    }
+                    return self.product(id).await;
+                }
+                // Changed meanwhile: the next round's read tells an edit (412 when the client
+                // named a version) from orders that only moved the stock (go again).
+                Err(StoreError::VersionConflict) => backoff(attempt).await,
                 Err(other) => return Err(other.into()),
             }
         }

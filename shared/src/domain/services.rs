@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::{
-    Accounts, AuthConfig, Catalog, Customers, Fulfillment, Hasher, Ledger, OrderSettings, Orders, Payments, Sessions,
-    Sweeper,
+    Accounts, Alerts, AuthConfig, BackOffice, Catalog, Customers, Fulfillment, Hasher, Inventory, Ledger,
+    OrderSettings, Orders, Payments, Sessions, Sweeper,
 };
+use crate::alerts::LoggedAlerts;
 use crate::clock::Clock;
 use crate::gateway::PaymentGateway;
 use crate::queue::Queue;
@@ -23,6 +24,10 @@ pub struct Services {
     pub payments: Payments,
     pub fulfillment: Fulfillment,
     pub sweeper: Sweeper,
+    pub inventory: Inventory,
+    pub alerts: Alerts,
+    /// The queue, for the back office's dead-letter counts.
+    pub queue: Arc<dyn Queue>,
 }
 
 impl Services {
@@ -37,17 +42,36 @@ impl Services {
         let auth = Arc::new(auth);
         let sessions = Sessions::new(store.clone(), clock.clone(), auth.clone());
         let hasher = Hasher::per_core(auth.cost);
-        let ledger = Ledger::new(store.clone(), store.clone(), clock.clone(), queue, gateway, settings);
+        let ledger = Ledger::new(store.clone(), store.clone(), clock.clone(), queue.clone(), gateway, settings);
+        // Locally the back office lists alerts; there is no topic to publish them to.
+        let alerts = Alerts::new(store.clone(), Arc::new(LoggedAlerts), clock.clone());
         Self {
             accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone(), hasher.clone()),
             customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
-            catalog: Catalog::new(store.clone(), clock),
+            catalog: Catalog::new(store.clone(), clock.clone()),
+            inventory: Inventory::new(store.clone(), store.clone(), clock),
             sessions,
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger.clone()),
             fulfillment: Fulfillment::new(ledger.clone()),
-            sweeper: Sweeper::new(ledger.clone(), store.clone()),
+            sweeper: Sweeper::new(ledger.clone(), store.clone(), alerts.clone()),
+            alerts,
+            queue,
             ledger,
+        }
+    }
+
+    /// The back office over the same services.
+    pub fn back_office(&self) -> BackOffice {
+        BackOffice {
+            orders: self.orders.clone(),
+            payments: self.payments.clone(),
+            fulfillment: self.fulfillment.clone(),
+            catalog: self.catalog.clone(),
+            inventory: self.inventory.clone(),
+            alerts: self.alerts.clone(),
+            customers: self.customers.directory(),
+            queue: self.queue.clone(),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The scheduled sweep: what a lost or dead-lettered message would leave behind. It releases
 //! deferred orders that are due, cancels orders unpaid past their deadline, queues fulfillment
-//! again for paid orders left unshipped, and retries refunds the gateway has not confirmed.
+//! again for paid orders left unshipped, retries refunds the gateway has not confirmed, and
+//! publishes low-stock alerts from their outbox.
 
 use std::sync::Arc;
 
 use time::Duration;
 
+use super::inventory::Alerts;
 use super::ledger::{Ledger, TransitionError};
 use super::orders::{Orders, Release, SYSTEM};
 use super::payments::{FulfillmentMessage, Payments};
@@ -14,7 +16,7 @@ use crate::model::{Order, OrderEvent, OrderStatus};
 use crate::queue::QueueName;
 use crate::store::ExpiryStore;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     pub released: u32,
     pub expired: u32,
@@ -23,6 +25,8 @@ pub struct SweepReport {
     pub refunds_confirmed: u32,
     /// Expired login counters, revocations, idempotency records and cooldowns collected.
     pub expired_rows_deleted: u32,
+    /// Low-stock alerts taken from the outbox and published.
+    pub alerts_published: u32,
 }
 
 /// Expired rows collected per sweep, in batches: bounded work per run, and a backlog (say,
@@ -39,11 +43,12 @@ pub struct Sweeper {
     orders: Orders,
     payments: Payments,
     expiry: Arc<dyn ExpiryStore>,
+    alerts: Alerts,
 }
 
 impl Sweeper {
-    pub fn new(ledger: Ledger, expiry: Arc<dyn ExpiryStore>) -> Self {
-        Self { orders: Orders::new(ledger.clone()), payments: Payments::new(ledger.clone()), ledger, expiry }
+    pub fn new(ledger: Ledger, expiry: Arc<dyn ExpiryStore>, alerts: Alerts) -> Self {
+        Self { orders: Orders::new(ledger.clone()), payments: Payments::new(ledger.clone()), ledger, expiry, alerts }
     }
 
     /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
@@ -79,6 +84,10 @@ impl Sweeper {
             if self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
                 report.requeued_fulfillment += 1;
             }
+        }
+        match self.alerts.publish_pending().await {
+            Ok(published) => report.alerts_published = published,
+            Err(err) => tracing::error!(error = %err, "sweep could not publish alerts"),
         }
         match self.payments.retry_refunds().await {
             Ok(confirmed) => report.refunds_confirmed = confirmed,

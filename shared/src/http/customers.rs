@@ -6,25 +6,17 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
-use serde::Deserialize;
 
 use super::ApiError;
 use super::extract::{Id, Json, Query, SourceAddress};
 use super::session::{AdminSession, Session};
-use crate::domain::{CustomerPatch, Customers, NewCustomer, page_request};
+use crate::domain::{CustomerPatch, CustomerQuery, Customers, NewCustomer};
 
 pub fn routes(customers: Customers) -> Router {
     Router::new()
         .route("/customers", get(list).post(sign_up))
         .route("/customers/{id}", get(show).patch(update))
         .with_state(customers)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<u32>,
-    next_token: Option<String>,
 }
 
 async fn sign_up(
@@ -39,16 +31,14 @@ async fn sign_up(
 
 async fn list(
     State(customers): State<Customers>,
-    _admin: AdminSession,
-    Query(query): Query<ListQuery>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<CustomerQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let page = page_request(query.limit, query.next_token)?;
-    Ok(JsonResponse(customers.customers(&page).await?))
+    Ok(JsonResponse(customers.directory().customers(&session, query).await?))
 }
 
 async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
-    session.require_self_or_admin(id, "customer")?;
-    Ok(JsonResponse(customers.customer(id).await?))
+    Ok(JsonResponse(customers.directory().customer(&session, id).await?))
 }
 
 async fn update(

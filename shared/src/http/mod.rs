@@ -2,6 +2,7 @@
 //! requests into domain input, and the single error → problem+json mapping ([`problem`]).
 //! [`app`] adds what every function shares: fallbacks, the body limit, request ids, logs.
 
+pub mod admin;
 #[cfg(feature = "passwords")]
 pub mod auth;
 #[cfg(feature = "passwords")]
@@ -66,7 +67,8 @@ pub fn local_app(services: &crate::domain::Services) -> Router {
         .merge(customers::routes(services.customers.clone()))
         .merge(products::routes(services.catalog.clone()))
         .merge(orders::routes(services.orders.clone(), services.payments.clone(), services.fulfillment.clone()))
-        .merge(payments::routes(services.payments.clone()));
+        .merge(payments::routes(services.payments.clone()))
+        .merge(admin::routes(services.back_office()));
     app(routes, services.sessions.clone())
 }
 

@@ -86,10 +86,25 @@ struct OrderWithPayments {
     payments: Vec<Payment>,
 }
 
-async fn show(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
-    let order = api.orders.order_for(&session, id).await?;
-    let payments = api.payments.payments_of(order.id).await?;
-    Ok(JsonResponse(OrderWithPayments { order, payments }))
+async fn show(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
+    order_with_payments(&api.orders, &api.payments, &session, id).await
+}
+
+/// An order as the session may see it, with its payments, and its version as the ETag.
+pub(super) async fn order_with_payments(
+    orders: &Orders,
+    payments: &Payments,
+    session: &crate::domain::Session,
+    id: Uuid,
+) -> Result<Response, ApiError> {
+    let order = orders.order_for(session, id).await?;
+    let payments = payments.payments_of(order.id).await?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", order.version));
+    let mut response = JsonResponse(OrderWithPayments { order, payments }).into_response();
+    if let Ok(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 async fn tracking(

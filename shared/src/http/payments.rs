@@ -6,13 +6,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
-use serde::Deserialize;
 
 use super::extract::{Id, Json, Query};
 use super::orders::idempotency_key;
 use super::session::{AdminSession, Session};
 use super::{ApiError, RequestId};
-use crate::domain::{NewPayment, Payments, page_request};
+use crate::domain::{NewPayment, PaymentQuery, Payments};
 use crate::model::Payment;
 
 pub fn routes(payments: Payments) -> Router {
@@ -45,20 +44,11 @@ async fn show(
     Ok(JsonResponse(payments.payment_for(&session, id).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    order_id: Option<uuid::Uuid>,
-    limit: Option<u32>,
-    next_token: Option<String>,
-}
-
-/// GET /payments (admin): every payment, or one order's, newest first.
+/// GET /payments (admin): every payment, or one order's, or those in one status; newest first.
 async fn list(
     State(payments): State<Payments>,
     AdminSession(session): AdminSession,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<PaymentQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let page = page_request(query.limit, query.next_token)?;
-    Ok(JsonResponse(payments.payments(&session, query.order_id, &page).await?))
+    Ok(JsonResponse(payments.payments(&session, query).await?))
 }

@@ -22,7 +22,7 @@ pub fn routes(catalog: Catalog) -> Router {
 }
 
 /// A product with its version as a strong ETag, for `If-Match` on the next write.
-fn with_etag(status: StatusCode, product: Product) -> Response {
+pub(super) fn with_etag(status: StatusCode, product: Product) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", product.version));
     let mut response = (status, JsonResponse(product)).into_response();
     if let Ok(etag) = etag {
@@ -36,13 +36,17 @@ async fn create(
     _admin: AdminSession,
     Json(input): Json<NewProduct>,
 ) -> Result<Response, ApiError> {
-    let product = catalog.create_product(input).await?;
+    Ok(created(catalog.create_product(input).await?))
+}
+
+/// 201 with the new product, its ETag and its `Location`.
+pub(super) fn created(product: Product) -> Response {
     let location = format!("/products/{}", product.id);
     let mut response = with_etag(StatusCode::CREATED, product);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 async fn list(

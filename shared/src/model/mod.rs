@@ -4,6 +4,7 @@
 
 mod account;
 mod fields;
+mod inventory;
 mod order;
 mod payment;
 mod product;
@@ -12,8 +13,10 @@ pub use account::{Address, Admin, Customer, Principal, Role};
 pub use fields::{
     Category, Email, PersonName, ProductName, Username, int_in_range, optional_multiline_text, optional_text,
 };
+pub use inventory::{AlertCause, StockAdjustment, StockAlert, crosses_threshold};
 pub use order::{
-    HistoryEntry, IdempotencyRecord, Order, OrderCounters, OrderEvent, OrderLine, OrderStatus, Recipient, Shipment,
+    HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Order, OrderCounters, OrderEvent, OrderLine, OrderStatus,
+    Recipient, Shipment,
 };
 pub use payment::{CardSummary, Payment, PaymentStatus};
 pub use product::{CategorySummary, Product};

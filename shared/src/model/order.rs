@@ -128,6 +128,9 @@ pub struct OrderLine {
 }
 
 /// One entry of an order's audit trail.
+/// [`HistoryEntry::change`] of an internal-note edit: hidden from the customer.
+pub const INTERNAL_NOTE_CHANGE: &str = "internal note changed";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     #[serde(with = "time::serde::rfc3339")]
@@ -138,6 +141,9 @@ pub struct HistoryEntry {
     pub status: OrderStatus,
     /// `customer:<id>`, `admin:<id>` or `system`.
     pub actor: String,
+    /// What changed besides the status (a corrected address, the internal note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +172,9 @@ pub struct Order {
     pub payment_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipment: Option<Shipment>,
+    /// The back office's internal note; never shown to the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_note: Option<String>,
     /// The request id of the POST that placed it: follows the order into every worker's logs.
     pub correlation_id: String,
     pub history: Vec<HistoryEntry>,
@@ -177,6 +186,13 @@ pub struct Order {
 }
 
 impl Order {
+    /// The order as its customer sees it: without the back office's internal note.
+    pub fn for_customer(mut self) -> Self {
+        self.admin_note = None;
+        self.history.retain(|entry| entry.change.as_deref() != Some(INTERNAL_NOTE_CHANGE));
+        self
+    }
+
     /// The time its status's index sorts it by: when it is due to move on by itself.
     pub fn due_at(&self) -> OffsetDateTime {
         match self.status {
@@ -230,6 +246,8 @@ pub struct OrderCounters {
     /// Sum over delivered orders of (delivered − placed), in seconds.
     pub delivered_seconds: i64,
     pub delivered: i64,
+    /// Paid order totals, less those refunded.
+    pub revenue_cents: i64,
 }
 
 #[cfg(test)]

@@ -170,6 +170,9 @@ pub trait Queue: Send + Sync + 'static {
     /// Messages that exceeded the max receive count (the dead-letter queue), oldest first, without
     /// removing them. Dead letters are peeked, not leased: their `receipt` is empty.
     async fn dead_letters(&self, queue: QueueName, max: u32) -> Result<Vec<Delivery>, QueueError>;
+
+    /// How many messages the queue's dead-letter queue holds (SQS: approximately).
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError>;
 }
 
 /// `d` within `0..=max`.

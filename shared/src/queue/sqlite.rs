@@ -270,6 +270,16 @@ impl Queue for SqliteQueue {
         })
         .await
     }
+
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.transaction(move |tx, _| {
+            tx.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead = 1", [queue.as_str()], |row| {
+                row.get(0)
+            })
+            .map_err(sqlite_error)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,22 @@ impl Queue for SqsQueue {
     /// Peeks at the DLQ: a receive with a visibility timeout of 0, so the messages stay where
     /// they are (their receive count in the DLQ goes up, which nothing reads). Like every SQS
     /// receive it is a sample: at most 10 messages, possibly fewer than the queue holds.
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(self.urls.dlq_url(queue))
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetQueueAttributes (dead letters)", e))?;
+        Ok(output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
     async fn dead_letters(&self, queue: QueueName, max: u32) -> Result<Vec<Delivery>, QueueError> {
         let output = self
             .client

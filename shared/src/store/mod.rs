@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
-    Principal, Product, Role,
+    PaymentStatus, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 
 pub use dynamodb::DynamoStore;
@@ -94,6 +94,8 @@ pub struct ProductFilter {
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
     pub in_stock: Option<bool>,
+    /// Below its low-stock threshold (or not).
+    pub low_stock: Option<bool>,
 }
 
 impl ProductFilter {
@@ -102,6 +104,7 @@ impl ProductFilter {
         self.min_price.is_none_or(|min| product.price_cents >= min)
             && self.max_price.is_none_or(|max| product.price_cents <= max)
             && self.in_stock.is_none_or(|want| (product.stock > 0) == want)
+            && self.low_stock.is_none_or(|want| (product.stock < product.low_stock_threshold) == want)
     }
 }
 
@@ -132,12 +135,46 @@ pub struct OrderContext {
     pub products: Vec<Option<Product>>,
 }
 
+/// What a write that moves a product's stock expects of its low-stock state, so that the one
+/// write that takes the stock from at or above the threshold to below it records the alert,
+/// and no other ([`crosses_threshold`]). The write requires the threshold still at `threshold`
+/// and then, with an alert, the stock still at exactly `alert.stock - delta` (the alert names
+/// the true stock), without one, a stock this write does not take across the line. A stock
+/// that moved into or out of the crossing since it was read is a stale read (`VersionConflict`,
+/// unless the stock is short for the write, which reports as such).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowStockCheck {
+    pub threshold: i64,
+    pub alert: Option<StockAlert>,
+}
+
+impl LowStockCheck {
+    /// Whether a stored `stock` and `threshold` are what this check expects of a write of `delta`.
+    pub(crate) fn holds(&self, stock: i64, threshold: i64, delta: i64) -> bool {
+        threshold == self.threshold
+            && match &self.alert {
+                Some(alert) => stock == alert.stock - delta,
+                None => !crosses_threshold(stock, delta, threshold, threshold),
+            }
+    }
+}
+
+/// A stock adjustment and its low-stock check, written in one atomic step with the stock move.
+#[derive(Debug, Clone, Copy)]
+pub struct AdjustmentWrite<'a> {
+    pub adjustment: &'a StockAdjustment,
+    pub low_stock: &'a LowStockCheck,
+}
+
 /// A new order and everything written with it, in one atomic step.
 #[derive(Debug, Clone)]
 pub struct NewOrderWrite<'a> {
     /// Its lines' quantities are reserved, each only if the stock suffices and the price is
     /// still the line's `unit_price_cents`.
     pub order: &'a Order,
+    /// One per line, in line order: the alert of a line that takes its product below the
+    /// threshold is saved with the order.
+    pub low_stock: &'a [LowStockCheck],
     /// The write happens only if the stored cooldown is still at this version (`None`: there is
     /// none); it then becomes `cooldown`.
     pub expected_cooldown: Option<u64>,
@@ -177,6 +214,24 @@ pub enum PaymentChange<'a> {
 pub struct OrderFilter {
     pub customer: Option<Uuid>,
     pub status: Option<OrderStatus>,
+    /// Placed at or after / at or before.
+    pub created_from: Option<OffsetDateTime>,
+    pub created_to: Option<OffsetDateTime>,
+}
+
+impl OrderFilter {
+    /// The part of the filter neither backend answers from an index.
+    pub(crate) fn matches_creation(&self, order: &Order) -> bool {
+        self.created_from.is_none_or(|from| order.created_at >= from)
+            && self.created_to.is_none_or(|to| order.created_at <= to)
+    }
+}
+
+/// Payment list filters; newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    pub order: Option<Uuid>,
+    pub status: Option<PaymentStatus>,
 }
 
 /// What a login name (a customer's email or an admin's username, lower case) leads to.
@@ -246,8 +301,24 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// Writes `updated`'s catalog fields over `previous` if the stored version is still
     /// `previous.version`; the stock moves by `updated.stock - previous.stock` (never below zero,
-    /// else `VersionConflict`), so reservations made since the read still count.
-    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError>;
+    /// else `VersionConflict`), so reservations made since the read still count. `alert`: the
+    /// edit takes the stock below the (new) threshold, as read; saved with it, and the write
+    /// then requires the stock unmoved since the read. Without one, an edit that would cross
+    /// reports `VersionConflict` (see [`LowStockCheck`]).
+    async fn update_product(
+        &self,
+        previous: &Product,
+        updated: &Product,
+        alert: Option<&StockAlert>,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the product's stock by the adjustment's delta and saves the adjustment (and the
+    /// check's alert) in one step. `VersionConflict`: the product is gone, or the check does not
+    /// hold; `InsufficientStock`: the delta would take the stock below zero.
+    async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError>;
+
+    /// A product's adjustments, newest first.
+    async fn list_adjustments(&self, product: Uuid, page: &PageRequest) -> Result<Page<StockAdjustment>, StoreError>;
 
     /// Deletes the product if the stored version is still `previous.version`.
     async fn delete_product(&self, previous: &Product) -> Result<(), StoreError>;
@@ -314,8 +385,28 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError>;
 
-    /// One order's payments, or (no order) all payments; newest first.
-    async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError>;
+    /// Payments matching the filter; newest first.
+    async fn list_payments(&self, filter: &PaymentFilter, page: &PageRequest) -> Result<Page<Payment>, StoreError>;
+}
+
+/// Low-stock alerts: saved by the writes that cross a threshold (see [`LowStockCheck`]), then
+/// published from an outbox and acknowledged by the back office.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    /// Newest first; `acknowledged` filters on whether an admin has acknowledged them.
+    async fn list_alerts(&self, acknowledged: Option<bool>, page: &PageRequest)
+    -> Result<Page<StockAlert>, StoreError>;
+
+    async fn get_alert(&self, id: Uuid) -> Result<Option<StockAlert>, StoreError>;
+
+    /// Records the first acknowledgement (a later one changes nothing); `None` for no such alert.
+    async fn acknowledge_alert(&self, id: Uuid, by: &str, at: OffsetDateTime)
+    -> Result<Option<StockAlert>, StoreError>;
+
+    /// Alerts not yet published, oldest first (the outbox).
+    async fn unpublished_alerts(&self, limit: u32) -> Result<Vec<StockAlert>, StoreError>;
+
+    async fn mark_alert_published(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
 }
 
 /// Rows that carry an expiry: login counters of past windows, revocations of expired tokens,
@@ -330,9 +421,12 @@ pub trait ExpiryStore: Send + Sync + 'static {
 
 /// Every area at once: what a backend implements, and what the wiring hands out (as the
 /// narrower traits above) to the services that need each.
-pub trait Store: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + ExpiryStore {}
+pub trait Store:
+    AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + AlertStore + ExpiryStore
+{
+}
 
-impl<T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + ExpiryStore> Store for T {}
+impl<T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + AlertStore + ExpiryStore> Store for T {}
 
 /// Counter deltas of a placement or transition, shared by both backends.
 pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(String, i64)> {
@@ -345,6 +439,14 @@ pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(
         Some(previous) if previous.status != updated.status => {
             deltas.push((status_counter(previous.status), -1));
             deltas.push((status_counter(updated.status), 1));
+            if updated.status == OrderStatus::Paid {
+                deltas.push(("revenue_cents".to_owned(), updated.total_cents));
+            }
+            if updated.status == OrderStatus::Cancelled
+                && matches!(previous.status, OrderStatus::Paid | OrderStatus::Shipped | OrderStatus::Delivered)
+            {
+                deltas.push(("revenue_cents".to_owned(), -updated.total_cents));
+            }
             if updated.status == OrderStatus::Delivered {
                 deltas.push(("delivered".to_owned(), 1));
                 deltas
@@ -368,6 +470,7 @@ pub(crate) fn counters_from(values: impl IntoIterator<Item = (String, i64)>) -> 
             "placed" => counters.placed += value,
             "delivered" => counters.delivered += value,
             "delivered_seconds" => counters.delivered_seconds += value,
+            "revenue_cents" => counters.revenue_cents += value,
             other => {
                 if let Some(status) = OrderStatus::ALL.into_iter().find(|s| status_counter(*s) == other) {
                     *counters.by_status.entry(status).or_insert(0) += value;

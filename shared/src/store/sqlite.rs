@@ -15,14 +15,14 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite, OrderContext, OrderFilter,
-    OrderStore, Page, PageRequest, PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError,
-    TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis,
-    hold_release, refunds, token,
+    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite,
+    OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter, PaymentStore,
+    ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from,
+    epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
-    Principal, Product, Role,
+    Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
@@ -129,6 +129,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
     CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
     CREATE INDEX cooldowns_by_expiry ON cooldowns (expires_at);
+"#,
+    // The back office: stock adjustments (an audit trail) and low-stock alerts (an outbox).
+    r#"
+    CREATE TABLE stock_adjustments (
+        id         TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL,
+        doc        TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX stock_adjustments_by_product ON stock_adjustments (product_id, id);
+    CREATE TABLE stock_alerts (
+        id           TEXT PRIMARY KEY,
+        acknowledged INTEGER NOT NULL,
+        published    INTEGER NOT NULL,
+        doc          TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX stock_alerts_unpublished ON stock_alerts (published, id);
 "#,
 ];
 
@@ -501,6 +517,7 @@ impl CatalogStore for SqliteStore {
                        AND (?4 IS NULL OR price_cents >= ?4)
                        AND (?5 IS NULL OR price_cents <= ?5)
                        AND (?6 IS NULL OR (stock > 0) = ?6)
+                       AND (?8 IS NULL OR (stock < json_extract(doc, '$.low_stock_threshold')) = ?8)
                      ORDER BY name_key LIMIT ?7",
                 )
                 .map_err(backend)?;
@@ -513,7 +530,8 @@ impl CatalogStore for SqliteStore {
                         filter.min_price,
                         filter.max_price,
                         filter.in_stock,
-                        limit + 1
+                        limit + 1,
+                        filter.low_stock
                     ],
                     |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
                 )
@@ -528,10 +546,25 @@ impl CatalogStore for SqliteStore {
         .await
     }
 
-    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
+    async fn update_product(
+        &self,
+        previous: &Product,
+        updated: &Product,
+        alert: Option<&StockAlert>,
+    ) -> Result<(), StoreError> {
         let row = ProductRow::of(updated)?;
         let (expected, delta) = (previous.version, updated.stock - previous.stock);
+        let (threshold_before, threshold_after) = (previous.low_stock_threshold, updated.low_stock_threshold);
+        let alert = alert.cloned();
         self.transaction(move |tx| {
+            let Some(current) = read_stock(tx, &row.id)? else { return Err(StoreError::VersionConflict) };
+            let as_expected = match &alert {
+                Some(alert) => current.stock == alert.stock - delta,
+                None => !crosses_threshold(current.stock, delta, threshold_before, threshold_after),
+            };
+            if !as_expected || current.version != expected {
+                return Err(StoreError::VersionConflict);
+            }
             // Stock moves by the edit's delta, so reservations made since the read still count.
             let changed = tx
                 .execute(
@@ -541,7 +574,54 @@ impl CatalogStore for SqliteStore {
                     params![row.id, row.name_key, row.category, row.price_cents, delta, row.version, row.doc, expected],
                 )
                 .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
-            if changed == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+            if changed != 1 {
+                return Err(StoreError::VersionConflict);
+            }
+            if let Some(alert) = &alert {
+                insert_alert(tx, alert)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
+        let adjustment = write.adjustment.clone();
+        let check = write.low_stock.clone();
+        let doc = to_doc(&adjustment)?;
+        self.transaction(move |tx| {
+            let product = adjustment.product_id.to_string();
+            let Some(current) = read_stock(tx, &product)? else { return Err(StoreError::VersionConflict) };
+            if current.stock + adjustment.delta < 0 {
+                return Err(StoreError::InsufficientStock(vec![adjustment.product_id]));
+            }
+            if !check.holds(current.stock, current.threshold, adjustment.delta) {
+                return Err(StoreError::VersionConflict);
+            }
+            move_stock(tx, &product, adjustment.delta)?;
+            tx.execute(
+                "INSERT INTO stock_adjustments (id, product_id, doc) VALUES (?1, ?2, ?3)",
+                params![adjustment.id.to_string(), product, doc],
+            )
+            .map_err(backend)?;
+            if let Some(alert) = &check.alert {
+                insert_alert(tx, alert)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_adjustments(&self, product: Uuid, page: &PageRequest) -> Result<Page<StockAdjustment>, StoreError> {
+        let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
+        let (product, limit) = (product.to_string(), page.limit);
+        self.transaction(move |tx| {
+            list_docs(
+                tx,
+                "SELECT id, doc FROM stock_adjustments WHERE product_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                params![product, after, limit + 1],
+                limit,
+            )
         })
         .await
     }
@@ -605,6 +685,7 @@ impl OrderStore for SqliteStore {
         let order = write.order.clone();
         let (expected_cooldown, cooldown) = (write.expected_cooldown, write.cooldown.clone());
         let idempotency = write.idempotency.cloned();
+        let low_stock = write.low_stock.to_vec();
         let doc = to_doc(&order)?;
         self.transaction(move |tx| {
             // In the order of precedence (see the trait): a used key, a stale read, short stock.
@@ -615,31 +696,26 @@ impl OrderStore for SqliteStore {
             if read_cooldown(tx, &customer)?.map(|c| c.version) != expected_cooldown {
                 return Err(StoreError::VersionConflict);
             }
+            if low_stock.len() != order.lines.len() {
+                return Err(StoreError::Backend("one low-stock check per order line is required".into()));
+            }
             let mut short = Vec::new();
-            for line in &order.lines {
-                let reserved = tx
-                    .execute(
-                        "UPDATE products SET stock = stock - ?2, doc = json_set(doc, '$.stock', stock - ?2)
-                         WHERE id = ?1 AND stock >= ?2 AND price_cents = ?3",
-                        params![line.product_id.to_string(), line.quantity, line.unit_price_cents],
-                    )
-                    .map_err(backend)?;
-                if reserved == 1 {
-                    continue;
-                }
-                let current: Option<(i64, i64)> = tx
-                    .query_row(
-                        "SELECT stock, price_cents FROM products WHERE id = ?1",
-                        [line.product_id.to_string()],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                match current {
-                    Some((stock, price)) if price == line.unit_price_cents && stock < line.quantity => {
+            for (line, check) in order.lines.iter().zip(&low_stock) {
+                let product = line.product_id.to_string();
+                match read_stock(tx, &product)? {
+                    Some(current) if current.price_cents == line.unit_price_cents && current.stock < line.quantity => {
                         short.push(line.product_id)
                     }
-                    // Deleted, or repriced (short or not) since it was read.
+                    Some(current)
+                        if current.price_cents == line.unit_price_cents
+                            && check.holds(current.stock, current.threshold, -line.quantity) =>
+                    {
+                        move_stock(tx, &product, -line.quantity)?;
+                        if let Some(alert) = &check.alert {
+                            insert_alert(tx, alert)?;
+                        }
+                    }
+                    // Deleted, repriced, or moved across its low-stock line since it was read.
                     _ => return Err(StoreError::VersionConflict),
                 }
             }
@@ -717,17 +793,24 @@ impl OrderStore for SqliteStore {
                 None => (i64::MAX, "~".to_owned()),
                 _ => return Err(StoreError::InvalidPageToken),
             };
+            // Placement times are RFC 3339 in the document: compared as instants.
             let sql = if by_due {
                 "SELECT due_at, id, doc FROM orders WHERE status = ?2 AND (due_at, id) < (?3, ?4)
+                   AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
+                   AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
                  ORDER BY due_at DESC, id DESC LIMIT ?5"
             } else {
                 "SELECT due_at, id, doc FROM orders
                  WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR status = ?2) AND id < ?4
+                   AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
+                   AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
                  ORDER BY id DESC LIMIT ?5"
             };
+            let seconds = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
+            let (from, to) = (seconds(filter.created_from), seconds(filter.created_to));
             let mut stmt = tx.prepare(sql).map_err(backend)?;
             let rows = stmt
-                .query_map(params![customer, status, due_after, id_after, limit + 1], |row| {
+                .query_map(params![customer, status, due_after, id_after, limit + 1, from, to], |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
                 })
                 .map_err(backend)?
@@ -880,25 +963,109 @@ impl PaymentStore for SqliteStore {
         .await
     }
 
-    async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
+    async fn list_payments(&self, filter: &PaymentFilter, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
         let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
-        let (order, limit) = (order.map(|o| o.to_string()), page.limit);
+        let (order, limit) = (filter.order.map(|o| o.to_string()), page.limit);
+        let status = filter.status.map(|s| s.as_str());
         self.transaction(move |tx| {
-            let mut stmt = tx
-                .prepare("SELECT id, doc FROM payments WHERE (?1 IS NULL OR order_id = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![order, after, limit + 1], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
-                .map_err(backend)?
-                .map(|row| {
-                    let (id, doc) = row.map_err(backend)?;
-                    Ok((id, from_doc::<Payment>(&doc)?))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            into_page(rows, limit)
+            list_docs(
+                tx,
+                "SELECT id, doc FROM payments
+                 WHERE (?1 IS NULL OR order_id = ?1) AND (?2 IS NULL OR json_extract(doc, '$.status') = ?2) AND id < ?3
+                 ORDER BY id DESC LIMIT ?4",
+                params![order, status, after, limit + 1],
+                limit,
+            )
         })
         .await
     }
+}
+
+#[async_trait]
+impl AlertStore for SqliteStore {
+    async fn list_alerts(
+        &self,
+        acknowledged: Option<bool>,
+        page: &PageRequest,
+    ) -> Result<Page<StockAlert>, StoreError> {
+        let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
+        let limit = page.limit;
+        self.transaction(move |tx| {
+            list_docs(
+                tx,
+                "SELECT id, doc FROM stock_alerts WHERE (?1 IS NULL OR acknowledged = ?1) AND id < ?2
+                 ORDER BY id DESC LIMIT ?3",
+                params![acknowledged, after, limit + 1],
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn get_alert(&self, id: Uuid) -> Result<Option<StockAlert>, StoreError> {
+        self.transaction(move |tx| read_alert(tx, &id.to_string())).await
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        id: Uuid,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<StockAlert>, StoreError> {
+        let by = by.to_owned();
+        self.transaction(move |tx| {
+            let id = id.to_string();
+            let Some(mut alert) = read_alert(tx, &id)? else { return Ok(None) };
+            if alert.acknowledged_at.is_none() {
+                alert.acknowledged_at = Some(at);
+                alert.acknowledged_by = Some(by);
+                tx.execute(
+                    "UPDATE stock_alerts SET acknowledged = 1, doc = ?2 WHERE id = ?1",
+                    params![id, to_doc(&alert)?],
+                )
+                .map_err(backend)?;
+            }
+            Ok(Some(alert))
+        })
+        .await
+    }
+
+    async fn unpublished_alerts(&self, limit: u32) -> Result<Vec<StockAlert>, StoreError> {
+        self.transaction(move |tx| {
+            let page: Page<StockAlert> = list_docs(
+                tx,
+                "SELECT id, doc FROM stock_alerts WHERE published = 0 ORDER BY id LIMIT ?1",
+                params![limit],
+                limit,
+            )?;
+            Ok(page.items)
+        })
+        .await
+    }
+
+    async fn mark_alert_published(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.transaction(move |tx| {
+            let id = id.to_string();
+            if let Some(mut alert) = read_alert(tx, &id)?.filter(|a| a.published_at.is_none()) {
+                alert.published_at = Some(at);
+                tx.execute(
+                    "UPDATE stock_alerts SET published = 1, doc = ?2 WHERE id = ?1",
+                    params![id, to_doc(&alert)?],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn read_alert(tx: &Transaction<'_>, id: &str) -> Result<Option<StockAlert>, StoreError> {
+    let doc: Option<String> = tx
+        .query_row("SELECT doc FROM stock_alerts WHERE id = ?1", [id], |row| row.get(0))
+        .optional()
+        .map_err(backend)?;
+    doc.as_deref().map(from_doc).transpose()
 }
 
 /// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
@@ -996,6 +1163,68 @@ fn add_counters(tx: &rusqlite::Transaction<'_>, deltas: Vec<(String, i64)>) -> R
         .map_err(backend)?;
     }
     Ok(())
+}
+
+/// What stock-moving writes check of a product.
+struct StockState {
+    stock: i64,
+    price_cents: i64,
+    threshold: i64,
+    version: u64,
+}
+
+fn read_stock(tx: &Transaction<'_>, product: &str) -> Result<Option<StockState>, StoreError> {
+    tx.query_row(
+        "SELECT stock, price_cents, json_extract(doc, '$.low_stock_threshold'), version FROM products WHERE id = ?1",
+        [product],
+        |row| {
+            Ok(StockState {
+                stock: row.get(0)?,
+                price_cents: row.get(1)?,
+                threshold: row.get(2)?,
+                version: row.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn move_stock(tx: &Transaction<'_>, product: &str, delta: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2) WHERE id = ?1",
+        params![product, delta],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn insert_alert(tx: &Transaction<'_>, alert: &StockAlert) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO stock_alerts (id, acknowledged, published, doc) VALUES (?1, ?2, ?3, ?4)",
+        params![alert.id.to_string(), alert.acknowledged_at.is_some(), alert.published_at.is_some(), to_doc(alert)?],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// One page of `(sort key, doc)` rows from `sql`, which must fetch `limit + 1` of them.
+fn list_docs<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    limit: u32,
+) -> Result<Page<T>, StoreError> {
+    let mut stmt = tx.prepare(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .map_err(backend)?
+        .map(|row| {
+            let (key, doc) = row.map_err(backend)?;
+            Ok((key, from_doc::<T>(&doc)?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    into_page(rows, limit)
 }
 
 fn expired_before(now: OffsetDateTime) -> i64 {

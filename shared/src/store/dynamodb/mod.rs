@@ -23,14 +23,14 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite, OrderContext, OrderFilter,
-    OrderStore, Page, PageRequest, PaymentChange, PaymentStore, ProductFilter, SessionStore, StoreError,
-    TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis,
-    hold_release, refunds, token,
+    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, LowStockCheck,
+    NewOrderWrite, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
+    PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
+    counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
-    Principal, Product, Role,
+    Principal, Product, Role, StockAdjustment, StockAlert,
 };
 use crate::retry::backoff;
 
@@ -146,6 +146,53 @@ fn product_name_pk(key: &str) -> String {
 fn category_pk(category: &Category) -> String {
     format!("CATEGORY#{category}")
 }
+fn adjustment_pk(id: Uuid) -> String {
+    format!("ADJUSTMENT#{id}")
+}
+
+fn alert_pk(id: Uuid) -> String {
+    format!("ALERT#{id}")
+}
+
+fn adjustment_item(adjustment: &StockAdjustment) -> Result<Item, StoreError> {
+    let mut item = to_item(adjustment)?;
+    item.insert("pk".into(), s(adjustment_pk(adjustment.id)));
+    item.insert("gsi1pk".into(), s(format!("ADJUSTMENTS#{}", adjustment.product_id)));
+    item.insert("gsi1sk".into(), s(adjustment.id.to_string()));
+    Ok(item)
+}
+
+/// An alert; while unpublished it is also in the sparse outbox index `gsi2`.
+fn alert_item(alert: &StockAlert) -> Result<Item, StoreError> {
+    let mut item = to_item(alert)?;
+    item.insert("pk".into(), s(alert_pk(alert.id)));
+    item.insert("gsi1pk".into(), s("ALERT"));
+    item.insert("gsi1sk".into(), s(alert.id.to_string()));
+    if alert.published_at.is_none() {
+        item.insert("gsi2pk".into(), s("ALERTS_UNPUBLISHED"));
+        item.insert("gsi2sk".into(), s(alert.id.to_string()));
+    }
+    Ok(item)
+}
+
+/// The condition a [`LowStockCheck`] puts on a write moving the stock by `delta` (see there);
+/// adds its values to `values`.
+fn low_stock_condition(check: &LowStockCheck, delta: i64, values: &mut Item) -> String {
+    values.insert(":threshold".into(), n(check.threshold));
+    match &check.alert {
+        Some(alert) => {
+            values.insert(":before".into(), n(alert.stock - delta));
+            "low_stock_threshold = :threshold AND stock = :before".to_owned()
+        }
+        // Crossing needs stock in [threshold, threshold - delta): empty unless stock goes down.
+        None if delta < 0 => {
+            values.insert(":window_end".into(), n(check.threshold - delta));
+            "low_stock_threshold = :threshold AND (stock < :threshold OR stock >= :window_end)".to_owned()
+        }
+        None => "low_stock_threshold = :threshold".to_owned(),
+    }
+}
+
 fn cooldown_pk(customer: Uuid) -> String {
     format!("COOLDOWN#{customer}")
 }
@@ -489,28 +536,37 @@ impl DynamoStore {
     }
 
     /// Moves `quantity` units of a product's stock: a reservation (negative) only while
-    /// enough stock remains at the expected price; a return (positive) only while it exists.
+    /// enough stock remains at the expected price, with its low-stock check; a return
+    /// (positive) only while it exists.
     fn move_stock(
         &self,
         product: Uuid,
         quantity: i64,
-        expected_price: Option<i64>,
+        reservation: Option<(i64, &LowStockCheck)>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut update = Update::builder()
+        let mut values = HashMap::from([(":delta".to_owned(), n(quantity))]);
+        let condition = match reservation {
+            Some((price, check)) => {
+                values.insert(":needed".into(), n(-quantity));
+                values.insert(":price".into(), n(price));
+                format!(
+                    "stock >= :needed AND price_cents = :price AND {}",
+                    low_stock_condition(check, quantity, &mut values)
+                )
+            }
+            None => "attribute_exists(pk)".to_owned(),
+        };
+        let update = Update::builder()
             .table_name(&self.tables.products)
             .set_key(Some(pk(product_pk(product))))
             // Stock is not part of the version: reservations never contend with catalog edits.
             .update_expression("SET stock = stock + :delta")
-            .expression_attribute_values(":delta", n(quantity))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        update = match expected_price {
-            Some(price) => update
-                .condition_expression("stock >= :needed AND price_cents = :price")
-                .expression_attribute_values(":needed", n(-quantity))
-                .expression_attribute_values(":price", n(price)),
-            None => update.condition_expression("attribute_exists(pk)"),
-        };
-        Ok(TransactWriteItem::builder().update(update.build().map_err(build_err)?).build())
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Gives back what a transition no longer holds of its customer's cooldown (see
@@ -545,7 +601,12 @@ impl DynamoStore {
     /// A catalog edit: every attribute but the stock replaced if the stored version is still
     /// `previous.version`, and the stock moved by the edit's delta (never below zero), so
     /// reservations made since the read still count and never make the edit fail.
-    fn product_update(&self, previous: &Product, updated: &Product) -> Result<Update, StoreError> {
+    fn product_update(
+        &self,
+        previous: &Product,
+        updated: &Product,
+        alert: Option<&StockAlert>,
+    ) -> Result<Update, StoreError> {
         let mut names = HashMap::new();
         let mut values = HashMap::from([
             (":expected".to_owned(), n(previous.version)),
@@ -572,6 +633,20 @@ impl DynamoStore {
         if updated.stock < previous.stock {
             condition.push_str(" AND stock >= :taken");
             values.insert(":taken".to_owned(), n(previous.stock - updated.stock));
+        }
+        // The low-stock line as the edit draws it: from the old threshold to the new one.
+        let delta = updated.stock - previous.stock;
+        match alert {
+            Some(alert) => {
+                condition.push_str(" AND stock = :before");
+                values.insert(":before".to_owned(), n(alert.stock - delta));
+            }
+            None if previous.low_stock_threshold < updated.low_stock_threshold - delta => {
+                condition.push_str(" AND (stock < :window_start OR stock >= :window_end)");
+                values.insert(":window_start".to_owned(), n(previous.low_stock_threshold));
+                values.insert(":window_end".to_owned(), n(updated.low_stock_threshold - delta));
+            }
+            None => {}
         }
         Update::builder()
             .table_name(&self.tables.products)
@@ -962,10 +1037,19 @@ impl CatalogStore for DynamoStore {
         self.list_by_index(query, page, |p: &Product| filter.matches_attributes(p)).await
     }
 
-    async fn update_product(&self, previous: &Product, updated: &Product) -> Result<(), StoreError> {
+    async fn update_product(
+        &self,
+        previous: &Product,
+        updated: &Product,
+        alert: Option<&StockAlert>,
+    ) -> Result<(), StoreError> {
         let table = &self.tables.products;
         let (old_key, new_key) = (previous.name.key(), updated.name.key());
-        let mut actions = vec![TransactWriteItem::builder().update(self.product_update(previous, updated)?).build()];
+        let mut actions =
+            vec![TransactWriteItem::builder().update(self.product_update(previous, updated, alert)?).build()];
+        if let Some(alert) = alert {
+            actions.push(self.put(table, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
+        }
         let mut new_name_action = None;
         if old_key != new_key {
             actions.push(self.delete(table, product_name_pk(&old_key))?);
@@ -1010,6 +1094,53 @@ impl CatalogStore for DynamoStore {
         }
     }
 
+    async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
+        let (adjustment, check) = (write.adjustment, write.low_stock);
+        let table = &self.tables.products;
+        let mut values = HashMap::from([(":delta".to_owned(), n(adjustment.delta))]);
+        let mut condition =
+            format!("attribute_exists(pk) AND {}", low_stock_condition(check, adjustment.delta, &mut values));
+        if adjustment.delta < 0 {
+            condition.push_str(" AND stock >= :needed");
+            values.insert(":needed".to_owned(), n(-adjustment.delta));
+        }
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(pk(product_pk(adjustment.product_id))))
+            .update_expression("SET stock = stock + :delta")
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        let mut actions = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.put(table, adjustment_item(adjustment)?, "attribute_not_exists(pk)", None)?,
+        ];
+        if let Some(alert) = &check.alert {
+            actions.push(self.put(table, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
+        }
+        match self.transact_reporting(actions).await {
+            Ok(()) => Ok(()),
+            Err(CancelledTransaction::Conditions(failed)) => match failed.first() {
+                Some((0, Some(old))) => match old.get("stock") {
+                    Some(AttributeValue::N(stock)) if stock.parse::<i64>().is_ok_and(|s| s + adjustment.delta < 0) => {
+                        Err(StoreError::InsufficientStock(vec![adjustment.product_id]))
+                    }
+                    _ => Err(StoreError::VersionConflict),
+                },
+                Some((0, None)) => Err(StoreError::VersionConflict),
+                _ => Err(StoreError::Backend("adjustment or alert id collision".into())),
+            },
+            Err(CancelledTransaction::Store(e)) => Err(e),
+        }
+    }
+
+    async fn list_adjustments(&self, product: Uuid, page: &PageRequest) -> Result<Page<StockAdjustment>, StoreError> {
+        let query = IndexQuery::new(&self.tables.products, "gsi1", format!("ADJUSTMENTS#{product}"));
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |_: &StockAdjustment| true).await
+    }
+
     async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError> {
         let mut categories = Vec::new();
         let mut page = PageRequest::first(100);
@@ -1046,9 +1177,12 @@ impl OrderStore for DynamoStore {
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
         let order = write.order;
         let lines = order.lines.len();
-        let mut actions = Vec::with_capacity(lines + 4);
-        for line in &order.lines {
-            actions.push(self.move_stock(line.product_id, -line.quantity, Some(line.unit_price_cents))?);
+        if write.low_stock.len() != lines {
+            return Err(StoreError::Backend("one low-stock check per order line is required".into()));
+        }
+        let mut actions = Vec::with_capacity(2 * lines + 4);
+        for (line, check) in order.lines.iter().zip(write.low_stock) {
+            actions.push(self.move_stock(line.product_id, -line.quantity, Some((line.unit_price_cents, check)))?);
         }
         actions.push(self.put(&self.tables.orders, order_item(order)?, "attribute_not_exists(pk)", None)?);
         let cooldown = cooldown_item(order.customer_id, &write.cooldown);
@@ -1069,6 +1203,9 @@ impl OrderStore for DynamoStore {
             None => None,
         };
         actions.extend(self.count_orders(&counter_deltas(None, order))?);
+        for alert in write.low_stock.iter().filter_map(|check| check.alert.as_ref()) {
+            actions.push(self.put(&self.tables.products, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
+        }
         let failed = match self.transact_reporting(actions).await {
             Ok(()) => return Ok(()),
             Err(CancelledTransaction::Store(e)) => return Err(e),
@@ -1078,7 +1215,8 @@ impl OrderStore for DynamoStore {
             return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
         }
         // A stale read wins over short stock: the cooldown moved, or a product was deleted or
-        // repriced (short or not) since it was read. ALL_OLD tells a price from the stock.
+        // repriced (short or not), or moved across its low-stock line, since it was read.
+        // ALL_OLD tells a price from the stock.
         let mut stale = failed.iter().any(|(i, _)| *i == cooldown_index);
         let mut short = Vec::new();
         for (index, old) in &failed {
@@ -1129,9 +1267,9 @@ impl OrderStore for DynamoStore {
             (None, Some(status)) => IndexQuery::new(table, "gsi2", status_partition(status)),
             (None, None) => IndexQuery::new(table, "gsi3", "ORDER"),
         };
-        let wanted = filter.status;
+        let wanted = *filter;
         self.list_by_index(IndexQuery { descending: true, ..query }, page, |o: &Order| {
-            wanted.is_none_or(|s| o.status == s)
+            wanted.status.is_none_or(|s| o.status == s) && wanted.matches_creation(o)
         })
         .await
     }
@@ -1256,11 +1394,89 @@ impl PaymentStore for DynamoStore {
         Ok(())
     }
 
-    async fn list_payments(&self, order: Option<Uuid>, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
-        let query = match order {
+    async fn list_payments(&self, filter: &PaymentFilter, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
+        let query = match filter.order {
             Some(order) => IndexQuery::new(&self.tables.orders, "gsi1", format!("ORDER_PAYMENTS#{order}")),
             None => IndexQuery::new(&self.tables.orders, "gsi3", "PAYMENT"),
         };
-        self.list_by_index(IndexQuery { descending: true, ..query }, page, |_: &Payment| true).await
+        let status = filter.status;
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |p: &Payment| {
+            status.is_none_or(|s| p.status == s)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AlertStore for DynamoStore {
+    async fn list_alerts(
+        &self,
+        acknowledged: Option<bool>,
+        page: &PageRequest,
+    ) -> Result<Page<StockAlert>, StoreError> {
+        let query = IndexQuery::new(&self.tables.products, "gsi1", "ALERT");
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |a: &StockAlert| {
+            acknowledged.is_none_or(|want| a.acknowledged_at.is_some() == want)
+        })
+        .await
+    }
+
+    async fn get_alert(&self, id: Uuid) -> Result<Option<StockAlert>, StoreError> {
+        self.get(&self.tables.products, alert_pk(id)).await
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        id: Uuid,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<StockAlert>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.products)
+            .set_key(Some(pk(alert_pk(id))))
+            .update_expression("SET acknowledged_at = :at, acknowledged_by = :by")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(acknowledged_at)")
+            .expression_attribute_values(
+                ":at",
+                s(at.format(&time::format_description::well_known::Rfc3339).map_err(build_err)?),
+            )
+            .expression_attribute_values(":by", s(by))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            // Gone, or acknowledged already: the stored alert says which.
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(err) => return Err(sdk_error("UpdateItem", err)),
+        }
+        self.get_alert(id).await
+    }
+
+    async fn unpublished_alerts(&self, limit: u32) -> Result<Vec<StockAlert>, StoreError> {
+        let query = IndexQuery::new(&self.tables.products, "gsi2", "ALERTS_UNPUBLISHED");
+        Ok(self.list_by_index(query, &PageRequest::first(limit), |_: &StockAlert| true).await?.items)
+    }
+
+    async fn mark_alert_published(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.products)
+            .set_key(Some(pk(alert_pk(id))))
+            .update_expression("SET published_at = :at REMOVE gsi2pk, gsi2sk")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(
+                ":at",
+                s(at.format(&time::format_description::well_known::Rfc3339).map_err(build_err)?),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
     }
 }

@@ -1,0 +1,44 @@
+//! Reading customer records: what the `customers` function and the back office share, without
+//! the password hashing that sign-up needs (so the `admin` function does not link argon2).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::Session;
+use crate::error::{Error, Result};
+use crate::model::Customer;
+use crate::store::{AccountStore, Page};
+
+/// GET /customers and GET /admin/customers query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerQuery {
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct CustomerDirectory {
+    store: Arc<dyn AccountStore>,
+}
+
+impl CustomerDirectory {
+    pub fn new(store: Arc<dyn AccountStore>) -> Self {
+        Self { store }
+    }
+
+    /// One customer: themselves or an admin (404 for anyone else).
+    pub async fn customer(&self, session: &Session, id: Uuid) -> Result<Customer> {
+        session.require_self_or_admin(id, "customer")?;
+        self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))
+    }
+
+    /// Every customer in sign-up order (admins).
+    pub async fn customers(&self, session: &Session, query: CustomerQuery) -> Result<Page<Customer>> {
+        session.require_admin()?;
+        let page = super::page_request(query.limit, query.next_token)?;
+        Ok(self.store.list_customers(&page).await?)
+    }
+}
