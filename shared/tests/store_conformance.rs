@@ -6,8 +6,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::entities::{all_pages, customer, next_version, now, product};
-use orderly::model::{Admin, Category, Email, Principal, ProductName, Role, Username};
-use orderly::store::{PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use orderly::model::{
+    Admin, AlertCause, Category, Email, Principal, Product, ProductName, Role, StockAdjustment, StockAlert, Username,
+};
+use orderly::store::{AdjustmentWrite, LowStockCheck, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
 use time::Duration;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -392,7 +394,137 @@ async fn attempt_counters_are_atomic_and_per_window(store: Arc<dyn Store>) {
     assert_eq!(store.attempt_counts(&keys, next_window).await.expect("counts"), [1, 0, 0]);
 }
 
+fn adjustment(product: &Product, delta: i64) -> StockAdjustment {
+    StockAdjustment {
+        id: Uuid::now_v7(),
+        product_id: product.id,
+        delta,
+        reason: "stocktake".into(),
+        actor: "admin:test".into(),
+        at: now(),
+    }
+}
+
+/// The alert a check expects for `product` left at `stock` below `threshold`.
+fn alert(product: &Product, stock: i64, threshold: i64, cause: AlertCause) -> StockAlert {
+    StockAlert {
+        id: Uuid::now_v7(),
+        product_id: product.id,
+        product_name: product.name.as_str().to_owned(),
+        stock,
+        threshold,
+        cause,
+        created_at: now(),
+        acknowledged_at: None,
+        acknowledged_by: None,
+        published_at: None,
+    }
+}
+
+/// What a stock move could have touched: the product, its adjustments, every alert.
+async fn stock_footprint(store: &dyn Store, product: Uuid) -> (Option<Product>, usize, usize) {
+    let adjustments = store.list_adjustments(product, &PageRequest::first(100)).await.expect("adjustments");
+    let alerts = store.list_alerts(None, &PageRequest::first(100)).await.expect("alerts");
+    (store.get_product(product).await.expect("product"), adjustments.items.len(), alerts.items.len())
+}
+
+/// A stock move records an alert only when its check holds: with an alert, the stock exactly
+/// as read (so the alert names the stock it left); without one, a stock the move does not take
+/// across the line. Anything else is a stale read and writes nothing; so is a changed
+/// threshold. A move below zero is short stock.
+async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<dyn Store>) {
+    let mut kettle = product("Kettle", "kitchen", 1000, 10);
+    kettle.low_stock_threshold = 5;
+    store.insert_product(&kettle).await.expect("kettle");
+    let untouched = stock_footprint(&*store, kettle.id).await;
+
+    let refusals = [
+        (-6, LowStockCheck { threshold: 5, alert: None }, StoreError::VersionConflict),
+        (
+            -6,
+            LowStockCheck { threshold: 6, alert: Some(alert(&kettle, 4, 6, AlertCause::Adjustment)) },
+            StoreError::VersionConflict,
+        ),
+        (
+            -6,
+            LowStockCheck { threshold: 5, alert: Some(alert(&kettle, 3, 5, AlertCause::Adjustment)) },
+            StoreError::VersionConflict,
+        ),
+        (
+            -11,
+            LowStockCheck { threshold: 5, alert: Some(alert(&kettle, -1, 5, AlertCause::Adjustment)) },
+            StoreError::InsufficientStock(vec![kettle.id]),
+        ),
+    ];
+    for (delta, check, expected) in refusals {
+        let moved = adjustment(&kettle, delta);
+        let result = store.adjust_stock(AdjustmentWrite { adjustment: &moved, low_stock: &check }).await;
+        assert_eq!(format!("{result:?}"), format!("{:?}", Err::<(), _>(expected)), "{delta} with {check:?}");
+        assert_eq!(stock_footprint(&*store, kettle.id).await, untouched);
+    }
+
+    let crossing = alert(&kettle, 4, 5, AlertCause::Adjustment);
+    let check = LowStockCheck { threshold: 5, alert: Some(crossing.clone()) };
+    store
+        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -6), low_stock: &check })
+        .await
+        .expect("crossing");
+    let below = LowStockCheck { threshold: 5, alert: None };
+    store
+        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -1), low_stock: &below })
+        .await
+        .expect("below");
+    store.adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, 10), low_stock: &below }).await.expect("up");
+    let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
+    assert_eq!(read.stock, 13);
+    assert_eq!(store.list_adjustments(kettle.id, &PageRequest::first(10)).await.expect("trail").items.len(), 3);
+    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, [crossing.clone()]);
+
+    // An edit: taking 13 down to 4 crosses, so it needs the alert, and the stock as read.
+    let edited = next_version(&read, |p| {
+        p.stock = 4;
+        p.version = read.version + 1;
+    });
+    assert!(matches!(store.update_product(&read, &edited, None).await, Err(StoreError::VersionConflict)));
+    let edit_alert = alert(&read, 4, 5, AlertCause::Edit);
+    let orders_meanwhile = LowStockCheck { threshold: 5, alert: None };
+    store
+        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&read, -1), low_stock: &orders_meanwhile })
+        .await
+        .expect("an order-sized move");
+    let result = store.update_product(&read, &edited, Some(&edit_alert)).await;
+    assert!(matches!(result, Err(StoreError::VersionConflict)), "the stock moved since the read: {result:?}");
+    let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
+    let edited = next_version(&read, |p| {
+        p.stock = 4;
+        p.version = read.version + 1;
+    });
+    store.update_product(&read, &edited, Some(&edit_alert)).await.expect("edit crossing");
+
+    // The outbox: oldest first, until published; acknowledgement is separate and first wins.
+    let unpublished: Vec<Uuid> = store.unpublished_alerts(10).await.expect("outbox").iter().map(|a| a.id).collect();
+    assert_eq!(unpublished, [crossing.id, edit_alert.id]);
+    store.mark_alert_published(crossing.id, now()).await.expect("published");
+    store.mark_alert_published(crossing.id, now() + Duration::hours(1)).await.expect("again: no-op");
+    let unpublished: Vec<Uuid> = store.unpublished_alerts(10).await.expect("outbox").iter().map(|a| a.id).collect();
+    assert_eq!(unpublished, [edit_alert.id]);
+    let acknowledged = store.acknowledge_alert(edit_alert.id, "admin:1", now()).await.expect("ack").expect("found");
+    let again = store.acknowledge_alert(edit_alert.id, "admin:2", now()).await.expect("ack").expect("found");
+    assert_eq!(
+        (again.acknowledged_by.as_deref(), again.acknowledged_at),
+        (Some("admin:1"), acknowledged.acknowledged_at)
+    );
+    assert_eq!(store.acknowledge_alert(Uuid::now_v7(), "admin:1", now()).await.expect("ack"), None);
+    let open = store.list_alerts(Some(false), &PageRequest::first(10)).await.expect("open").items;
+    assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), [crossing.id]);
+    assert!(open[0].published_at.is_some());
+    let closed = store.list_alerts(Some(true), &PageRequest::first(10)).await.expect("closed").items;
+    assert_eq!(closed.iter().map(|a| a.id).collect::<Vec<_>>(), [edit_alert.id]);
+    assert_eq!(store.get_alert(edit_alert.id).await.expect("get"), Some(acknowledged));
+}
+
 on_every_store!(
+    stock_moves_record_exactly_the_crossing_they_were_read_for,
     logins_lead_to_customers_and_admins_and_follow_email_changes,
     sessions_end_with_revocation_or_a_missing_principal,
     attempt_counters_are_atomic_and_per_window,

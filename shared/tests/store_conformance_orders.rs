@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use common::entities::{all_pages, next_version, now, product};
 use orderly::model::{
-    CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus, Product,
+    AlertCause, CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus,
+    Product, StockAlert,
 };
 use orderly::store::{
     Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, PaymentFilter,
@@ -282,6 +283,53 @@ async fn a_short_line_refuses_the_whole_order_naming_only_the_short_products(sto
     let write = NewOrderWrite { idempotency: Some(&saved), ..placement(&short) };
     refused(&*store, &short, StoreError::InsufficientStock(vec![one.id, none.id]), store.insert_order(&write)).await;
     assert_eq!(stock(&*store, &plenty).await, Some(10), "the line that fitted is not reserved either");
+}
+
+/// An order's lines carry the low-stock check of the stock as read: the line that crosses
+/// saves its alert with the order; a check that no longer holds (the stock moved into or out
+/// of the crossing, or the threshold changed) refuses the whole order as a stale read.
+async fn an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check(store: Arc<dyn Store>) {
+    let (mut mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 5));
+    mug.low_stock_threshold = 8;
+    insert_products(&*store, &[&mug, &lamp]).await;
+    let alert = StockAlert {
+        id: Uuid::now_v7(),
+        product_id: mug.id,
+        product_name: "Mug".into(),
+        stock: 7,
+        threshold: 8,
+        cause: AlertCause::Order,
+        created_at: now(),
+        acknowledged_at: None,
+        acknowledged_by: None,
+        published_at: None,
+    };
+    let placed = order(Uuid::now_v7(), &[(&lamp, 1), (&mug, 3)]);
+    let blind = [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 8, alert: None }];
+    let write = NewOrderWrite { low_stock: &blind, ..placement(&placed) };
+    refused(&*store, &placed, StoreError::VersionConflict, store.insert_order(&write)).await;
+    let moved_threshold =
+        [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 9, alert: Some(alert.clone()) }];
+    let write = NewOrderWrite { low_stock: &moved_threshold, ..placement(&placed) };
+    refused(&*store, &placed, StoreError::VersionConflict, store.insert_order(&write)).await;
+    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, []);
+
+    let seen =
+        [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 8, alert: Some(alert.clone()) }];
+    store.insert_order(&NewOrderWrite { low_stock: &seen, ..placement(&placed) }).await.expect("placed");
+    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, [alert.clone()]);
+    assert_eq!(stock(&*store, &mug).await, Some(7));
+
+    // Below the line already: no alert, and an alert that describes no crossing is refused.
+    let next = order(Uuid::now_v7(), &[(&mug, 1)]);
+    let claimed = StockAlert { id: Uuid::now_v7(), stock: 6, ..alert };
+    let invalid = [LowStockCheck { threshold: 8, alert: Some(claimed.clone()) }];
+    let write = NewOrderWrite { low_stock: &invalid, ..placement(&next) };
+    let refusal = StoreError::Backend(format!("alert {} describes no crossing of 8", claimed.id));
+    refused(&*store, &next, refusal, store.insert_order(&write)).await;
+    let plain = [LowStockCheck { threshold: 8, alert: None }];
+    store.insert_order(&NewOrderWrite { low_stock: &plain, ..placement(&next) }).await.expect("placed below");
+    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items.len(), 1);
 }
 
 async fn a_moved_price_or_a_deleted_product_is_a_version_conflict(store: Arc<dyn Store>) {
@@ -705,6 +753,7 @@ async fn a_transition_reports_a_used_key_then_a_stale_read(store: Arc<dyn Store>
 }
 
 on_every_store!(
+    an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check,
     placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,
     a_short_line_refuses_the_whole_order_naming_only_the_short_products,
     a_moved_price_or_a_deleted_product_is_a_version_conflict,

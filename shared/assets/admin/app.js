@@ -755,7 +755,6 @@
     $("address-line1").value = address.line1 || "";
     $("address-line2").value = address.line2 || "";
     $("address-city").value = address.city || "";
-    $("address-region").value = address.region || "";
     $("address-postal_code").value = address.postal_code || "";
     $("address-country").value = address.country || "";
     $("note-text").value = order.admin_note || "";
@@ -957,7 +956,6 @@
       country: value("address-country").toUpperCase(),
     };
     if (value("address-line2")) address.line2 = value("address-line2");
-    if (value("address-region")) address.region = value("address-region");
     const missing = [];
     if (!address.line1) missing.push({ field: "line1", message: "required" });
     if (!address.city) missing.push({ field: "city", message: "required" });
@@ -981,7 +979,6 @@
     $("address-line1").value = address.line1 || "";
     $("address-line2").value = address.line2 || "";
     $("address-city").value = address.city || "";
-    $("address-region").value = address.region || "";
     $("address-postal_code").value = address.postal_code || "";
     $("address-country").value = address.country || "";
   }

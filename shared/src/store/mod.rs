@@ -149,6 +149,17 @@ pub struct LowStockCheck {
 }
 
 impl LowStockCheck {
+    /// A check whose alert does not describe a crossing is the caller's mistake, refused before
+    /// anything is written (`Backend`), on every backend.
+    pub(crate) fn validate(&self, delta: i64) -> Result<(), StoreError> {
+        match &self.alert {
+            Some(alert) if !crosses_threshold(alert.stock - delta, delta, self.threshold, self.threshold) => {
+                Err(StoreError::Backend(format!("alert {} describes no crossing of {}", alert.id, self.threshold)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether a stored `stock` and `threshold` are what this check expects of a write of `delta`.
     pub(crate) fn holds(&self, stock: i64, threshold: i64, delta: i64) -> bool {
         threshold == self.threshold

@@ -588,6 +588,7 @@ impl CatalogStore for SqliteStore {
     async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
         let adjustment = write.adjustment.clone();
         let check = write.low_stock.clone();
+        check.validate(adjustment.delta)?;
         let doc = to_doc(&adjustment)?;
         self.transaction(move |tx| {
             let product = adjustment.product_id.to_string();
@@ -686,6 +687,9 @@ impl OrderStore for SqliteStore {
         let (expected_cooldown, cooldown) = (write.expected_cooldown, write.cooldown.clone());
         let idempotency = write.idempotency.cloned();
         let low_stock = write.low_stock.to_vec();
+        for (line, check) in order.lines.iter().zip(&low_stock) {
+            check.validate(-line.quantity)?;
+        }
         let doc = to_doc(&order)?;
         self.transaction(move |tx| {
             // In the order of precedence (see the trait): a used key, a stale read, short stock.

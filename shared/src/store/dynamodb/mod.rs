@@ -1096,6 +1096,7 @@ impl CatalogStore for DynamoStore {
 
     async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
         let (adjustment, check) = (write.adjustment, write.low_stock);
+        check.validate(adjustment.delta)?;
         let table = &self.tables.products;
         let mut values = HashMap::from([(":delta".to_owned(), n(adjustment.delta))]);
         let mut condition =
@@ -1182,6 +1183,7 @@ impl OrderStore for DynamoStore {
         }
         let mut actions = Vec::with_capacity(2 * lines + 4);
         for (line, check) in order.lines.iter().zip(write.low_stock) {
+            check.validate(-line.quantity)?;
             actions.push(self.move_stock(line.product_id, -line.quantity, Some((line.unit_price_cents, check)))?);
         }
         actions.push(self.put(&self.tables.orders, order_item(order)?, "attribute_not_exists(pk)", None)?);
