@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::alerts::{AlertPublisher, LoggedAlerts, sns::SnsAlerts};
 #[cfg(feature = "passwords")]
 use crate::domain::{Accounts, Customers, Hasher};
-use crate::domain::{Alerts, AuthConfig, Catalog, Inventory, Ledger, Orders, Sessions, Sweeper};
+use crate::domain::{Alerts, AuthConfig, Catalog, CustomerDirectory, Inventory, Ledger, Orders, Sessions, Sweeper};
 use crate::error::Error;
 use crate::queue::{Queue, QueueUrls, SqsQueue};
 use crate::store::DynamoStore;
@@ -51,6 +51,11 @@ impl ColdStart {
     pub fn customers(&self) -> Result<Customers, String> {
         let auth = self.auth()?;
         Ok(Customers::new(self.store.clone(), self.clock.clone(), Hasher::per_core(auth.cost), auth.limits))
+    }
+
+    /// Reading customers, without the password hashing sign-up needs.
+    pub fn customers_directory(&self) -> CustomerDirectory {
+        CustomerDirectory::new(self.store.clone())
     }
 
     pub fn catalog(&self) -> Catalog {

@@ -10,6 +10,20 @@
   const USER_KEY = "orderly.admin.user";
   const EXPIRES_KEY = "orderly.admin.expires";
   const PAGE_SIZE = 20;
+  // Rows per page: 20, or `limit` (1-100) in the view's address, e.g. #/inventory?limit=50.
+  let pageSize = PAGE_SIZE;
+
+  function takePageSize(params) {
+    const n = Number(params.get("limit"));
+    pageSize = Number.isInteger(n) && n >= 1 && n <= 100 ? n : PAGE_SIZE;
+  }
+
+  // A list view's address for these filters, keeping a chosen page size.
+  function listHash(view, params) {
+    if (pageSize !== PAGE_SIZE) params.set("limit", String(pageSize));
+    const qs = params.toString();
+    return qs ? `#/${view}?${qs}` : `#/${view}`;
+  }
   const ORDER_STATUSES = ["processing order", "pending", "paid", "shipped", "delivered", "cancelled"];
   const CANCELLABLE = ["processing order", "pending", "paid"];
   const ADDRESS_EDITABLE = ["processing order", "pending", "paid"];
@@ -531,6 +545,7 @@
       if (link.dataset.route === navName) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     });
+    takePageSize(parsed.params);
     const heading = document.querySelector(`#view-${name} h1`);
     document.title = `${heading ? heading.textContent : "Admin"} · Orderly admin`;
     VIEWS[name]({ id, params: parsed.params });
@@ -614,9 +629,15 @@
     const seq = nextSeq("overview");
     setViewState(section, "loading");
     try {
-      const { data } = await api("GET", "/admin/metrics");
+      const [{ data }, recent] = await Promise.all([
+        api("GET", "/admin/metrics"),
+        api("GET", "/admin/orders", { query: { limit: 5 } }),
+      ]);
       if (!current("overview", seq)) return;
       renderMetrics(data || {});
+      const items = (recent.data && recent.data.items) || [];
+      if (items.length) $("overview-recent-body").replaceChildren(...items.map(orderRow));
+      else emptyRow($("overview-recent-body"), 6, "No orders yet.");
       setText("overview-updated", `Updated ${dateFormat.format(new Date())}`);
       setViewState(section, "ready");
     } catch (error) {
@@ -698,8 +719,7 @@
     if (customer) params.set("customer_id", customer);
     if (from) params.set("created_from", from);
     if (to) params.set("created_to", to);
-    const qs = params.toString();
-    go(qs ? `#/orders?${qs}` : "#/orders");
+    go(listHash("orders", params));
   }
 
   async function loadOrders() {
@@ -711,7 +731,7 @@
       customer_id: $("orders-customer").value.trim(),
       created_from: dateStart($("orders-from").value),
       created_to: dateEnd($("orders-to").value),
-      limit: PAGE_SIZE,
+      limit: pageSize,
       next_token: ordersPager.token,
     };
     try {
@@ -759,6 +779,7 @@
     $("address-country").value = address.country || "";
     $("note-text").value = order.admin_note || "";
     $("cancel-reason").value = "";
+    ["address-form", "note-form", "cancel-form"].forEach((id) => { delete $(id).dataset.dirty; });
     $("cancel-form").hidden = true;
     $("address-form").hidden = true;
     clearFieldErrors($("address-form"));
@@ -778,6 +799,8 @@
       if (options.fillForms) {
         fillOrderForms(data);
         state.orderFormsFor = data.id;
+      } else {
+        followOrder(data);
       }
       setViewState(section, "ready");
       return data;
@@ -787,6 +810,12 @@
       if (!options.quiet) showProblem(error);
       return null;
     }
+  }
+
+  // Forms the user has not touched follow the order; typed input is never overwritten.
+  function followOrder(order) {
+    if (!$("address-form").dataset.dirty) fillAddress(order);
+    if (!$("note-form").dataset.dirty) $("note-text").value = order.admin_note || "";
   }
 
   function fact(term, value) {
@@ -891,6 +920,7 @@
       state.order = data;
       actions.forEach((node) => { node.disabled = false; });
       renderOrder(data);
+      followOrder(data);
       showNotice(done(data));
       // A status change can touch the payments (a refund): read them again when not included.
       if (!hadPayments) loadOrder(data.id, { quiet: true });
@@ -933,6 +963,7 @@
     const ok = await changeOrder({ status: "cancelled", reason }, (o) => `Cancelled: the order is now ${o.status}.`);
     if (ok) {
       $("cancel-reason").value = "";
+      delete form.dataset.dirty;
       form.hidden = true;
     } else if (state.order) {
       markFieldErrors(form, lastErrors());
@@ -968,6 +999,7 @@
     const ok = await changeOrder({ shipping_address: address }, () => "Shipping address saved.");
     if (ok) {
       form.hidden = true;
+      delete form.dataset.dirty;
       fillAddress(state.order);
     } else {
       markFieldErrors(form, lastErrors());
@@ -989,8 +1021,12 @@
     clearFieldErrors(form);
     const note = $("note-text").value;
     const ok = await changeOrder({ note }, () => "Note saved.");
-    if (ok) $("note-text").value = (state.order && state.order.admin_note) || note;
-    else markFieldErrors(form, lastErrors());
+    if (ok) {
+      delete form.dataset.dirty;
+      $("note-text").value = (state.order && state.order.admin_note) || "";
+    } else {
+      markFieldErrors(form, lastErrors());
+    }
   }
 
   VIEWS.order = ({ id }) => {
@@ -1022,7 +1058,7 @@
     setViewState(section, "loading");
     try {
       const { data } = await api("GET", "/admin/inventory", {
-        query: { low_stock: $("inventory-low").value, limit: PAGE_SIZE, next_token: inventoryPager.token },
+        query: { low_stock: $("inventory-low").value, limit: pageSize, next_token: inventoryPager.token },
       });
       if (!current("inventory", seq)) return;
       const items = (data && data.items) || [];
@@ -1376,8 +1412,7 @@
     const order = $("payments-order").value.trim();
     if (status) params.set("status", status);
     if (order) params.set("order_id", order);
-    const qs = params.toString();
-    go(qs ? `#/payments?${qs}` : "#/payments");
+    go(listHash("payments", params));
   }
 
   async function loadPayments() {
@@ -1389,7 +1424,7 @@
         query: {
           status: $("payments-status").value,
           order_id: $("payments-order").value.trim(),
-          limit: PAGE_SIZE,
+          limit: pageSize,
           next_token: paymentsPager.token,
         },
       });
@@ -1424,7 +1459,7 @@
     setViewState(section, "loading");
     try {
       const { data } = await api("GET", "/admin/alerts", {
-        query: { acknowledged: $("alerts-filter").value, limit: PAGE_SIZE, next_token: alertsPager.token },
+        query: { acknowledged: $("alerts-filter").value, limit: pageSize, next_token: alertsPager.token },
       });
       if (!current("alerts", seq)) return;
       const items = (data && data.items) || [];
@@ -1493,7 +1528,7 @@
     const seq = nextSeq("customers");
     setViewState(section, "loading");
     try {
-      const { data } = await api("GET", "/admin/customers", { query: { limit: PAGE_SIZE, next_token: customersPager.token } });
+      const { data } = await api("GET", "/admin/customers", { query: { limit: pageSize, next_token: customersPager.token } });
       if (!current("customers", seq)) return;
       const items = (data && data.items) || [];
       if (items.length) {
@@ -1567,13 +1602,22 @@
       $("address-form").hidden = false;
       $("address-line1").focus();
     });
-    $("address-dismiss").addEventListener("click", () => { $("address-form").hidden = true; });
+    $("address-dismiss").addEventListener("click", () => {
+      // Closing drops what was typed: the form shows the order's address again.
+      $("address-form").hidden = true;
+      delete $("address-form").dataset.dirty;
+      clearFieldErrors($("address-form"));
+      fillAddress(state.order);
+    });
     $("address-form").addEventListener("submit", onSaveAddress);
+    ["address-form", "note-form", "cancel-form"].forEach((id) => {
+      $(id).addEventListener("input", () => { $(id).dataset.dirty = "true"; });
+    });
     $("note-form").addEventListener("submit", onSaveNote);
 
     $("inventory-low").addEventListener("change", () => {
       const value = $("inventory-low").value;
-      go(value ? `#/inventory?low_stock=${value}` : "#/inventory");
+      go(listHash("inventory", new URLSearchParams(value ? { low_stock: value } : {})));
     });
     $("product-new").addEventListener("click", () => openProductForm(null));
     $("product-form").addEventListener("submit", onSaveProduct);
@@ -1601,7 +1645,7 @@
 
     $("alerts-filter").addEventListener("change", () => {
       const value = $("alerts-filter").value;
-      go(`#/alerts?acknowledged=${value === "" ? "all" : value}`);
+      go(listHash("alerts", new URLSearchParams({ acknowledged: value === "" ? "all" : value })));
     });
     $("alerts-refresh").addEventListener("click", () => {
       clearMessages();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::auth::Session;
-use super::{Alerts, Catalog, CustomerDirectory, Fulfillment, Inventory, OrderMetrics, Orders, Payments};
+use super::{Alerts, Catalog, CustomerDirectory, Inventory, OrderMetrics, Orders, Payments};
 use crate::error::Result;
 use crate::queue::{Queue, QueueName};
 
@@ -15,7 +15,6 @@ use crate::queue::{Queue, QueueName};
 pub struct BackOffice {
     pub orders: Orders,
     pub payments: Payments,
-    pub fulfillment: Fulfillment,
     pub catalog: Catalog,
     pub inventory: Inventory,
     pub alerts: Alerts,

@@ -66,7 +66,6 @@ impl Services {
         BackOffice {
             orders: self.orders.clone(),
             payments: self.payments.clone(),
-            fulfillment: self.fulfillment.clone(),
             catalog: self.catalog.clone(),
             inventory: self.inventory.clone(),
             alerts: self.alerts.clone(),
