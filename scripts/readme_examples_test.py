@@ -40,6 +40,11 @@ EXPECTED = {
     "the admin records delivery": '"status":"delivered"',
     "an illegal status change answers 409": "cannot go from delivered to paid",
     "metrics count by status": '"by_status"',
+    "an order crossing the threshold raises one alert": '"product_name":"Kettle","stock":1,"threshold":2,"cause":"order"',
+    "inventory shows the units held": '"held":',
+    "an adjustment is kept with its reason": '"reason":"delivery from the supplier"',
+    "the admin's note is on the order": '"admin_note":"left with the neighbour"',
+    "the overview counts revenue and dead letters": '"dead_letters":[{"queue":"orders"',
     "logout takes effect at once": "204\n401\n",
     "delete answers 204 then 404": "204\n404\n",
 }

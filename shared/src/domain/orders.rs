@@ -449,7 +449,7 @@ impl Orders {
         }
         let note_changed = amendment.note.is_some() && note != order.admin_note;
         if address.is_some() || note_changed {
-            if address.is_some() && !order.status.holds_stock() && order.status != OrderStatus::Paid {
+            if address.is_some() && !order.status.holds_stock() {
                 return Err(Error::Conflict(format!("the address of a {} order cannot change", order.status)));
             }
             let now = self.ledger.now();
