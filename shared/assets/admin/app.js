@@ -71,9 +71,11 @@
     return el("span", { class: `status status-${slug(status)}`, "data-value": status }, status);
   }
 
+  // Ids are UUIDv7: the head is a timestamp shared by everything made the same minute, so
+  // the tail is what tells two apart.
   function shortId(id) {
     const s = String(id || "");
-    return s.length > 13 ? `${s.slice(0, 8)}…${s.slice(-4)}` : s;
+    return s.length > 13 ? `…${s.slice(-8)}` : s;
   }
 
   function emptyRow(tbody, columns, message) {
@@ -89,6 +91,20 @@
     const fieldset = form.querySelector("fieldset");
     if (fieldset) fieldset.disabled = busy;
     form.setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  // On phones the tables stack into labelled cards (CSS: td::before { content: attr(data-label) }):
+  // every cell gets its column's heading as data-label whenever a table body is re-rendered.
+  function labelCells(tbody) {
+    const table = tbody.closest("table");
+    const headings = Array.from(table.querySelectorAll("thead th")).map((th) => th.textContent.trim());
+    tbody.querySelectorAll("tr").forEach((row) => {
+      let column = 0;
+      Array.from(row.cells).forEach((cell) => {
+        if (headings[column]) cell.setAttribute("data-label", headings[column]);
+        column += cell.colSpan || 1;
+      });
+    });
   }
 
   // ---------------------------------------------------------------- formatting
@@ -1194,7 +1210,7 @@
   async function productConflict(editing, error) {
     let fresh = null;
     try {
-      const { data, version } = await api("GET", `/products/${enc(editing.id)}`);
+      const { data, version } = await api("GET", `/admin/inventory/${enc(editing.id)}`);
       fresh = data;
       if (version !== null) fresh.version = version;
     } catch (readError) {
@@ -1652,6 +1668,10 @@
       loadAlerts();
     });
     $("alerts-body").addEventListener("click", onAlertsClick);
+
+    document.querySelectorAll("table.stack tbody").forEach((tbody) => {
+      new MutationObserver(() => labelCells(tbody)).observe(tbody, { childList: true });
+    });
 
     window.addEventListener("hashchange", route);
     scheduleExpiry();
