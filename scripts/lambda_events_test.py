@@ -61,8 +61,10 @@ QUEUES = {
     "orders": ("ORDERS_QUEUE_URL", "ORDERS_DLQ_URL"),
     "payments": ("PAYMENTS_QUEUE_URL", "PAYMENTS_DLQ_URL"),
     "fulfillment": ("FULFILLMENT_QUEUE_URL", "FULFILLMENT_DLQ_URL"),
+    "notifications": ("NOTIFICATIONS_QUEUE_URL", "NOTIFICATIONS_DLQ_URL"),
 }
 MAX_RECEIVES = 5  # template.yaml's RedrivePolicy maxReceiveCount
+MAIL_FROM = "Orderly <orders@orderly.example>"  # the notification worker's sender (template: MailFrom)
 WATCH_START_TIMEOUT = 60  # cargo lambda watch opening its port (it runs `cargo metadata` first)
 # One `cargo lambda invoke`, enforced here (seconds; ORDERLY_LAMBDA_TIMEOUT overrides). Not
 # `cargo lambda watch --timeout`: that limit also cuts the runtime API's long poll for the next
@@ -200,6 +202,9 @@ def base_env(endpoint: str, sqs_endpoint: str, prefix: str) -> dict[str, str]:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
     env["AWS_ENDPOINT_URL_SQS"] = sqs_endpoint
+    # moto emulates SES too: the notification worker sends there, from a verified sender.
+    env["AWS_ENDPOINT_URL_SESV2"] = sqs_endpoint
+    env["MAIL_FROM"] = MAIL_FROM
     env.setdefault("AWS_REGION", "us-east-1")
     env.setdefault("AWS_ACCESS_KEY_ID", "test")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -338,6 +343,24 @@ def sqs_client(env: dict[str, str]) -> Any:
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2}),
     )
+
+
+def verify_sender(env: dict[str, str]) -> None:
+    """Verifies MAIL_FROM's address in moto's SES, as the stack's operator does in SES."""
+    import boto3
+
+    ses = boto3.client(
+        "sesv2",
+        endpoint_url=env["AWS_ENDPOINT_URL_SESV2"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    address = MAIL_FROM.split("<")[1].rstrip(">")
+    try:
+        ses.create_email_identity(EmailIdentity=address)
+    except Exception as err:  # noqa: BLE001 - any failure here means no sending
+        raise HarnessError(f"cannot verify {address} in moto's SES at {env['AWS_ENDPOINT_URL_SESV2']}: {err}") from None
 
 
 def create_queues(sqs: Any, prefix: str) -> dict[str, str]:
@@ -740,6 +763,7 @@ def run() -> int:
     try:
         queue_urls = create_queues(sqs, prefix)
         env.update(queue_urls)
+        verify_sender(env)
         create_tables(children, env, manifest.get("setup", {}))
         port = start_watch(children, env)
         print(f"cargo lambda watch --only-lambda-apis on 127.0.0.1:{port}", file=sys.stderr)

@@ -9,6 +9,9 @@
 //! - `ORDERLY_ADMIN_USERNAME` + `ORDERLY_ADMIN_PASSWORD`: an admin created at start-up if
 //!   missing. `orderly-local create-admin` does only that, then exits (for AWS: run it with
 //!   `ORDERLY_STORE=dynamodb` and the stack's table names).
+//! - `MAIL_FROM`: the sender of customers' notices, default `Orderly <orders@orderly.localhost>`.
+//!   Notices are written as `.eml` files under `ORDERLY_DATA_DIR/outbox/`, or sent through the
+//!   SMTP relay `SMTP_URL` names (e.g. `smtp://127.0.0.1:1025`) when it is set.
 //! - everything `orderly::config` reads (`JWT_SECRET`, token lifetime, login limits, order
 //!   rules such as `COOLDOWN_SECONDS`).
 //!
@@ -24,9 +27,10 @@ use orderly::config::{
 };
 use orderly::domain::{Password, Services, Sweeper};
 use orderly::http::local_app;
+use orderly::mail::{Mailer, compose, eml::EmlOutbox, smtp::SmtpRelay};
 use orderly::queue::{Consumer, QueueName, SqliteQueue, run_local_worker};
 use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
-use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
+use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker};
 use tokio::sync::watch;
 
 mod serve;
@@ -50,6 +54,7 @@ async fn main() -> Result<(), BoxError> {
         queue.clone(),
         Arc::new(simulated_gateway_from_env()?),
         order_settings_from_env()?,
+        mailer(&data_dir)?,
     );
 
     let admin = (std::env::var("ORDERLY_ADMIN_USERNAME").ok(), std::env::var("ORDERLY_ADMIN_PASSWORD").ok());
@@ -75,10 +80,11 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let mut background = tokio::task::JoinSet::new();
-    let consumers: [(QueueName, Arc<dyn Consumer>); 3] = [
+    let consumers: [(QueueName, Arc<dyn Consumer>); 4] = [
         (QueueName::Orders, Arc::new(OrderWorker::new(services.orders.clone()))),
         (QueueName::Payments, Arc::new(PaymentWorker::new(services.payments.clone(), circuit_breaker_from_env()?))),
         (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(services.fulfillment.clone()))),
+        (QueueName::Notifications, Arc::new(NotificationWorker::new(services.notifier.clone()))),
     ];
     for (name, consumer) in consumers {
         background.spawn(run_local_worker(queue.clone(), name, consumer, WORKER_VISIBILITY, until_stopped()));
@@ -98,6 +104,16 @@ async fn main() -> Result<(), BoxError> {
     while background.join_next().await.is_some() {}
     tracing::info!("orderly-local stopped");
     Ok(())
+}
+
+/// Where customers' notices go: an SMTP relay if `SMTP_URL` is set, else `.eml` files in the
+/// data directory's `outbox/`, so a user sees exactly what would be sent.
+fn mailer(data_dir: &Path) -> Result<Arc<dyn Mailer>, BoxError> {
+    let sender = compose::sender(&var_or("MAIL_FROM", "Orderly <orders@orderly.localhost>"))?;
+    Ok(match std::env::var("SMTP_URL").ok().filter(|url| !url.is_empty()) {
+        Some(url) => Arc::new(SmtpRelay::from_url(&url, sender)?),
+        None => Arc::new(EmlOutbox::new(data_dir.join("outbox"), sender)?),
+    })
 }
 
 /// Receives before a message goes to the dead-letter state (as the SQS queues' redrive).

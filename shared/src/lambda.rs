@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::alerts::{AlertPublisher, LoggedAlerts, sns::SnsAlerts};
 #[cfg(feature = "passwords")]
 use crate::domain::{Accounts, Customers, Hasher};
-use crate::domain::{Alerts, AuthConfig, Catalog, CustomerDirectory, Inventory, Ledger, Orders, Sessions, Sweeper};
+use crate::domain::{
+    Alerts, AuthConfig, Catalog, CustomerDirectory, Inventory, Ledger, NoticeBoard, Orders, Sessions, Sweeper,
+};
 use crate::error::Error;
 use crate::queue::{Queue, QueueUrls, SqsQueue};
 use crate::store::DynamoStore;
@@ -51,6 +53,19 @@ impl ColdStart {
     pub fn customers(&self) -> Result<Customers, String> {
         let auth = self.auth()?;
         Ok(Customers::new(self.store.clone(), self.clock.clone(), Hasher::per_core(auth.cost), auth.limits))
+    }
+
+    /// Customers' notices as they read them.
+    pub fn notice_board(&self) -> NoticeBoard {
+        NoticeBoard::new(self.store.clone())
+    }
+
+    /// Delivering notices by email with Amazon SES, from `MAIL_FROM` (a verified identity).
+    #[cfg(feature = "ses")]
+    pub fn notifier(&self) -> Result<crate::domain::Notifier, String> {
+        let sender = crate::mail::compose::sender(&crate::config::var_or("MAIL_FROM", ""))?;
+        let mailer = crate::mail::ses::SesMailer::new(aws_sdk_sesv2::Client::new(&self.config), sender);
+        Ok(crate::domain::Notifier::new(self.store.clone(), Arc::new(mailer), self.clock.clone()))
     }
 
     /// Reading customers, without the password hashing sign-up needs.
@@ -141,7 +156,7 @@ pub async fn serve_order_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
     let cold = ColdStart::load().await;
     let ledger = cold.ledger().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let sweeper = Sweeper::new(ledger.clone(), cold.store.clone(), cold.alerts());
+    let sweeper = Sweeper::new(ledger.clone(), cold.store.clone(), cold.alerts(), cold.store.clone());
     let worker = Arc::new((OrderWorker::new(Orders::new(ledger)), sweeper));
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
         let worker = Arc::clone(&worker);

@@ -8,7 +8,8 @@
 //! - [`queue`]: the [`queue::Queue`] trait with its SQS and embedded SQLite backends, and the
 //!   consumer side shared by Lambda and the local server; [`workers`]: the queue consumers.
 //! - [`gateway`]: the payment gateway (simulated) and its circuit breaker; [`alerts`]: where
-//!   low-stock alerts are published (SNS, or the log locally).
+//!   low-stock alerts are published (SNS, or the log locally); [`mail`]: email to customers
+//!   (SES, SMTP, or `.eml` files locally).
 //! - [`config`], [`clock`], [`telemetry`], [`lambda`]: wiring shared by the Lambda mains and
 //!   `orderly-local`. See docs/architecture.md for the map.
 
@@ -22,6 +23,7 @@ pub mod gateway;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod mail;
 pub mod model;
 pub mod queue;
 mod retry;

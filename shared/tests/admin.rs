@@ -290,7 +290,7 @@ async fn admins_work_orders(store: Arc<dyn Store>) {
     assert!(metrics["average_processing_seconds"].is_number());
     let queues: Vec<&Value> =
         metrics["dead_letters"].as_array().expect("dead letters").iter().map(|d| &d["queue"]).collect();
-    assert_eq!(queues, [&json!("orders"), &json!("payments"), &json!("fulfillment")]);
+    assert_eq!(queues, [&json!("orders"), &json!("payments"), &json!("fulfillment"), &json!("notifications")]);
 }
 
 /// Inventory: units held by unpaid orders, the low-stock filter, adjustments as deltas with a

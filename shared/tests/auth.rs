@@ -331,7 +331,7 @@ async fn logout_takes_effect_on_every_function(store: Arc<dyn Store>) {
     let services = common::orderly(store);
     let function = |routes| Api { router: app(routes, services.sessions.clone()), admin_token: String::new() };
     let auth_fn = function(auth::routes(services.accounts.clone(), services.sessions.clone()));
-    let customers_fn = function(customers::routes(services.customers.clone()));
+    let customers_fn = function(customers::routes(services.customers.clone(), services.notices.clone()));
     let products_fn = function(products::routes(services.catalog.clone()));
     let signed_up = customers_fn
         .post("/customers", json!({"name": "A", "email": "a@example.com", "password": common::http::CUSTOMER_PASSWORD}))

@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
 use orderly::domain::{
-    CancelRequest, IdempotencyKey, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session,
+    CancelRequest, IdempotencyKey, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session,
 };
 use orderly::model::{Address, OrderStatus, Principal, Role};
 use orderly::queue::Consumer;
@@ -481,7 +481,8 @@ async fn orders_over_http(store: Arc<dyn Store>) {
         let reply = api.send(Method::POST, "/orders", Some(bad.clone()), &[("authorization", &bob)]).await;
         assert_problem(&reply, expected);
     }
-    let too_many: Vec<Value> = (0..51).map(|_| json!({"product_id": Uuid::now_v7(), "quantity": 1})).collect();
+    let too_many: Vec<Value> =
+        (0..MAX_ORDER_LINES + 1).map(|_| json!({"product_id": Uuid::now_v7(), "quantity": 1})).collect();
     let reply = api.send(Method::POST, "/orders", Some(json!({"items": too_many})), &[("authorization", &bob)]).await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     let reply = api

@@ -67,6 +67,7 @@ fn placement(order: &Order) -> NewOrderWrite<'_> {
     NewOrderWrite {
         order,
         low_stock: no_crossing(order),
+        notice: None,
         expected_cooldown: None,
         cooldown: cooldown_after(None, order),
         idempotency: None,
@@ -107,6 +108,7 @@ async fn place_keyed(
     let write = NewOrderWrite {
         order,
         low_stock: no_crossing(order),
+        notice: None,
         expected_cooldown: read.as_ref().map(|c| c.version),
         cooldown: cooldown_after(read.as_ref(), order),
         idempotency,
@@ -135,7 +137,7 @@ fn moved(order: &Order, status: OrderStatus) -> Order {
 }
 
 fn transition<'a>(previous: &'a Order, updated: &'a Order) -> TransitionWrite<'a> {
-    TransitionWrite { previous, updated, restock: false, payment: None, idempotency: None }
+    TransitionWrite { previous, updated, restock: false, payment: None, idempotency: None, notice: None }
 }
 
 /// Moves `order` to `status` with `payment`, returning the stored order.

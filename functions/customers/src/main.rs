@@ -2,5 +2,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    orderly::lambda::serve_http(|cold, _| Ok(orderly::http::customers::routes(cold.customers()?))).await
+    orderly::lambda::serve_http(|cold, _| Ok(orderly::http::customers::routes(cold.customers()?, cold.notice_board())))
+        .await
 }

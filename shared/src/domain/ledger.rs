@@ -10,10 +10,11 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::auth::Session;
+use super::notifications::NoticeMessage;
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::PaymentGateway;
-use crate::model::{HistoryEntry, Order, OrderEvent, OrderStatus, Payment, PaymentStatus};
+use crate::model::{HistoryEntry, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, notice_of_transition};
 use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueName};
 use crate::store::{OrderStore, PaymentChange, PaymentStore, StoreError, TransitionWrite};
 
@@ -265,8 +266,9 @@ impl Ledger {
             restock,
             payment: refund.as_ref().map(|(previous, updated)| PaymentChange::Update { previous, updated }),
             idempotency: None,
+            notice: None,
         };
-        match self.orders.transition_order(&write).await {
+        match self.commit(write).await {
             Ok(()) => {
                 tracing::info!(order_id = %order.id, correlation_id = %order.correlation_id, from = %order.status, to = %next, ?event, "order transition");
                 if next == OrderStatus::Cancelled && order.status != OrderStatus::Cancelled {
@@ -303,6 +305,36 @@ impl Ledger {
             Err(err) => {
                 tracing::warn!(payment_id = %payment.id, error = %err, "refund not confirmed; the sweep retries it");
                 Err(Error::Unavailable)
+            }
+        }
+    }
+
+    /// Writes a transition with the customer's notice of it (derived from the change and saved
+    /// in the same write: see [`notice_of_transition`]), then queues the notice's delivery.
+    /// Every order transition goes through here.
+    pub(crate) async fn commit(&self, write: TransitionWrite<'_>) -> Result<(), StoreError> {
+        let payment = match write.payment {
+            Some(PaymentChange::Insert(payment)) => Some(payment),
+            Some(PaymentChange::Update { updated, .. }) => Some(updated),
+            None => None,
+        };
+        let notice = notice_of_transition(write.previous, write.updated, payment);
+        self.orders.transition_order(&TransitionWrite { notice: notice.as_ref(), ..write }).await?;
+        if let Some(notice) = &notice {
+            self.queue_notice(notice.id, &write.updated.correlation_id).await;
+        }
+        Ok(())
+    }
+
+    /// Queues a recorded notice's delivery. A lost message only delays it: the sweep relays
+    /// notices no delivery has claimed. True when queued.
+    pub(crate) async fn queue_notice(&self, notice_id: Uuid, correlation_id: &str) -> bool {
+        let message = NoticeMessage::Deliver { notice_id };
+        match self.send(QueueName::Notifications, &message, correlation_id, Duration::ZERO).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%notice_id, error = %err, "notice not queued; the sweep relays it");
+                false
             }
         }
     }

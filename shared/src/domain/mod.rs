@@ -18,6 +18,7 @@ mod fulfillment;
 mod inventory;
 mod ledger;
 mod messages;
+mod notifications;
 mod orders;
 #[cfg(feature = "passwords")]
 mod passwords;
@@ -38,6 +39,7 @@ pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracki
 pub use inventory::{Adjusted, AlertQuery, Alerts, Inventory, InventoryItem, InventoryQuery, NewAdjustment};
 pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 pub use messages::OrderMessage;
+pub use notifications::{Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, render};
 pub use orders::{
     CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderAmendment, OrderMetrics, OrderQuery, Orders, Release,
     StatusChange,

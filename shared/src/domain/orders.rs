@@ -15,7 +15,7 @@ use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionErr
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
     Address, AlertCause, Customer, HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Order, OrderEvent, OrderLine,
-    OrderStatus, Product, Recipient, Role, optional_text,
+    OrderStatus, Product, Recipient, Role, notice_of_placement, optional_text,
 };
 use crate::retry::backoff;
 use crate::store::{Cooldown, LowStockCheck, NewOrderWrite, OrderFilter, Page, StoreError, TransitionWrite};
@@ -91,9 +91,10 @@ pub struct OrderMetrics {
     pub revenue_cents: i64,
 }
 
-/// At most this many lines: with the order, cooldown, idempotency and metrics writes a
-/// placement stays well inside DynamoDB's 100 actions per transaction.
-pub const MAX_ORDER_LINES: usize = 50;
+/// At most this many lines: with a low-stock alert for every line, the order, cooldown,
+/// idempotency, metrics and notice writes a placement stays inside DynamoDB's 100 actions per
+/// transaction (2 × 45 + 5 = 95).
+pub const MAX_ORDER_LINES: usize = 45;
 pub const MAX_QUANTITY: i64 = 1_000;
 /// Attempts when a concurrent order of the same customer, or a price change, gets in between.
 const PLACEMENT_ATTEMPTS: usize = 8;
@@ -270,8 +271,10 @@ impl Orders {
                     low_stock_check(product, -line.quantity, product.low_stock_threshold, AlertCause::Order, now)
                 })
                 .collect();
+            let notice = notice_of_placement(&order);
             let write = NewOrderWrite {
                 order: &order,
+                notice: notice.as_ref(),
                 low_stock: &low_stock,
                 expected_cooldown: context.cooldown.as_ref().map(|c| c.version),
                 cooldown: slot.cooldown,
@@ -279,6 +282,9 @@ impl Orders {
             };
             match self.ledger.orders.insert_order(&write).await {
                 Ok(()) => {
+                    if let Some(notice) = &notice {
+                        self.ledger.queue_notice(notice.id, &order.correlation_id).await;
+                    }
                     self.after_placement(&order, &low_stock).await;
                     return Ok(Placed { status_code, body, id: order.id });
                 }
@@ -480,8 +486,9 @@ impl Orders {
                 restock: false,
                 payment: None,
                 idempotency: None,
+                notice: None,
             };
-            match self.ledger.orders.transition_order(&write).await {
+            match self.ledger.commit(write).await {
                 Ok(()) => order = updated,
                 Err(StoreError::VersionConflict) => {
                     let current = self.ledger.order_for(session, id).await?;

@@ -219,8 +219,9 @@ impl Payments {
             restock: false,
             payment: Some(PaymentChange::Insert(&payment)),
             idempotency: idempotency.as_ref(),
+            notice: None,
         };
-        match self.ledger.orders.transition_order(&write).await {
+        match self.ledger.commit(write).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
                 if let Some(key) = &key {
@@ -438,8 +439,9 @@ impl Payments {
             restock: false,
             payment: Some(PaymentChange::Update { previous: payment.0, updated: payment.1 }),
             idempotency: None,
+            notice: None,
         };
-        match self.ledger.orders.transition_order(&write).await {
+        match self.ledger.commit(write).await {
             Ok(()) => Ok(true),
             Err(StoreError::VersionConflict) => Ok(false),
             Err(other) => Err(other.into()),

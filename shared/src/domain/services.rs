@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use super::{
-    Accounts, Alerts, AuthConfig, BackOffice, Catalog, Customers, Fulfillment, Hasher, Inventory, Ledger,
-    OrderSettings, Orders, Payments, Sessions, Sweeper,
+    Accounts, Alerts, AuthConfig, BackOffice, Catalog, Customers, Fulfillment, Hasher, Inventory, Ledger, NoticeBoard,
+    Notifier, OrderSettings, Orders, Payments, Sessions, Sweeper,
 };
 use crate::alerts::LoggedAlerts;
 use crate::clock::Clock;
 use crate::gateway::PaymentGateway;
+use crate::mail::Mailer;
 use crate::queue::Queue;
 use crate::store::Store;
 
@@ -26,6 +27,8 @@ pub struct Services {
     pub sweeper: Sweeper,
     pub inventory: Inventory,
     pub alerts: Alerts,
+    pub notices: NoticeBoard,
+    pub notifier: Notifier,
     /// The queue, for the back office's dead-letter counts.
     pub queue: Arc<dyn Queue>,
 }
@@ -38,6 +41,7 @@ impl Services {
         queue: Arc<dyn Queue>,
         gateway: Arc<dyn PaymentGateway>,
         settings: OrderSettings,
+        mailer: Arc<dyn Mailer>,
     ) -> Self {
         let auth = Arc::new(auth);
         let sessions = Sessions::new(store.clone(), clock.clone(), auth.clone());
@@ -49,12 +53,14 @@ impl Services {
             accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone(), hasher.clone()),
             customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
             catalog: Catalog::new(store.clone(), clock.clone()),
-            inventory: Inventory::new(store.clone(), store.clone(), clock),
+            inventory: Inventory::new(store.clone(), store.clone(), clock.clone()),
             sessions,
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger.clone()),
             fulfillment: Fulfillment::new(ledger.clone()),
-            sweeper: Sweeper::new(ledger.clone(), store.clone(), alerts.clone()),
+            sweeper: Sweeper::new(ledger.clone(), store.clone(), alerts.clone(), store.clone()),
+            notices: NoticeBoard::new(store.clone()),
+            notifier: Notifier::new(store.clone(), mailer, clock.clone()),
             alerts,
             queue,
             ledger,

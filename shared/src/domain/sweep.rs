@@ -1,7 +1,7 @@
 //! The scheduled sweep: what a lost or dead-lettered message would leave behind. It releases
 //! deferred orders that are due, cancels orders unpaid past their deadline, queues fulfillment
-//! again for paid orders left unshipped, retries refunds the gateway has not confirmed, and
-//! publishes low-stock alerts from their outbox.
+//! again for paid orders left unshipped, retries refunds the gateway has not confirmed,
+//! publishes low-stock alerts from their outbox, and relays notices whose message was lost.
 
 use std::sync::Arc;
 
@@ -9,12 +9,13 @@ use time::Duration;
 
 use super::inventory::Alerts;
 use super::ledger::{Ledger, TransitionError};
+use super::notifications::relay_lost_notices;
 use super::orders::{Orders, Release, SYSTEM};
 use super::payments::{FulfillmentMessage, Payments};
 use crate::error::Result;
 use crate::model::{Order, OrderEvent, OrderStatus};
 use crate::queue::QueueName;
-use crate::store::ExpiryStore;
+use crate::store::{ExpiryStore, NoticeStore};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
@@ -27,7 +28,12 @@ pub struct SweepReport {
     pub expired_rows_deleted: u32,
     /// Low-stock alerts taken from the outbox and published.
     pub alerts_published: u32,
+    /// Notices whose delivery message was lost, queued again.
+    pub notices_relayed: u32,
 }
+
+/// How long a relayed notice waits before the sweep may relay it again.
+const NOTICE_RELAY_EVERY: Duration = Duration::minutes(10);
 
 /// Expired rows collected per sweep, in batches: bounded work per run, and a backlog (say,
 /// after downtime) is worked off over the next runs.
@@ -44,11 +50,19 @@ pub struct Sweeper {
     payments: Payments,
     expiry: Arc<dyn ExpiryStore>,
     alerts: Alerts,
+    notices: Arc<dyn NoticeStore>,
 }
 
 impl Sweeper {
-    pub fn new(ledger: Ledger, expiry: Arc<dyn ExpiryStore>, alerts: Alerts) -> Self {
-        Self { orders: Orders::new(ledger.clone()), payments: Payments::new(ledger.clone()), ledger, expiry, alerts }
+    pub fn new(ledger: Ledger, expiry: Arc<dyn ExpiryStore>, alerts: Alerts, notices: Arc<dyn NoticeStore>) -> Self {
+        Self {
+            orders: Orders::new(ledger.clone()),
+            payments: Payments::new(ledger.clone()),
+            ledger,
+            expiry,
+            alerts,
+            notices,
+        }
     }
 
     /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
@@ -84,6 +98,10 @@ impl Sweeper {
             if self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
                 report.requeued_fulfillment += 1;
             }
+        }
+        match relay_lost_notices(&*self.notices, &self.ledger, now, NOTICE_RELAY_EVERY).await {
+            Ok(relayed) => report.notices_relayed = relayed,
+            Err(err) => tracing::error!(error = %err, "sweep could not relay notices"),
         }
         match self.alerts.publish_pending().await {
             Ok(published) => report.alerts_published = published,

@@ -1,5 +1,5 @@
 //! The `customers` function: sign-up (anyone), the customer list (admins), and a customer's
-//! own record (that customer or an admin; anyone else gets 404).
+//! own record and notices (that customer or an admin; anyone else gets 404).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -10,13 +10,24 @@ use axum::{Json as JsonResponse, Router};
 use super::ApiError;
 use super::extract::{Id, Json, Query, SourceAddress};
 use super::session::{AdminSession, Session};
-use crate::domain::{CustomerPatch, CustomerQuery, Customers, NewCustomer};
+use crate::domain::{CustomerPatch, CustomerQuery, Customers, NewCustomer, NoticeBoard, NoticeQuery};
 
-pub fn routes(customers: Customers) -> Router {
+pub fn routes(customers: Customers, notices: NoticeBoard) -> Router {
     Router::new()
         .route("/customers", get(list).post(sign_up))
         .route("/customers/{id}", get(show).patch(update))
         .with_state(customers)
+        .merge(Router::new().route("/customers/{id}/notifications", get(notifications)).with_state(notices))
+}
+
+/// GET /customers/{id}/notifications: the notices sent (or on their way) to a customer.
+async fn notifications(
+    State(notices): State<NoticeBoard>,
+    session: Session,
+    Id(id): Id,
+    Query(query): Query<NoticeQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(JsonResponse(notices.notices(&session, id, query).await?))
 }
 
 async fn sign_up(

@@ -64,7 +64,7 @@ async fn refuse_oversized(request: Request, next: Next) -> Response {
 #[cfg(feature = "passwords")]
 pub fn local_app(services: &crate::domain::Services) -> Router {
     let routes = auth::routes(services.accounts.clone(), services.sessions.clone())
-        .merge(customers::routes(services.customers.clone()))
+        .merge(customers::routes(services.customers.clone(), services.notices.clone()))
         .merge(products::routes(services.catalog.clone()))
         .merge(orders::routes(services.orders.clone(), services.payments.clone(), services.fulfillment.clone()))
         .merge(payments::routes(services.payments.clone()))

@@ -5,6 +5,7 @@
 mod account;
 mod fields;
 mod inventory;
+mod notice;
 mod order;
 mod payment;
 mod product;
@@ -14,6 +15,7 @@ pub use fields::{
     Category, Email, PersonName, ProductName, Username, int_in_range, optional_multiline_text, optional_text,
 };
 pub use inventory::{AlertCause, StockAdjustment, StockAlert, crosses_threshold};
+pub use notice::{Notice, NoticeKind, NoticePayment, notice_of_placement, notice_of_transition};
 pub use order::{
     HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Order, OrderCounters, OrderEvent, OrderLine, OrderStatus,
     Recipient, Shipment,

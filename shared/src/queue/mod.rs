@@ -49,16 +49,20 @@ pub enum QueueName {
     Payments,
     /// Shipments for paid orders (fulfillment-worker).
     Fulfillment,
+    /// Customers' notices to deliver (notification-worker).
+    Notifications,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 3] = [QueueName::Orders, QueueName::Payments, QueueName::Fulfillment];
+    pub const ALL: [QueueName; 4] =
+        [QueueName::Orders, QueueName::Payments, QueueName::Fulfillment, QueueName::Notifications];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Orders => "orders",
             QueueName::Payments => "payments",
             QueueName::Fulfillment => "fulfillment",
+            QueueName::Notifications => "notifications",
         }
     }
 }

@@ -32,14 +32,16 @@ pub struct QueueUrls {
     pub orders: String,
     pub payments: String,
     pub fulfillment: String,
+    pub notifications: String,
     pub orders_dlq: String,
     pub payments_dlq: String,
     pub fulfillment_dlq: String,
+    pub notifications_dlq: String,
 }
 
 impl QueueUrls {
-    /// Reads `ORDERS_QUEUE_URL`, `PAYMENTS_QUEUE_URL`, `FULFILLMENT_QUEUE_URL` and the matching
-    /// `ORDERS_DLQ_URL`, `PAYMENTS_DLQ_URL`, `FULFILLMENT_DLQ_URL`. Unlike table names there is no
+    /// Reads `ORDERS_QUEUE_URL`, `PAYMENTS_QUEUE_URL`, `FULFILLMENT_QUEUE_URL`,
+    /// `NOTIFICATIONS_QUEUE_URL` and the matching `*_DLQ_URL`s. Unlike table names there is no
     /// default: a URL holds the account id and region, so a guess would be wrong. The error names
     /// every missing variable.
     pub fn from_env() -> Result<Self, String> {
@@ -55,9 +57,11 @@ impl QueueUrls {
             orders: var("ORDERS_QUEUE_URL"),
             payments: var("PAYMENTS_QUEUE_URL"),
             fulfillment: var("FULFILLMENT_QUEUE_URL"),
+            notifications: var("NOTIFICATIONS_QUEUE_URL"),
             orders_dlq: var("ORDERS_DLQ_URL"),
             payments_dlq: var("PAYMENTS_DLQ_URL"),
             fulfillment_dlq: var("FULFILLMENT_DLQ_URL"),
+            notifications_dlq: var("NOTIFICATIONS_DLQ_URL"),
         };
         if missing.is_empty() { Ok(urls) } else { Err(format!("queue URLs not set: {}", missing.join(", "))) }
     }
@@ -67,6 +71,7 @@ impl QueueUrls {
             QueueName::Orders => &self.orders,
             QueueName::Payments => &self.payments,
             QueueName::Fulfillment => &self.fulfillment,
+            QueueName::Notifications => &self.notifications,
         }
     }
 
@@ -75,6 +80,7 @@ impl QueueUrls {
             QueueName::Orders => &self.orders_dlq,
             QueueName::Payments => &self.payments_dlq,
             QueueName::Fulfillment => &self.fulfillment_dlq,
+            QueueName::Notifications => &self.notifications_dlq,
         }
     }
 }
@@ -277,7 +283,18 @@ pub async fn create_queues(client: &Client, prefix: &str, max_receives: u32) -> 
     let (orders, orders_dlq) = create_pair(client, prefix, QueueName::Orders, max_receives).await?;
     let (payments, payments_dlq) = create_pair(client, prefix, QueueName::Payments, max_receives).await?;
     let (fulfillment, fulfillment_dlq) = create_pair(client, prefix, QueueName::Fulfillment, max_receives).await?;
-    Ok(QueueUrls { orders, payments, fulfillment, orders_dlq, payments_dlq, fulfillment_dlq })
+    let (notifications, notifications_dlq) =
+        create_pair(client, prefix, QueueName::Notifications, max_receives).await?;
+    Ok(QueueUrls {
+        orders,
+        payments,
+        fulfillment,
+        notifications,
+        orders_dlq,
+        payments_dlq,
+        fulfillment_dlq,
+        notifications_dlq,
+    })
 }
 
 /// One queue and its DLQ: (queue URL, DLQ URL).

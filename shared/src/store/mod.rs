@@ -18,7 +18,7 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     PaymentStatus, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 
@@ -192,6 +192,8 @@ pub struct NewOrderWrite<'a> {
     pub cooldown: Cooldown,
     /// Saved unless a live record for the same customer and key exists.
     pub idempotency: Option<&'a IdempotencyRecord>,
+    /// The customer's notice of the new order, saved in the outbox with it.
+    pub notice: Option<&'a Notice>,
 }
 
 /// An order moving from `previous` (status and version as read) to `updated`, with what
@@ -205,6 +207,8 @@ pub struct TransitionWrite<'a> {
     pub payment: Option<PaymentChange<'a>>,
     /// Saved unless a live record for the same customer and key exists.
     pub idempotency: Option<&'a IdempotencyRecord>,
+    /// The customer's notice of the change, saved in the outbox with it.
+    pub notice: Option<&'a Notice>,
 }
 
 /// A payment written with an order transition. An update that makes it `refunded` also records
@@ -420,6 +424,51 @@ pub trait AlertStore: Send + Sync + 'static {
     async fn mark_alert_published(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
 }
 
+/// How long a new notice waits for its queue message before the sweep relays it again.
+pub(crate) const FIRST_RELAY_AFTER: time::Duration = time::Duration::minutes(2);
+
+/// Why a notice's delivery could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeClaim {
+    /// Claimed until the lease given: deliver it, then mark it sent.
+    Claimed(Box<Notice>),
+    /// Sent already: nothing to do (a redelivered or duplicate message).
+    Sent,
+    /// Another delivery holds it: try again after its lease.
+    Leased,
+    Missing,
+}
+
+/// The customers' notices: recorded by the writes that cause them (see [`NewOrderWrite`] and
+/// [`TransitionWrite`]), then delivered from this outbox, each exactly once as far as the
+/// store can tell (a claim with a lease, then a mark).
+#[async_trait]
+pub trait NoticeStore: Send + Sync + 'static {
+    /// A customer's notices, newest first.
+    async fn list_notices(&self, customer: Uuid, page: &PageRequest) -> Result<Page<Notice>, StoreError>;
+
+    async fn get_notice(&self, id: Uuid) -> Result<Option<Notice>, StoreError>;
+
+    /// Claims an unsent notice's delivery until `lease_until`, unless another claim's lease runs
+    /// past `now`; counts the attempt.
+    async fn claim_notice(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<NoticeClaim, StoreError>;
+
+    /// Marks it sent (and out of the outbox); a notice sent already stays as it was.
+    async fn mark_notice_sent(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Unsent notices no delivery was ever claimed for, whose relay is due at `now`, oldest
+    /// first: their queue message may have been lost.
+    async fn notices_to_relay(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError>;
+
+    /// Puts the next relay of an unsent notice off until `until`.
+    async fn defer_relay(&self, id: Uuid, until: OffsetDateTime) -> Result<(), StoreError>;
+}
+
 /// Rows that carry an expiry: login counters of past windows, revocations of expired tokens,
 /// idempotency records, cooldowns. Reads always compare the expiry with now, so an expired row
 /// is never honoured; this only collects them, off the request path (the sweep).
@@ -433,11 +482,14 @@ pub trait ExpiryStore: Send + Sync + 'static {
 /// Every area at once: what a backend implements, and what the wiring hands out (as the
 /// narrower traits above) to the services that need each.
 pub trait Store:
-    AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + AlertStore + ExpiryStore
+    AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + AlertStore + NoticeStore + ExpiryStore
 {
 }
 
-impl<T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + AlertStore + ExpiryStore> Store for T {}
+impl<T> Store for T where
+    T: AccountStore + SessionStore + CatalogStore + OrderStore + PaymentStore + AlertStore + NoticeStore + ExpiryStore
+{
+}
 
 /// Counter deltas of a placement or transition, shared by both backends.
 pub(crate) fn counter_deltas(previous: Option<&Order>, updated: &Order) -> Vec<(String, i64)> {

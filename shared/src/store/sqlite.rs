@@ -16,12 +16,12 @@ use time::OffsetDateTime;
 
 use super::{
     AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite,
-    OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter, PaymentStore,
-    ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from,
-    epoch_millis, from_epoch_millis, hold_release, refunds, token,
+    NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
+    PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
+    counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 
@@ -145,6 +145,20 @@ const MIGRATIONS: &[&str] = &[
         doc          TEXT NOT NULL
     ) STRICT;
     CREATE INDEX stock_alerts_unpublished ON stock_alerts (published, id);
+"#,
+    // Customers' notices: an outbox the notification worker delivers from.
+    r#"
+    CREATE TABLE notices (
+        id          TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        sent        INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL,
+        relay_after INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL,
+        doc         TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX notices_by_customer ON notices (customer_id, id);
+    CREATE INDEX notices_unsent ON notices (sent, id);
 "#,
 ];
 
@@ -687,6 +701,7 @@ impl OrderStore for SqliteStore {
         let (expected_cooldown, cooldown) = (write.expected_cooldown, write.cooldown.clone());
         let idempotency = write.idempotency.cloned();
         let low_stock = write.low_stock.to_vec();
+        let notice = write.notice.cloned();
         for (line, check) in order.lines.iter().zip(&low_stock) {
             check.validate(-line.quantity)?;
         }
@@ -739,6 +754,9 @@ impl OrderStore for SqliteStore {
             )
             .map_err(backend)?;
             write_cooldown(tx, &customer, &cooldown)?;
+            if let Some(notice) = &notice {
+                insert_notice(tx, notice)?;
+            }
             add_counters(tx, counter_deltas(None, &order))
         })
         .await
@@ -841,9 +859,13 @@ impl OrderStore for SqliteStore {
         };
         let idempotency = write.idempotency.cloned();
         let refunded = refunds(write.payment);
+        let notice = write.notice.cloned();
         self.transaction(move |tx| {
             if let Some(record) = &idempotency {
                 save_idempotency(tx, record, updated.updated_at)?;
+            }
+            if let Some(notice) = &notice {
+                insert_notice(tx, notice)?;
             }
             if let Some(payment_id) = refunded {
                 tx.execute("INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)", [payment_id.to_string()])
@@ -1062,6 +1084,111 @@ impl AlertStore for SqliteStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl NoticeStore for SqliteStore {
+    async fn list_notices(&self, customer: Uuid, page: &PageRequest) -> Result<Page<Notice>, StoreError> {
+        let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
+        let (customer, limit) = (customer.to_string(), page.limit);
+        self.transaction(move |tx| {
+            list_docs(
+                tx,
+                "SELECT id, doc FROM notices WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                params![customer, after, limit + 1],
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn get_notice(&self, id: Uuid) -> Result<Option<Notice>, StoreError> {
+        self.transaction(move |tx| read_notice(tx, &id.to_string())).await
+    }
+
+    async fn claim_notice(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<NoticeClaim, StoreError> {
+        self.transaction(move |tx| {
+            let id = id.to_string();
+            let claimed = tx
+                .execute(
+                    "UPDATE notices SET lease_until = ?2, attempts = attempts + 1
+                     WHERE id = ?1 AND sent = 0 AND lease_until <= ?3",
+                    params![id, epoch_millis(lease_until), epoch_millis(now)],
+                )
+                .map_err(backend)?;
+            Ok(match read_notice(tx, &id)? {
+                Some(notice) if claimed == 1 => NoticeClaim::Claimed(Box::new(notice)),
+                Some(notice) if notice.sent_at.is_some() => NoticeClaim::Sent,
+                Some(_) => NoticeClaim::Leased,
+                None => NoticeClaim::Missing,
+            })
+        })
+        .await
+    }
+
+    async fn mark_notice_sent(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.transaction(move |tx| {
+            let id = id.to_string();
+            if let Some(mut notice) = read_notice(tx, &id)?.filter(|n| n.sent_at.is_none()) {
+                notice.sent_at = Some(at);
+                tx.execute("UPDATE notices SET sent = 1, doc = ?2 WHERE id = ?1", params![id, to_doc(&notice)?])
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn notices_to_relay(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError> {
+        self.transaction(move |tx| {
+            let page: Page<Notice> = list_docs(
+                tx,
+                "SELECT id, doc FROM notices WHERE sent = 0 AND attempts = 0 AND relay_after <= ?1 ORDER BY id LIMIT ?2",
+                params![epoch_millis(now), limit],
+                limit,
+            )?;
+            Ok(page.items)
+        })
+        .await
+    }
+
+    async fn defer_relay(&self, id: Uuid, until: OffsetDateTime) -> Result<(), StoreError> {
+        self.transaction(move |tx| {
+            tx.execute(
+                "UPDATE notices SET relay_after = ?2 WHERE id = ?1 AND sent = 0",
+                params![id.to_string(), epoch_millis(until)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn insert_notice(tx: &Transaction<'_>, notice: &Notice) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO notices (id, customer_id, sent, lease_until, relay_after, attempts, doc)
+         VALUES (?1, ?2, 0, 0, ?3, 0, ?4)",
+        params![
+            notice.id.to_string(),
+            notice.customer_id.to_string(),
+            epoch_millis(notice.created_at + super::FIRST_RELAY_AFTER),
+            to_doc(notice)?
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn read_notice(tx: &Transaction<'_>, id: &str) -> Result<Option<Notice>, StoreError> {
+    let doc: Option<String> =
+        tx.query_row("SELECT doc FROM notices WHERE id = ?1", [id], |row| row.get(0)).optional().map_err(backend)?;
+    doc.as_deref().map(from_doc).transpose()
 }
 
 fn read_alert(tx: &Transaction<'_>, id: &str) -> Result<Option<StockAlert>, StoreError> {

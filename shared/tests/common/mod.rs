@@ -5,6 +5,7 @@
 pub mod entities;
 pub mod http;
 pub mod logs;
+pub mod mail;
 
 use std::sync::Arc;
 
@@ -75,6 +76,7 @@ pub struct Wiring {
     queue: Option<Arc<dyn Queue>>,
     gateway: Arc<dyn PaymentGateway>,
     settings: OrderSettings,
+    mailer: Arc<dyn orderly::mail::Mailer>,
 }
 
 pub fn orderly_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConfig) -> Wiring {
@@ -85,6 +87,7 @@ pub fn orderly_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: AuthConf
         queue: None,
         gateway: Arc::new(SimulatedGateway::default()),
         settings: OrderSettings::default(),
+        mailer: Arc::new(mail::RecordingMailer::default()),
     }
 }
 
@@ -99,6 +102,11 @@ impl Wiring {
         self
     }
 
+    pub fn with_mailer(mut self, mailer: Arc<dyn orderly::mail::Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
     pub fn with_order_settings(mut self, settings: OrderSettings) -> Self {
         self.settings = settings;
         self
@@ -109,7 +117,7 @@ impl Wiring {
         let queue = self.queue.unwrap_or_else(|| {
             Arc::new(orderly::queue::SqliteQueue::in_memory(self.clock.clone(), 5).expect("in-memory queue"))
         });
-        Services::new(self.store, self.clock, self.auth, queue, self.gateway, self.settings)
+        Services::new(self.store, self.clock, self.auth, queue, self.gateway, self.settings, self.mailer)
     }
 }
 

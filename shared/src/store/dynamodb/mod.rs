@@ -23,13 +23,14 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, LowStockCheck,
-    NewOrderWrite, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
-    PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
-    counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
+    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, FIRST_RELAY_AFTER, HoldRelease,
+    Login, LowStockCheck, NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page,
+    PageRequest, PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite,
+    UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds,
+    token,
 };
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Order, OrderCounters, OrderStatus, Payment,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role, StockAdjustment, StockAlert,
 };
 use crate::retry::backoff;
@@ -101,6 +102,11 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+/// A timestamp as the entities serialize it (RFC 3339), for attributes set by an update.
+fn rfc3339(t: OffsetDateTime) -> Result<AttributeValue, StoreError> {
+    Ok(s(t.format(&time::format_description::well_known::Rfc3339).map_err(build_err)?))
+}
+
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
@@ -146,6 +152,33 @@ fn product_name_pk(key: &str) -> String {
 fn category_pk(category: &Category) -> String {
     format!("CATEGORY#{category}")
 }
+fn notice_pk(id: Uuid) -> String {
+    format!("NOTICE#{id}")
+}
+
+/// A notice in the customer's list (`gsi1`) and, until sent, in the outbox (`gsi2`, sparse),
+/// with its delivery lease and relay time beside it.
+fn notice_item(notice: &Notice) -> Result<Item, StoreError> {
+    let mut item = to_item(notice)?;
+    item.insert("pk".into(), s(notice_pk(notice.id)));
+    item.insert("gsi1pk".into(), s(format!("NOTICES#{}", notice.customer_id)));
+    item.insert("gsi1sk".into(), s(notice.id.to_string()));
+    item.insert("gsi2pk".into(), s("NOTICES_UNSENT"));
+    item.insert("gsi2sk".into(), s(notice.id.to_string()));
+    item.insert("lease_until_ms".into(), n(0));
+    item.insert("relay_after_ms".into(), n(epoch_millis(notice.created_at + FIRST_RELAY_AFTER)));
+    item.insert("attempts".into(), n(0));
+    Ok(item)
+}
+
+/// What the relay reads of an unsent notice.
+#[derive(Deserialize)]
+struct NoticeDelivery {
+    id: Uuid,
+    attempts: u32,
+    relay_after_ms: i64,
+}
+
 fn adjustment_pk(id: Uuid) -> String {
     format!("ADJUSTMENT#{id}")
 }
@@ -657,6 +690,33 @@ impl DynamoStore {
             .set_expression_attribute_values(Some(values))
             .build()
             .map_err(build_err)
+    }
+
+    /// One conditional `UpdateItem` whose refusal is an answer, not an error: a mark that is
+    /// already there, an item gone. True when it was applied.
+    async fn update_unless_done(
+        &self,
+        table: &str,
+        key: String,
+        update: &str,
+        condition: &str,
+        values: Item,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(pk(key)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
     }
 
     /// Replaces an item if its stored `version` is `expected` (a single conditional put).
@@ -1208,6 +1268,9 @@ impl OrderStore for DynamoStore {
         for alert in write.low_stock.iter().filter_map(|check| check.alert.as_ref()) {
             actions.push(self.put(&self.tables.products, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
         }
+        if let Some(notice) = write.notice {
+            actions.push(self.put(&self.tables.orders, notice_item(notice)?, "attribute_not_exists(pk)", None)?);
+        }
         let failed = match self.transact_reporting(actions).await {
             Ok(()) => return Ok(()),
             Err(CancelledTransaction::Store(e)) => return Err(e),
@@ -1329,6 +1392,9 @@ impl OrderStore for DynamoStore {
                 actions.push(self.release_hold(release)?);
             }
             actions.extend(self.count_orders(&counter_deltas(Some(previous), updated))?);
+            if let Some(notice) = write.notice {
+                actions.push(self.put(&self.tables.orders, notice_item(notice)?, "attribute_not_exists(pk)", None)?);
+            }
             let failed = match self.transact_reporting(actions).await {
                 Ok(()) => return Ok(()),
                 Err(CancelledTransaction::Store(e)) => return Err(e),
@@ -1410,6 +1476,79 @@ impl PaymentStore for DynamoStore {
 }
 
 #[async_trait]
+impl NoticeStore for DynamoStore {
+    async fn list_notices(&self, customer: Uuid, page: &PageRequest) -> Result<Page<Notice>, StoreError> {
+        let query = IndexQuery::new(&self.tables.orders, "gsi1", format!("NOTICES#{customer}"));
+        self.list_by_index(IndexQuery { descending: true, ..query }, page, |_: &Notice| true).await
+    }
+
+    async fn get_notice(&self, id: Uuid) -> Result<Option<Notice>, StoreError> {
+        self.get(&self.tables.orders, notice_pk(id)).await
+    }
+
+    async fn claim_notice(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<NoticeClaim, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.orders)
+            .set_key(Some(pk(notice_pk(id))))
+            .update_expression("SET lease_until_ms = :until ADD attempts :one")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(sent_at) AND lease_until_ms <= :now")
+            .expression_attribute_values(":until", n(epoch_millis(lease_until)))
+            .expression_attribute_values(":now", n(epoch_millis(now)))
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(NoticeClaim::Claimed(Box::new(from_item(output.attributes.unwrap_or_default())?))),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(match self.get_notice(id).await? {
+                    Some(notice) if notice.sent_at.is_some() => NoticeClaim::Sent,
+                    Some(_) => NoticeClaim::Leased,
+                    None => NoticeClaim::Missing,
+                })
+            }
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
+    }
+
+    async fn mark_notice_sent(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        let values = HashMap::from([(":at".to_owned(), rfc3339(at)?)]);
+        let (update, condition) =
+            ("SET sent_at = :at REMOVE gsi2pk, gsi2sk", "attribute_exists(pk) AND attribute_not_exists(sent_at)");
+        self.update_unless_done(&self.tables.orders, notice_pk(id), update, condition, values).await.map(|_| ())
+    }
+
+    async fn notices_to_relay(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError> {
+        let query = IndexQuery::new(&self.tables.orders, "gsi2", "NOTICES_UNSENT");
+        let due = epoch_millis(now);
+        let page = self
+            .list_by_index(query, &PageRequest::first(limit), |d: &NoticeDelivery| {
+                d.attempts == 0 && d.relay_after_ms <= due
+            })
+            .await?;
+        let mut notices = Vec::with_capacity(page.items.len());
+        for delivery in page.items {
+            notices.extend(self.get_notice(delivery.id).await?);
+        }
+        Ok(notices)
+    }
+
+    async fn defer_relay(&self, id: Uuid, until: OffsetDateTime) -> Result<(), StoreError> {
+        let values = HashMap::from([(":until".to_owned(), n(epoch_millis(until)))]);
+        let (update, condition) =
+            ("SET relay_after_ms = :until", "attribute_exists(pk) AND attribute_not_exists(sent_at)");
+        self.update_unless_done(&self.tables.orders, notice_pk(id), update, condition, values).await.map(|_| ())
+    }
+}
+
+#[async_trait]
 impl AlertStore for DynamoStore {
     async fn list_alerts(
         &self,
@@ -1433,26 +1572,13 @@ impl AlertStore for DynamoStore {
         by: &str,
         at: OffsetDateTime,
     ) -> Result<Option<StockAlert>, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.products)
-            .set_key(Some(pk(alert_pk(id))))
-            .update_expression("SET acknowledged_at = :at, acknowledged_by = :by")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(acknowledged_at)")
-            .expression_attribute_values(
-                ":at",
-                s(at.format(&time::format_description::well_known::Rfc3339).map_err(build_err)?),
-            )
-            .expression_attribute_values(":by", s(by))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            // Gone, or acknowledged already: the stored alert says which.
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-            Err(err) => return Err(sdk_error("UpdateItem", err)),
-        }
+        let values = HashMap::from([(":at".to_owned(), rfc3339(at)?), (":by".to_owned(), s(by))]);
+        let (update, condition) = (
+            "SET acknowledged_at = :at, acknowledged_by = :by",
+            "attribute_exists(pk) AND attribute_not_exists(acknowledged_at)",
+        );
+        // Refused when gone, or acknowledged already: the stored alert says which.
+        self.update_unless_done(&self.tables.products, alert_pk(id), update, condition, values).await?;
         self.get_alert(id).await
     }
 
@@ -1462,23 +1588,10 @@ impl AlertStore for DynamoStore {
     }
 
     async fn mark_alert_published(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.products)
-            .set_key(Some(pk(alert_pk(id))))
-            .update_expression("SET published_at = :at REMOVE gsi2pk, gsi2sk")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(
-                ":at",
-                s(at.format(&time::format_description::well_known::Rfc3339).map_err(build_err)?),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(err) => Err(sdk_error("UpdateItem", err)),
-        }
+        let values = HashMap::from([(":at".to_owned(), rfc3339(at)?)]);
+        let update = "SET published_at = :at REMOVE gsi2pk, gsi2sk";
+        self.update_unless_done(&self.tables.products, alert_pk(id), update, "attribute_exists(pk)", values)
+            .await
+            .map(|_| ())
     }
 }

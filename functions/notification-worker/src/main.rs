@@ -1,0 +1,8 @@
+//! The `notification-worker` Lambda function: consumer in `orderly::workers`, sending with SES.
+
+use orderly::workers::NotificationWorker;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    orderly::lambda::serve_worker(|cold| Ok(NotificationWorker::new(cold.notifier()?))).await
+}

@@ -1,0 +1,273 @@
+//! Customers are told, on every store: each change that concerns them records exactly one
+//! notice in the same write; the notification worker sends each once (a duplicate or late
+//! message sends nothing), retries a failing mail service and dead-letters what keeps failing;
+//! the sweep relays a notice whose message was lost; no card number or password is in any
+//! message; customers list their own notices.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::http::{Method, StatusCode};
+use common::http::{Api, CUSTOMER_PASSWORD, assert_problem};
+use common::mail::RecordingMailer;
+use orderly::clock::FakeClock;
+use orderly::domain::{Delivery, Services, render};
+use orderly::gateway::{CircuitBreaker, simulated};
+use orderly::model::NoticeKind;
+use orderly::queue::{Queue, QueueName, SqliteQueue};
+use orderly::store::{PageRequest, Store};
+use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+const MAX_RECEIVES: u32 = 3;
+
+struct World {
+    api: Api,
+    orderly: Services,
+    clock: Arc<FakeClock>,
+    queue: Arc<SqliteQueue>,
+    store: Arc<dyn Store>,
+    mailer: Arc<RecordingMailer>,
+    payments: PaymentWorker,
+    fulfillment: FulfillmentWorker,
+    releases: OrderWorker,
+    notices: NotificationWorker,
+}
+
+async fn world(store: Arc<dyn Store>) -> World {
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
+    let mailer = Arc::new(RecordingMailer::default());
+    let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
+        .with_queue(queue.clone())
+        .with_mailer(mailer.clone())
+        .services();
+    let api = Api::over(orderly.clone()).await;
+    World {
+        payments: PaymentWorker::new(orderly.payments.clone(), CircuitBreaker::new(3, StdDuration::from_millis(200))),
+        fulfillment: FulfillmentWorker::new(orderly.fulfillment.clone()),
+        releases: OrderWorker::new(orderly.orders.clone()),
+        notices: NotificationWorker::new(orderly.notifier.clone()),
+        api,
+        orderly,
+        clock,
+        queue,
+        store,
+        mailer,
+    }
+}
+
+impl World {
+    /// A product of 10 at 12.50 and a signed-up customer: (product id, customer id, bearer).
+    async fn customer_and_product(&self, email: &str) -> (String, String, String) {
+        let product =
+            json!({"name": format!("Kettle {email}"), "price_cents": 1250, "stock": 10, "category": "kitchen"});
+        let product = self.api.post("/products", product).await.body["id"].as_str().expect("product").to_owned();
+        let (customer, token) = self.api.customer(email).await;
+        (product, customer, format!("Bearer {token}"))
+    }
+
+    async fn order(&self, bearer: &str, product: &str) -> Value {
+        let order = json!({"items": [{"product_id": product, "quantity": 2}]});
+        let placed = self.api.send(Method::POST, "/orders", Some(order), &[("authorization", bearer)]).await;
+        assert!(placed.status.is_success(), "{}", placed.body);
+        placed.body
+    }
+
+    async fn pay(&self, bearer: &str, order: &str, number: &str) {
+        let body = json!({"order_id": order, "method": "card",
+                          "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+        let reply = self.api.send(Method::POST, "/payments", Some(body), &[("authorization", bearer)]).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        common::drain(self.queue.as_ref(), QueueName::Payments, &self.payments).await;
+    }
+
+    async fn deliver_notices(&self) -> usize {
+        common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await
+    }
+
+    /// The customer's notices, oldest first, as the API lists them.
+    async fn listed(&self, customer: &str, bearer: &str) -> Vec<Value> {
+        let reply = self
+            .api
+            .send(
+                Method::GET,
+                &format!("/customers/{customer}/notifications?limit=100"),
+                None,
+                &[("authorization", bearer)],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let mut items = reply.body["items"].as_array().expect("items").clone();
+        items.reverse();
+        items
+    }
+}
+
+fn kinds(notices: &[Value]) -> Vec<&str> {
+    notices.iter().map(|n| n["kind"].as_str().expect("kind")).collect()
+}
+
+/// Accepted → receipt → shipped → delivered, each recorded once and sent once; a declined card
+/// is one "payment failed"; a deferred order is told its release time, then its release; a
+/// cancelled paid order says it was refunded.
+async fn every_change_sends_exactly_one_notice(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+    let order = w.order(&bearer, &product).await;
+    let order_id = order["id"].as_str().expect("id").to_owned();
+    w.pay(&bearer, &order_id, simulated::DECLINED).await;
+    w.pay(&bearer, &order_id, simulated::SUCCEEDS).await;
+    common::drain(w.queue.as_ref(), QueueName::Fulfillment, &w.fulfillment).await;
+    let delivered = w
+        .api
+        .send(Method::PUT, &format!("/orders/{order_id}/fulfillment"), Some(json!({"action": "deliver"})), &[])
+        .await;
+    assert_eq!(delivered.status, StatusCode::OK, "{}", delivered.body);
+    assert_eq!(
+        kinds(&w.listed(&customer, &bearer).await),
+        ["order_accepted", "payment_failed", "payment_succeeded", "order_shipped", "order_delivered"]
+    );
+
+    assert_eq!(w.deliver_notices().await, 5);
+    let sent = w.mailer.sent();
+    let subjects: Vec<&str> = sent.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(subjects.len(), 5, "{subjects:?}");
+    assert!(subjects[0].starts_with("Order confirmed") && subjects[2].starts_with("Receipt"), "{subjects:?}");
+    let receipt = &sent[2];
+    assert!(receipt.text.contains("visa ending in 4242") && receipt.text.contains("25.00"), "{}", receipt.text);
+    assert!(sent[1].text.contains("card declined"), "{}", sent[1].text);
+    assert!(sent[3].text.contains("tracking number OP"), "{}", sent[3].text);
+    assert!(w.listed(&customer, &bearer).await.iter().all(|n| n["sent_at"].is_string()));
+    assert_eq!(w.deliver_notices().await, 0, "nothing left to send");
+
+    // During the cooldown: accepted with its release time, then released.
+    let deferred = w.order(&bearer, &product).await;
+    assert_eq!(deferred["status"], "processing order");
+    w.clock.advance(Duration::minutes(6));
+    common::drain(w.queue.as_ref(), QueueName::Orders, &w.releases).await;
+    let cancelled = w
+        .api
+        .send(Method::POST, &format!("/orders/{}/cancel", deferred["id"].as_str().expect("id")), Some(json!({})), &[])
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let listed = w.listed(&customer, &bearer).await;
+    assert_eq!(kinds(&listed[5..]), ["order_accepted", "order_released", "order_cancelled"]);
+    assert!(listed[5]["release_at"].is_string());
+    w.deliver_notices().await;
+    let deferred_mail = &w.mailer.sent()[5];
+    assert!(deferred_mail.text.contains("processing order"), "{}", deferred_mail.text);
+
+    // A paid order cancelled by an admin: refunded, and told so.
+    let (other, other_customer, other_bearer) = w.customer_and_product("bob@example.com").await;
+    let paid = w.order(&other_bearer, &other).await;
+    let paid_id = paid["id"].as_str().expect("id");
+    w.pay(&other_bearer, paid_id, simulated::SUCCEEDS).await;
+    let cancelled =
+        w.api.post(&format!("/orders/{paid_id}/cancel"), json!({"reason": "out of stock at the warehouse"})).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let bobs = w.listed(&other_customer, &other_bearer).await;
+    assert_eq!(kinds(&bobs), ["order_accepted", "payment_succeeded", "order_cancelled"]);
+    assert_eq!(bobs[2]["refunded"], true);
+    w.deliver_notices().await;
+    let last = w.mailer.sent().pop().expect("mail");
+    assert!(
+        last.text.contains("We refunded 25.00") && last.text.contains("out of stock at the warehouse"),
+        "{}",
+        last.text
+    );
+    assert_eq!(last.to_email, "bob@example.com");
+}
+
+/// A duplicate or late message sends nothing twice; a notice another delivery holds waits.
+async fn a_notice_is_sent_once_however_often_it_is_asked(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+    w.order(&bearer, &product).await;
+    let notice_id = w.listed(&customer, &bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+    let (first, second) = tokio::join!(w.orderly.notifier.deliver(notice_id), w.orderly.notifier.deliver(notice_id));
+    let outcomes = [first.expect("deliver"), second.expect("deliver")];
+    assert_eq!(outcomes.iter().filter(|o| **o == Delivery::Sent).count(), 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Delivery::Sent | Delivery::Retry | Delivery::NothingToDo)),
+        "the other finds it held or sent: {outcomes:?}"
+    );
+    assert_eq!(w.orderly.notifier.deliver(notice_id).await.expect("again"), Delivery::NothingToDo);
+    assert_eq!(w.deliver_notices().await, 1, "the queued message finds it sent");
+    assert_eq!(w.mailer.sent().len(), 1);
+}
+
+/// A failing mail service: the notice is retried, then dead-lettered after the queue's last
+/// receive, and stays unsent (listed without `sent_at`); the sweep relays a notice whose
+/// message was lost, but not one a delivery has tried.
+async fn failing_mail_is_retried_then_dead_lettered_and_lost_messages_relayed(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+    w.mailer.set_failing(true);
+    w.order(&bearer, &product).await;
+    for _ in 0..MAX_RECEIVES {
+        assert_eq!(w.deliver_notices().await, 1);
+        w.clock.advance(Duration::minutes(2));
+    }
+    assert_eq!(w.deliver_notices().await, 0);
+    let dead = w.queue.dead_letters(QueueName::Notifications, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert!(w.listed(&customer, &bearer).await[0].get("sent_at").is_none());
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").notices_relayed, 0, "tried: the DLQ owns it");
+
+    // A notice whose message never made it to the queue: the sweep sends it again.
+    w.mailer.set_failing(false);
+    w.order(&bearer, &product).await;
+    let queued =
+        w.queue.receive(QueueName::Notifications, 10, Duration::minutes(60), Duration::ZERO).await.expect("rx");
+    assert_eq!(queued.len(), 1, "the message, lost with its worker");
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").notices_relayed, 0, "not due yet");
+    w.clock.advance(Duration::minutes(3));
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").notices_relayed, 1);
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").notices_relayed, 0, "put off after a relay");
+    assert_eq!(w.deliver_notices().await, 1);
+    assert_eq!(w.mailer.sent().len(), 1);
+}
+
+/// Customers read their own notices (admins anyone's); no message carries a card number, a
+/// CVC or a password, and names are HTML-escaped.
+async fn notices_are_private_and_carry_no_secrets(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+    let (_, _, mallory) = w.customer_and_product("mallory@example.com").await;
+    let order = w.order(&bearer, &product).await;
+    w.pay(&bearer, order["id"].as_str().expect("id"), simulated::SUCCEEDS).await;
+    let theirs = w
+        .api
+        .send(Method::GET, &format!("/customers/{customer}/notifications"), None, &[("authorization", &mallory)])
+        .await;
+    assert_problem(&theirs, StatusCode::NOT_FOUND);
+    let anonymous =
+        w.api.send(Method::GET, &format!("/customers/{customer}/notifications"), None, &[("authorization", "")]).await;
+    assert_problem(&anonymous, StatusCode::UNAUTHORIZED);
+    let as_admin = w.api.get(&format!("/customers/{customer}/notifications")).await;
+    assert_eq!(as_admin.body["items"].as_array().expect("items").len(), 2);
+
+    w.deliver_notices().await;
+    for mail in w.mailer.sent() {
+        for secret in ["4242424242424242", "4242 4242 4242 4242", CUSTOMER_PASSWORD, "cvc"] {
+            assert!(!mail.text.contains(secret) && !mail.html.contains(secret), "{secret} in {}", mail.text);
+        }
+    }
+    let notices = w.store.list_notices(customer.parse().expect("uuid"), &PageRequest::first(10)).await.expect("list");
+    let mut hostile = notices.items[0].clone();
+    hostile.to_name = "<script>alert(1)</script>".into();
+    let html = render(&hostile).html;
+    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
+    assert_eq!(hostile.kind, NoticeKind::PaymentSucceeded);
+}
+
+on_every_store!(
+    every_change_sends_exactly_one_notice,
+    a_notice_is_sent_once_however_often_it_is_asked,
+    failing_mail_is_retried_then_dead_lettered_and_lost_messages_relayed,
+    notices_are_private_and_carry_no_secrets,
+);
