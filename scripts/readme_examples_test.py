@@ -5,7 +5,8 @@ Run by scripts/test after `cargo build`. Takes the run command's admin credentia
 example block (the ```sh block after `<!-- example -->`) from README.md, starts
 target/debug/orderly-local on a free port over a temporary data directory, runs the block with
 `bash -euo pipefail` (only the API address is changed), and checks what a reader would: the
-script succeeds, nothing answers 5xx, and the answers the comments promise are there.
+script succeeds, nothing answers 5xx, and the answers the comments promise are there; then
+that the outbox holds one well-formed email per notice of the journey.
 Prints `N passed, M failed`; exits non-zero on any failure.
 """
 
@@ -45,9 +46,58 @@ EXPECTED = {
     "an adjustment is kept with its reason": '"reason":"delivery from the supplier"',
     "the admin's note is on the order": '"admin_note":"left with the neighbour"',
     "the overview counts revenue and dead letters": '"dead_letters":[{"queue":"orders"',
+    "the customer lists their notices": '"kind":"order_shipped"',
     "logout takes effect at once": "204\n401\n",
     "delete answers 204 then 404": "204\n404\n",
 }
+
+
+# The email the journey sends (subjects start so), one .eml each in ORDERLY_DATA_DIR/outbox/.
+EXPECTED_NOTICES = {
+    "Order confirmed": 1,          # the first order, pending
+    "We have your order": 2,       # the deferred ones (cooldown)
+    "Payment failed": 1,           # the declined card
+    "Receipt for order": 1,        # the good card
+    "has shipped": 1,
+    "was delivered": 1,
+    "was cancelled": 1,            # the deferred order cancelled
+}
+
+
+def wait_for_outbox(outbox: Path, count: int, timeout: float = 20.0) -> None:
+    """The notification worker sends in the background: give it time to catch up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(list(outbox.glob("*.eml"))) < count:
+        time.sleep(0.2)
+
+
+def outbox_checks(outbox: Path) -> dict[str, bool]:
+    """Each .eml parses as RFC 5322 (strictly), has a text and an HTML part, and says what the
+    journey did; no card number appears in any."""
+    import email
+    import email.policy
+
+    subjects: list[str] = []
+    checks: dict[str, bool] = {}
+    well_formed = True
+    for path in sorted(outbox.glob("*.eml")):
+        try:
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.strict)
+            parts = {part.get_content_type() for part in message.walk()}
+            body = message.get_body(preferencelist=("plain",)).get_content()
+            well_formed &= {"text/plain", "text/html"} <= parts and "@" in str(message["To"])
+            well_formed &= message["Message-ID"] is not None and path.stem in str(message["Message-ID"])
+            well_formed &= "4242 4242" not in body and "4242424242424242" not in body
+            subjects.append(str(message["Subject"]))
+        except Exception as err:  # noqa: BLE001 - any parse failure fails the check
+            print(f"{path.name}: {err}", file=sys.stderr)
+            well_formed = False
+    checks["every notice in the outbox is a well-formed email with text and HTML parts"] = well_formed and bool(subjects)
+    for start, count in EXPECTED_NOTICES.items():
+        found = sum(start in subject for subject in subjects)
+        checks[f"the outbox holds {count} x '{start}' (found {found})"] = found == count
+    checks[f"nothing else was sent ({len(subjects)} emails)"] = len(subjects) == sum(EXPECTED_NOTICES.values())
+    return checks
 
 
 def free_port() -> int:
@@ -82,12 +132,14 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.1)
             result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
+            wait_for_outbox(Path(data) / "outbox", len(EXPECTED_NOTICES))
         finally:
             server.terminate()
             server.wait(timeout=10)
         output = result.stdout + result.stderr
         checks = {"the examples run to the end": result.returncode == 0, "nothing answers 5xx": '"status":5' not in output}
         checks.update({name: needle in output for name, needle in EXPECTED.items()})
+        checks.update(outbox_checks(Path(data) / "outbox"))
         failed = [name for name, ok in checks.items() if not ok]
         for name, ok in checks.items():
             print(f"{'PASS' if ok else 'FAIL'}  {name}")
