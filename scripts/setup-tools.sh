@@ -57,4 +57,12 @@ if [ ! -x "$SAM/bin/sam" ]; then
   python3 -m venv "$SAM"
   "$SAM/bin/pip" install --quiet --disable-pip-version-check 'aws-sam-cli==1.*'
 fi
+# The API checks: an OpenAPI validator and Schemathesis, in their own venv (Schemathesis pins
+# jsonschema and hypothesis versions the other tools need not share).
+FUZZ="$TOOLS/fuzz"
+if [ ! -x "$FUZZ/bin/schemathesis" ] || [ ! -x "$FUZZ/bin/openapi-spec-validator" ]; then
+  log "installing schemathesis and openapi-spec-validator into $FUZZ"
+  python3 -m venv "$FUZZ"
+  "$FUZZ/bin/pip" install --quiet --disable-pip-version-check 'schemathesis==4.*' 'openapi-spec-validator==0.7.*'
+fi
 log "tools ready in $TOOLS"

@@ -15,6 +15,8 @@
 //! - everything `orderly::config` reads (`JWT_SECRET`, token lifetime, login limits, order
 //!   rules such as `COOLDOWN_SECONDS`).
 //!
+//! `orderly-local openapi` prints the OpenAPI document (what `docs/openapi.json` holds).
+//!
 //! Queues are always the embedded durable queue (`queues.sqlite3` in the data directory),
 //! drained by in-process workers; a sweep runs every `ORDERLY_SWEEP_SECONDS` (default 30).
 
@@ -41,6 +43,11 @@ const DEFAULT_DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.data");
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        // `docs/openapi.json` is this output: the test that compares them says to run it.
+        println!("{}", serde_json::to_string_pretty(&orderly::http::openapi::document())?);
+        return Ok(());
+    }
     orderly::telemetry::init_local();
     let data_dir = PathBuf::from(var_or("ORDERLY_DATA_DIR", DEFAULT_DATA_DIR));
     std::fs::create_dir_all(&data_dir)?;

@@ -1,4 +1,5 @@
-//! The `admin` Lambda function: the back office, routes in `orderly::http::admin`.
+//! The `admin` Lambda function: the back office (`orderly::http::admin`) and the API's
+//! OpenAPI document and docs page (`orderly::http::openapi`).
 
 use orderly::domain::{BackOffice, Orders, Payments};
 
@@ -6,7 +7,8 @@ use orderly::domain::{BackOffice, Orders, Payments};
 async fn main() -> Result<(), lambda_http::Error> {
     orderly::lambda::serve_http(|cold, _| {
         let ledger = cold.ledger()?;
-        Ok(orderly::http::admin::routes(BackOffice {
+        // The back office, and the API's document and docs page.
+        let back_office = orderly::http::admin::routes(BackOffice {
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger),
             catalog: cold.catalog(),
@@ -14,7 +16,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             alerts: cold.alerts(),
             customers: cold.customers_directory(),
             queue: cold.queue()?,
-        }))
+        });
+        Ok(back_office.merge(orderly::http::openapi::routes()))
     })
     .await
 }

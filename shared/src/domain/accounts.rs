@@ -18,6 +18,7 @@ use crate::store::{AccountStore, StoreError};
 /// POST /auth/login body: an email (customers) or a username (admins), and the password.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub email: Option<String>,
     pub username: Option<String>,

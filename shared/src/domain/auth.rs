@@ -44,6 +44,7 @@ impl Session {
 /// A password as received: never printed, never logged.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = Password))]
 pub struct Password(pub(super) String);
 
 impl fmt::Debug for Password {
@@ -194,6 +195,7 @@ struct Claims {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessToken {
     pub access_token: String,
     pub token_type: &'static str,

@@ -24,6 +24,7 @@ pub struct BackOffice {
 
 /// GET /admin/metrics: the overview.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminMetrics {
     #[serde(flatten)]
     pub orders: OrderMetrics,
@@ -34,6 +35,7 @@ pub struct AdminMetrics {
 }
 
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadLetters {
     pub queue: &'static str,
     pub messages: u64,

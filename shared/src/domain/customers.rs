@@ -19,6 +19,7 @@ use crate::store::{AccountStore, StoreError};
 /// POST /customers body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewCustomer {
     pub name: String,
     pub email: String,
@@ -32,6 +33,7 @@ pub struct NewCustomer {
 /// PATCH /customers/{id} body: only the fields present change.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerPatch {
     pub name: Option<String>,
     pub email: Option<String>,

@@ -14,6 +14,7 @@ use crate::store::{AccountStore, Page};
 /// GET /customers and GET /admin/customers query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct CustomerQuery {
     pub limit: Option<u32>,
     pub next_token: Option<String>,

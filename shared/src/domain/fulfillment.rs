@@ -16,12 +16,14 @@ pub const CARRIER: &str = "Orderly Parcel";
 /// PUT /orders/{id}/fulfillment body (admin).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FulfillmentRequest {
     pub action: FulfillmentAction,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FulfillmentAction {
     /// Create the shipment of a paid order now (what the fulfillment worker does).
     Ship,
@@ -30,6 +32,7 @@ pub enum FulfillmentAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrackingEvent {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -38,6 +41,7 @@ pub struct TrackingEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tracking {
     pub order_id: Uuid,
     pub status: OrderStatus,

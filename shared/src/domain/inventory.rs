@@ -66,6 +66,7 @@ pub(super) fn report_alert(alert: &StockAlert) {
 /// GET /admin/inventory query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct InventoryQuery {
     pub low_stock: Option<bool>,
     pub limit: Option<u32>,
@@ -74,6 +75,7 @@ pub struct InventoryQuery {
 
 /// A product as the back office sees it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InventoryItem {
     #[serde(flatten)]
     pub product: Product,
@@ -86,12 +88,14 @@ pub struct InventoryItem {
 /// POST /admin/inventory/{id}/adjustments body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAdjustment {
     pub delta: i64,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Adjusted {
     pub adjustment: StockAdjustment,
     pub product: Product,
@@ -100,6 +104,7 @@ pub struct Adjusted {
 /// GET /admin/alerts query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AlertQuery {
     pub acknowledged: Option<bool>,
     pub limit: Option<u32>,

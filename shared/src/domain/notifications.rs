@@ -32,6 +32,7 @@ pub enum NoticeMessage {
 /// GET /customers/{id}/notifications query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct NoticeQuery {
     pub limit: Option<u32>,
     pub next_token: Option<String>,

@@ -23,6 +23,7 @@ use crate::store::{Cooldown, LowStockCheck, NewOrderWrite, OrderFilter, Page, St
 /// POST /orders body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewOrder {
     pub items: Vec<NewOrderItem>,
     #[serde(default)]
@@ -31,6 +32,7 @@ pub struct NewOrder {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewOrderItem {
     pub product_id: Uuid,
     pub quantity: i64,
@@ -39,6 +41,7 @@ pub struct NewOrderItem {
 /// GET /orders query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct OrderQuery {
     pub status: Option<String>,
     /// Admins only: one customer's orders.
@@ -55,6 +58,7 @@ pub struct OrderQuery {
 /// PUT /orders/{id}/status body (admin).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusChange {
     pub status: String,
     #[serde(default)]
@@ -65,6 +69,7 @@ pub struct StatusChange {
 /// corrected shipping address, an internal note.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderAmendment {
     pub status: Option<String>,
     pub reason: Option<String>,
@@ -76,12 +81,14 @@ pub struct OrderAmendment {
 /// POST /orders/{id}/cancel body (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelRequest {
     #[serde(default)]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderMetrics {
     pub total_orders: i64,
     pub by_status: BTreeMap<&'static str, i64>,

@@ -21,6 +21,7 @@ use crate::store::{Page, PageRequest, PaymentChange, PaymentFilter, StoreError, 
 /// GET /payments query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct PaymentQuery {
     pub order_id: Option<Uuid>,
     pub status: Option<String>,
@@ -31,6 +32,7 @@ pub struct PaymentQuery {
 /// POST /payments body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewPayment {
     pub order_id: Uuid,
     pub method: String,
@@ -40,6 +42,7 @@ pub struct NewPayment {
 /// Card fields as sent: never printed (Debug shows the last four digits only).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardInput {
     pub number: String,
     pub exp_month: i64,

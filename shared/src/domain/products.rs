@@ -23,6 +23,7 @@ const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
 /// POST /products and PUT /products/{id} body (PUT replaces every field).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewProduct {
     pub name: String,
     #[serde(default)]
@@ -40,6 +41,7 @@ pub struct NewProduct {
 /// PATCH /products/{id} body: only the fields present change.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductPatch {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -54,6 +56,7 @@ pub struct ProductPatch {
 /// GET /products query.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct ProductQuery {
     pub category: Option<String>,
     /// Case-insensitive name prefix.

@@ -57,10 +57,12 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin", tag = "admin", summary = "The back-office dashboard page", responses((status = 200, description = "HTML", body = String, content_type = "text/html")), security((), ("bearer" = []))))]
 async fn dashboard() -> Response {
     page("text/html; charset=utf-8", INDEX_HTML)
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/assets/{file}", tag = "admin", summary = "The dashboard's script and style", params(("file" = String, Path, description = "app.js or app.css")), responses((status = 200, description = "JavaScript or CSS", body = String, content_type = "text/javascript"), (status = 404, description = "No such file", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Result<Response, ApiError> {
     match file.as_str() {
         "app.js" => Ok(page("text/javascript; charset=utf-8", APP_JS)),
@@ -69,10 +71,12 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Result
     }
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/metrics", tag = "admin", summary = "The overview", responses((status = 200, description = "Orders by status, revenue, low stock, open alerts, dead letters", body = crate::domain::AdminMetrics), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn metrics(State(office): State<BackOffice>, AdminSession(session): AdminSession) -> Result<Response, ApiError> {
     Ok(JsonResponse(office.metrics(&session).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/orders", tag = "admin", summary = "Orders, filtered, newest first", params(crate::domain::OrderQuery), responses((status = 200, description = "A page of orders", body = crate::store::Page<crate::model::Order>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn orders(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -81,6 +85,7 @@ async fn orders(
     Ok(JsonResponse(office.orders.orders(&session, query).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/orders/{id}", tag = "admin", summary = "An order with its payments, shipment and history", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "The order", body = crate::http::orders::OrderWithPayments, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn order(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -89,6 +94,7 @@ async fn order(
     order_with_payments(&office.orders, &office.payments, &session, id).await
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/admin/orders/{id}", tag = "admin", summary = "Move an order, correct its address, set its internal note", params(("id" = Uuid, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::OrderAmendment, responses((status = 200, description = "The order", body = crate::http::orders::OrderWithPayments, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not along the transition table, or shipped already", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn amend_order(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -100,6 +106,7 @@ async fn amend_order(
     order_with_payments(&office.orders, &office.payments, &session, id).await
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/inventory", tag = "admin", summary = "Products with stock, threshold and units held", params(crate::domain::InventoryQuery), responses((status = 200, description = "A page of products", body = crate::store::Page<crate::domain::InventoryItem>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn inventory(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -108,6 +115,7 @@ async fn inventory(
     Ok(JsonResponse(office.inventory.items(query).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/inventory/{id}", tag = "admin", summary = "One product with the units held", params(("id" = Uuid, Path, description = "Product id")), responses((status = 200, description = "The product", body = crate::domain::InventoryItem, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn inventory_item(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -121,6 +129,7 @@ async fn inventory_item(
     Ok(response)
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/inventory", tag = "admin", summary = "Create a product", request_body = crate::domain::NewProduct, responses((status = 201, description = "Created", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"), ("Location" = String, description = "The product's URI"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "A product with this name exists", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn create_product(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -129,6 +138,7 @@ async fn create_product(
     Ok(created(office.catalog.create_product(input).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/admin/inventory/{id}", tag = "admin", summary = "Replace a product's fields", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::NewProduct, responses((status = 200, description = "The product as stored", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The name is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn replace_product(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -139,6 +149,7 @@ async fn replace_product(
     Ok(with_etag(StatusCode::OK, office.catalog.replace_product(id, expected, input).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(delete, path = "/admin/inventory/{id}", tag = "admin", summary = "Delete a product", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), responses((status = 204, description = "Deleted"), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn delete_product(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -151,11 +162,13 @@ async fn delete_product(
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 struct PageQuery {
     limit: Option<u32>,
     next_token: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/inventory/{id}/adjustments", tag = "admin", summary = "A product's stock adjustments, newest first", params(("id" = Uuid, Path, description = "Product id"), PageQuery), responses((status = 200, description = "A page of adjustments", body = crate::store::Page<crate::model::StockAdjustment>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn adjustments(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -165,6 +178,7 @@ async fn adjustments(
     Ok(JsonResponse(office.inventory.adjustments(id, query.limit, query.next_token).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/inventory/{id}/adjustments", tag = "admin", summary = "Adjust the stock by a delta, with a reason", params(("id" = Uuid, Path, description = "Product id")), request_body = crate::domain::NewAdjustment, responses((status = 201, description = "The adjustment and the product after it", body = crate::domain::Adjusted), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "It would take the stock below zero", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn adjust(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -175,6 +189,7 @@ async fn adjust(
     Ok((StatusCode::CREATED, JsonResponse(adjusted)).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/payments", tag = "admin", summary = "Payments by status and order", params(crate::domain::PaymentQuery), responses((status = 200, description = "A page of payments", body = crate::store::Page<crate::model::Payment>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn payments(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -183,6 +198,7 @@ async fn payments(
     Ok(JsonResponse(office.payments.payments(&session, query).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/customers", tag = "admin", summary = "Customers in sign-up order", params(crate::domain::CustomerQuery), responses((status = 200, description = "A page of customers", body = crate::store::Page<crate::model::Customer>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn customers(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -191,6 +207,7 @@ async fn customers(
     Ok(JsonResponse(office.customers.customers(&session, query).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/alerts", tag = "admin", summary = "Low-stock alerts, newest first", params(crate::domain::AlertQuery), responses((status = 200, description = "A page of alerts", body = crate::store::Page<crate::model::StockAlert>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn alerts(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,
@@ -199,6 +216,7 @@ async fn alerts(
     Ok(JsonResponse(office.alerts.list(query).await?).into_response())
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/alerts/{id}/acknowledge", tag = "admin", summary = "Acknowledge an alert (the first acknowledgement stands)", params(("id" = Uuid, Path, description = "Alert id")), responses((status = 200, description = "The alert", body = crate::model::StockAlert), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such alert (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn acknowledge(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,

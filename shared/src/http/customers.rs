@@ -21,6 +21,7 @@ pub fn routes(customers: Customers, notices: NoticeBoard) -> Router {
 }
 
 /// GET /customers/{id}/notifications: the notices sent (or on their way) to a customer.
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/customers/{id}/notifications", tag = "customers", summary = "A customer's notices, newest first (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id"), crate::domain::NoticeQuery), responses((status = 200, description = "A page of notices", body = crate::store::Page<crate::model::Notice>), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn notifications(
     State(notices): State<NoticeBoard>,
     session: Session,
@@ -30,6 +31,7 @@ async fn notifications(
     Ok(JsonResponse(notices.notices(&session, id, query).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/customers", tag = "customers", summary = "Sign up", request_body = crate::domain::NewCustomer, responses((status = 201, description = "The new customer", body = crate::model::Customer, headers(("Location" = String, description = "The customer's URI"))), (status = 409, description = "A customer with this email exists", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many sign-ups from this address", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
 async fn sign_up(
     State(customers): State<Customers>,
     SourceAddress(source): SourceAddress,
@@ -40,6 +42,7 @@ async fn sign_up(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], JsonResponse(customer)))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/customers", tag = "customers", summary = "List customers in sign-up order (admin)", params(crate::domain::CustomerQuery), responses((status = 200, description = "A page of customers", body = crate::store::Page<crate::model::Customer>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn list(
     State(customers): State<Customers>,
     AdminSession(session): AdminSession,
@@ -48,10 +51,12 @@ async fn list(
     Ok(JsonResponse(customers.directory().customers(&session, query).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/customers/{id}", tag = "customers", summary = "Read a customer (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id")), responses((status = 200, description = "The customer", body = crate::model::Customer), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
     Ok(JsonResponse(customers.directory().customer(&session, id).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/customers/{id}", tag = "customers", summary = "Change a customer's record (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id")), request_body = crate::domain::CustomerPatch, responses((status = 200, description = "The customer as stored", body = crate::model::Customer), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The email is taken", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn update(
     State(customers): State<Customers>,
     session: Session,

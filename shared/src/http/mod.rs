@@ -8,6 +8,8 @@ pub mod auth;
 #[cfg(feature = "passwords")]
 pub mod customers;
 mod extract;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod problem;
@@ -69,6 +71,8 @@ pub fn local_app(services: &crate::domain::Services) -> Router {
         .merge(orders::routes(services.orders.clone(), services.payments.clone(), services.fulfillment.clone()))
         .merge(payments::routes(services.payments.clone()))
         .merge(admin::routes(services.back_office()));
+    #[cfg(feature = "openapi")]
+    let routes = routes.merge(openapi::routes());
     app(routes, services.sessions.clone())
 }
 

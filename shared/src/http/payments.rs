@@ -19,6 +19,7 @@ pub fn routes(payments: Payments) -> Router {
 }
 
 /// 202: the payment is `pending` until the payment worker has charged the card.
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/payments", tag = "payments", summary = "Pay an order by card (its customer)", params(("Idempotency-Key" = Option<String>, Header, description = "Repeat the request with the same key to get the first answer again, never a second write (1-255 visible ASCII characters)")), request_body = crate::domain::NewPayment, responses((status = 202, description = "Recorded; the payment worker charges it", body = crate::model::Payment, headers(("Location" = String, description = "The payment's URI"))), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not payable now (paid, cancelled, or a payment in flight)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn pay(
     State(payments): State<Payments>,
     session: Session,
@@ -36,6 +37,7 @@ async fn pay(
     Ok(response)
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/payments/{id}", tag = "payments", summary = "A payment (the payer or an admin)", params(("id" = Uuid, Path, description = "Payment id")), responses((status = 200, description = "The payment", body = crate::model::Payment), (status = 404, description = "No such payment (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn show(
     State(payments): State<Payments>,
     session: Session,
@@ -45,6 +47,7 @@ async fn show(
 }
 
 /// GET /payments (admin): every payment, or one order's, or those in one status; newest first.
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/payments", tag = "payments", summary = "Payments by order and status (admin)", params(crate::domain::PaymentQuery), responses((status = 200, description = "A page of payments", body = crate::store::Page<crate::model::Payment>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn list(
     State(payments): State<Payments>,
     AdminSession(session): AdminSession,

@@ -34,8 +34,11 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
+/// An RFC 9457 problem document: every error answer.
 #[derive(Serialize)]
-struct Problem<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct Problem<'a> {
+    /// `/problems/<slug>`: `validation-error`, `not-found`, `conflict`, `precondition-failed`, …
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,

@@ -31,6 +31,7 @@ pub(super) fn with_etag(status: StatusCode, product: Product) -> Response {
     response
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/products", tag = "products", summary = "Create a product (admin)", request_body = crate::domain::NewProduct, responses((status = 201, description = "Created", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"), ("Location" = String, description = "The product's URI"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "A product with this name exists", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn create(
     State(catalog): State<Catalog>,
     _admin: AdminSession,
@@ -49,6 +50,7 @@ pub(super) fn created(product: Product) -> Response {
     response
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/products", tag = "products", summary = "List products by name", params(crate::domain::ProductQuery), responses((status = 200, description = "A page of products", body = crate::store::Page<crate::model::Product>)), security((), ("bearer" = []))))]
 async fn list(
     State(catalog): State<Catalog>,
     Query(query): Query<ProductQuery>,
@@ -56,10 +58,12 @@ async fn list(
     Ok(JsonResponse(catalog.products(&query).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/products/{id}", tag = "products", summary = "Read a product", params(("id" = Uuid, Path, description = "Product id")), responses((status = 200, description = "The product", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
 async fn show(State(catalog): State<Catalog>, Id(id): Id) -> Result<Response, ApiError> {
     Ok(with_etag(StatusCode::OK, catalog.product(id).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/products/{id}", tag = "products", summary = "Change some fields of a product (admin)", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::ProductPatch, responses((status = 200, description = "The product as stored", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The name is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn update(
     State(catalog): State<Catalog>,
     _admin: AdminSession,
@@ -70,6 +74,7 @@ async fn update(
     Ok(with_etag(StatusCode::OK, catalog.update_product(id, expected, patch).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/products/{id}", tag = "products", summary = "Replace a product's fields (admin)", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::NewProduct, responses((status = 200, description = "The product as stored", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The name is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn replace(
     State(catalog): State<Catalog>,
     _admin: AdminSession,
@@ -80,6 +85,7 @@ async fn replace(
     Ok(with_etag(StatusCode::OK, catalog.replace_product(id, expected, input).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(delete, path = "/products/{id}", tag = "products", summary = "Delete a product (admin)", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), responses((status = 204, description = "Deleted"), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn remove(
     State(catalog): State<Catalog>,
     _admin: AdminSession,
@@ -91,10 +97,12 @@ async fn remove(
 }
 
 #[derive(Serialize)]
-struct Categories {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct Categories {
     items: Vec<crate::model::CategorySummary>,
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/categories", tag = "products", summary = "Categories with products", responses((status = 200, description = "Categories by name", body = crate::http::products::Categories)), security((), ("bearer" = []))))]
 async fn categories(State(catalog): State<Catalog>) -> Result<impl IntoResponse, ApiError> {
     Ok(JsonResponse(Categories { items: catalog.categories().await? }))
 }

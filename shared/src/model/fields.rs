@@ -25,6 +25,7 @@ fn trimmed_len_between(field: &str, raw: &str, min: usize, max: usize) -> Result
 /// A person's display name: 1–200 characters, trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersonName(String);
 
 impl PersonName {
@@ -39,6 +40,7 @@ impl PersonName {
 /// An email address, kept as written; uniqueness uses [`Email::key`] (lower case).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Email(String);
 
 impl Email {
@@ -73,6 +75,7 @@ impl Email {
 /// A product name: 1–200 characters, trimmed; unique case-insensitively via [`ProductName::key`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductName(String);
 
 impl ProductName {
@@ -109,6 +112,7 @@ impl Username {
 /// Slugs make the category filter exact and case-free on every backend.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Category(String);
 
 impl Category {

@@ -7,6 +7,7 @@ use uuid::Uuid;
 /// A stock change by hand: a delta with its reason, never "set the stock to N", so it cannot
 /// undo an order that landed between the admin's read and write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockAdjustment {
     pub id: Uuid,
     pub product_id: Uuid,
@@ -21,6 +22,7 @@ pub struct StockAdjustment {
 /// What took a product's stock below its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AlertCause {
     Order,
     Adjustment,
@@ -30,6 +32,7 @@ pub enum AlertCause {
 /// One crossing of a product's low-stock threshold: recorded by the write that took the stock
 /// from at or above the threshold to below it, and by no other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockAlert {
     pub id: Uuid,
     pub product_id: Uuid,

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 /// One invalid input field, reported back to the client verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The field's JSON path (`price_cents`, `address.city`) or query parameter name.
     pub field: String,

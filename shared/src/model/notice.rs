@@ -12,6 +12,7 @@ use super::payment::{Payment, PaymentStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NoticeKind {
     OrderAccepted,
     OrderReleased,
@@ -25,6 +26,7 @@ pub enum NoticeKind {
 /// The facts a notice states, fixed when the change is written (a later change of the order
 /// never rewrites a notice already recorded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notice {
     /// Also the delivery's idempotency key (the email's Message-ID).
     pub id: Uuid,
@@ -61,6 +63,7 @@ pub struct Notice {
 
 /// What a notice says of a payment: never more of the card than brand and last four.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoticePayment {
     pub id: Uuid,
     pub amount_cents: i64,

@@ -12,6 +12,7 @@ use super::{Address, FieldError};
 
 /// The owner's wording for a deferred order is kept verbatim on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OrderStatus {
     #[serde(rename = "processing order")]
     ProcessingOrder,
@@ -107,6 +108,7 @@ impl fmt::Display for OrderStatus {
 /// What happens to an order: the events of the transition table (docs/transitions.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OrderEvent {
     Released,
     PaymentSucceeded,
@@ -119,6 +121,7 @@ pub enum OrderEvent {
 
 /// One line of an order, with the product's name and price as they were at purchase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLine {
     pub product_id: Uuid,
     pub name: String,
@@ -132,6 +135,7 @@ pub struct OrderLine {
 pub const INTERNAL_NOTE_CHANGE: &str = "internal note changed";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -147,6 +151,7 @@ pub struct HistoryEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     pub id: Uuid,
     pub customer_id: Uuid,
@@ -206,6 +211,7 @@ impl Order {
 /// The customer an order was placed by, as they were then: the parcel and the notices go to
 /// this name and contact even if the customer record changes later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recipient {
     pub name: String,
     pub email: String,
@@ -215,6 +221,7 @@ pub struct Recipient {
 
 /// A paid order's parcel: created by fulfillment, printed as a ZPL label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Shipment {
     pub carrier: String,
     pub tracking_number: String,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::fields::{Category, ProductName};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Product {
     pub id: Uuid,
     pub name: ProductName,
@@ -24,6 +25,7 @@ pub struct Product {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategorySummary {
     pub name: Category,
     pub product_count: u64,

@@ -80,6 +80,7 @@ impl PageRequest {
 
 /// A page of a list; `next_token` is opaque and only meaningful to the same list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_token: Option<String>,

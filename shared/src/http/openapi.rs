@@ -1,0 +1,169 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `utoipa::path` attributes and the
+//! types' schemas: one source of truth, checked in as `docs/openapi.json` (a test fails when
+//! they differ). Served at `GET /openapi.json`, with interactive docs at `GET /docs`.
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use swagger_ui_dist::{ApiDefinition, OpenApiSource};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, auth, customers, orders, payments, products};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Orderly",
+        description = "A retailer's order service: customers sign up, browse the catalog, place orders \
+                       and pay; the back office manages orders, inventory, payments and alerts. Errors are \
+                       RFC 9457 problem documents.",
+        license(name = "MIT")
+    ),
+    paths(
+        auth::login, auth::logout,
+        customers::sign_up, customers::list, customers::show, customers::update, customers::notifications,
+        products::create, products::list, products::show, products::update, products::replace, products::remove,
+        products::categories,
+        orders::place, orders::list, orders::show, orders::tracking, orders::label, orders::fulfill, orders::status,
+        orders::change_status, orders::cancel, orders::metrics,
+        payments::pay, payments::show, payments::list,
+        admin::dashboard, admin::asset, admin::metrics, admin::orders, admin::order, admin::amend_order,
+        admin::inventory, admin::inventory_item, admin::create_product, admin::replace_product,
+        admin::delete_product, admin::adjustments, admin::adjust, admin::payments, admin::customers, admin::alerts,
+        admin::acknowledge,
+        openapi_json,
+    ),
+    components(schemas(super::problem::Problem, crate::model::FieldError)),
+    modifiers(&DocsPage, &BearerAuth, &CommonAnswers, &OperationIds),
+    tags(
+        (name = "auth", description = "Logging in and out"),
+        (name = "customers", description = "Sign-up, customer records, notices"),
+        (name = "products", description = "The catalog"),
+        (name = "orders", description = "Placing, reading, cancelling and moving orders"),
+        (name = "payments", description = "Card payments"),
+        (name = "admin", description = "The back office"),
+        (name = "docs", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served and checked in.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".into());
+        scheme.description = Some("POST /auth/login answers the access token".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// What any route may answer besides its own: problem documents for a malformed request, a
+/// bad token, oversized parts, and a busy or failing service.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut Document) {
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| problem(description).into());
+                };
+                add("400", "Malformed JSON, query or If-Match");
+                if authenticated {
+                    add("401", "No token, or a token invalid, expired or revoked");
+                }
+                add("404", "No such route");
+                add("405", "Method not allowed on this route");
+                add("414", "URI over 8 KiB");
+                add("422", "Invalid fields: errors names each");
+                add("431", "Too many or too large headers");
+                add("500", "Internal error (details are logged, never sent)");
+                add("503", "Busy: retry shortly (Retry-After)");
+                if has_body {
+                    add("413", "Body over 64 KiB");
+                    add("415", "Body is not application/json");
+                }
+            }
+        }
+    }
+}
+
+/// Operation ids are the handlers' names, which repeat across functions (`list`, `show`):
+/// prefixed with the operation's tag (`orders.list`), they are unique.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut Document) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default();
+                if let Some(id) = operation.operation_id.as_mut()
+                    && !id.contains('.')
+                {
+                    *id = format!("{tag}.{id}");
+                }
+            }
+        }
+    }
+}
+
+/// `GET /docs`, served by swagger-ui-dist's routes (not a handler of ours): described here.
+struct DocsPage;
+
+impl Modify for DocsPage {
+    fn modify(&self, openapi: &mut Document) {
+        let page = ResponseBuilder::new()
+            .description("Swagger UI over /openapi.json; its script and style are served from this binary")
+            .content("text/html", ContentBuilder::new().build())
+            .build();
+        let operation = OperationBuilder::new()
+            .tag("docs")
+            .summary(Some("Interactive docs (works offline)"))
+            .operation_id(Some("docs"))
+            .response("200", page)
+            .security(SecurityRequirement::default())
+            .build();
+        openapi.paths.add_path_operation("/docs", vec![HttpMethod::Get], operation);
+    }
+}
+
+/// `GET /openapi.json` and the interactive docs at `GET /docs`.
+pub fn routes() -> Router {
+    let docs = ApiDefinition {
+        uri_prefix: "/docs",
+        api_definition: OpenApiSource::Uri("/openapi.json"),
+        title: Some("Orderly API"),
+    };
+    Router::new().route("/openapi.json", get(openapi_json)).merge(swagger_ui_dist::generate_routes(docs))
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "docs", summary = "This document", responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)), security(()))]
+async fn openapi_json() -> Response {
+    let body = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
