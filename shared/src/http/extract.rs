@@ -32,6 +32,86 @@ fn field_named_in(message: &str) -> Option<String> {
     Some(message[start..end].to_owned())
 }
 
+/// What a value must be, in the API's words: JSON types and the documented shapes, never
+/// Rust's (`i64`, `struct Address`).
+fn expected_in_api_terms(expected: &str) -> String {
+    let expected = expected.trim();
+    match expected {
+        "i64" | "i32" | "i16" | "i8" | "isize" => "an integer".into(),
+        "u64" | "u32" | "u16" | "u8" | "usize" => "a whole number, 0 or more".into(),
+        "f64" | "f32" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a string" | "a borrowed string" => "a string".into(),
+        "a sequence" => "an array".into(),
+        "struct Address" => "an object with line1, city, postal_code and country (line2 optional)".into(),
+        "struct CardInput" => "an object with number, exp_month, exp_year and cvc (holder optional)".into(),
+        "struct NewOrderItem" => "an object with product_id and quantity".into(),
+        other if other.starts_with("struct ") || other == "a map" => "an object".into(),
+        other if other.starts_with("one of ") => format!("one of {}", other["one of ".len()..].replace('`', "")),
+        other if other.starts_with("RFC3339") || other.contains("rfc3339") => {
+            "an RFC 3339 timestamp such as 2026-01-31T12:00:00Z".into()
+        }
+        other => other.replace('`', ""),
+    }
+}
+
+/// serde's message for a field (`invalid type: string "x", expected i64`) in the API's words
+/// (`must be an integer, not a string`).
+fn in_api_terms(message: &str) -> String {
+    if message.starts_with("missing field") {
+        return "is required".into();
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
+        return if expected.is_empty() {
+            "is not a field here".into()
+        } else {
+            format!("is not a field here; the fields are {}", expected.trim_start_matches("one of "))
+        };
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        return format!("must be {}", expected_in_api_terms(expected));
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        if let Some((got, expected)) = rest.split_once(", expected ") {
+            let got = got.split([' ', '`']).next().unwrap_or(got);
+            let got = match got {
+                "map" => "an object",
+                "sequence" => "an array",
+                "string" => "a string",
+                "integer" => "an integer",
+                "floating" => "a decimal number",
+                "boolean" => "true or false",
+                "null" => "null",
+                other => other,
+            };
+            return format!("must be {}, not {got}", expected_in_api_terms(expected));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        if let Some((_, expected)) = rest.split_once(", expected ") {
+            return format!("must be {}", expected_in_api_terms(expected));
+        }
+    }
+    if message.starts_with("UUID parsing failed") || message.contains("invalid character") && message.contains("UUID") {
+        return "must be a UUID".into();
+    }
+    if message.contains("invalid digit")
+        || message.contains("number too large")
+        || message.contains("cannot parse integer")
+    {
+        return "must be a whole number".into();
+    }
+    if message.contains("was not true or false") || message.contains("was not `true` or `false`") {
+        return "must be true or false".into();
+    }
+    if message.starts_with("invalid length") {
+        return format!("has the wrong length: {}", message.replace('`', ""));
+    }
+    message.replace('`', "")
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
@@ -62,9 +142,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
                 let field = match path.as_str() {
                     "." => field_named_in(&message).unwrap_or_else(|| "body".into()),
+                    other if message.starts_with("unknown field") => {
+                        let parent = other.rsplit_once('.').map_or("", |(parent, _)| parent);
+                        let name = field_named_in(&message).unwrap_or_default();
+                        if parent.is_empty() { name } else { format!("{parent}.{name}") }
+                    }
                     other => other.to_owned(),
                 };
-                ApiError::Domain(Error::Validation(vec![FieldError::new(field, message)]))
+                ApiError::Domain(Error::Validation(vec![FieldError::new(field, in_api_terms(&message))]))
             })
             .map(Json)
     }
@@ -77,10 +162,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|rejection: QueryRejection| ApiError::InvalidQuery(rejection.body_text()))
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| Query(q.0)).map_err(
+            |rejection: QueryRejection| {
+                // "Failed to deserialize query string: limit: invalid digit found in string"
+                let text = rejection.body_text();
+                let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+                ApiError::InvalidQuery(match detail.split_once(": ") {
+                    Some((parameter, message)) if !parameter.contains(' ') => {
+                        format!("query parameter {parameter}: {}", in_api_terms(message))
+                    }
+                    _ => format!("query string: {}", in_api_terms(detail)),
+                })
+            },
+        )
     }
 }
 
@@ -185,3 +279,32 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
         Ok(SourceAddress(source_address(parts)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::in_api_terms;
+
+    #[test]
+    fn shape_errors_speak_json_not_rust() {
+        let cases = [
+            ("invalid type: string \"x\", expected i64", "must be an integer, not a string"),
+            ("invalid type: sequence, expected a string", "must be a string, not an array"),
+            (
+                "invalid type: string \"nowhere\", expected struct Address",
+                "must be an object with line1, city, postal_code and country (line2 optional), not a string",
+            ),
+            ("invalid value: integer `-1`, expected u32", "must be a whole number, 0 or more"),
+            ("missing field `price_cents`", "is required"),
+            ("unknown variant `fly`, expected `ship` or `deliver`", "must be ship or deliver"),
+            ("invalid digit found in string", "must be a whole number"),
+        ];
+        for (serde, api) in cases {
+            assert_eq!(in_api_terms(serde), api, "{serde}");
+        }
+        for (serde, _) in cases {
+            let said = in_api_terms(serde);
+            assert!(!["i64", "u32", "struct", "sequence"].iter().any(|rust| said.contains(rust)), "{said}");
+        }
+    }
+}
+
