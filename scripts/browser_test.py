@@ -675,6 +675,19 @@ class Run:
         self.login_through_form(ADMIN_USERNAME, ADMIN_PASSWORD)
         self.wait(lambda: self.visible("#view-orders") and self.q("#view-orders").get_attribute("data-state") == "ready", "the orders view again after signing in")
 
+    def test_docs_page(self) -> None:
+        """/docs renders the OpenAPI document with nothing fetched from anywhere but the server."""
+        # Swagger UI's page names no icon, so the browser asks for /favicon.ico, which is no route.
+        self.expect_console("/favicon.ico", 404)
+        self.driver.get(f"{self.base}/docs")
+        self.wait(lambda: "Orderly" in self.js("return (document.querySelector('.info .title') || {}).textContent || '';"),
+                  "the docs page's title")
+        self.wait(lambda: self.js("return document.querySelectorAll('.opblock').length;") >= 40, "the documented operations")
+        fetched = self.js("return performance.getEntriesByType('resource').map(e => e.name);")
+        outside = [url for url in fetched if not url.startswith(self.base)]
+        check(not outside, f"the docs page fetched from elsewhere: {outside}")
+        check(any(url.endswith("/openapi.json") for url in fetched), f"the docs page did not load /openapi.json: {fetched}")
+
     def test_no_console_errors(self) -> None:
         self.drain_console("test_no_console_errors")
         unexpected = []
@@ -726,6 +739,7 @@ TESTS = [
     "test_filters_and_paging",
     "test_layout",
     "test_logout_and_expired_session",
+    "test_docs_page",
     "test_no_console_errors",
 ]
 
