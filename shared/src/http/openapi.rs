@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use swagger_ui_dist::{ApiDefinition, OpenApiSource};
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
@@ -38,7 +39,7 @@ use super::{admin, auth, customers, orders, payments, products};
         openapi_json,
     ),
     components(schemas(super::problem::Problem, crate::model::FieldError)),
-    modifiers(&DocsPage, &BearerAuth, &CommonAnswers, &OperationIds),
+    modifiers(&DocsPage, &BearerAuth, &CommonAnswers, &OperationIds, &Links),
     tags(
         (name = "auth", description = "Logging in and out"),
         (name = "customers", description = "Sign-up, customer records, notices"),
@@ -126,6 +127,43 @@ impl Modify for OperationIds {
                     && !id.contains('.')
                 {
                     *id = format!("{tag}.{id}");
+                }
+            }
+        }
+    }
+}
+
+/// Links from what a creation answers to what can be done with it next (the created item's
+/// `id` into every operation on `<collection>/{id}` and its sub-resources), so clients and
+/// Schemathesis's stateful phase can follow them.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut Document) {
+        let mut targets: Vec<(String, String)> = Vec::new(); // (collection, operation id)
+        for (path, item) in &openapi.paths.paths {
+            let Some((collection, _)) = path.split_once("/{id}") else { continue };
+            let operations = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+            for operation in operations.into_iter().flatten() {
+                if let Some(id) = &operation.operation_id {
+                    targets.push((collection.to_owned(), id.clone()));
+                }
+            }
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(post) = item.post.as_mut() else { continue };
+            for (status, response) in post.responses.responses.iter_mut() {
+                let utoipa::openapi::RefOr::T(response) = response else { continue };
+                if !matches!(status.as_str(), "201" | "202") {
+                    continue;
+                }
+                for (collection, operation_id) in targets.iter().filter(|(c, _)| c == path) {
+                    let link = LinkBuilder::new()
+                        .operation_id(operation_id.clone())
+                        .parameter("id", "$response.body#/id")
+                        .description(format!("The created item, by its id, in {collection}/{{id}}"))
+                        .build();
+                    response.links.insert(operation_id.replace('.', "_"), link.into());
                 }
             }
         }
