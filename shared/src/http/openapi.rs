@@ -7,8 +7,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use swagger_ui_dist::{ApiDefinition, OpenApiSource};
+use utoipa::openapi::Required;
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -187,6 +189,26 @@ impl Modify for DocsPage {
             .security(SecurityRequirement::default())
             .build();
         openapi.paths.add_path_operation("/docs", vec![HttpMethod::Get], operation);
+
+        let file = ParameterBuilder::new()
+            .name("file")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("swagger-ui-bundle.js, swagger-ui.css, their .map files, oauth2-redirect.html or .js"))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+        let asset = ResponseBuilder::new().description("The docs page's script, style or source map").build();
+        let missing = ResponseBuilder::new().description("No such file").build();
+        let operation = OperationBuilder::new()
+            .tag("docs")
+            .summary(Some("The docs page's files"))
+            .operation_id(Some("docs.file"))
+            .parameter(file)
+            .response("200", asset)
+            .response("404", missing)
+            .security(SecurityRequirement::default())
+            .build();
+        openapi.paths.add_path_operation("/docs/{file}", vec![HttpMethod::Get], operation);
     }
 }
 
