@@ -18,7 +18,7 @@ use crate::store::{AccountStore, StoreError};
 /// POST /auth/login body: an email (customers) or a username (admins), and the password.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"})))]
 pub struct LoginRequest {
     pub email: Option<String>,
     pub username: Option<String>,

@@ -19,7 +19,7 @@ use crate::store::{AccountStore, StoreError};
 /// POST /customers body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery", "phone": "+44 20 7946 0000", "address": {"line1": "12 St James Sq", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}})))]
 pub struct NewCustomer {
     pub name: String,
     pub email: String,

@@ -88,7 +88,7 @@ pub struct InventoryItem {
 /// POST /admin/inventory/{id}/adjustments body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"delta": -2, "reason": "two dented in storage"})))]
 pub struct NewAdjustment {
     pub delta: i64,
     pub reason: String,

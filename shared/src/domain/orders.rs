@@ -23,7 +23,7 @@ use crate::store::{Cooldown, LowStockCheck, NewOrderWrite, OrderFilter, Page, St
 /// POST /orders body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"items": [{"product_id": "01900000-0000-7000-8000-000000000001", "quantity": 2}]})))]
 pub struct NewOrder {
     pub items: Vec<NewOrderItem>,
     #[serde(default)]
@@ -69,7 +69,7 @@ pub struct StatusChange {
 /// corrected shipping address, an internal note.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"status": "shipped", "note": "left with the neighbour"})))]
 pub struct OrderAmendment {
     pub status: Option<String>,
     pub reason: Option<String>,

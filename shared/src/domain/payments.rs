@@ -32,7 +32,7 @@ pub struct PaymentQuery {
 /// POST /payments body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"order_id": "01900000-0000-7000-8000-000000000003", "method": "card", "card": {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123", "holder": "Ada Lovelace"}})))]
 pub struct NewPayment {
     pub order_id: Uuid,
     pub method: String,

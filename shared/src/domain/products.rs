@@ -23,7 +23,7 @@ const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
 /// POST /products and PUT /products/{id} body (PUT replaces every field).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"name": "Blue Mug", "description": "Stoneware, 350 ml", "price_cents": 1299, "stock": 40, "category": "kitchen", "low_stock_threshold": 5})))]
 pub struct NewProduct {
     pub name: String,
     #[serde(default)]

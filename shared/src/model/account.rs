@@ -10,7 +10,7 @@ use super::fields::{Email, PersonName, Username, optional_text};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"line1": "12 St James Sq", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"})))]
 pub struct Address {
     pub line1: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
