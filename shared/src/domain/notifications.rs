@@ -207,7 +207,7 @@ pub fn render(notice: &Notice) -> OutgoingEmail {
                 format!("Payment failed for order {order}"),
                 vec![
                     format!("Your payment{card} did not go through: {}.", reason.replace('_', " ")),
-                    "Your order is still reserved: you can pay again with another card (POST /payments) before the \
+                    "Your order is still reserved: you can pay again, with another card if need be, before the \
                      payment deadline."
                         .to_owned(),
                 ],

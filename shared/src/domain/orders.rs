@@ -428,31 +428,12 @@ impl Orders {
         amendment: OrderAmendment,
     ) -> Result<Order> {
         session.require_admin()?;
-        let address = amendment
-            .shipping_address
-            .map(|a| Address::parse("shipping_address", a))
-            .transpose()
-            .map_err(|e| Error::Validation(vec![e]));
-        let note = optional_text("note", amendment.note.as_deref(), 2_000).map_err(|e| Error::Validation(vec![e]));
-        let target = amendment
-            .status
-            .as_deref()
-            .map(|s| OrderStatus::parse("status", s))
-            .transpose()
-            .map_err(|e| Error::Validation(vec![e]));
-        let (address, note, _) = match (address, note, target) {
-            (Ok(a), Ok(n), Ok(t)) => (a, n, t),
-            (a, n, t) => {
-                let errors = [a.err(), n.err(), t.err()]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|e| match e {
-                        Error::Validation(errors) => errors,
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                return Err(Error::Validation(errors));
-            }
+        let address = amendment.shipping_address.map(|a| Address::parse("shipping_address", a)).transpose();
+        let note = optional_text("note", amendment.note.as_deref(), 2_000);
+        let target = amendment.status.as_deref().map(|s| OrderStatus::parse("status", s)).transpose();
+        let (address, note) = match (address, note, target) {
+            (Ok(address), Ok(note), Ok(_)) => (address, note),
+            (a, n, t) => return Err(super::field_errors([a.err(), n.err(), t.err()])),
         };
         let mut order = self.ledger.order_for(session, id).await?;
         if let Some(expected) = if_match

@@ -122,11 +122,8 @@ async fn inventory_item(
     Id(id): Id,
 ) -> Result<Response, ApiError> {
     let item = office.inventory.item(id).await?;
-    let mut response = JsonResponse(&item).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", item.product.version)) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    let version = item.product.version;
+    Ok(super::with_version(JsonResponse(item).into_response(), version))
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/inventory", tag = "admin", summary = "Create a product", request_body = crate::domain::NewProduct, responses((status = 201, description = "Created", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"), ("Location" = String, description = "The product's URI"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "A product with this name exists", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]

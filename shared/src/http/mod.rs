@@ -76,6 +76,14 @@ pub fn local_app(services: &crate::domain::Services) -> Router {
     app(routes, services.sessions.clone())
 }
 
+/// Sets a resource's version as its strong ETag, the value `If-Match` takes on the next write.
+pub(crate) fn with_version(mut response: Response, version: u64) -> Response {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(axum::http::header::ETAG, etag);
+    }
+    response
+}
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// The request id: API Gateway's when running in Lambda, else a caller-supplied

@@ -103,12 +103,8 @@ pub(super) async fn order_with_payments(
 ) -> Result<Response, ApiError> {
     let order = orders.order_for(session, id).await?;
     let payments = payments.payments_of(order.id).await?;
-    let etag = HeaderValue::from_str(&format!("\"{}\"", order.version));
-    let mut response = JsonResponse(OrderWithPayments { order, payments }).into_response();
-    if let Ok(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    let version = order.version;
+    Ok(super::with_version(JsonResponse(OrderWithPayments { order, payments }).into_response(), version))
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/{id}/tracking", tag = "orders", summary = "Tracking: carrier, number, events", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "Tracking", body = crate::domain::Tracking), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]

@@ -128,11 +128,9 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        if let Some(version) = current_version {
-            if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
-                headers.insert(header::ETAG, etag);
-            }
+        match current_version {
+            Some(version) => super::with_version(response, version),
+            None => response,
         }
-        response
     }
 }

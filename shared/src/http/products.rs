@@ -23,12 +23,8 @@ pub fn routes(catalog: Catalog) -> Router {
 
 /// A product with its version as a strong ETag, for `If-Match` on the next write.
 pub(super) fn with_etag(status: StatusCode, product: Product) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", product.version));
-    let mut response = (status, JsonResponse(product)).into_response();
-    if let Ok(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    response
+    let version = product.version;
+    super::with_version((status, JsonResponse(product)).into_response(), version)
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/products", tag = "products", summary = "Create a product (admin)", request_body = crate::domain::NewProduct, responses((status = 201, description = "Created", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"), ("Location" = String, description = "The product's URI"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "A product with this name exists", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
