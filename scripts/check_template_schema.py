@@ -29,6 +29,13 @@ is a crate in functions/; every SQS event source reports partial batch failures
 (`ReportBatchItemFailures`, which the workers rely on) and polls a queue whose visibility
 timeout is at least 6 x the function's timeout (AWS's advice for Lambda event sources).
 
+And the safe deploys (after SAM's own transform, run here with the translator cfn-lint ships):
+every function publishes the alias `live` through a CodeDeploy deployment group whose alarms are
+that function's own Errors and Throttles alarms (AWS/Lambda, FunctionName = the function) with
+rollback on alarm, for each DeploymentType; every API route, queue event source, schedule and
+invoke permission names the alias, never the bare function; every function traces actively and
+its role may write to X-Ray.
+
 Usage: check_template_schema.py [template.yaml] [schema.rs]   (run from the repository root;
 scripts/validate-template.sh does). Exit status 0 when everything agrees, 1 otherwise.
 """
@@ -36,6 +43,7 @@ scripts/validate-template.sh does). Exit status 0 when everything agrees, 1 othe
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -330,6 +338,111 @@ def check_queues(template: dict, sqs_rs: str) -> None:
                 ok(f"{where}: {binary} polls {qid} (visibility {visibility} s >= 6 x {timeout} s), partial batch failures")
 
 
+# ------------------------------------------------------------------ safe deploys
+
+ALIAS = "live"
+# Values of the DeploymentType parameter checked through the transform: the default (prod's
+# canary) and the dev environment's.
+DEPLOYMENT_TYPES = ("Canary10Percent5Minutes", "AllAtOnce")
+
+
+def sam_transform(template: dict, parameters: dict) -> dict | None:
+    """template.yaml as CloudFormation sees it after the AWS::Serverless transform, or None."""
+    try:
+        from samtranslator.translator.transform import transform
+    except ImportError:
+        fail("samtranslator (a cfn-lint dependency) is not importable: run scripts/setup-tools.sh")
+        return None
+
+    class NoManagedPolicies:  # the template names managed policies by ARN only
+        def load(self):
+            return {}
+
+    # The translator resolves pseudo parameters through a boto session: it needs a region.
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    template = json.loads(json.dumps(template))
+    for r in template.get("Resources", {}).values():
+        if r.get("Type") == "AWS::Serverless::Function":
+            # A local CodeUri is what `sam build`/`package` replace; the translator wants S3.
+            r.setdefault("Properties", {})["CodeUri"] = "s3://bucket/key"
+    try:
+        return transform(template, parameters, NoManagedPolicies())
+    except Exception as e:  # the translator raises several exception types
+        fail(f"SAM transform with {parameters}: {e}")
+        return None
+
+
+def refers_to(value, logical_id: str) -> bool:
+    """Whether a CloudFormation value references the resource logical_id itself."""
+    text = json.dumps(value)
+    return (f'{{"Ref": "{logical_id}"}}' in text or f'["{logical_id}", "Arn"]' in text
+            or f"${{{logical_id}}}" in text or f"${{{logical_id}.Arn}}" in text)
+
+
+def check_deployments(template: dict) -> None:
+    print("template.yaml safe deploys (aliases, deployment groups, rollback alarms, tracing):")
+    resources = template.get("Resources", {})
+    functions = [lid for lid, r in resources.items() if r.get("Type") == "AWS::Serverless::Function"]
+    for lid in functions:
+        stem = lid.removesuffix("Function")
+        for kind in ("Errors", "Throttles"):
+            alarm = resources.get(f"{stem}{kind}Alarm", {}).get("Properties", {})
+            dims = alarm.get("Dimensions", [])
+            if (alarm.get("Namespace"), alarm.get("MetricName")) != ("AWS/Lambda", kind) or dims != [
+                {"Name": "FunctionName", "Value": {"Ref": lid}}
+            ]:
+                fail(f"{stem}{kind}Alarm: missing, or not AWS/Lambda {kind} of FunctionName = !Ref {lid}")
+    for deployment_type in DEPLOYMENT_TYPES:
+        out = sam_transform(template, {"MailFrom": "orders@example.com", "DeploymentType": deployment_type})
+        if out is None:
+            continue
+        res = out.get("Resources", {})
+        wanted_config = {"Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": deployment_type}]}
+        for lid in functions:
+            stem = lid.removesuffix("Function")
+            alias, group = f"{lid}Alias{ALIAS}", f"{lid}DeploymentGroup"
+            update = res.get(alias, {}).get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate", {})
+            if update.get("DeploymentGroupName") != {"Ref": group}:
+                fail(f"{lid}: no alias {ALIAS!r} updated through CodeDeploy ({deployment_type})")
+                continue
+            props = res.get(group, {}).get("Properties", {})
+            alarms = [a.get("Name") for a in props.get("AlarmConfiguration", {}).get("Alarms", [])]
+            want = [{"Ref": f"{stem}ErrorsAlarm"}, {"Ref": f"{stem}ThrottlesAlarm"}]
+            rollback = props.get("AutoRollbackConfiguration", {})
+            if not props.get("AlarmConfiguration", {}).get("Enabled") or sorted(map(json.dumps, alarms)) != sorted(
+                map(json.dumps, want)
+            ):
+                fail(f"{group}: alarms {alarms} (want {stem}ErrorsAlarm and {stem}ThrottlesAlarm)")
+            elif "DEPLOYMENT_STOP_ON_ALARM" not in rollback.get("Events", []) or not rollback.get("Enabled"):
+                fail(f"{group}: no automatic rollback on alarm")
+            elif props.get("DeploymentConfigName") != wanted_config:
+                fail(f"{group}: DeploymentConfigName {props.get('DeploymentConfigName')} (want {deployment_type})")
+            else:
+                ok(f"{lid}: alias {ALIAS!r}, {deployment_type}, rolls back on {stem}ErrorsAlarm/{stem}ThrottlesAlarm")
+            function = res.get(lid, {}).get("Properties", {})
+            role = res.get(f"{lid}Role", {}).get("Properties", {})
+            xray = any(str(arn).endswith(":policy/AWSXrayWriteOnlyAccess") for arn in role.get("ManagedPolicyArns", []))
+            if function.get("TracingConfig") != {"Mode": "Active"} or not xray:
+                fail(f"{lid}: not traced actively, or its role lacks AWSXrayWriteOnlyAccess")
+        # Whatever invokes a function must name its alias: the bare function is $LATEST.
+        callers = 0
+        for rid, r in res.items():
+            props = r.get("Properties", {})
+            if r.get("Type") in ("AWS::Lambda::EventSourceMapping", "AWS::Lambda::Permission"):
+                target = props.get("FunctionName")
+            elif r.get("Type") == "AWS::Events::Rule":
+                target = [t.get("Arn") for t in props.get("Targets", [])]
+            elif r.get("Type") == "AWS::ApiGatewayV2::Api":
+                target = props.get("Body", {}).get("paths", {})
+            else:
+                continue
+            callers += 1
+            for lid in functions:
+                if refers_to(target, lid):
+                    fail(f"{rid} ({r['Type']}) invokes {lid} itself, not its alias {ALIAS!r}")
+        ok(f"{callers} invokers (API routes, event sources, schedule, permissions) all name aliases ({deployment_type})")
+
+
 def main() -> int:
     template_path = Path(sys.argv[1]) if len(sys.argv) > 1 else TEMPLATE
     schema_path = Path(sys.argv[2]) if len(sys.argv) > 2 else SCHEMA_RS
@@ -351,6 +464,7 @@ def main() -> int:
             check_queues(plain(template), SQS_RS.read_text(encoding="utf-8"))
         else:
             fail(f"{SQS_RS} not found")
+        check_deployments(plain(template))
 
     if errors:
         print(f"\ncheck_template_schema: {len(errors)} problem(s): template.yaml, schema.rs and "

@@ -5,7 +5,9 @@
 #   3. sam validate --region us-east-1: the SAM translator itself (catches misspelled event
 #      properties that both lints accept). Run with an empty config file: samconfig.toml sets
 #      validate.lint = true, which would otherwise turn this run into a second lint.
-#   4. scripts/check_template_schema.py: the tables agree with shared/src/store/dynamodb/schema.rs.
+#   4. scripts/check_template_schema.py: the tables agree with shared/src/store/dynamodb/schema.rs,
+#      the queues with shared/src/queue/sqs.rs, and every function deploys through its alias with
+#      rollback on its own alarms (checked on SAM's transform output).
 # Needs no AWS account and no network. Tools come from scripts/setup-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +49,7 @@ log "3/4 sam validate --region us-east-1 (SAM translator)"
 "$SAM" validate --region us-east-1 --template "$TEMPLATE" --config-file "$scratch/samconfig.toml" \
   || die "sam validate (SAM translator) rejected $TEMPLATE"
 
-log "4/4 tables vs shared/src/store/dynamodb/schema.rs"
+log "4/4 tables, queues and safe deploys (scripts/check_template_schema.py)"
 "$PY" scripts/check_template_schema.py "$TEMPLATE" shared/src/store/dynamodb/schema.rs \
   || die "template.yaml and schema.rs disagree"
 

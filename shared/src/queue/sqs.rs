@@ -1,6 +1,8 @@
 //! The production backend: SQS standard queues through aws-sdk-sqs, each with a dead-letter
 //! queue its RedrivePolicy moves a message to after `maxReceiveCount` deliveries. The correlation
-//! id travels as the String message attribute `correlation_id`.
+//! id travels as the String message attribute `correlation_id`; inside a traced Lambda invocation
+//! the X-Ray trace header travels as the `AWSTraceHeader` system attribute, so the consumer's
+//! invocation joins the sender's trace.
 //!
 //! SQS counts time in whole seconds: delays, visibility timeouts and waits are rounded up (a
 //! retry asked for in 200 ms comes after 1 s; nothing ever comes earlier than asked).
@@ -12,7 +14,10 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    Message, MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
+    MessageSystemAttributeValue, QueueAttributeName,
+};
 use time::Duration;
 
 use super::{
@@ -25,6 +30,17 @@ use super::{
 const PEEK_WAIT_SECONDS: i32 = 1;
 /// Dead letters are kept for SQS's longest retention, 14 days, to leave time to look at them.
 const DLQ_RETENTION_SECONDS: &str = "1209600";
+
+/// Where lambda_runtime puts the X-Ray trace header of the invocation it hands over
+/// (`Root=1-...;Parent=...;Sampled=...`), before each one; the functions run one invocation at a
+/// time, so it is that of the invocation sending. Unset outside Lambda.
+const TRACE_HEADER_VAR: &str = "_X_AMZN_TRACE_ID";
+
+/// The trace header to send with a message: a value in X-Ray's format, else none (SQS refuses a
+/// malformed `AWSTraceHeader`, and a send must not fail over tracing).
+fn trace_header(raw: Option<String>) -> Option<String> {
+    raw.map(|v| v.trim().to_owned()).filter(|v| v.starts_with("Root=") && !v.contains(char::is_whitespace))
+}
 
 /// The URL of every logical queue and of its dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +189,14 @@ impl Queue for SqsQueue {
             let value =
                 MessageAttributeValue::builder().data_type("String").string_value(id).build().map_err(build_err)?;
             request = request.message_attributes(CORRELATION_ID_ATTRIBUTE, value);
+        }
+        if let Some(header) = trace_header(env::var(TRACE_HEADER_VAR).ok()) {
+            let value = MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(header)
+                .build()
+                .map_err(build_err)?;
+            request = request.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, value);
         }
         request.send().await.map_err(|e| sdk_error("SendMessage", e))?;
         Ok(())
@@ -339,4 +363,20 @@ async fn create_queue(
         .map_err(|e| sdk_error("CreateQueue", e))?
         .queue_url
         .ok_or_else(|| QueueError::Backend(format!("CreateQueue returned no URL for {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_header;
+
+    #[test]
+    fn trace_header_is_sent_only_in_xrays_format() {
+        let lambda = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        assert_eq!(trace_header(Some(lambda.to_owned())).as_deref(), Some(lambda));
+        assert_eq!(trace_header(Some(format!(" {lambda}\n"))).as_deref(), Some(lambda));
+        assert_eq!(trace_header(None), None);
+        assert_eq!(trace_header(Some(String::new())), None);
+        assert_eq!(trace_header(Some("not-a-trace".to_owned())), None);
+        assert_eq!(trace_header(Some("Root=1-a; Parent=b".to_owned())), None);
+    }
 }
