@@ -10,6 +10,7 @@
 //! - [`gateway`]: the payment gateway (simulated) and its circuit breaker; [`alerts`]: where
 //!   low-stock alerts are published (SNS, or the log locally); [`mail`]: email to customers
 //!   (SES, SMTP, or `.eml` files locally).
+//! - [`embedded_db`]: the SQLite engine (group commit, reader pool) under both embedded backends.
 //! - [`config`], [`clock`], [`telemetry`], [`lambda`]: wiring shared by the Lambda mains and
 //!   `orderly-local`. See docs/architecture.md for the map.
 
@@ -18,6 +19,8 @@ mod aws;
 pub mod clock;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "sqlite")]
+pub mod embedded_db;
 pub mod error;
 pub mod gateway;
 pub mod http;

@@ -35,7 +35,7 @@ const GROWING: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_statement_of_a_journey_uses_an_index() {
     let sqlite = Arc::new(SqliteStore::in_memory().expect("store"));
-    sqlite.trace_statements(record);
+    sqlite.trace_statements(record).await.expect("trace");
     let store: Arc<dyn Store> = sqlite.clone();
     let services = common::orderly(store);
     let api = Api::over(services.clone()).await;
@@ -91,7 +91,7 @@ async fn every_statement_of_a_journey_uses_an_index() {
         if !["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains(&verb.as_str()) {
             continue;
         }
-        let plan = sqlite.query_plan(sql).expect("plan");
+        let plan = sqlite.query_plan(sql).await.expect("plan");
         // Walking an index in order up to a LIMIT, with nothing to filter or sort, reads at
         // most LIMIT rows (a sweep taking the first page of a queue-like table): not a scan.
         let upper = sql.to_ascii_uppercase();

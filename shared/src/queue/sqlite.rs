@@ -1,8 +1,9 @@
 //! The embedded queue: one table of messages in its own SQLite file (or `:memory:` in tests),
 //! with SQS standard-queue semantics — delays, visibility timeouts, receive counts and a
 //! dead-letter state reached after `max_receives` deliveries, like SQS's redrive policy. Each
-//! call is one SQL transaction, so concurrent receivers never get the same delivery, and WAL
-//! with `synchronous=FULL` means an acknowledged send survives a crash.
+//! call is one write of the [`EmbeddedDb`] engine's group commit (atomic on its own), so
+//! concurrent receivers never get the same delivery, and WAL with `synchronous=FULL` means an
+//! acknowledged send survives a crash.
 //!
 //! Time (delays, visibility) comes from the injected [`Clock`], so tests can move it with a
 //! `FakeClock`; the long poll's `wait` is real time, since it paces this process, not the data.
@@ -15,7 +16,7 @@
 //! conformance suite does not depend on either.)
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, params};
@@ -26,6 +27,7 @@ use super::{
     Delivery, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError, QueueName, clamp, clamp_batch,
 };
 use crate::clock::Clock;
+use crate::embedded_db::{EmbeddedDb, EngineError};
 
 /// How often a long poll looks again while nothing is visible.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -52,7 +54,7 @@ const MIGRATIONS: &[&str] = &[r#"
 
 #[derive(Clone)]
 pub struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    db: EmbeddedDb,
     clock: Arc<dyn Clock>,
     max_receives: u32,
 }
@@ -61,47 +63,23 @@ impl SqliteQueue {
     /// Opens (creating if needed) the queue file at `path`. A message delivered `max_receives`
     /// times (at least 1) without being deleted goes to the dead-letter state.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
-        let conn = Connection::open(path).map_err(sqlite_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite_error)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite_error)?;
-        Self::init(conn, clock, max_receives)
+        Ok(Self { db: EmbeddedDb::open(path, MIGRATIONS)?, clock, max_receives: max_receives.max(1) })
     }
 
     /// A private in-memory queue, for tests.
     pub fn in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
-        Self::init(Connection::open_in_memory().map_err(sqlite_error)?, clock, max_receives)
+        Ok(Self { db: EmbeddedDb::in_memory(MIGRATIONS)?, clock, max_receives: max_receives.max(1) })
     }
 
-    fn init(mut conn: Connection, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite_error)?;
-        let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(sqlite_error)?;
-        let tx = conn.transaction().map_err(sqlite_error)?;
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-            tx.execute_batch(migration).map_err(sqlite_error)?;
-            tx.pragma_update(None, "user_version", index + 1).map_err(sqlite_error)?;
-        }
-        tx.commit().map_err(sqlite_error)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives: max_receives.max(1) })
-    }
-
-    /// Runs `work` in one immediate transaction on the blocking pool, with the clock's now in
-    /// Unix milliseconds.
+    /// Runs `work` as one write of the engine's group commit, with the clock's now (at the call)
+    /// in Unix milliseconds.
     async fn transaction<T, F>(&self, work: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T, QueueError> + Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T, QueueError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
         let now = unix_millis(self.clock.now());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite_error)?;
-            let result = work(&tx, now)?;
-            tx.commit().map_err(sqlite_error)?;
-            Ok(result)
-        })
-        .await
-        .map_err(|e| QueueError::Backend(format!("sqlite task failed: {e}")))?
+        self.db.write(move |conn| work(conn, now)).await
     }
 
     /// One receive attempt: first retires the visible messages that used up their deliveries
@@ -167,6 +145,12 @@ impl SqliteQueue {
             tracing::warn!(queue = %queue, message_id, max_receives, "receives used up; moved to the dead letters");
         }
         Ok(deliveries)
+    }
+}
+
+impl From<EngineError> for QueueError {
+    fn from(err: EngineError) -> Self {
+        QueueError::Backend(err.to_string())
     }
 }
 
@@ -249,36 +233,38 @@ impl Queue for SqliteQueue {
 
     async fn dead_letters(&self, queue: QueueName, max: u32) -> Result<Vec<Delivery>, QueueError> {
         let max = clamp_batch(max);
-        self.transaction(move |tx, _| {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT message_id, body, correlation_id, receive_count FROM messages
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT message_id, body, correlation_id, receive_count FROM messages
                      WHERE queue = ?1 AND dead = 1 ORDER BY sent_at, seq LIMIT ?2",
-                )
-                .map_err(sqlite_error)?;
-            stmt.query_map(params![queue.as_str(), max], |row| {
-                Ok(Delivery {
-                    message_id: row.get(0)?,
-                    receipt: String::new(),
-                    body: row.get(1)?,
-                    correlation_id: row.get(2)?,
-                    receive_count: row.get(3)?,
+                    )
+                    .map_err(sqlite_error)?;
+                stmt.query_map(params![queue.as_str(), max], |row| {
+                    Ok(Delivery {
+                        message_id: row.get(0)?,
+                        receipt: String::new(),
+                        body: row.get(1)?,
+                        correlation_id: row.get(2)?,
+                        receive_count: row.get(3)?,
+                    })
                 })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(sqlite_error)
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(sqlite_error)
-        })
-        .await
+            .await
     }
 
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
-        self.transaction(move |tx, _| {
-            tx.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead = 1", [queue.as_str()], |row| {
-                row.get(0)
+        self.db
+            .read(move |tx| {
+                tx.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead = 1", [queue.as_str()], |row| {
+                    row.get(0)
+                })
+                .map_err(sqlite_error)
             })
-            .map_err(sqlite_error)
-        })
-        .await
+            .await
     }
 }
 

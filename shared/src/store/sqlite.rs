@@ -1,14 +1,13 @@
-//! The embedded backend: one SQLite file (or `:memory:` in tests). Each store call is one SQL
-//! transaction on one connection; UNIQUE indexes and `WHERE version = ?` give the same
-//! guarantees DynamoDB's conditions give in production. WAL with `synchronous=FULL` means an
-//! acknowledged write survives a crash of the process (or the machine).
+//! The embedded backend: one SQLite file (or `:memory:` in tests) on the [`EmbeddedDb`] engine.
+//! Each write is one job of the engine's group commit, as atomic as its own transaction;
+//! each read a snapshot on a reader connection. UNIQUE indexes and `WHERE version = ?` give the
+//! same guarantees DynamoDB's conditions give in production. WAL with `synchronous=FULL` means
+//! an acknowledged write survives a crash of the process (or the machine).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::trace::{TraceEvent, TraceEventCodes};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -20,6 +19,7 @@ use super::{
     PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
     counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
+use crate::embedded_db::{EmbeddedDb, EngineError};
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
@@ -162,80 +162,48 @@ const MIGRATIONS: &[&str] = &[
 "#,
 ];
 
-static STATEMENT_HOOK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
-
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    db: EmbeddedDb,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-        Self::init(conn)
+        Ok(Self { db: EmbeddedDb::open(path, MIGRATIONS)? })
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(backend)?)
+        Ok(Self { db: EmbeddedDb::in_memory(MIGRATIONS)? })
     }
 
     /// Hands every SQL statement the store runs, as written (placeholders unbound), to `hook`,
     /// for audits of their query plans. The hook is process-wide: the first one set stays.
-    pub fn trace_statements(&self, hook: fn(&str)) {
-        fn forward(event: TraceEvent<'_>) {
-            if let (TraceEvent::Stmt(_, sql), Some(hook)) = (event, STATEMENT_HOOK.get()) {
-                hook(sql);
-            }
-        }
-        let _ = STATEMENT_HOOK.set(hook);
-        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(forward));
+    pub async fn trace_statements(&self, hook: fn(&str)) -> Result<(), StoreError> {
+        Ok(self.db.trace_statements(hook).await?)
     }
 
     /// The plan SQLite chooses for `sql` (`EXPLAIN QUERY PLAN`), one step per line.
-    pub fn query_plan(&self, sql: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(backend)?;
-        // Unbound placeholders: the plan does not depend on the values.
-        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
-        let steps =
-            explain.query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3)).map_err(backend)?;
-        steps.collect::<Result<_, _>>().map_err(backend)
+    pub async fn query_plan(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        self.db
+            .read(move |conn| {
+                let mut explain = conn.prepare(&sql).map_err(backend)?;
+                // Unbound placeholders: the plan does not depend on the values.
+                let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+                let steps = explain
+                    .query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3))
+                    .map_err(backend)?;
+                steps.collect::<Result<_, _>>().map_err(backend)
+            })
+            .await
     }
+}
 
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
-        let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(backend)?;
-        let tx = conn.transaction().map_err(backend)?;
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-            tx.execute_batch(migration).map_err(backend)?;
-            tx.pragma_update(None, "user_version", index + 1).map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
-    }
-
-    /// Runs `work` in one transaction on the blocking pool.
-    async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-            let result = work(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(result)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+impl From<EngineError> for StoreError {
+    fn from(err: EngineError) -> Self {
+        StoreError::Backend(err.to_string())
     }
 }
 
@@ -291,127 +259,138 @@ impl AccountStore for SqliteStore {
         let (id, key, version, doc) =
             (customer.id.to_string(), customer.email.key(), customer.version, to_doc(customer)?);
         let hash = password_hash.to_owned();
-        self.transaction(move |tx| {
-            tx.execute(
-                "INSERT INTO customers (id, email_key, version, doc, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, key, version, doc, hash],
-            )
-            .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO customers (id, email_key, version, doc, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, key, version, doc, hash],
+                )
+                .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, StoreError> {
-        self.transaction(move |tx| {
-            let doc: Option<String> = tx
-                .query_row("SELECT doc FROM customers WHERE id = ?1", [id.to_string()], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
-            doc.as_deref().map(from_doc).transpose()
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let doc: Option<String> = tx
+                    .query_row("SELECT doc FROM customers WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                doc.as_deref().map(from_doc).transpose()
+            })
+            .await
     }
 
     async fn list_customers(&self, page: &PageRequest) -> Result<Page<Customer>, StoreError> {
         let after = decode_after(page)?.unwrap_or_default();
         let limit = page.limit;
-        self.transaction(move |tx| {
-            let mut stmt =
-                tx.prepare("SELECT id, doc FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(backend)?;
-            let rows = stmt
-                .query_map(params![after, limit + 1], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
-                .map_err(backend)?
-                .map(|row| {
-                    let (id, doc) = row.map_err(backend)?;
-                    Ok((id, from_doc::<Customer>(&doc)?))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            into_page(rows, limit)
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let mut stmt =
+                    tx.prepare("SELECT id, doc FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![after, limit + 1], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .map_err(backend)?
+                    .map(|row| {
+                        let (id, doc) = row.map_err(backend)?;
+                        Ok((id, from_doc::<Customer>(&doc)?))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                into_page(rows, limit)
+            })
+            .await
     }
 
     async fn update_customer(&self, previous: &Customer, updated: &Customer) -> Result<(), StoreError> {
         let (id, key, expected, version, doc) =
             (updated.id.to_string(), updated.email.key(), previous.version, updated.version, to_doc(updated)?);
-        self.transaction(move |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE customers SET email_key = ?2, version = ?3, doc = ?4 WHERE id = ?1 AND version = ?5",
-                    params![id, key, version, doc, expected],
-                )
-                .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
-            if changed == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                let changed = tx
+                    .execute(
+                        "UPDATE customers SET email_key = ?2, version = ?3, doc = ?4 WHERE id = ?1 AND version = ?5",
+                        params![id, key, version, doc, expected],
+                    )
+                    .map_err(unique_violation("email_key", UniqueKey::CustomerEmail))?;
+                if changed == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+            })
+            .await
     }
 
     async fn insert_admin(&self, admin: &Admin, password_hash: &str) -> Result<(), StoreError> {
         let (id, key, hash, doc) =
             (admin.id.to_string(), admin.username.as_str().to_owned(), password_hash.to_owned(), to_doc(admin)?);
-        self.transaction(move |tx| {
-            tx.execute(
-                "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![id, key, hash, doc],
-            )
-            .map_err(unique_violation("username_key", UniqueKey::AdminUsername))?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, key, hash, doc],
+                )
+                .map_err(unique_violation("username_key", UniqueKey::AdminUsername))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError> {
         let login = login.to_owned();
-        self.transaction(move |tx| {
-            let row: Option<(String, String, String)> = tx
-                .query_row(
-                    "SELECT id, password_hash, 'customer' FROM customers WHERE email_key = ?1
+        self.db
+            .read(move |tx| {
+                let row: Option<(String, String, String)> = tx
+                    .query_row(
+                        "SELECT id, password_hash, 'customer' FROM customers WHERE email_key = ?1
                      UNION ALL
                      SELECT id, password_hash, 'admin' FROM admins WHERE username_key = ?1",
-                    [login],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            row.map(|(id, password_hash, role)| {
-                Ok(Login {
-                    subject: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))?,
-                    role: if role == "admin" { Role::Admin } else { Role::Customer },
-                    password_hash,
+                        [login],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                row.map(|(id, password_hash, role)| {
+                    Ok(Login {
+                        subject: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))?,
+                        role: if role == "admin" { Role::Admin } else { Role::Customer },
+                        password_hash,
+                    })
                 })
+                .transpose()
             })
-            .transpose()
-        })
-        .await
+            .await
     }
 
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
         let key = attempt_key(key, window_end);
         let expires_at = window_end.unix_timestamp();
-        self.transaction(move |tx| {
-            let taken = tx
-                .execute(
-                    "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
+        self.db
+            .write(move |tx| {
+                let taken = tx
+                    .execute(
+                        "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
                      ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1 WHERE attempts < ?3",
-                    params![key, expires_at, limit],
-                )
-                .map_err(backend)?;
-            Ok(taken == 1 && limit > 0)
-        })
-        .await
+                        params![key, expires_at, limit],
+                    )
+                    .map_err(backend)?;
+                Ok(taken == 1 && limit > 0)
+            })
+            .await
     }
 
     async fn attempt_counts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<Vec<u32>, StoreError> {
         let keys: Vec<String> = keys.iter().map(|key| attempt_key(key, window_end)).collect();
-        self.transaction(move |tx| {
-            let mut count = tx.prepare_cached("SELECT attempts FROM login_attempts WHERE key = ?1").map_err(backend)?;
-            keys.iter()
-                .map(|key| count.query_row([key], |row| row.get(0)).optional().map(Option::unwrap_or_default))
-                .collect::<Result<_, _>>()
-                .map_err(backend)
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let mut count =
+                    tx.prepare_cached("SELECT attempts FROM login_attempts WHERE key = ?1").map_err(backend)?;
+                keys.iter()
+                    .map(|key| count.query_row([key], |row| row.get(0)).optional().map(Option::unwrap_or_default))
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)
+            })
+            .await
     }
 }
 
@@ -419,32 +398,33 @@ impl AccountStore for SqliteStore {
 impl ExpiryStore for SqliteStore {
     async fn delete_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u32, StoreError> {
         let (seconds, millis) = (now.unix_timestamp(), epoch_millis(now));
-        self.transaction(move |tx| {
-            let mut deleted = 0;
-            // Each table's expiry in its own unit: seconds, but milliseconds for idempotency.
-            for (table, expired_before) in [
-                ("login_attempts", seconds),
-                ("revoked_tokens", seconds),
-                ("cooldowns", seconds),
-                ("idempotency", millis),
-            ] {
-                let left = i64::from(limit) - i64::from(deleted);
-                if left <= 0 {
-                    break;
-                }
-                deleted += tx
-                    .execute(
-                        &format!(
-                            "DELETE FROM {table} WHERE rowid IN
+        self.db
+            .write(move |tx| {
+                let mut deleted = 0;
+                // Each table's expiry in its own unit: seconds, but milliseconds for idempotency.
+                for (table, expired_before) in [
+                    ("login_attempts", seconds),
+                    ("revoked_tokens", seconds),
+                    ("cooldowns", seconds),
+                    ("idempotency", millis),
+                ] {
+                    let left = i64::from(limit) - i64::from(deleted);
+                    if left <= 0 {
+                        break;
+                    }
+                    deleted += tx
+                        .execute(
+                            &format!(
+                                "DELETE FROM {table} WHERE rowid IN
                                  (SELECT rowid FROM {table} WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)"
-                        ),
-                        params![expired_before, left],
-                    )
-                    .map_err(backend)? as u32;
-            }
-            Ok(deleted)
-        })
-        .await
+                            ),
+                            params![expired_before, left],
+                        )
+                        .map_err(backend)? as u32;
+                }
+                Ok(deleted)
+            })
+            .await
     }
 }
 
@@ -457,36 +437,38 @@ impl SessionStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let (id, jti, role) = (principal.id.to_string(), jti.to_string(), principal.role);
-        self.transaction(move |tx| {
-            let revoked: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
-                    params![jti, expired_before(now)],
-                    |row| row.get(0),
-                )
-                .map_err(backend)?;
-            let exists_sql = match role {
-                Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
-                Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
-            };
-            let exists: bool = tx.query_row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
-            Ok(exists && !revoked)
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let revoked: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
+                        params![jti, expired_before(now)],
+                        |row| row.get(0),
+                    )
+                    .map_err(backend)?;
+                let exists_sql = match role {
+                    Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
+                    Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
+                };
+                let exists: bool = tx.query_row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
+                Ok(exists && !revoked)
+            })
+            .await
     }
 
     async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
         let jti = jti.to_string();
-        self.transaction(move |tx| {
-            tx.execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
                  ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
-                params![jti, expires_at.unix_timestamp()],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+                    params![jti, expires_at.unix_timestamp()],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -494,37 +476,40 @@ impl SessionStore for SqliteStore {
 impl CatalogStore for SqliteStore {
     async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
         let row = ProductRow::of(product)?;
-        self.transaction(move |tx| {
-            tx.execute(
-                "INSERT INTO products (id, name_key, category, price_cents, stock, version, doc)
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO products (id, name_key, category, price_cents, stock, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![row.id, row.name_key, row.category, row.price_cents, row.stock, row.version, row.doc],
-            )
-            .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
-            Ok(())
-        })
-        .await
+                    params![row.id, row.name_key, row.category, row.price_cents, row.stock, row.version, row.doc],
+                )
+                .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError> {
-        self.transaction(move |tx| {
-            let doc: Option<String> = tx
-                .query_row("SELECT doc FROM products WHERE id = ?1", [id.to_string()], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
-            doc.as_deref().map(from_doc).transpose()
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let doc: Option<String> = tx
+                    .query_row("SELECT doc FROM products WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                doc.as_deref().map(from_doc).transpose()
+            })
+            .await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError> {
         let after = decode_after(page)?.unwrap_or_default();
         let limit = page.limit;
         let filter = filter.clone();
-        self.transaction(move |tx| {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT name_key, doc FROM products
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT name_key, doc FROM products
                      WHERE name_key > ?1
                        AND (?2 IS NULL OR category = ?2)
                        AND (?3 IS NULL OR substr(name_key, 1, length(?3)) = ?3)
@@ -533,31 +518,31 @@ impl CatalogStore for SqliteStore {
                        AND (?6 IS NULL OR (stock > 0) = ?6)
                        AND (?8 IS NULL OR (stock < json_extract(doc, '$.low_stock_threshold')) = ?8)
                      ORDER BY name_key LIMIT ?7",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        after,
-                        filter.category.as_ref().map(Category::as_str),
-                        filter.name_prefix,
-                        filter.min_price,
-                        filter.max_price,
-                        filter.in_stock,
-                        limit + 1,
-                        filter.low_stock
-                    ],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
-                )
-                .map_err(backend)?
-                .map(|row| {
-                    let (key, doc) = row.map_err(backend)?;
-                    Ok((key, from_doc::<Product>(&doc)?))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            into_page(rows, limit)
-        })
-        .await
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(
+                        params![
+                            after,
+                            filter.category.as_ref().map(Category::as_str),
+                            filter.name_prefix,
+                            filter.min_price,
+                            filter.max_price,
+                            filter.in_stock,
+                            limit + 1,
+                            filter.low_stock
+                        ],
+                        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                    )
+                    .map_err(backend)?
+                    .map(|row| {
+                        let (key, doc) = row.map_err(backend)?;
+                        Ok((key, from_doc::<Product>(&doc)?))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                into_page(rows, limit)
+            })
+            .await
     }
 
     async fn update_product(
@@ -570,33 +555,43 @@ impl CatalogStore for SqliteStore {
         let (expected, delta) = (previous.version, updated.stock - previous.stock);
         let (threshold_before, threshold_after) = (previous.low_stock_threshold, updated.low_stock_threshold);
         let alert = alert.cloned();
-        self.transaction(move |tx| {
-            let Some(current) = read_stock(tx, &row.id)? else { return Err(StoreError::VersionConflict) };
-            let as_expected = match &alert {
-                Some(alert) => current.stock == alert.stock - delta,
-                None => !crosses_threshold(current.stock, delta, threshold_before, threshold_after),
-            };
-            if !as_expected || current.version != expected {
-                return Err(StoreError::VersionConflict);
-            }
-            // Stock moves by the edit's delta, so reservations made since the read still count.
-            let changed = tx
-                .execute(
-                    "UPDATE products SET name_key = ?2, category = ?3, price_cents = ?4, stock = stock + ?5,
+        self.db
+            .write(move |tx| {
+                let Some(current) = read_stock(tx, &row.id)? else { return Err(StoreError::VersionConflict) };
+                let as_expected = match &alert {
+                    Some(alert) => current.stock == alert.stock - delta,
+                    None => !crosses_threshold(current.stock, delta, threshold_before, threshold_after),
+                };
+                if !as_expected || current.version != expected {
+                    return Err(StoreError::VersionConflict);
+                }
+                // Stock moves by the edit's delta, so reservations made since the read still count.
+                let changed = tx
+                    .execute(
+                        "UPDATE products SET name_key = ?2, category = ?3, price_cents = ?4, stock = stock + ?5,
                          version = ?6, doc = json_set(?7, '$.stock', stock + ?5)
                      WHERE id = ?1 AND version = ?8 AND stock + ?5 >= 0",
-                    params![row.id, row.name_key, row.category, row.price_cents, delta, row.version, row.doc, expected],
-                )
-                .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
-            if changed != 1 {
-                return Err(StoreError::VersionConflict);
-            }
-            if let Some(alert) = &alert {
-                insert_alert(tx, alert)?;
-            }
-            Ok(())
-        })
-        .await
+                        params![
+                            row.id,
+                            row.name_key,
+                            row.category,
+                            row.price_cents,
+                            delta,
+                            row.version,
+                            row.doc,
+                            expected
+                        ],
+                    )
+                    .map_err(unique_violation("name_key", UniqueKey::ProductName))?;
+                if changed != 1 {
+                    return Err(StoreError::VersionConflict);
+                }
+                if let Some(alert) = &alert {
+                    insert_alert(tx, alert)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
@@ -604,70 +599,74 @@ impl CatalogStore for SqliteStore {
         let check = write.low_stock.clone();
         check.validate(adjustment.delta)?;
         let doc = to_doc(&adjustment)?;
-        self.transaction(move |tx| {
-            let product = adjustment.product_id.to_string();
-            let Some(current) = read_stock(tx, &product)? else { return Err(StoreError::VersionConflict) };
-            if current.stock + adjustment.delta < 0 {
-                return Err(StoreError::InsufficientStock(vec![adjustment.product_id]));
-            }
-            if !check.holds(current.stock, current.threshold, adjustment.delta) {
-                return Err(StoreError::VersionConflict);
-            }
-            move_stock(tx, &product, adjustment.delta)?;
-            tx.execute(
-                "INSERT INTO stock_adjustments (id, product_id, doc) VALUES (?1, ?2, ?3)",
-                params![adjustment.id.to_string(), product, doc],
-            )
-            .map_err(backend)?;
-            if let Some(alert) = &check.alert {
-                insert_alert(tx, alert)?;
-            }
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                let product = adjustment.product_id.to_string();
+                let Some(current) = read_stock(tx, &product)? else { return Err(StoreError::VersionConflict) };
+                if current.stock + adjustment.delta < 0 {
+                    return Err(StoreError::InsufficientStock(vec![adjustment.product_id]));
+                }
+                if !check.holds(current.stock, current.threshold, adjustment.delta) {
+                    return Err(StoreError::VersionConflict);
+                }
+                move_stock(tx, &product, adjustment.delta)?;
+                tx.execute(
+                    "INSERT INTO stock_adjustments (id, product_id, doc) VALUES (?1, ?2, ?3)",
+                    params![adjustment.id.to_string(), product, doc],
+                )
+                .map_err(backend)?;
+                if let Some(alert) = &check.alert {
+                    insert_alert(tx, alert)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn list_adjustments(&self, product: Uuid, page: &PageRequest) -> Result<Page<StockAdjustment>, StoreError> {
         let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
         let (product, limit) = (product.to_string(), page.limit);
-        self.transaction(move |tx| {
-            list_docs(
-                tx,
-                "SELECT id, doc FROM stock_adjustments WHERE product_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                params![product, after, limit + 1],
-                limit,
-            )
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                list_docs(
+                    tx,
+                    "SELECT id, doc FROM stock_adjustments WHERE product_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    params![product, after, limit + 1],
+                    limit,
+                )
+            })
+            .await
     }
 
     async fn delete_product(&self, previous: &Product) -> Result<(), StoreError> {
         let (id, expected) = (previous.id.to_string(), previous.version);
-        self.transaction(move |tx| {
-            let deleted = tx
-                .execute("DELETE FROM products WHERE id = ?1 AND version = ?2", params![id, expected])
-                .map_err(backend)?;
-            if deleted == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                let deleted = tx
+                    .execute("DELETE FROM products WHERE id = ?1 AND version = ?2", params![id, expected])
+                    .map_err(backend)?;
+                if deleted == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+            })
+            .await
     }
 
     async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError> {
-        self.transaction(|tx| {
-            let mut stmt = tx
-                .prepare("SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category")
-                .map_err(backend)?;
-            let rows =
-                stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))).map_err(backend)?;
-            rows.map(|row| {
-                let (name, product_count) = row.map_err(backend)?;
-                let name = Category::parse("category", &name)
-                    .map_err(|e| StoreError::Backend(format!("corrupt category: {}", e.message)))?;
-                Ok(CategorySummary { name, product_count })
+        self.db
+            .read(|tx| {
+                let mut stmt = tx
+                    .prepare("SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category")
+                    .map_err(backend)?;
+                let rows =
+                    stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))).map_err(backend)?;
+                rows.map(|row| {
+                    let (name, product_count) = row.map_err(backend)?;
+                    let name = Category::parse("category", &name)
+                        .map_err(|e| StoreError::Backend(format!("corrupt category: {}", e.message)))?;
+                    Ok(CategorySummary { name, product_count })
+                })
+                .collect()
             })
-            .collect()
-        })
-        .await
+            .await
     }
 }
 
@@ -676,24 +675,25 @@ impl OrderStore for SqliteStore {
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let (customer, ids): (String, Vec<String>) =
             (customer.to_string(), products.iter().map(Uuid::to_string).collect());
-        self.transaction(move |tx| {
-            let cooldown = read_cooldown(tx, &customer)?;
-            let doc: Option<String> = tx
-                .query_row("SELECT doc FROM customers WHERE id = ?1", [&customer], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
-            let customer = doc.as_deref().map(from_doc::<Customer>).transpose()?;
-            let mut stmt = tx.prepare("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
-            let products = ids
-                .iter()
-                .map(|id| {
-                    let doc: Option<String> = stmt.query_row([id], |row| row.get(0)).optional().map_err(backend)?;
-                    doc.as_deref().map(from_doc::<Product>).transpose()
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(OrderContext { cooldown, customer, products })
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let cooldown = read_cooldown(tx, &customer)?;
+                let doc: Option<String> = tx
+                    .query_row("SELECT doc FROM customers WHERE id = ?1", [&customer], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                let customer = doc.as_deref().map(from_doc::<Customer>).transpose()?;
+                let mut stmt = tx.prepare("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
+                let products = ids
+                    .iter()
+                    .map(|id| {
+                        let doc: Option<String> = stmt.query_row([id], |row| row.get(0)).optional().map_err(backend)?;
+                        doc.as_deref().map(from_doc::<Product>).transpose()
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok(OrderContext { cooldown, customer, products })
+            })
+            .await
     }
 
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
@@ -706,42 +706,45 @@ impl OrderStore for SqliteStore {
             check.validate(-line.quantity)?;
         }
         let doc = to_doc(&order)?;
-        self.transaction(move |tx| {
-            // In the order of precedence (see the trait): a used key, a stale read, short stock.
-            if let Some(record) = &idempotency {
-                save_idempotency(tx, record, order.created_at)?;
-            }
-            let customer = order.customer_id.to_string();
-            if read_cooldown(tx, &customer)?.map(|c| c.version) != expected_cooldown {
-                return Err(StoreError::VersionConflict);
-            }
-            if low_stock.len() != order.lines.len() {
-                return Err(StoreError::Backend("one low-stock check per order line is required".into()));
-            }
-            let mut short = Vec::new();
-            for (line, check) in order.lines.iter().zip(&low_stock) {
-                let product = line.product_id.to_string();
-                match read_stock(tx, &product)? {
-                    Some(current) if current.price_cents == line.unit_price_cents && current.stock < line.quantity => {
-                        short.push(line.product_id)
-                    }
-                    Some(current)
-                        if current.price_cents == line.unit_price_cents
-                            && check.holds(current.stock, current.threshold, -line.quantity) =>
-                    {
-                        move_stock(tx, &product, -line.quantity)?;
-                        if let Some(alert) = &check.alert {
-                            insert_alert(tx, alert)?;
-                        }
-                    }
-                    // Deleted, repriced, or moved across its low-stock line since it was read.
-                    _ => return Err(StoreError::VersionConflict),
+        self.db
+            .write(move |tx| {
+                // In the order of precedence (see the trait): a used key, a stale read, short stock.
+                if let Some(record) = &idempotency {
+                    save_idempotency(tx, record, order.created_at)?;
                 }
-            }
-            if !short.is_empty() {
-                return Err(StoreError::InsufficientStock(short));
-            }
-            tx.execute(
+                let customer = order.customer_id.to_string();
+                if read_cooldown(tx, &customer)?.map(|c| c.version) != expected_cooldown {
+                    return Err(StoreError::VersionConflict);
+                }
+                if low_stock.len() != order.lines.len() {
+                    return Err(StoreError::Backend("one low-stock check per order line is required".into()));
+                }
+                let mut short = Vec::new();
+                for (line, check) in order.lines.iter().zip(&low_stock) {
+                    let product = line.product_id.to_string();
+                    match read_stock(tx, &product)? {
+                        Some(current)
+                            if current.price_cents == line.unit_price_cents && current.stock < line.quantity =>
+                        {
+                            short.push(line.product_id)
+                        }
+                        Some(current)
+                            if current.price_cents == line.unit_price_cents
+                                && check.holds(current.stock, current.threshold, -line.quantity) =>
+                        {
+                            move_stock(tx, &product, -line.quantity)?;
+                            if let Some(alert) = &check.alert {
+                                insert_alert(tx, alert)?;
+                            }
+                        }
+                        // Deleted, repriced, or moved across its low-stock line since it was read.
+                        _ => return Err(StoreError::VersionConflict),
+                    }
+                }
+                if !short.is_empty() {
+                    return Err(StoreError::InsufficientStock(short));
+                }
+                tx.execute(
                 "INSERT INTO orders (id, customer_id, status, due_at, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     order.id.to_string(),
@@ -753,98 +756,104 @@ impl OrderStore for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-            write_cooldown(tx, &customer, &cooldown)?;
-            if let Some(notice) = &notice {
-                insert_notice(tx, notice)?;
-            }
-            add_counters(tx, counter_deltas(None, &order))
-        })
-        .await
+                write_cooldown(tx, &customer, &cooldown)?;
+                if let Some(notice) = &notice {
+                    insert_notice(tx, notice)?;
+                }
+                add_counters(tx, counter_deltas(None, &order))
+            })
+            .await
     }
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let (customer, key) = (customer.to_string(), key.to_owned());
-        self.transaction(move |tx| {
-            let doc: Option<String> = tx
-                .query_row("SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key], |row| {
-                    row.get(0)
-                })
-                .optional()
-                .map_err(backend)?;
-            doc.as_deref().map(from_doc).transpose()
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let doc: Option<String> = tx
+                    .query_row(
+                        "SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2",
+                        [customer, key],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                doc.as_deref().map(from_doc).transpose()
+            })
+            .await
     }
 
     async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError> {
         let (customer, key) = (customer.to_string(), key.to_owned());
-        self.transaction(move |tx| {
-            tx.execute("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key])
-                .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key])
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
-        self.transaction(move |tx| {
-            let doc: Option<String> = tx
-                .query_row("SELECT doc FROM orders WHERE id = ?1", [id.to_string()], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
-            doc.as_deref().map(from_doc).transpose()
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let doc: Option<String> = tx
+                    .query_row("SELECT doc FROM orders WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                doc.as_deref().map(from_doc).transpose()
+            })
+            .await
     }
 
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError> {
         let after = decode_after(page)?;
         let limit = page.limit;
         let filter = *filter;
-        self.transaction(move |tx| {
-            let customer = filter.customer.map(|c| c.to_string());
-            let status = filter.status.map(OrderStatus::as_str);
-            // By due time when listing one status across customers, else newest first; the
-            // position is `<due>#<id>` or `<id>`.
-            let by_due = customer.is_none() && status.is_some();
-            let (due_after, id_after) = match after.as_deref().map(|a| a.split_once('#')) {
-                Some(Some((due, id))) if by_due => {
-                    (due.parse::<i64>().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned())
-                }
-                Some(None) if !by_due => (0, after.clone().unwrap_or_default()),
-                None => (i64::MAX, "~".to_owned()),
-                _ => return Err(StoreError::InvalidPageToken),
-            };
-            // Placement times are RFC 3339 in the document: compared as instants.
-            let sql = if by_due {
-                "SELECT due_at, id, doc FROM orders WHERE status = ?2 AND (due_at, id) < (?3, ?4)
+        self.db
+            .read(move |tx| {
+                let customer = filter.customer.map(|c| c.to_string());
+                let status = filter.status.map(OrderStatus::as_str);
+                // By due time when listing one status across customers, else newest first; the
+                // position is `<due>#<id>` or `<id>`.
+                let by_due = customer.is_none() && status.is_some();
+                let (due_after, id_after) = match after.as_deref().map(|a| a.split_once('#')) {
+                    Some(Some((due, id))) if by_due => {
+                        (due.parse::<i64>().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned())
+                    }
+                    Some(None) if !by_due => (0, after.clone().unwrap_or_default()),
+                    None => (i64::MAX, "~".to_owned()),
+                    _ => return Err(StoreError::InvalidPageToken),
+                };
+                // Placement times are RFC 3339 in the document: compared as instants.
+                let sql = if by_due {
+                    "SELECT due_at, id, doc FROM orders WHERE status = ?2 AND (due_at, id) < (?3, ?4)
                    AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
                    AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
                  ORDER BY due_at DESC, id DESC LIMIT ?5"
-            } else {
-                "SELECT due_at, id, doc FROM orders
+                } else {
+                    "SELECT due_at, id, doc FROM orders
                  WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR status = ?2) AND id < ?4
                    AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
                    AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
                  ORDER BY id DESC LIMIT ?5"
-            };
-            let seconds = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
-            let (from, to) = (seconds(filter.created_from), seconds(filter.created_to));
-            let mut stmt = tx.prepare(sql).map_err(backend)?;
-            let rows = stmt
-                .query_map(params![customer, status, due_after, id_after, limit + 1, from, to], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-                })
-                .map_err(backend)?
-                .map(|row| {
-                    let (due, id, doc) = row.map_err(backend)?;
-                    let position = if by_due { format!("{due}#{id}") } else { id };
-                    Ok((position, from_doc::<Order>(&doc)?))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            into_page(rows, limit)
-        })
-        .await
+                };
+                let seconds = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
+                let (from, to) = (seconds(filter.created_from), seconds(filter.created_to));
+                let mut stmt = tx.prepare(sql).map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![customer, status, due_after, id_after, limit + 1, from, to], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                    })
+                    .map_err(backend)?
+                    .map(|row| {
+                        let (due, id, doc) = row.map_err(backend)?;
+                        let position = if by_due { format!("{due}#{id}") } else { id };
+                        Ok((position, from_doc::<Order>(&doc)?))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                into_page(rows, limit)
+            })
+            .await
     }
 
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError> {
@@ -860,35 +869,39 @@ impl OrderStore for SqliteStore {
         let idempotency = write.idempotency.cloned();
         let refunded = refunds(write.payment);
         let notice = write.notice.cloned();
-        self.transaction(move |tx| {
-            if let Some(record) = &idempotency {
-                save_idempotency(tx, record, updated.updated_at)?;
-            }
-            if let Some(notice) = &notice {
-                insert_notice(tx, notice)?;
-            }
-            if let Some(payment_id) = refunded {
-                tx.execute("INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)", [payment_id.to_string()])
+        self.db
+            .write(move |tx| {
+                if let Some(record) = &idempotency {
+                    save_idempotency(tx, record, updated.updated_at)?;
+                }
+                if let Some(notice) = &notice {
+                    insert_notice(tx, notice)?;
+                }
+                if let Some(payment_id) = refunded {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)",
+                        [payment_id.to_string()],
+                    )
                     .map_err(backend)?;
-            }
-            if let Some((expected, payment, payment_doc)) = &payment {
-                let written = match expected {
-                    None => tx.execute(
-                        "INSERT INTO payments (id, order_id, version, doc) VALUES (?1, ?2, ?3, ?4)
+                }
+                if let Some((expected, payment, payment_doc)) = &payment {
+                    let written = match expected {
+                        None => tx.execute(
+                            "INSERT INTO payments (id, order_id, version, doc) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (id) DO NOTHING",
-                        params![payment.id.to_string(), payment.order_id.to_string(), payment.version, payment_doc],
-                    ),
-                    Some(expected) => tx.execute(
-                        "UPDATE payments SET version = ?2, doc = ?3 WHERE id = ?1 AND version = ?4",
-                        params![payment.id.to_string(), payment.version, payment_doc, expected],
-                    ),
+                            params![payment.id.to_string(), payment.order_id.to_string(), payment.version, payment_doc],
+                        ),
+                        Some(expected) => tx.execute(
+                            "UPDATE payments SET version = ?2, doc = ?3 WHERE id = ?1 AND version = ?4",
+                            params![payment.id.to_string(), payment.version, payment_doc, expected],
+                        ),
+                    }
+                    .map_err(backend)?;
+                    if written != 1 {
+                        return Err(StoreError::VersionConflict);
+                    }
                 }
-                .map_err(backend)?;
-                if written != 1 {
-                    return Err(StoreError::VersionConflict);
-                }
-            }
-            let changed = tx
+                let changed = tx
                 .execute(
                     "UPDATE orders SET status = ?2, due_at = ?3, version = ?4, doc = ?5 WHERE id = ?1 AND version = ?6",
                     params![
@@ -901,25 +914,25 @@ impl OrderStore for SqliteStore {
                     ],
                 )
                 .map_err(backend)?;
-            if changed != 1 {
-                return Err(StoreError::VersionConflict);
-            }
-            if restock {
-                for line in &previous.lines {
-                    tx.execute(
-                        "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2)
-                         WHERE id = ?1",
-                        params![line.product_id.to_string(), line.quantity],
-                    )
-                    .map_err(backend)?;
+                if changed != 1 {
+                    return Err(StoreError::VersionConflict);
                 }
-            }
-            if let Some(release) = hold_release(&previous, &updated) {
-                release_hold(tx, release)?;
-            }
-            add_counters(tx, counter_deltas(Some(&previous), &updated))
-        })
-        .await
+                if restock {
+                    for line in &previous.lines {
+                        tx.execute(
+                            "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2)
+                         WHERE id = ?1",
+                            params![line.product_id.to_string(), line.quantity],
+                        )
+                        .map_err(backend)?;
+                    }
+                }
+                if let Some(release) = hold_release(&previous, &updated) {
+                    release_hold(tx, release)?;
+                }
+                add_counters(tx, counter_deltas(Some(&previous), &updated))
+            })
+            .await
     }
 
     async fn orders_due(
@@ -929,81 +942,89 @@ impl OrderStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
         let due_by = epoch_millis(due_by);
-        self.transaction(move |tx| {
-            let mut stmt = tx
-                .prepare("SELECT doc FROM orders WHERE status = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![status.as_str(), due_by, limit], |row| row.get::<_, String>(0))
-                .map_err(backend)?;
-            rows.map(|doc| from_doc(&doc.map_err(backend)?)).collect()
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx
+                    .prepare("SELECT doc FROM orders WHERE status = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3")
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![status.as_str(), due_by, limit], |row| row.get::<_, String>(0))
+                    .map_err(backend)?;
+                rows.map(|doc| from_doc(&doc.map_err(backend)?)).collect()
+            })
+            .await
     }
 
     async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
-        self.transaction(|tx| {
-            let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
-            let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            Ok(counters_from(rows))
-        })
-        .await
+        self.db
+            .read(|tx| {
+                let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
+                let rows = stmt
+                    .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                    .map_err(backend)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)?;
+                Ok(counters_from(rows))
+            })
+            .await
     }
 }
 
 #[async_trait]
 impl PaymentStore for SqliteStore {
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError> {
-        self.transaction(move |tx| {
-            let doc: Option<String> = tx
-                .query_row("SELECT doc FROM payments WHERE id = ?1", [id.to_string()], |row| row.get(0))
-                .optional()
-                .map_err(backend)?;
-            doc.as_deref().map(from_doc).transpose()
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let doc: Option<String> = tx
+                    .query_row("SELECT doc FROM payments WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                doc.as_deref().map(from_doc).transpose()
+            })
+            .await
     }
 
     async fn pending_refunds(&self, limit: u32) -> Result<Vec<Uuid>, StoreError> {
-        self.transaction(move |tx| {
-            let mut stmt =
-                tx.prepare("SELECT payment_id FROM refunds_pending ORDER BY payment_id LIMIT ?1").map_err(backend)?;
-            let rows = stmt.query_map([limit], |row| row.get::<_, String>(0)).map_err(backend)?;
-            rows.map(|id| {
-                Uuid::parse_str(&id.map_err(backend)?).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))
+        self.db
+            .read(move |tx| {
+                let mut stmt = tx
+                    .prepare("SELECT payment_id FROM refunds_pending ORDER BY payment_id LIMIT ?1")
+                    .map_err(backend)?;
+                let rows = stmt.query_map([limit], |row| row.get::<_, String>(0)).map_err(backend)?;
+                rows.map(|id| {
+                    Uuid::parse_str(&id.map_err(backend)?).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))
+                })
+                .collect()
             })
-            .collect()
-        })
-        .await
+            .await
     }
 
     async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError> {
-        self.transaction(move |tx| {
-            tx.execute("DELETE FROM refunds_pending WHERE payment_id = ?1", [payment.to_string()]).map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM refunds_pending WHERE payment_id = ?1", [payment.to_string()])
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_payments(&self, filter: &PaymentFilter, page: &PageRequest) -> Result<Page<Payment>, StoreError> {
         let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
         let (order, limit) = (filter.order.map(|o| o.to_string()), page.limit);
         let status = filter.status.map(|s| s.as_str());
-        self.transaction(move |tx| {
-            list_docs(
-                tx,
-                "SELECT id, doc FROM payments
+        self.db
+            .read(move |tx| {
+                list_docs(
+                    tx,
+                    "SELECT id, doc FROM payments
                  WHERE (?1 IS NULL OR order_id = ?1) AND (?2 IS NULL OR json_extract(doc, '$.status') = ?2) AND id < ?3
                  ORDER BY id DESC LIMIT ?4",
-                params![order, status, after, limit + 1],
-                limit,
-            )
-        })
-        .await
+                    params![order, status, after, limit + 1],
+                    limit,
+                )
+            })
+            .await
     }
 }
 
@@ -1016,20 +1037,21 @@ impl AlertStore for SqliteStore {
     ) -> Result<Page<StockAlert>, StoreError> {
         let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
         let limit = page.limit;
-        self.transaction(move |tx| {
-            list_docs(
-                tx,
-                "SELECT id, doc FROM stock_alerts WHERE (?1 IS NULL OR acknowledged = ?1) AND id < ?2
+        self.db
+            .read(move |tx| {
+                list_docs(
+                    tx,
+                    "SELECT id, doc FROM stock_alerts WHERE (?1 IS NULL OR acknowledged = ?1) AND id < ?2
                  ORDER BY id DESC LIMIT ?3",
-                params![acknowledged, after, limit + 1],
-                limit,
-            )
-        })
-        .await
+                    params![acknowledged, after, limit + 1],
+                    limit,
+                )
+            })
+            .await
     }
 
     async fn get_alert(&self, id: Uuid) -> Result<Option<StockAlert>, StoreError> {
-        self.transaction(move |tx| read_alert(tx, &id.to_string())).await
+        self.db.read(move |tx| read_alert(tx, &id.to_string())).await
     }
 
     async fn acknowledge_alert(
@@ -1039,50 +1061,53 @@ impl AlertStore for SqliteStore {
         at: OffsetDateTime,
     ) -> Result<Option<StockAlert>, StoreError> {
         let by = by.to_owned();
-        self.transaction(move |tx| {
-            let id = id.to_string();
-            let Some(mut alert) = read_alert(tx, &id)? else { return Ok(None) };
-            if alert.acknowledged_at.is_none() {
-                alert.acknowledged_at = Some(at);
-                alert.acknowledged_by = Some(by);
-                tx.execute(
-                    "UPDATE stock_alerts SET acknowledged = 1, doc = ?2 WHERE id = ?1",
-                    params![id, to_doc(&alert)?],
-                )
-                .map_err(backend)?;
-            }
-            Ok(Some(alert))
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                let id = id.to_string();
+                let Some(mut alert) = read_alert(tx, &id)? else { return Ok(None) };
+                if alert.acknowledged_at.is_none() {
+                    alert.acknowledged_at = Some(at);
+                    alert.acknowledged_by = Some(by);
+                    tx.execute(
+                        "UPDATE stock_alerts SET acknowledged = 1, doc = ?2 WHERE id = ?1",
+                        params![id, to_doc(&alert)?],
+                    )
+                    .map_err(backend)?;
+                }
+                Ok(Some(alert))
+            })
+            .await
     }
 
     async fn unpublished_alerts(&self, limit: u32) -> Result<Vec<StockAlert>, StoreError> {
-        self.transaction(move |tx| {
-            let page: Page<StockAlert> = list_docs(
-                tx,
-                "SELECT id, doc FROM stock_alerts WHERE published = 0 ORDER BY id LIMIT ?1",
-                params![limit],
-                limit,
-            )?;
-            Ok(page.items)
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                let page: Page<StockAlert> = list_docs(
+                    tx,
+                    "SELECT id, doc FROM stock_alerts WHERE published = 0 ORDER BY id LIMIT ?1",
+                    params![limit],
+                    limit,
+                )?;
+                Ok(page.items)
+            })
+            .await
     }
 
     async fn mark_alert_published(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.transaction(move |tx| {
-            let id = id.to_string();
-            if let Some(mut alert) = read_alert(tx, &id)?.filter(|a| a.published_at.is_none()) {
-                alert.published_at = Some(at);
-                tx.execute(
-                    "UPDATE stock_alerts SET published = 1, doc = ?2 WHERE id = ?1",
-                    params![id, to_doc(&alert)?],
-                )
-                .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                let id = id.to_string();
+                if let Some(mut alert) = read_alert(tx, &id)?.filter(|a| a.published_at.is_none()) {
+                    alert.published_at = Some(at);
+                    tx.execute(
+                        "UPDATE stock_alerts SET published = 1, doc = ?2 WHERE id = ?1",
+                        params![id, to_doc(&alert)?],
+                    )
+                    .map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -1091,19 +1116,20 @@ impl NoticeStore for SqliteStore {
     async fn list_notices(&self, customer: Uuid, page: &PageRequest) -> Result<Page<Notice>, StoreError> {
         let after = decode_after(page)?.unwrap_or_else(|| "~".to_owned());
         let (customer, limit) = (customer.to_string(), page.limit);
-        self.transaction(move |tx| {
-            list_docs(
-                tx,
-                "SELECT id, doc FROM notices WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                params![customer, after, limit + 1],
-                limit,
-            )
-        })
-        .await
+        self.db
+            .read(move |tx| {
+                list_docs(
+                    tx,
+                    "SELECT id, doc FROM notices WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    params![customer, after, limit + 1],
+                    limit,
+                )
+            })
+            .await
     }
 
     async fn get_notice(&self, id: Uuid) -> Result<Option<Notice>, StoreError> {
-        self.transaction(move |tx| read_notice(tx, &id.to_string())).await
+        self.db.read(move |tx| read_notice(tx, &id.to_string())).await
     }
 
     async fn claim_notice(
@@ -1112,40 +1138,42 @@ impl NoticeStore for SqliteStore {
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
     ) -> Result<NoticeClaim, StoreError> {
-        self.transaction(move |tx| {
-            let id = id.to_string();
-            let claimed = tx
-                .execute(
-                    "UPDATE notices SET lease_until = ?2, attempts = attempts + 1
+        self.db
+            .write(move |tx| {
+                let id = id.to_string();
+                let claimed = tx
+                    .execute(
+                        "UPDATE notices SET lease_until = ?2, attempts = attempts + 1
                      WHERE id = ?1 AND sent = 0 AND lease_until <= ?3",
-                    params![id, epoch_millis(lease_until), epoch_millis(now)],
-                )
-                .map_err(backend)?;
-            Ok(match read_notice(tx, &id)? {
-                Some(notice) if claimed == 1 => NoticeClaim::Claimed(Box::new(notice)),
-                Some(notice) if notice.sent_at.is_some() => NoticeClaim::Sent,
-                Some(_) => NoticeClaim::Leased,
-                None => NoticeClaim::Missing,
+                        params![id, epoch_millis(lease_until), epoch_millis(now)],
+                    )
+                    .map_err(backend)?;
+                Ok(match read_notice(tx, &id)? {
+                    Some(notice) if claimed == 1 => NoticeClaim::Claimed(Box::new(notice)),
+                    Some(notice) if notice.sent_at.is_some() => NoticeClaim::Sent,
+                    Some(_) => NoticeClaim::Leased,
+                    None => NoticeClaim::Missing,
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn mark_notice_sent(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.transaction(move |tx| {
-            let id = id.to_string();
-            if let Some(mut notice) = read_notice(tx, &id)?.filter(|n| n.sent_at.is_none()) {
-                notice.sent_at = Some(at);
-                tx.execute("UPDATE notices SET sent = 1, doc = ?2 WHERE id = ?1", params![id, to_doc(&notice)?])
-                    .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                let id = id.to_string();
+                if let Some(mut notice) = read_notice(tx, &id)?.filter(|n| n.sent_at.is_none()) {
+                    notice.sent_at = Some(at);
+                    tx.execute("UPDATE notices SET sent = 1, doc = ?2 WHERE id = ?1", params![id, to_doc(&notice)?])
+                        .map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn notices_to_relay(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError> {
-        self.transaction(move |tx| {
+        self.db.read(move |tx| {
             let page: Page<Notice> = list_docs(
                 tx,
                 "SELECT id, doc FROM notices WHERE sent = 0 AND attempts = 0 AND relay_after <= ?1 ORDER BY id LIMIT ?2",
@@ -1158,19 +1186,20 @@ impl NoticeStore for SqliteStore {
     }
 
     async fn defer_relay(&self, id: Uuid, until: OffsetDateTime) -> Result<(), StoreError> {
-        self.transaction(move |tx| {
-            tx.execute(
-                "UPDATE notices SET relay_after = ?2 WHERE id = ?1 AND sent = 0",
-                params![id.to_string(), epoch_millis(until)],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE notices SET relay_after = ?2 WHERE id = ?1 AND sent = 0",
+                    params![id.to_string(), epoch_millis(until)],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
     }
 }
 
-fn insert_notice(tx: &Transaction<'_>, notice: &Notice) -> Result<(), StoreError> {
+fn insert_notice(tx: &Connection, notice: &Notice) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO notices (id, customer_id, sent, lease_until, relay_after, attempts, doc)
          VALUES (?1, ?2, 0, 0, ?3, 0, ?4)",
@@ -1185,13 +1214,13 @@ fn insert_notice(tx: &Transaction<'_>, notice: &Notice) -> Result<(), StoreError
     Ok(())
 }
 
-fn read_notice(tx: &Transaction<'_>, id: &str) -> Result<Option<Notice>, StoreError> {
+fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {
     let doc: Option<String> =
         tx.query_row("SELECT doc FROM notices WHERE id = ?1", [id], |row| row.get(0)).optional().map_err(backend)?;
     doc.as_deref().map(from_doc).transpose()
 }
 
-fn read_alert(tx: &Transaction<'_>, id: &str) -> Result<Option<StockAlert>, StoreError> {
+fn read_alert(tx: &Connection, id: &str) -> Result<Option<StockAlert>, StoreError> {
     let doc: Option<String> = tx
         .query_row("SELECT doc FROM stock_alerts WHERE id = ?1", [id], |row| row.get(0))
         .optional()
@@ -1200,7 +1229,7 @@ fn read_alert(tx: &Transaction<'_>, id: &str) -> Result<Option<StockAlert>, Stor
 }
 
 /// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
-fn read_cooldown(tx: &Transaction<'_>, customer: &str) -> Result<Option<Cooldown>, StoreError> {
+fn read_cooldown(tx: &Connection, customer: &str) -> Result<Option<Cooldown>, StoreError> {
     let row: Option<(i64, String, i64, i64, i64)> = tx
         .query_row(
             "SELECT version, slots, unpaid_units, unpaid_cents, expires_at FROM cooldowns WHERE customer_id = ?1",
@@ -1222,7 +1251,7 @@ fn read_cooldown(tx: &Transaction<'_>, customer: &str) -> Result<Option<Cooldown
     }))
 }
 
-fn write_cooldown(tx: &Transaction<'_>, customer: &str, cooldown: &Cooldown) -> Result<(), StoreError> {
+fn write_cooldown(tx: &Connection, customer: &str, cooldown: &Cooldown) -> Result<(), StoreError> {
     let slots: Vec<i64> = cooldown.slots.iter().copied().map(epoch_millis).collect();
     let slots = serde_json::to_string(&slots).map_err(|e| StoreError::Backend(format!("slots: {e}")))?;
     tx.execute(
@@ -1244,7 +1273,7 @@ fn write_cooldown(tx: &Transaction<'_>, customer: &str, cooldown: &Cooldown) -> 
 }
 
 /// Gives back what a transition no longer holds (see [`HoldRelease`]).
-fn release_hold(tx: &Transaction<'_>, release: HoldRelease) -> Result<(), StoreError> {
+fn release_hold(tx: &Connection, release: HoldRelease) -> Result<(), StoreError> {
     let customer = release.customer.to_string();
     // A cooldown collected meanwhile is recreated, as DynamoDB's atomic adds do: let it go again.
     let mut cooldown = read_cooldown(tx, &customer)?.unwrap_or_else(|| Cooldown {
@@ -1263,11 +1292,7 @@ fn release_hold(tx: &Transaction<'_>, release: HoldRelease) -> Result<(), StoreE
     write_cooldown(tx, &customer, &cooldown)
 }
 
-fn save_idempotency(
-    tx: &rusqlite::Transaction<'_>,
-    record: &IdempotencyRecord,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
+fn save_idempotency(tx: &Connection, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<(), StoreError> {
     let taken = tx
         .execute(
             "INSERT INTO idempotency (customer_id, key, expires_at, doc) VALUES (?1, ?2, ?3, ?4)
@@ -1285,7 +1310,7 @@ fn save_idempotency(
     if taken == 0 { Err(StoreError::Duplicate(UniqueKey::IdempotencyKey)) } else { Ok(()) }
 }
 
-fn add_counters(tx: &rusqlite::Transaction<'_>, deltas: Vec<(String, i64)>) -> Result<(), StoreError> {
+fn add_counters(tx: &Connection, deltas: Vec<(String, i64)>) -> Result<(), StoreError> {
     for (name, delta) in deltas {
         tx.execute(
             "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
@@ -1304,7 +1329,7 @@ struct StockState {
     version: u64,
 }
 
-fn read_stock(tx: &Transaction<'_>, product: &str) -> Result<Option<StockState>, StoreError> {
+fn read_stock(tx: &Connection, product: &str) -> Result<Option<StockState>, StoreError> {
     tx.query_row(
         "SELECT stock, price_cents, json_extract(doc, '$.low_stock_threshold'), version FROM products WHERE id = ?1",
         [product],
@@ -1321,7 +1346,7 @@ fn read_stock(tx: &Transaction<'_>, product: &str) -> Result<Option<StockState>,
     .map_err(backend)
 }
 
-fn move_stock(tx: &Transaction<'_>, product: &str, delta: i64) -> Result<(), StoreError> {
+fn move_stock(tx: &Connection, product: &str, delta: i64) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2) WHERE id = ?1",
         params![product, delta],
@@ -1330,7 +1355,7 @@ fn move_stock(tx: &Transaction<'_>, product: &str, delta: i64) -> Result<(), Sto
     Ok(())
 }
 
-fn insert_alert(tx: &Transaction<'_>, alert: &StockAlert) -> Result<(), StoreError> {
+fn insert_alert(tx: &Connection, alert: &StockAlert) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO stock_alerts (id, acknowledged, published, doc) VALUES (?1, ?2, ?3, ?4)",
         params![alert.id.to_string(), alert.acknowledged_at.is_some(), alert.published_at.is_some(), to_doc(alert)?],
@@ -1341,7 +1366,7 @@ fn insert_alert(tx: &Transaction<'_>, alert: &StockAlert) -> Result<(), StoreErr
 
 /// One page of `(sort key, doc)` rows from `sql`, which must fetch `limit + 1` of them.
 fn list_docs<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
     limit: u32,

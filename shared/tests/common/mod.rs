@@ -1,4 +1,4 @@
-//! Backends for the suites that run unchanged on every store: SQLite in memory, and
+//! Backends for the suites that run unchanged on every store: SQLite in a temporary file, and
 //! DynamoDB Local (started by `scripts/test`) with a fresh set of tables per test.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -19,8 +19,12 @@ use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
 
 pub const DYNAMODB_ENDPOINT_VAR: &str = "ORDERLY_TEST_DYNAMODB_ENDPOINT";
 
+/// A store in a file of its own (under cargo's per-target temp directory), so the suites run
+/// the engine as the local server does: group commit on the writer, reads on reader connections.
 pub fn sqlite_store() -> Arc<dyn Store> {
-    Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"))
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("store-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    Arc::new(SqliteStore::open(&dir.join("orderly.sqlite3")).expect("SQLite store"))
 }
 
 /// SDK configuration for an emulator on loopback: fixed region, dummy credentials.

@@ -1,0 +1,479 @@
+//! The SQLite engine under the embedded store and the embedded queue.
+//!
+//! - **One writer, group commit.** Every write is a job for one writer thread that owns the
+//!   write connection. The thread takes every job waiting (up to [`MAX_BATCH`]) and runs them in
+//!   one transaction, each inside its own savepoint: a job that fails is rolled back alone and
+//!   the others go ahead. One `COMMIT` (one fsync of the WAL, with `synchronous=FULL`) then makes
+//!   the whole batch durable, and only then is each job answered: an acknowledged write is on
+//!   disk. Jobs run one after the other, as if each had the database to itself, so the checks
+//!   a job makes (stock, versions, UNIQUE indexes) see the jobs before it. Nothing waits to fill
+//!   a batch: under light load a batch is one job, under heavy load the fsync is shared.
+//! - **Concurrent readers.** Reads run on a pool of read-only connections on the blocking pool;
+//!   WAL lets them read a consistent snapshot while the writer writes. An in-memory database
+//!   (tests) is one connection, so there reads are jobs for the writer too.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rusqlite::Connection;
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
+use tokio::sync::oneshot;
+
+/// At most this many writes share one transaction, which bounds how long the first of them
+/// waits for its commit.
+pub const MAX_BATCH: usize = 256;
+/// Idle reader connections kept open; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 16;
+/// Prepared statements kept per connection: every statement the stores run, with room.
+const STATEMENT_CACHE: usize = 128;
+
+/// Why the engine could not run a job. The store and the queue map it into their own errors.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("sqlite: {0}")]
+pub struct EngineError(pub String);
+
+impl From<rusqlite::Error> for EngineError {
+    fn from(err: rusqlite::Error) -> Self {
+        EngineError(err.to_string())
+    }
+}
+
+/// A handle on one database file (or one in-memory database); cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedDb {
+    writer: Arc<Writer>,
+    stats: Arc<Stats>,
+    /// `None` for an in-memory database: its one connection is the writer's.
+    readers: Option<Arc<Readers>>,
+}
+
+impl EmbeddedDb {
+    /// Opens (creating if needed) the database at `path` in WAL mode with `synchronous=FULL`,
+    /// applies `migrations` not yet applied (`PRAGMA user_version` counts them) and starts the
+    /// writer thread.
+    pub fn open(path: &Path, migrations: &[&str]) -> Result<Self, EngineError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut conn, migrations)?;
+        let readers =
+            Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), traced: AtomicBool::new(false) });
+        Ok(Self::start(conn, Some(readers)))
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory(migrations: &[&str]) -> Result<Self, EngineError> {
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn, migrations)?;
+        Ok(Self::start(conn, None))
+    }
+
+    fn start(conn: Connection, readers: Option<Arc<Readers>>) -> Self {
+        let (jobs, queued) = mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let writer_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(conn, queued, &writer_stats))
+            .inspect_err(|err| tracing::error!(error = %err, "the sqlite writer thread did not start"))
+            .ok();
+        Self { writer: Arc::new(Writer { jobs: Some(jobs), thread }), stats, readers }
+    }
+
+    /// Writes run and transactions committed so far: how much the group commit shares.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.stats.writes.load(Ordering::Relaxed), self.stats.commits.load(Ordering::Relaxed))
+    }
+
+    /// Runs `work` in the writer's next batch, in a savepoint of its own, and answers once the
+    /// batch is committed. An `Err` from `work` rolls back what it wrote, and only that.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<EngineError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(WriteJob { work: Some(work), result: None, reply });
+        if self.writer.jobs.as_ref().is_none_or(|jobs| jobs.send(job).is_err()) {
+            return Err(EngineError("the database writer has stopped".into()).into());
+        }
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        answer.await.unwrap_or_else(|_| Err(EngineError("the write was abandoned (it panicked)".into()).into()))
+    }
+
+    /// Runs `work` in a read transaction on a reader connection: a consistent snapshot of what
+    /// was committed when it began.
+    pub async fn read<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<EngineError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let Some(readers) = self.readers.clone() else {
+            return self.write(work).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut conn = readers.take()?;
+            let result = match conn.transaction() {
+                // Dropping the transaction ends it; a read has nothing to commit.
+                Ok(tx) => work(&tx),
+                Err(err) => Err(EngineError::from(err).into()),
+            };
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .unwrap_or_else(|err| Err(EngineError(format!("the read failed: {err}")).into()))
+    }
+
+    /// Hands every SQL statement run on this database, as written, to `hook`, for audits of
+    /// query plans. The hook is process-wide: the first one set stays.
+    pub async fn trace_statements(&self, hook: fn(&str)) -> Result<(), EngineError> {
+        let _ = STATEMENT_HOOK.set(hook);
+        if let Some(readers) = &self.readers {
+            readers.traced.store(true, Ordering::Relaxed);
+        }
+        self.write(|conn| {
+            trace(conn);
+            Ok::<_, EngineError>(())
+        })
+        .await
+    }
+}
+
+static STATEMENT_HOOK: OnceLock<fn(&str)> = OnceLock::new();
+
+fn trace(conn: &Connection) {
+    fn forward(event: TraceEvent<'_>) {
+        if let (TraceEvent::Stmt(_, sql), Some(hook)) = (event, STATEMENT_HOOK.get()) {
+            hook(sql);
+        }
+    }
+    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(forward));
+}
+
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), EngineError> {
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let tx = conn.transaction()?;
+    for (index, migration) in migrations.iter().enumerate().skip(applied) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Idle read-only connections to one file.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    traced: AtomicBool,
+}
+
+impl Readers {
+    fn take(&self) -> Result<Connection, EngineError> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open(&self.path)?;
+                conn.pragma_update(None, "query_only", true)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                conn
+            }
+        };
+        if self.traced.load(Ordering::Relaxed) {
+            trace(&conn);
+        }
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The writer thread and the way to it. Dropping the last handle closes the channel and waits
+/// for the thread to finish its batch and close the file, so a dropped database is closed.
+struct Writer {
+    jobs: Option<Sender<Box<dyn Job>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    writes: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// A write waiting for, or inside, a batch.
+trait Job: Send {
+    /// Runs the work; `true` if it succeeded (its savepoint is then kept).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch's fate is known: the work's own error if it failed,
+    /// else its result if the batch committed, else why the batch did not.
+    fn answer(self: Box<Self>, batch: Result<(), EngineError>);
+}
+
+struct WriteJob<T, E, F> {
+    work: Option<F>,
+    result: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<T, E, F> Job for WriteJob<T, E, F>
+where
+    T: Send + 'static,
+    E: From<EngineError> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, batch: Result<(), EngineError>) {
+        let answer = match (self.result, batch) {
+            (Some(Err(own)), _) => Err(own),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (Some(Ok(_)), Err(err)) => Err(err.into()),
+            (None, Err(err)) => Err(err.into()),
+            (None, Ok(())) => Err(EngineError("the write did not run".into()).into()),
+        };
+        // The caller may have gone (a dropped request); what was committed stays committed.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn run_writer(conn: Connection, queued: Receiver<Box<dyn Job>>, stats: &Stats) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = queued.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.commits.fetch_add(commit_batch(&conn, &mut batch), Ordering::Relaxed);
+    }
+}
+
+/// Runs `batch` (emptying it) in as few transactions as it takes: one, unless SQLite itself
+/// rolls a transaction back midway (a full disk, an I/O error), which fails the jobs in it and
+/// starts another for the rest. Returns the number of transactions committed.
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> u64 {
+    let mut jobs = batch.drain(..);
+    let mut done: Vec<Box<dyn Job>> = Vec::new();
+    while let Some(mut job) = jobs.next() {
+        if conn.is_autocommit()
+            && let Err(err) = conn.execute_batch("BEGIN IMMEDIATE")
+        {
+            let err = EngineError::from(err);
+            job.answer(Err(err.clone()));
+            jobs.by_ref().for_each(|job| job.answer(Err(err.clone())));
+            return 0;
+        }
+        let succeeded = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false),
+            Err(_) => false,
+        };
+        let ended = if succeeded {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        done.push(job);
+        if ended.is_err() || conn.is_autocommit() {
+            // The transaction is gone, and with it the writes of every job in it.
+            let _ = conn.execute_batch("ROLLBACK");
+            let err = EngineError("the transaction was rolled back by SQLite; nothing was written".into());
+            done.drain(..).for_each(|job| job.answer(Err(err.clone())));
+        }
+    }
+    if done.is_empty() {
+        return 0;
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(EngineError::from);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let count = u64::from(committed.is_ok());
+    done.drain(..).for_each(|job| job.answer(committed.clone()));
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's own promises; the store and queue suites run over it too.
+
+    use super::*;
+
+    const SCHEMA: &[&str] = &["CREATE TABLE items (id INTEGER PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0)) STRICT;"];
+
+    fn count(conn: &Connection) -> Result<i64, EngineError> {
+        Ok(conn.query_row("SELECT COUNT(*) FROM items", [], |row| row.get(0))?)
+    }
+
+    async fn concurrent_writes_in_one_batch_fail_alone(db: EmbeddedDb) {
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..200i64 {
+            let db = db.clone();
+            writes.spawn(async move {
+                db.write(move |conn| {
+                    conn.execute("INSERT INTO items (id, n) VALUES (?1, 1)", [i])?;
+                    // Every third write fails after writing: its insert must not survive.
+                    if i % 3 == 0 { Err(EngineError(format!("refused {i}"))) } else { Ok(i) }
+                })
+                .await
+            });
+        }
+        let (mut ok, mut refused) = (0, 0);
+        while let Some(done) = writes.join_next().await {
+            match done.expect("task") {
+                Ok(_) => ok += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!((ok, refused), (133, 67));
+        assert_eq!(db.read(|conn| count(conn)).await.expect("count"), 133);
+        let refused_rows: i64 = db
+            .read(|conn| {
+                Ok::<_, EngineError>(conn.query_row("SELECT COUNT(*) FROM items WHERE id % 3 = 0", [], |r| r.get(0))?)
+            })
+            .await
+            .expect("count");
+        assert_eq!(refused_rows, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failed_write_rolls_back_alone_in_memory() {
+        concurrent_writes_in_one_batch_fail_alone(EmbeddedDb::in_memory(SCHEMA).expect("db")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failed_write_rolls_back_alone_on_file() {
+        let dir = tempdir();
+        concurrent_writes_in_one_batch_fail_alone(EmbeddedDb::open(&dir.join("db.sqlite3"), SCHEMA).expect("db")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_behind_a_commit_share_the_next_one() {
+        let dir = tempdir();
+        let db = EmbeddedDb::open(&dir.join("db.sqlite3"), SCHEMA).expect("db");
+        // The first write holds the writer until every other write is queued behind it.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let first = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.write(move |conn| {
+                    let _ = started.send(());
+                    held.recv().map_err(|e| EngineError(e.to_string()))?;
+                    Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (0, 1)", [])?)
+                })
+                .await
+            }
+        });
+        running.await.expect("the first write runs");
+        let mut queued = Vec::new();
+        for i in 1..=100i64 {
+            let db = db.clone();
+            let write = async move {
+                db.write(move |conn| {
+                    Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (?1, 1)", [i])?)
+                })
+                .await
+            };
+            queued.push(tokio::spawn(write));
+        }
+        while db.stats.sent.load(Ordering::Relaxed) < 101 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).expect("release");
+        first.await.expect("task").expect("first write");
+        for write in queued {
+            write.await.expect("task").expect("queued write");
+        }
+        assert_eq!(db.read(|conn| count(conn)).await.expect("count"), 101);
+        // The first write's batch, then the hundred queued behind it.
+        assert_eq!(db.stats(), (101, 2));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_is_answered_and_rolled_back() {
+        let dir = tempdir();
+        let db = EmbeddedDb::open(&dir.join("db.sqlite3"), SCHEMA).expect("db");
+        let panicked = db
+            .write(|conn| -> Result<(), EngineError> {
+                conn.execute("INSERT INTO items (id, n) VALUES (1, 1)", [])?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(panicked.is_err());
+        db.write(|conn| Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (2, 1)", [])?))
+            .await
+            .expect("the writer still runs");
+        assert_eq!(db.read(|conn| count(conn)).await.expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_write_is_in_the_file() {
+        let dir = tempdir();
+        let path = dir.join("db.sqlite3");
+        let db = EmbeddedDb::open(&path, SCHEMA).expect("db");
+        db.write(|conn| Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (7, 1)", [])?))
+            .await
+            .expect("write");
+        // Another connection, as another process would after a crash, sees it.
+        let other = Connection::open(&path).expect("open");
+        assert_eq!(count(&other).expect("count"), 1);
+    }
+
+    /// A fresh directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("orderly-embedded-db-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
