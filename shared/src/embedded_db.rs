@@ -29,6 +29,34 @@ pub const MAX_BATCH: usize = 256;
 const MAX_IDLE_READERS: usize = 16;
 /// Prepared statements kept per connection: every statement the stores run, with room.
 const STATEMENT_CACHE: usize = 128;
+/// Page cache per connection (SQLite's default is 2 MiB).
+const CACHE_KIB: i64 = 16 * 1024;
+/// How much of the file connections map into memory.
+const MMAP_BYTES: i64 = 1 << 30;
+
+/// Statements through the connection's cache of prepared statements: the stores run the same
+/// few dozen statements over and over, and parsing one costs more than running it.
+pub trait CachedStatements {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, map: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl CachedStatements for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, map: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, map)
+    }
+}
 
 /// Why the engine could not run a job. The store and the queue map it into their own errors.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,28 +134,34 @@ impl EmbeddedDb {
     }
 
     /// Runs `work` in a read transaction on a reader connection: a consistent snapshot of what
-    /// was committed when it began.
+    /// was committed when it began. It runs on the calling thread: the stores' reads are index
+    /// lookups and bounded pages, and under WAL a reader never waits for the writer, so handing
+    /// them to another thread would cost more (two thread switches) than the read itself.
     pub async fn read<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<EngineError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        let Some(readers) = self.readers.clone() else {
+        let Some(readers) = &self.readers else {
             return self.write(work).await;
         };
-        tokio::task::spawn_blocking(move || {
-            let mut conn = readers.take()?;
-            let result = match conn.transaction() {
-                // Dropping the transaction ends it; a read has nothing to commit.
-                Ok(tx) => work(&tx),
-                Err(err) => Err(EngineError::from(err).into()),
-            };
+        let conn = readers.take()?;
+        let result = match conn.exec("BEGIN", []) {
+            Ok(_) => {
+                let result = work(&conn);
+                // A read has nothing to commit; ending it lets the WAL be checkpointed.
+                match conn.exec("COMMIT", []) {
+                    Ok(_) => result,
+                    Err(err) => Err(EngineError::from(err).into()),
+                }
+            }
+            Err(err) => Err(EngineError::from(err).into()),
+        };
+        if conn.is_autocommit() {
             readers.give_back(conn);
-            result
-        })
-        .await
-        .unwrap_or_else(|err| Err(EngineError(format!("the read failed: {err}")).into()))
+        }
+        result
     }
 
     /// Hands every SQL statement run on this database, as written, to `hook`, for audits of
@@ -156,10 +190,22 @@ fn trace(conn: &Connection) {
     conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(forward));
 }
 
-fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), EngineError> {
-    conn.pragma_update(None, "foreign_keys", "ON")?;
+/// Settings every connection gets. A savepoint's journal (one per write in a batch) is kept in
+/// memory: on disk SQLite would create and delete a temporary file per write.
+fn configure(conn: &Connection) -> Result<(), EngineError> {
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    // Readers see the file through memory instead of copying pages in: their page caches are
+    // dropped whenever the writer commits, so they read pages again often.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), EngineError> {
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    configure(conn)?;
     let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let tx = conn.transaction()?;
     for (index, migration) in migrations.iter().enumerate().skip(applied) {
@@ -185,8 +231,7 @@ impl Readers {
             None => {
                 let conn = Connection::open(&self.path)?;
                 conn.pragma_update(None, "query_only", true)?;
-                conn.busy_timeout(std::time::Duration::from_secs(5))?;
-                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                configure(&conn)?;
                 conn
             }
         };
@@ -292,21 +337,21 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> u64 {
     let mut done: Vec<Box<dyn Job>> = Vec::new();
     while let Some(mut job) = jobs.next() {
         if conn.is_autocommit()
-            && let Err(err) = conn.execute_batch("BEGIN IMMEDIATE")
+            && let Err(err) = conn.exec("BEGIN IMMEDIATE", [])
         {
             let err = EngineError::from(err);
             job.answer(Err(err.clone()));
             jobs.by_ref().for_each(|job| job.answer(Err(err.clone())));
             return 0;
         }
-        let succeeded = match conn.execute_batch("SAVEPOINT job") {
-            Ok(()) => catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false),
+        let succeeded = match conn.exec("SAVEPOINT job", []) {
+            Ok(_) => catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false),
             Err(_) => false,
         };
         let ended = if succeeded {
-            conn.execute_batch("RELEASE job")
+            conn.exec("RELEASE job", [])
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            conn.exec("ROLLBACK TO job", []).and_then(|_| conn.exec("RELEASE job", []))
         };
         done.push(job);
         if ended.is_err() || conn.is_autocommit() {
@@ -319,7 +364,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> u64 {
     if done.is_empty() {
         return 0;
     }
-    let committed = conn.execute_batch("COMMIT").map_err(EngineError::from);
+    let committed = conn.exec("COMMIT", []).map(|_| ()).map_err(EngineError::from);
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }

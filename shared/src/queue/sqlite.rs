@@ -27,7 +27,7 @@ use super::{
     Delivery, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError, QueueName, clamp, clamp_batch,
 };
 use crate::clock::Clock;
-use crate::embedded_db::{EmbeddedDb, EngineError};
+use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError};
 
 /// How often a long poll looks again while nothing is visible.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -95,7 +95,7 @@ impl SqliteQueue {
         let (dead, deliveries) = self
             .transaction(move |tx, now| {
                 let dead = tx
-                    .prepare(
+                    .prepare_cached(
                         "UPDATE messages SET dead = 1, receipt = NULL
                          WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2 AND receive_count >= ?3
                          RETURNING message_id",
@@ -106,7 +106,7 @@ impl SqliteQueue {
                     })
                     .map_err(sqlite_error)?;
                 let ready = tx
-                    .prepare(
+                    .prepare_cached(
                         "SELECT seq FROM messages WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2
                          ORDER BY visible_at, seq LIMIT ?3",
                     )
@@ -117,7 +117,7 @@ impl SqliteQueue {
                     .map_err(sqlite_error)?;
                 let hidden_until = now.saturating_add(millis(visibility));
                 let mut lease = tx
-                    .prepare(
+                    .prepare_cached(
                         "UPDATE messages SET receipt = ?2, receive_count = receive_count + 1, visible_at = ?3
                          WHERE seq = ?1
                          RETURNING message_id, receipt, body, correlation_id, receive_count",
@@ -176,7 +176,7 @@ impl Queue for SqliteQueue {
         let (body, correlation_id) = (message.body.clone(), message.correlation().map(str::to_owned));
         let delay = millis(clamp(delay, MAX_DELAY));
         self.transaction(move |tx, now| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO messages (message_id, queue, body, correlation_id, sent_at, visible_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![Uuid::now_v7().to_string(), queue.as_str(), body, correlation_id, now, now + delay],
@@ -210,7 +210,7 @@ impl Queue for SqliteQueue {
     async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
         let receipt = receipt.to_owned();
         self.transaction(move |tx, _| {
-            tx.execute("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2", params![queue.as_str(), receipt])
+            tx.exec("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2", params![queue.as_str(), receipt])
                 .map_err(sqlite_error)?;
             Ok(())
         })
@@ -221,7 +221,7 @@ impl Queue for SqliteQueue {
         let receipt = receipt.to_owned();
         let visibility = millis(clamp(visibility, MAX_VISIBILITY));
         self.transaction(move |tx, now| {
-            tx.execute(
+            tx.exec(
                 "UPDATE messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
                 params![queue.as_str(), receipt, now + visibility],
             )
@@ -236,7 +236,7 @@ impl Queue for SqliteQueue {
         self.db
             .read(move |tx| {
                 let mut stmt = tx
-                    .prepare(
+                    .prepare_cached(
                         "SELECT message_id, body, correlation_id, receive_count FROM messages
                      WHERE queue = ?1 AND dead = 1 ORDER BY sent_at, seq LIMIT ?2",
                     )
@@ -259,7 +259,7 @@ impl Queue for SqliteQueue {
     async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
         self.db
             .read(move |tx| {
-                tx.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead = 1", [queue.as_str()], |row| {
+                tx.row("SELECT COUNT(*) FROM messages WHERE queue = ?1 AND dead = 1", [queue.as_str()], |row| {
                     row.get(0)
                 })
                 .map_err(sqlite_error)

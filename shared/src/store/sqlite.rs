@@ -19,7 +19,7 @@ use super::{
     PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
     counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
-use crate::embedded_db::{EmbeddedDb, EngineError};
+use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError};
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
@@ -261,7 +261,7 @@ impl AccountStore for SqliteStore {
         let hash = password_hash.to_owned();
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO customers (id, email_key, version, doc, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![id, key, version, doc, hash],
                 )
@@ -275,7 +275,7 @@ impl AccountStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let doc: Option<String> = tx
-                    .query_row("SELECT doc FROM customers WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .row("SELECT doc FROM customers WHERE id = ?1", [id.to_string()], |row| row.get(0))
                     .optional()
                     .map_err(backend)?;
                 doc.as_deref().map(from_doc).transpose()
@@ -288,8 +288,9 @@ impl AccountStore for SqliteStore {
         let limit = page.limit;
         self.db
             .read(move |tx| {
-                let mut stmt =
-                    tx.prepare("SELECT id, doc FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(backend)?;
+                let mut stmt = tx
+                    .prepare_cached("SELECT id, doc FROM customers WHERE id > ?1 ORDER BY id LIMIT ?2")
+                    .map_err(backend)?;
                 let rows = stmt
                     .query_map(params![after, limit + 1], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -311,7 +312,7 @@ impl AccountStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let changed = tx
-                    .execute(
+                    .exec(
                         "UPDATE customers SET email_key = ?2, version = ?3, doc = ?4 WHERE id = ?1 AND version = ?5",
                         params![id, key, version, doc, expected],
                     )
@@ -326,7 +327,7 @@ impl AccountStore for SqliteStore {
             (admin.id.to_string(), admin.username.as_str().to_owned(), password_hash.to_owned(), to_doc(admin)?);
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO admins (id, username_key, password_hash, doc) VALUES (?1, ?2, ?3, ?4)",
                     params![id, key, hash, doc],
                 )
@@ -341,7 +342,7 @@ impl AccountStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let row: Option<(String, String, String)> = tx
-                    .query_row(
+                    .row(
                         "SELECT id, password_hash, 'customer' FROM customers WHERE email_key = ?1
                      UNION ALL
                      SELECT id, password_hash, 'admin' FROM admins WHERE username_key = ?1",
@@ -368,7 +369,7 @@ impl AccountStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let taken = tx
-                    .execute(
+                    .exec(
                         "INSERT INTO login_attempts (key, attempts, expires_at) VALUES (?1, 1, ?2)
                      ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1 WHERE attempts < ?3",
                         params![key, expires_at, limit],
@@ -413,7 +414,7 @@ impl ExpiryStore for SqliteStore {
                         break;
                     }
                     deleted += tx
-                        .execute(
+                        .exec(
                             &format!(
                                 "DELETE FROM {table} WHERE rowid IN
                                  (SELECT rowid FROM {table} WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)"
@@ -440,7 +441,7 @@ impl SessionStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let revoked: bool = tx
-                    .query_row(
+                    .row(
                         "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
                         params![jti, expired_before(now)],
                         |row| row.get(0),
@@ -450,7 +451,7 @@ impl SessionStore for SqliteStore {
                     Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
                     Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
                 };
-                let exists: bool = tx.query_row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
+                let exists: bool = tx.row(exists_sql, [id], |row| row.get(0)).map_err(backend)?;
                 Ok(exists && !revoked)
             })
             .await
@@ -460,7 +461,7 @@ impl SessionStore for SqliteStore {
         let jti = jti.to_string();
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
                  ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
                     params![jti, expires_at.unix_timestamp()],
@@ -478,7 +479,7 @@ impl CatalogStore for SqliteStore {
         let row = ProductRow::of(product)?;
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO products (id, name_key, category, price_cents, stock, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![row.id, row.name_key, row.category, row.price_cents, row.stock, row.version, row.doc],
@@ -493,7 +494,7 @@ impl CatalogStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let doc: Option<String> = tx
-                    .query_row("SELECT doc FROM products WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .row("SELECT doc FROM products WHERE id = ?1", [id.to_string()], |row| row.get(0))
                     .optional()
                     .map_err(backend)?;
                 doc.as_deref().map(from_doc).transpose()
@@ -508,7 +509,7 @@ impl CatalogStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let mut stmt = tx
-                    .prepare(
+                    .prepare_cached(
                         "SELECT name_key, doc FROM products
                      WHERE name_key > ?1
                        AND (?2 IS NULL OR category = ?2)
@@ -567,7 +568,7 @@ impl CatalogStore for SqliteStore {
                 }
                 // Stock moves by the edit's delta, so reservations made since the read still count.
                 let changed = tx
-                    .execute(
+                    .exec(
                         "UPDATE products SET name_key = ?2, category = ?3, price_cents = ?4, stock = stock + ?5,
                          version = ?6, doc = json_set(?7, '$.stock', stock + ?5)
                      WHERE id = ?1 AND version = ?8 AND stock + ?5 >= 0",
@@ -610,7 +611,7 @@ impl CatalogStore for SqliteStore {
                     return Err(StoreError::VersionConflict);
                 }
                 move_stock(tx, &product, adjustment.delta)?;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO stock_adjustments (id, product_id, doc) VALUES (?1, ?2, ?3)",
                     params![adjustment.id.to_string(), product, doc],
                 )
@@ -643,7 +644,7 @@ impl CatalogStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let deleted = tx
-                    .execute("DELETE FROM products WHERE id = ?1 AND version = ?2", params![id, expected])
+                    .exec("DELETE FROM products WHERE id = ?1 AND version = ?2", params![id, expected])
                     .map_err(backend)?;
                 if deleted == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
             })
@@ -654,7 +655,7 @@ impl CatalogStore for SqliteStore {
         self.db
             .read(|tx| {
                 let mut stmt = tx
-                    .prepare("SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category")
+                    .prepare_cached("SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category")
                     .map_err(backend)?;
                 let rows =
                     stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))).map_err(backend)?;
@@ -679,11 +680,11 @@ impl OrderStore for SqliteStore {
             .read(move |tx| {
                 let cooldown = read_cooldown(tx, &customer)?;
                 let doc: Option<String> = tx
-                    .query_row("SELECT doc FROM customers WHERE id = ?1", [&customer], |row| row.get(0))
+                    .row("SELECT doc FROM customers WHERE id = ?1", [&customer], |row| row.get(0))
                     .optional()
                     .map_err(backend)?;
                 let customer = doc.as_deref().map(from_doc::<Customer>).transpose()?;
-                let mut stmt = tx.prepare("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
+                let mut stmt = tx.prepare_cached("SELECT doc FROM products WHERE id = ?1").map_err(backend)?;
                 let products = ids
                     .iter()
                     .map(|id| {
@@ -744,7 +745,7 @@ impl OrderStore for SqliteStore {
                 if !short.is_empty() {
                     return Err(StoreError::InsufficientStock(short));
                 }
-                tx.execute(
+                tx.exec(
                 "INSERT INTO orders (id, customer_id, status, due_at, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     order.id.to_string(),
@@ -770,11 +771,9 @@ impl OrderStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let doc: Option<String> = tx
-                    .query_row(
-                        "SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2",
-                        [customer, key],
-                        |row| row.get(0),
-                    )
+                    .row("SELECT doc FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key], |row| {
+                        row.get(0)
+                    })
                     .optional()
                     .map_err(backend)?;
                 doc.as_deref().map(from_doc).transpose()
@@ -786,7 +785,7 @@ impl OrderStore for SqliteStore {
         let (customer, key) = (customer.to_string(), key.to_owned());
         self.db
             .write(move |tx| {
-                tx.execute("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key])
+                tx.exec("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key])
                     .map_err(backend)?;
                 Ok(())
             })
@@ -797,7 +796,7 @@ impl OrderStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let doc: Option<String> = tx
-                    .query_row("SELECT doc FROM orders WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .row("SELECT doc FROM orders WHERE id = ?1", [id.to_string()], |row| row.get(0))
                     .optional()
                     .map_err(backend)?;
                 doc.as_deref().map(from_doc).transpose()
@@ -839,7 +838,7 @@ impl OrderStore for SqliteStore {
                 };
                 let seconds = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
                 let (from, to) = (seconds(filter.created_from), seconds(filter.created_to));
-                let mut stmt = tx.prepare(sql).map_err(backend)?;
+                let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
                 let rows = stmt
                     .query_map(params![customer, status, due_after, id_after, limit + 1, from, to], |row| {
                         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
@@ -878,20 +877,17 @@ impl OrderStore for SqliteStore {
                     insert_notice(tx, notice)?;
                 }
                 if let Some(payment_id) = refunded {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)",
-                        [payment_id.to_string()],
-                    )
-                    .map_err(backend)?;
+                    tx.exec("INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)", [payment_id.to_string()])
+                        .map_err(backend)?;
                 }
                 if let Some((expected, payment, payment_doc)) = &payment {
                     let written = match expected {
-                        None => tx.execute(
+                        None => tx.exec(
                             "INSERT INTO payments (id, order_id, version, doc) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (id) DO NOTHING",
                             params![payment.id.to_string(), payment.order_id.to_string(), payment.version, payment_doc],
                         ),
-                        Some(expected) => tx.execute(
+                        Some(expected) => tx.exec(
                             "UPDATE payments SET version = ?2, doc = ?3 WHERE id = ?1 AND version = ?4",
                             params![payment.id.to_string(), payment.version, payment_doc, expected],
                         ),
@@ -902,7 +898,7 @@ impl OrderStore for SqliteStore {
                     }
                 }
                 let changed = tx
-                .execute(
+                .exec(
                     "UPDATE orders SET status = ?2, due_at = ?3, version = ?4, doc = ?5 WHERE id = ?1 AND version = ?6",
                     params![
                         updated.id.to_string(),
@@ -919,7 +915,7 @@ impl OrderStore for SqliteStore {
                 }
                 if restock {
                     for line in &previous.lines {
-                        tx.execute(
+                        tx.exec(
                             "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2)
                          WHERE id = ?1",
                             params![line.product_id.to_string(), line.quantity],
@@ -945,7 +941,9 @@ impl OrderStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let mut stmt = tx
-                    .prepare("SELECT doc FROM orders WHERE status = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3")
+                    .prepare_cached(
+                        "SELECT doc FROM orders WHERE status = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3",
+                    )
                     .map_err(backend)?;
                 let rows = stmt
                     .query_map(params![status.as_str(), due_by, limit], |row| row.get::<_, String>(0))
@@ -958,7 +956,7 @@ impl OrderStore for SqliteStore {
     async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
         self.db
             .read(|tx| {
-                let mut stmt = tx.prepare("SELECT name, value FROM counters").map_err(backend)?;
+                let mut stmt = tx.prepare_cached("SELECT name, value FROM counters").map_err(backend)?;
                 let rows = stmt
                     .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
                     .map_err(backend)?
@@ -976,7 +974,7 @@ impl PaymentStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let doc: Option<String> = tx
-                    .query_row("SELECT doc FROM payments WHERE id = ?1", [id.to_string()], |row| row.get(0))
+                    .row("SELECT doc FROM payments WHERE id = ?1", [id.to_string()], |row| row.get(0))
                     .optional()
                     .map_err(backend)?;
                 doc.as_deref().map(from_doc).transpose()
@@ -988,7 +986,7 @@ impl PaymentStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let mut stmt = tx
-                    .prepare("SELECT payment_id FROM refunds_pending ORDER BY payment_id LIMIT ?1")
+                    .prepare_cached("SELECT payment_id FROM refunds_pending ORDER BY payment_id LIMIT ?1")
                     .map_err(backend)?;
                 let rows = stmt.query_map([limit], |row| row.get::<_, String>(0)).map_err(backend)?;
                 rows.map(|id| {
@@ -1002,8 +1000,7 @@ impl PaymentStore for SqliteStore {
     async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute("DELETE FROM refunds_pending WHERE payment_id = ?1", [payment.to_string()])
-                    .map_err(backend)?;
+                tx.exec("DELETE FROM refunds_pending WHERE payment_id = ?1", [payment.to_string()]).map_err(backend)?;
                 Ok(())
             })
             .await
@@ -1068,7 +1065,7 @@ impl AlertStore for SqliteStore {
                 if alert.acknowledged_at.is_none() {
                     alert.acknowledged_at = Some(at);
                     alert.acknowledged_by = Some(by);
-                    tx.execute(
+                    tx.exec(
                         "UPDATE stock_alerts SET acknowledged = 1, doc = ?2 WHERE id = ?1",
                         params![id, to_doc(&alert)?],
                     )
@@ -1099,7 +1096,7 @@ impl AlertStore for SqliteStore {
                 let id = id.to_string();
                 if let Some(mut alert) = read_alert(tx, &id)?.filter(|a| a.published_at.is_none()) {
                     alert.published_at = Some(at);
-                    tx.execute(
+                    tx.exec(
                         "UPDATE stock_alerts SET published = 1, doc = ?2 WHERE id = ?1",
                         params![id, to_doc(&alert)?],
                     )
@@ -1142,7 +1139,7 @@ impl NoticeStore for SqliteStore {
             .write(move |tx| {
                 let id = id.to_string();
                 let claimed = tx
-                    .execute(
+                    .exec(
                         "UPDATE notices SET lease_until = ?2, attempts = attempts + 1
                      WHERE id = ?1 AND sent = 0 AND lease_until <= ?3",
                         params![id, epoch_millis(lease_until), epoch_millis(now)],
@@ -1164,7 +1161,7 @@ impl NoticeStore for SqliteStore {
                 let id = id.to_string();
                 if let Some(mut notice) = read_notice(tx, &id)?.filter(|n| n.sent_at.is_none()) {
                     notice.sent_at = Some(at);
-                    tx.execute("UPDATE notices SET sent = 1, doc = ?2 WHERE id = ?1", params![id, to_doc(&notice)?])
+                    tx.exec("UPDATE notices SET sent = 1, doc = ?2 WHERE id = ?1", params![id, to_doc(&notice)?])
                         .map_err(backend)?;
                 }
                 Ok(())
@@ -1188,7 +1185,7 @@ impl NoticeStore for SqliteStore {
     async fn defer_relay(&self, id: Uuid, until: OffsetDateTime) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "UPDATE notices SET relay_after = ?2 WHERE id = ?1 AND sent = 0",
                     params![id.to_string(), epoch_millis(until)],
                 )
@@ -1200,7 +1197,7 @@ impl NoticeStore for SqliteStore {
 }
 
 fn insert_notice(tx: &Connection, notice: &Notice) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO notices (id, customer_id, sent, lease_until, relay_after, attempts, doc)
          VALUES (?1, ?2, 0, 0, ?3, 0, ?4)",
         params![
@@ -1216,22 +1213,20 @@ fn insert_notice(tx: &Connection, notice: &Notice) -> Result<(), StoreError> {
 
 fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {
     let doc: Option<String> =
-        tx.query_row("SELECT doc FROM notices WHERE id = ?1", [id], |row| row.get(0)).optional().map_err(backend)?;
+        tx.row("SELECT doc FROM notices WHERE id = ?1", [id], |row| row.get(0)).optional().map_err(backend)?;
     doc.as_deref().map(from_doc).transpose()
 }
 
 fn read_alert(tx: &Connection, id: &str) -> Result<Option<StockAlert>, StoreError> {
-    let doc: Option<String> = tx
-        .query_row("SELECT doc FROM stock_alerts WHERE id = ?1", [id], |row| row.get(0))
-        .optional()
-        .map_err(backend)?;
+    let doc: Option<String> =
+        tx.row("SELECT doc FROM stock_alerts WHERE id = ?1", [id], |row| row.get(0)).optional().map_err(backend)?;
     doc.as_deref().map(from_doc).transpose()
 }
 
 /// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
 fn read_cooldown(tx: &Connection, customer: &str) -> Result<Option<Cooldown>, StoreError> {
     let row: Option<(i64, String, i64, i64, i64)> = tx
-        .query_row(
+        .row(
             "SELECT version, slots, unpaid_units, unpaid_cents, expires_at FROM cooldowns WHERE customer_id = ?1",
             [customer],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
@@ -1254,7 +1249,7 @@ fn read_cooldown(tx: &Connection, customer: &str) -> Result<Option<Cooldown>, St
 fn write_cooldown(tx: &Connection, customer: &str, cooldown: &Cooldown) -> Result<(), StoreError> {
     let slots: Vec<i64> = cooldown.slots.iter().copied().map(epoch_millis).collect();
     let slots = serde_json::to_string(&slots).map_err(|e| StoreError::Backend(format!("slots: {e}")))?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO cooldowns (customer_id, version, slots, unpaid_units, unpaid_cents, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, slots = excluded.slots,
@@ -1294,7 +1289,7 @@ fn release_hold(tx: &Connection, release: HoldRelease) -> Result<(), StoreError>
 
 fn save_idempotency(tx: &Connection, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<(), StoreError> {
     let taken = tx
-        .execute(
+        .exec(
             "INSERT INTO idempotency (customer_id, key, expires_at, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (customer_id, key) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc
              WHERE idempotency.expires_at <= ?5",
@@ -1312,7 +1307,7 @@ fn save_idempotency(tx: &Connection, record: &IdempotencyRecord, now: OffsetDate
 
 fn add_counters(tx: &Connection, deltas: Vec<(String, i64)>) -> Result<(), StoreError> {
     for (name, delta) in deltas {
-        tx.execute(
+        tx.exec(
             "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             params![name, delta],
         )
@@ -1330,7 +1325,7 @@ struct StockState {
 }
 
 fn read_stock(tx: &Connection, product: &str) -> Result<Option<StockState>, StoreError> {
-    tx.query_row(
+    tx.row(
         "SELECT stock, price_cents, json_extract(doc, '$.low_stock_threshold'), version FROM products WHERE id = ?1",
         [product],
         |row| {
@@ -1347,7 +1342,7 @@ fn read_stock(tx: &Connection, product: &str) -> Result<Option<StockState>, Stor
 }
 
 fn move_stock(tx: &Connection, product: &str, delta: i64) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE products SET stock = stock + ?2, doc = json_set(doc, '$.stock', stock + ?2) WHERE id = ?1",
         params![product, delta],
     )
@@ -1356,7 +1351,7 @@ fn move_stock(tx: &Connection, product: &str, delta: i64) -> Result<(), StoreErr
 }
 
 fn insert_alert(tx: &Connection, alert: &StockAlert) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO stock_alerts (id, acknowledged, published, doc) VALUES (?1, ?2, ?3, ?4)",
         params![alert.id.to_string(), alert.acknowledged_at.is_some(), alert.published_at.is_some(), to_doc(alert)?],
     )
@@ -1371,7 +1366,7 @@ fn list_docs<T: DeserializeOwned>(
     params: impl rusqlite::Params,
     limit: u32,
 ) -> Result<Page<T>, StoreError> {
-    let mut stmt = tx.prepare(sql).map_err(backend)?;
+    let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
     let rows = stmt
         .query_map(params, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
         .map_err(backend)?
