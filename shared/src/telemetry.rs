@@ -18,9 +18,15 @@ const METRICS_NAMESPACE: &str = "Orderly";
 
 /// Emits one business metric as a CloudWatch Embedded Metric Format line on stdout: in Lambda,
 /// CloudWatch turns it into a metric (no API call, no latency); locally it is one more JSON
-/// log line. `function` is the Lambda function name when there is one.
+/// log line. `function` is the Lambda function name when there is one. Metrics are filtered
+/// like the logs at `info` (target `orderly::metrics`): `RUST_LOG=warn` silences them too.
 pub fn metric(name: &str, value: i64) {
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "orderly-local".into());
+    if !tracing::enabled!(target: "orderly::metrics", tracing::Level::INFO) {
+        return;
+    }
+    static FUNCTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let function =
+        FUNCTION.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "orderly-local".into()));
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let line = serde_json::json!({
         "_aws": {

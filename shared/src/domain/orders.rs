@@ -14,11 +14,13 @@ use super::inventory::{low_stock_check, report_alert};
 use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
-    Address, AlertCause, Customer, HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Order, OrderEvent, OrderLine,
-    OrderStatus, Product, Recipient, Role, notice_of_placement, optional_text,
+    Address, AlertCause, Customer, HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Notice, Order, OrderEvent,
+    OrderLine, OrderStatus, Product, Recipient, Role, notice_of_placement, optional_text,
 };
 use crate::retry::backoff;
-use crate::store::{Cooldown, LowStockCheck, NewOrderWrite, OrderFilter, Page, StoreError, TransitionWrite};
+use crate::store::{
+    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, Page, StoreError, TransitionWrite,
+};
 
 /// POST /orders body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +108,18 @@ pub const MAX_QUANTITY: i64 = 1_000;
 /// Attempts when a concurrent order of the same customer, or a price change, gets in between.
 const PLACEMENT_ATTEMPTS: usize = 8;
 
+/// One attempt at a placement, decided and ready for its write.
+struct Placement {
+    order: Order,
+    status_code: u16,
+    body: String,
+    idempotency: Option<IdempotencyRecord>,
+    low_stock: Vec<LowStockCheck>,
+    notice: Option<Notice>,
+    expected_cooldown: Option<u64>,
+    cooldown: Cooldown,
+}
+
 /// A validated order request.
 #[derive(Debug)]
 struct OrderRequest {
@@ -188,7 +202,6 @@ impl Orders {
         }
         let customer_id = session.principal.id;
         let request = parse_order(input)?;
-        let settings = self.ledger.settings;
         // A request with a key already answered gets that answer, also when it raced the
         // first and lost (it then sees a moved cooldown, or the stock the first one took).
         let replay = |key: Option<IdempotencyKey>| {
@@ -200,107 +213,43 @@ impl Orders {
                 }
             }
         };
+        // The key is looked up only when something refuses the request: a replay then finds the
+        // saved answer; a first request (the common case) costs no lookup.
+        let refused = |refusal: Error| {
+            let replayed = replay(key.clone());
+            async move { replayed.await?.ok_or(refusal) }
+        };
         for attempt in 0..PLACEMENT_ATTEMPTS {
-            if let Some(replayed) = replay(key.clone()).await? {
-                return Ok(replayed);
-            }
             let product_ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
             let context = self.ledger.orders.order_context(customer_id, &product_ids).await?;
-            let (recipient, shipping_address) = ship_to(&request, context.customer.as_ref())?;
-            let products = known_products(&request, context.products)?;
-            let short: Vec<&Product> = request
-                .items
-                .iter()
-                .zip(&products)
-                .filter(|(item, product)| product.stock < item.quantity)
-                .map(|(_, product)| product)
-                .collect();
-            if !short.is_empty() {
-                if let Some(replayed) = replay(key.clone()).await? {
-                    return Ok(replayed);
-                }
-                return Err(insufficient_stock(&short));
-            }
-
-            let now = self.ledger.now();
-            let lines: Vec<OrderLine> = request
-                .items
-                .iter()
-                .zip(&products)
-                .map(|(item, product)| OrderLine {
-                    product_id: product.id,
-                    name: product.name.as_str().to_owned(),
-                    unit_price_cents: product.price_cents,
-                    quantity: item.quantity,
-                    line_total_cents: product.price_cents * item.quantity,
-                })
-                .collect();
-            let units: i64 = lines.iter().map(|l| l.quantity).sum();
-            let total_cents: i64 = lines.iter().map(|l| l.line_total_cents).sum();
-            let slot = take_slot(context.cooldown.as_ref(), units, total_cents, now, &settings)?;
-            let status = if slot.release_at.is_some() { OrderStatus::ProcessingOrder } else { OrderStatus::Pending };
-            let release_at = slot.release_at;
-            let order = Order {
-                id: Uuid::now_v7(),
-                customer_id,
-                status,
-                total_cents,
-                lines,
-                recipient,
-                shipping_address: Some(shipping_address),
-                release_at,
-                payment_due_at: (status == OrderStatus::Pending).then(|| now + settings.payment_deadline),
-                cancel_reason: None,
-                payment_id: None,
-                shipment: None,
-                admin_note: None,
-                correlation_id: correlation_id.to_owned(),
-                history: vec![HistoryEntry { at: now, event: None, status, actor: actor(session), change: None }],
-                version: 1,
-                created_at: now,
-                updated_at: now,
+            let placement = match self.prepare(session, &request, context, key.as_ref(), correlation_id) {
+                Ok(placement) => placement,
+                Err(refusal) => return refused(refusal).await,
             };
-            let status_code = if status == OrderStatus::Pending { 201 } else { 202 };
-            let body = serde_json::to_string(&order).map_err(|e| Error::Internal(format!("order JSON: {e}")))?;
-            let idempotency = key.as_ref().map(|key| IdempotencyRecord {
-                customer_id,
-                key: key.as_str().to_owned(),
-                request: request.fingerprint.clone(),
-                status_code,
-                response: body.clone(),
-                expires_at: now + settings.idempotency_ttl,
-            });
-            let low_stock: Vec<LowStockCheck> = order
-                .lines
-                .iter()
-                .zip(&products)
-                .map(|(line, product)| {
-                    low_stock_check(product, -line.quantity, product.low_stock_threshold, AlertCause::Order, now)
-                })
-                .collect();
-            let notice = notice_of_placement(&order);
+            let Placement { order, status_code, body, idempotency, low_stock, notice, expected_cooldown, cooldown } =
+                placement;
             let write = NewOrderWrite {
                 order: &order,
                 notice: notice.as_ref(),
                 low_stock: &low_stock,
-                expected_cooldown: context.cooldown.as_ref().map(|c| c.version),
-                cooldown: slot.cooldown,
+                expected_cooldown,
+                cooldown,
                 idempotency: idempotency.as_ref(),
             };
             match self.ledger.orders.insert_order(&write).await {
                 Ok(()) => {
-                    if let Some(notice) = &notice {
-                        self.ledger.queue_notice(notice.id, &order.correlation_id).await;
-                    }
-                    self.after_placement(&order, &low_stock).await;
+                    // The notice's message and a deferred order's release go out together.
+                    let notice_sent = async {
+                        if let Some(notice) = &notice {
+                            self.ledger.queue_notice(notice.id, &order.correlation_id).await;
+                        }
+                    };
+                    tokio::join!(notice_sent, self.after_placement(&order, &low_stock));
                     return Ok(Placed { status_code, body, id: order.id });
                 }
                 Err(StoreError::InsufficientStock(ids)) => {
-                    if let Some(replayed) = replay(key.clone()).await? {
-                        return Ok(replayed);
-                    }
-                    let short: Vec<&Product> = products.iter().filter(|p| ids.contains(&p.id)).collect();
-                    return Err(insufficient_stock(&short));
+                    let short = order.lines.iter().filter(|l| ids.contains(&l.product_id));
+                    return refused(insufficient_stock(short.map(|l| (l.name.as_str(), l.product_id)))).await;
                 }
                 Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
                     return replay(key.clone()).await?.ok_or(Error::Unavailable);
@@ -311,6 +260,100 @@ impl Orders {
             }
         }
         Err(Error::Unavailable)
+    }
+
+    /// Decides an attempt at placing `request` from what was read: the order (pending, or
+    /// deferred by the cooldown), its answer, and everything its one write must check and save.
+    /// Refuses unknown products, short stock and the cooldown's limits.
+    fn prepare(
+        &self,
+        session: &Session,
+        request: &OrderRequest,
+        context: OrderContext,
+        key: Option<&IdempotencyKey>,
+        correlation_id: &str,
+    ) -> Result<Placement> {
+        let settings = self.ledger.settings;
+        let customer_id = session.principal.id;
+        let (recipient, shipping_address) = ship_to(request, context.customer.as_ref())?;
+        let products = known_products(request, context.products)?;
+        let short: Vec<&Product> = request
+            .items
+            .iter()
+            .zip(&products)
+            .filter(|(item, product)| product.stock < item.quantity)
+            .map(|(_, product)| product)
+            .collect();
+        if !short.is_empty() {
+            return Err(insufficient_stock(short.iter().map(|p| (p.name.as_str(), p.id))));
+        }
+
+        let now = self.ledger.now();
+        let lines: Vec<OrderLine> = request
+            .items
+            .iter()
+            .zip(&products)
+            .map(|(item, product)| OrderLine {
+                product_id: product.id,
+                name: product.name.as_str().to_owned(),
+                unit_price_cents: product.price_cents,
+                quantity: item.quantity,
+                line_total_cents: product.price_cents * item.quantity,
+            })
+            .collect();
+        let units: i64 = lines.iter().map(|l| l.quantity).sum();
+        let total_cents: i64 = lines.iter().map(|l| l.line_total_cents).sum();
+        let slot = take_slot(context.cooldown.as_ref(), units, total_cents, now, &settings)?;
+        let status = if slot.release_at.is_some() { OrderStatus::ProcessingOrder } else { OrderStatus::Pending };
+        let order = Order {
+            id: Uuid::now_v7(),
+            customer_id,
+            status,
+            total_cents,
+            lines,
+            recipient,
+            shipping_address: Some(shipping_address),
+            release_at: slot.release_at,
+            payment_due_at: (status == OrderStatus::Pending).then(|| now + settings.payment_deadline),
+            cancel_reason: None,
+            payment_id: None,
+            shipment: None,
+            admin_note: None,
+            correlation_id: correlation_id.to_owned(),
+            history: vec![HistoryEntry { at: now, event: None, status, actor: actor(session), change: None }],
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let status_code = if status == OrderStatus::Pending { 201 } else { 202 };
+        let body = serde_json::to_string(&order).map_err(|e| Error::Internal(format!("order JSON: {e}")))?;
+        let idempotency = key.map(|key| IdempotencyRecord {
+            customer_id,
+            key: key.as_str().to_owned(),
+            request: request.fingerprint.clone(),
+            status_code,
+            response: body.clone(),
+            expires_at: now + settings.idempotency_ttl,
+        });
+        let low_stock = order
+            .lines
+            .iter()
+            .zip(&products)
+            .map(|(line, product)| {
+                low_stock_check(product, -line.quantity, product.low_stock_threshold, AlertCause::Order, now)
+            })
+            .collect();
+        let notice = notice_of_placement(&order);
+        Ok(Placement {
+            order,
+            status_code,
+            body,
+            idempotency,
+            low_stock,
+            notice,
+            expected_cooldown: context.cooldown.as_ref().map(|c| c.version),
+            cooldown: slot.cooldown,
+        })
     }
 
     /// Queues the release of a deferred order, and reports what the placement did.
@@ -658,9 +701,10 @@ fn known_products(request: &OrderRequest, found: Vec<Option<Product>>) -> Result
     if errors.is_empty() { Ok(products) } else { Err(Error::Validation(errors.into_iter().flatten().collect())) }
 }
 
-fn insufficient_stock(short: &[&Product]) -> Error {
+/// The refusal for short stock, naming each product (name and id).
+fn insufficient_stock<'a>(short: impl IntoIterator<Item = (&'a str, Uuid)>) -> Error {
     crate::telemetry::metric("OrdersRefusedForStock", 1);
-    let names: Vec<String> = short.iter().map(|p| format!("{} ({})", p.name.as_str(), p.id)).collect();
+    let names: Vec<String> = short.into_iter().map(|(name, id)| format!("{name} ({id})")).collect();
     Error::Conflict(format!("not enough stock for: {}", names.join(", ")))
 }
 
