@@ -323,7 +323,40 @@ async fn malformed_requests_get_problem_documents(store: Arc<dyn Store>) {
     assert_eq!(api.get("/customers").await.body["items"], json!([]));
 }
 
+/// Public catalog reads carry a validator and a short public lifetime: the same page again is
+/// 304 with no body, and a page whose stock an order moved is sent afresh.
+async fn public_catalog_reads_revalidate_with_etags(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let created = api.post("/products", mug()).await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    for uri in ["/products", "/categories"] {
+        let first = api.send(Method::GET, uri, None, &[("authorization", "")]).await;
+        assert_eq!(first.status, StatusCode::OK, "{uri}");
+        assert_eq!(first.headers[header::CACHE_CONTROL], "public, max-age=5", "{uri}");
+        let etag = first.headers[header::ETAG].to_str().expect("etag").to_owned();
+        assert!(etag.starts_with("W/\""), "{uri}: {etag}");
+        let again = api.send(Method::GET, uri, None, &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{uri}");
+        assert_eq!(again.body, serde_json::Value::Null, "{uri}: a 304 has no body");
+        assert_eq!(again.headers[header::ETAG], etag.as_str());
+        let other = api.send(Method::GET, uri, None, &[("if-none-match", "W/\"0000000000000000\", \"7\"")]).await;
+        assert_eq!(other.status, StatusCode::OK, "{uri}: another validator gets the page");
+    }
+    let page = api.get("/products").await.headers[header::ETAG].to_str().expect("etag").to_owned();
+    let (_, token) = api.customer("ada@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let order = json!({"items": [{"product_id": id, "quantity": 1}]});
+    let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer)]).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    let after = api.send(Method::GET, "/products", None, &[("if-none-match", &page)]).await;
+    assert_eq!(after.status, StatusCode::OK, "the stock moved: the old page is stale");
+    assert_eq!(after.body["items"][0]["stock"], 9);
+    let product = api.get(&format!("/products/{id}")).await;
+    assert_eq!(product.headers[header::CACHE_CONTROL], "public, max-age=5");
+}
+
 on_every_store!(
+    public_catalog_reads_revalidate_with_etags,
     customers_sign_up_read_update_and_list,
     invalid_customers_get_field_errors,
     products_crud_with_etags,

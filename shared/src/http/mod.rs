@@ -84,6 +84,38 @@ pub(crate) fn with_version(mut response: Response, version: u64) -> Response {
     response
 }
 
+/// How long a browser or CDN may reuse a public catalog answer without asking again.
+pub(crate) const CATALOG_CACHE_CONTROL: &str = "public, max-age=5";
+
+/// A public read that caches: 200 with the JSON, a weak ETag of its bytes and
+/// `Cache-Control`, or 304 with no body when `If-None-Match` already names that ETag.
+pub(crate) fn cacheable_json<T: serde::Serialize>(request: &axum::http::HeaderMap, value: &T) -> Response {
+    use std::hash::{Hash, Hasher};
+    let body = match serde_json::to_vec(value) {
+        Ok(body) => body,
+        Err(err) => return ApiError::from(crate::Error::Internal(format!("response JSON: {err}"))).into_response(),
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("W/\"{:016x}\"", hasher.finish());
+    // Weak comparison (RFC 9110 13.1.2): the W/ prefix does not matter; `*` matches anything.
+    let matches =
+        request.get_all(axum::http::header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|list| {
+            list.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == &etag[2..])
+        });
+    let mut response = if matches {
+        axum::http::StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(axum::http::header::ETAG, etag);
+    }
+    headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static(CATALOG_CACHE_CONTROL));
+    response
+}
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// The request id: API Gateway's when running in Lambda, else a caller-supplied

@@ -1,7 +1,7 @@
 //! The `products` function: the catalog and categories. Anyone reads; admins write.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
@@ -46,17 +46,22 @@ pub(super) fn created(product: Product) -> Response {
     response
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/products", tag = "products", summary = "List products by name", params(crate::domain::ProductQuery), responses((status = 200, description = "A page of products", body = crate::store::Page<crate::model::Product>)), security((), ("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/products", tag = "products", summary = "List products by name", params(crate::domain::ProductQuery, ("If-None-Match" = Option<String>, Header, description = "The ETag of a page you hold: 304 if it is unchanged")), responses((status = 200, description = "A page of products", body = crate::store::Page<crate::model::Product>, headers(("ETag" = String, description = "A weak validator of this page, for If-None-Match"), ("Cache-Control" = String, description = "public, max-age=5"))), (status = 304, description = "Not modified: the page is the one If-None-Match names")), security((), ("bearer" = []))))]
 async fn list(
     State(catalog): State<Catalog>,
+    headers: HeaderMap,
     Query(query): Query<ProductQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(catalog.products(&query).await?))
+) -> Result<Response, ApiError> {
+    Ok(super::cacheable_json(&headers, &catalog.products(&query).await?))
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/products/{id}", tag = "products", summary = "Read a product", params(("id" = Uuid, Path, description = "Product id")), responses((status = 200, description = "The product", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
 async fn show(State(catalog): State<Catalog>, Id(id): Id) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, catalog.product(id).await?))
+    // Its ETag is the version `If-Match` takes, which orders do not move (stock is not part of
+    // it), so it cannot answer `If-None-Match`; a short public lifetime still spares reads.
+    let mut response = with_etag(StatusCode::OK, catalog.product(id).await?);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(super::CATALOG_CACHE_CONTROL));
+    Ok(response)
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/products/{id}", tag = "products", summary = "Change some fields of a product (admin)", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::ProductPatch, responses((status = 200, description = "The product as stored", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The name is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
@@ -98,7 +103,7 @@ pub(crate) struct Categories {
     items: Vec<crate::model::CategorySummary>,
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/categories", tag = "products", summary = "Categories with products", responses((status = 200, description = "Categories by name", body = crate::http::products::Categories)), security((), ("bearer" = []))))]
-async fn categories(State(catalog): State<Catalog>) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(Categories { items: catalog.categories().await? }))
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/categories", tag = "products", summary = "Categories with products", params(("If-None-Match" = Option<String>, Header, description = "The ETag of the list you hold: 304 if it is unchanged")), responses((status = 200, description = "Categories by name", body = crate::http::products::Categories, headers(("ETag" = String, description = "A weak validator of this list, for If-None-Match"), ("Cache-Control" = String, description = "public, max-age=5"))), (status = 304, description = "Not modified: the list is the one If-None-Match names")), security((), ("bearer" = []))))]
+async fn categories(State(catalog): State<Catalog>, headers: HeaderMap) -> Result<Response, ApiError> {
+    Ok(super::cacheable_json(&headers, &Categories { items: catalog.categories().await? }))
 }
