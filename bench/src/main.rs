@@ -1,10 +1,16 @@
-//! `orderly-bench`: N customers order at the same moment against a running Orderly (the local
-//! server over SQLite or DynamoDB Local, or a deployed stack). Prints accepted/s and latency
-//! percentiles, then checks the books: initial stock = remaining stock + units in accepted
-//! orders, and never a unit oversold. Exits non-zero if the books do not balance.
+//! `orderly-bench`: load against a running Orderly (the local server over SQLite or DynamoDB
+//! Local, or a deployed stack), one distinct customer per order, in one of two scenarios:
 //!
-//! `scripts/bench` builds it in release mode and runs both scenarios against a fresh server;
-//! `--accounts N` measures sign-up and login instead.
+//! - `burst`: N customers order the same product at the same moment (a flash sale);
+//! - `sustained`: C connections order back to back for D seconds, each order from a customer
+//!   who has not ordered yet.
+//!
+//! Prints accepted/s and latency percentiles, the server's CPU and memory (`--server-pid`),
+//! then checks the books: initial stock = remaining stock + units in accepted orders, and never
+//! a unit oversold. Exits non-zero if the books do not balance or an answer was unexpected.
+//!
+//! `scripts/bench` builds it in release mode and runs it against a fresh server; `--accounts N`
+//! measures sign-up and login instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,11 +30,36 @@ struct Args {
     /// Admin username and password (to create the product and read the books).
     #[arg(long, default_value = "admin")]
     admin: String,
-    #[arg(long, env = "ORDERLY_ADMIN_PASSWORD")]
+    #[arg(long, env = "ORDERLY_ADMIN_PASSWORD", default_value = "")]
     admin_password: String,
-    /// Customers ordering at once (each places one order).
-    #[arg(long, default_value_t = 1000)]
-    customers: usize,
+    /// `burst` (every customer at once) or `sustained` (back to back over `--duration`).
+    #[arg(long, value_enum, default_value_t = Scenario::Burst)]
+    scenario: Scenario,
+    /// Customers prepared; each places one order. Default: 1,000 for a burst, and for a
+    /// sustained run enough for 15,000 orders a second.
+    #[arg(long)]
+    customers: Option<usize>,
+    /// Sustained: connections ordering at once.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Sustained: seconds to run (fewer if the customers run out first, which is reported).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Prepare only: create the product and the customers, write the product id and then one
+    /// access token per line to this file, and exit (for another load generator, e.g. wrk with
+    /// scripts/wrk_orders.lua).
+    #[arg(long)]
+    tokens_out: Option<std::path::PathBuf>,
+    /// Instead of load: count the round trips each kind of request makes to DynamoDB (and the
+    /// queue sends), running the routes in this process against DynamoDB Local at this URL.
+    #[arg(long, value_name = "DYNAMODB_ENDPOINT")]
+    trips: Option<String>,
+    /// With --trips: how many customers' requests to average over.
+    #[arg(long, default_value_t = 20)]
+    trips_customers: usize,
+    /// The server's process id, to report its CPU time and memory over the run.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Stock of the product they all want.
     #[arg(long, default_value_t = 100)]
     stock: i64,
@@ -36,12 +67,18 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     quantity: i64,
     /// Concurrent requests while signing customers up and logging them in.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     setup_concurrency: usize,
     /// Instead of the order burst: sign up and log in this many customers and print the
     /// per-operation latency over the first and the last thousand.
     #[arg(long)]
     accounts: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Burst,
+    Sustained,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -69,7 +106,7 @@ struct Account {
 
 /// Signs up and logs in `n` fresh customers, `concurrency` at a time, in order of `i` (so the
 /// first and last thousand are the store's first and last thousand accounts).
-async fn customers(client: &Client, args: &Args, run: &str, n: usize) -> Result<Vec<Account>, BoxError> {
+async fn sign_up_customers(client: &Client, args: &Args, run: &str, n: usize) -> Result<Vec<Account>, BoxError> {
     let permits = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for i in 0..n {
@@ -101,7 +138,7 @@ async fn customers(client: &Client, args: &Args, run: &str, n: usize) -> Result<
 /// the first and the last thousand, so bookkeeping that grows with the number of accounts shows.
 async fn accounts_scenario(client: &Client, args: &Args, run: &str, n: usize) -> Result<(), BoxError> {
     let started = Instant::now();
-    let accounts = customers(client, args, run, n).await?;
+    let accounts = sign_up_customers(client, args, run, n).await?;
     let elapsed = started.elapsed();
     println!(
         "{n} customers signed up and logged in in {:.1} s ({:.0}/s)",
@@ -137,10 +174,171 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// What the orders were answered.
+#[derive(Default)]
+struct Tally {
+    /// 201: accepted as `pending`.
+    created: i64,
+    /// 202: accepted as `processing order` (the customer's cooldown).
+    deferred: i64,
+    /// 409: not enough stock.
+    refused: i64,
+    other: Vec<String>,
+    latencies: Vec<Duration>,
+}
+
+impl Tally {
+    fn record(&mut self, answer: Result<StatusCode, reqwest::Error>, latency: Duration) {
+        self.latencies.push(latency);
+        match answer {
+            Ok(StatusCode::CREATED) => self.created += 1,
+            Ok(StatusCode::ACCEPTED) => self.deferred += 1,
+            Ok(StatusCode::CONFLICT) => self.refused += 1,
+            Ok(s) => self.other.push(s.to_string()),
+            Err(e) => self.other.push(e.to_string()),
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.created += other.created;
+        self.deferred += other.deferred;
+        self.refused += other.refused;
+        self.other.extend(other.other);
+        self.latencies.extend(other.latencies);
+    }
+
+    fn accepted(&self) -> i64 {
+        self.created + self.deferred
+    }
+}
+
+async fn place(client: &Client, url: &str, token: &str, body: &Value) -> Result<StatusCode, reqwest::Error> {
+    client.post(format!("{url}/orders")).bearer_auth(token).json(body).send().await.map(|r| r.status())
+}
+
+/// Every customer waits at a barrier, then all orders leave at once.
+async fn burst(client: &Client, url: &str, tokens: Vec<String>, body: Value) -> Result<(Tally, Duration), BoxError> {
+    // Everyone first opens a connection (a catalog read), so the burst measures orders, not
+    // a thousand TCP handshakes.
+    let warm = Arc::new(Barrier::new(tokens.len()));
+    let barrier = Arc::new(Barrier::new(tokens.len()));
+    let mut orders = JoinSet::new();
+    for token in tokens {
+        let (client, url, barrier, body) = (client.clone(), url.to_owned(), barrier.clone(), body.clone());
+        let warm = warm.clone();
+        orders.spawn(async move {
+            warm.wait().await;
+            if let Ok(response) = client.get(format!("{url}/products?limit=1")).send().await {
+                let _ = response.bytes().await;
+            }
+            barrier.wait().await;
+            let sent = Instant::now();
+            let answer = place(&client, &url, &token, &body).await;
+            (answer, sent.elapsed())
+        });
+    }
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    while let Some(result) = orders.join_next().await {
+        let (answer, latency) = result?;
+        tally.record(answer, latency);
+    }
+    Ok((tally, started.elapsed()))
+}
+
+/// `connections` loops, each sending the next unused customer's order as soon as its last
+/// one is answered, until `duration` is over or the customers run out.
+async fn sustained(
+    client: &Client,
+    url: &str,
+    tokens: Vec<String>,
+    body: Value,
+    connections: usize,
+    duration: Duration,
+) -> Result<(Tally, Duration, bool), BoxError> {
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut loops = JoinSet::new();
+    for _ in 0..connections {
+        let (client, url, body, tokens, next) =
+            (client.clone(), url.to_owned(), body.clone(), tokens.clone(), next.clone());
+        loops.spawn(async move {
+            let mut tally = Tally::default();
+            while Instant::now() < deadline {
+                let Some(token) = tokens.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let answer = place(&client, &url, token, &body).await;
+                tally.record(answer, sent.elapsed());
+            }
+            tally
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(result) = loops.join_next().await {
+        tally.merge(result?);
+    }
+    let ran_out = next.load(std::sync::atomic::Ordering::Relaxed) >= tokens.len();
+    Ok((tally, started.elapsed(), ran_out))
+}
+
+/// A process's CPU time (user + system) and resident memory, from /proc (Linux).
+struct ProcessSample {
+    cpu: Duration,
+    rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+fn sample(pid: u32) -> Option<ProcessSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|t| *t > 0)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status.lines().find_map(|line| line.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    Some(ProcessSample {
+        cpu: Duration::from_millis(ticks * 1000 / per_second),
+        rss_kib: kib("VmRSS:")?,
+        peak_rss_kib: kib("VmHWM:")?,
+    })
+}
+
+fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+mod trips;
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let client = Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(args.customers).build()?;
+    if let Some(endpoint) = &args.trips {
+        return trips::run(endpoint, args.trips_customers).await;
+    }
+    let customers = args.customers.unwrap_or(match args.scenario {
+        Scenario::Burst => 1_000,
+        Scenario::Sustained => 15_000 * args.duration as usize,
+    });
+    let pool = match args.scenario {
+        Scenario::Burst => customers,
+        Scenario::Sustained => args.connections.max(args.setup_concurrency),
+    };
+    let client = Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(pool).build()?;
     let run = uuid::Uuid::now_v7().simple().to_string();
     if let Some(n) = args.accounts {
         return accounts_scenario(&client, &args, &run, n).await;
@@ -154,56 +352,62 @@ async fn main() -> Result<(), BoxError> {
 
     let setup_started = Instant::now();
     let tokens: Vec<String> =
-        customers(&client, &args, &run, args.customers).await?.into_iter().map(|a| a.token).collect();
+        sign_up_customers(&client, &args, &run, customers).await?.into_iter().map(|a| a.token).collect();
     println!(
         "setup: {} customers signed up and logged in in {:.1} s",
         tokens.len(),
         setup_started.elapsed().as_secs_f64()
     );
 
-    // Everyone waits at the barrier, then all orders leave at once.
-    let barrier = Arc::new(Barrier::new(tokens.len()));
-    let mut orders = JoinSet::new();
-    for token in tokens {
-        let (client, url, barrier) = (client.clone(), args.url.clone(), barrier.clone());
-        let body = json!({"items": [{"product_id": product_id, "quantity": args.quantity}]});
-        orders.spawn(async move {
-            barrier.wait().await;
-            let sent = Instant::now();
-            let status =
-                client.post(format!("{url}/orders")).bearer_auth(&token).json(&body).send().await.map(|r| r.status());
-            (status, sent.elapsed())
-        });
+    if let Some(path) = &args.tokens_out {
+        let lines: Vec<&str> = std::iter::once(product_id.as_str()).chain(tokens.iter().map(String::as_str)).collect();
+        std::fs::write(path, lines.join("\n") + "\n")?;
+        println!("wrote the product id and {} tokens to {}", tokens.len(), path.display());
+        return Ok(());
     }
-    let started = Instant::now();
-    let (mut accepted, mut refused, mut other) = (0i64, 0i64, Vec::new());
-    let mut latencies = Vec::with_capacity(args.customers);
-    while let Some(result) = orders.join_next().await {
-        let (status, latency) = result?;
-        latencies.push(latency);
-        match status {
-            Ok(StatusCode::CREATED | StatusCode::ACCEPTED) => accepted += 1,
-            Ok(StatusCode::CONFLICT) => refused += 1,
-            Ok(s) => other.push(s.to_string()),
-            Err(e) => other.push(e.to_string()),
+    let body = json!({"items": [{"product_id": product_id, "quantity": args.quantity}]});
+    let server_before = args.server_pid.and_then(sample);
+    let (tally, elapsed, ran_out) = match args.scenario {
+        Scenario::Burst => {
+            println!("burst: {customers} customers at once, stock {}, {} unit(s) per order", args.stock, args.quantity);
+            let (tally, elapsed) = burst(&client, &args.url, tokens, body).await?;
+            (tally, elapsed, false)
         }
-    }
-    let elapsed = started.elapsed();
+        Scenario::Sustained => {
+            println!(
+                "sustained: {} connections for {} s, stock {}, {} unit(s) per order, {customers} customers ready",
+                args.connections, args.duration, args.stock, args.quantity
+            );
+            let duration = Duration::from_secs(args.duration);
+            sustained(&client, &args.url, tokens, body, args.connections, duration).await?
+        }
+    };
+    let server_after = args.server_pid.and_then(sample);
+    let mut latencies = tally.latencies.clone();
     latencies.sort();
 
     let product: Value =
         json_ok(client.get(format!("{}/products/{product_id}", args.url)).send().await?, StatusCode::OK).await?;
     let remaining = product["stock"].as_i64().ok_or("no stock")?;
-    let reserved = accepted * args.quantity;
+    let reserved = tally.accepted() * args.quantity;
     let balanced = args.stock == remaining + reserved && remaining >= 0;
 
-    println!("customers {}, stock {}, {} unit(s) per order", args.customers, args.stock, args.quantity);
-    println!("accepted {accepted}, refused (409) {refused}, other {}", other.len());
     println!(
-        "wall {:.2} s, {:.0} orders/s, {:.0} accepted/s",
-        elapsed.as_secs_f64(),
-        args.customers as f64 / elapsed.as_secs_f64(),
-        accepted as f64 / elapsed.as_secs_f64()
+        "accepted {} ({} pending, {} deferred), refused (409) {}, other {}",
+        count(tally.accepted()),
+        count(tally.created),
+        count(tally.deferred),
+        count(tally.refused),
+        tally.other.len()
+    );
+    if ran_out {
+        println!("the customers ran out before the time was up: pass more with --customers");
+    }
+    let seconds = elapsed.as_secs_f64();
+    println!(
+        "wall {seconds:.2} s, {} orders/s, {} accepted/s",
+        count((latencies.len() as f64 / seconds) as i64),
+        count((tally.accepted() as f64 / seconds) as i64)
     );
     println!(
         "latency p50 {}, p90 {}, p99 {}, max {}",
@@ -212,15 +416,25 @@ async fn main() -> Result<(), BoxError> {
         ms(percentile(&latencies, 99.0)),
         ms(latencies.last().copied().unwrap_or_default())
     );
+    if let (Some(before), Some(after)) = (server_before, server_after) {
+        let cores = (after.cpu.saturating_sub(before.cpu)).as_secs_f64() / seconds;
+        println!(
+            "server: CPU {cores:.2} cores over the run, RSS {:.0} MiB (peak {:.0} MiB)",
+            after.rss_kib as f64 / 1024.0,
+            after.peak_rss_kib as f64 / 1024.0
+        );
+    }
     println!(
-        "books: initial {} = remaining {remaining} + reserved {reserved} -> {}",
-        args.stock,
+        "books: initial {} = remaining {} + reserved {} -> {}",
+        count(args.stock),
+        count(remaining),
+        count(reserved),
         if balanced { "balanced, no oversell" } else { "NOT BALANCED" }
     );
-    if !other.is_empty() {
-        println!("unexpected answers: {:?}", &other[..other.len().min(10)]);
+    if !tally.other.is_empty() {
+        println!("unexpected answers: {:?}", &tally.other[..tally.other.len().min(10)]);
     }
-    if !balanced || !other.is_empty() {
+    if !balanced || !tally.other.is_empty() {
         return Err("the run failed its checks".into());
     }
     Ok(())

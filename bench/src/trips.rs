@@ -1,0 +1,404 @@
+//! `--trips`: counts the round trips the API makes to DynamoDB and SQS per request, against
+//! DynamoDB Local. The routes run in this process over the production `DynamoStore`, whose
+//! SDK client carries an interceptor that records every HTTP attempt (operation, start, end,
+//! consumed capacity); queue sends are recorded by a wrapper around the queue. "Sequential"
+//! counts the waves of a request: calls that overlap in time are one wave.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+use aws_sdk_dynamodb::types::ConsumedCapacity;
+use aws_smithy_runtime_api::box_error::BoxError as SdkBoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeDeserializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use orderly::clock::SystemClock;
+use orderly::domain::{AuthConfig, OrderSettings, PasswordCost, Services};
+use orderly::gateway::SimulatedGateway;
+use orderly::mail::eml::EmlOutbox;
+use orderly::queue::{Delivery, OutgoingMessage, Queue, QueueError, QueueName, SqliteQueue};
+use orderly::store::dynamodb::{self, TableNames};
+use orderly::store::{DynamoStore, Store};
+use serde_json::{Value, json};
+use time::Duration;
+use tower::ServiceExt;
+
+use crate::BoxError;
+
+/// One round trip: an HTTP attempt to DynamoDB, or a queue send.
+#[derive(Debug, Clone)]
+struct Call {
+    operation: String,
+    started: Instant,
+    ended: Instant,
+    /// Write (or read) capacity units DynamoDB reported for it.
+    capacity: f64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Trips(Arc<Mutex<Vec<Call>>>);
+
+impl Trips {
+    fn record(&self, call: Call) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+    }
+
+    fn take(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// When the current attempt was sent, kept in the attempt's config bag.
+#[derive(Debug, Clone)]
+struct SentAt(Instant);
+
+impl Storable for SentAt {
+    type Storer = StoreReplace<Self>;
+}
+
+/// When the current attempt's response arrived.
+#[derive(Debug, Clone)]
+struct Answered(Instant);
+
+impl Storable for Answered {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Capacity reported by the deserialized response, kept until the attempt ends.
+#[derive(Debug, Clone)]
+struct Capacity(f64);
+
+impl Storable for Capacity {
+    type Storer = StoreReplace<Self>;
+}
+
+#[derive(Debug)]
+struct TripRecorder(Trips);
+
+fn capacity_units(consumed: &[ConsumedCapacity]) -> f64 {
+    consumed.iter().filter_map(ConsumedCapacity::capacity_units).sum()
+}
+
+impl Intercept for TripRecorder {
+    fn name(&self) -> &'static str {
+        "TripRecorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), SdkBoxError> {
+        cfg.interceptor_state().store_put(SentAt(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), SdkBoxError> {
+        cfg.interceptor_state().store_put(Answered(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), SdkBoxError> {
+        let Ok(output) = context.output_or_error() else { return Ok(()) };
+        let units = if let Some(out) = output.downcast_ref::<TransactWriteItemsOutput>() {
+            capacity_units(out.consumed_capacity())
+        } else if let Some(out) = output.downcast_ref::<BatchGetItemOutput>() {
+            capacity_units(out.consumed_capacity())
+        } else {
+            return Ok(());
+        };
+        cfg.interceptor_state().store_put(Capacity(units));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), SdkBoxError> {
+        // An attempt that never reached DynamoDB is no round trip.
+        let (Some(sent), Some(answered)) = (cfg.load::<SentAt>().cloned(), cfg.load::<Answered>().cloned()) else {
+            return Ok(());
+        };
+        let operation = cfg.load::<Metadata>().map_or("?", Metadata::name).to_owned();
+        let capacity = cfg.load::<Capacity>().map_or(0.0, |c| c.0);
+        self.0.record(Call { operation, started: sent.0, ended: answered.0, capacity });
+        // The next attempt of this execution starts afresh.
+        cfg.interceptor_state().unset::<SentAt>();
+        cfg.interceptor_state().unset::<Answered>();
+        cfg.interceptor_state().unset::<Capacity>();
+        Ok(())
+    }
+}
+
+/// The queue, with each send recorded as a round trip (an SQS SendMessage in production).
+struct RecordedQueue {
+    inner: Arc<dyn Queue>,
+    trips: Trips,
+}
+
+#[async_trait]
+impl Queue for RecordedQueue {
+    async fn send(&self, queue: QueueName, message: &OutgoingMessage, delay: Duration) -> Result<(), QueueError> {
+        let started = Instant::now();
+        let sent = self.inner.send(queue, message, delay).await;
+        let operation = format!("SQS SendMessage ({queue})");
+        self.trips.record(Call { operation, started, ended: Instant::now(), capacity: 0.0 });
+        sent
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: u32,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.receive(queue, max, visibility, wait).await
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(queue, receipt).await
+    }
+
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        self.inner.change_visibility(queue, receipt, visibility).await
+    }
+
+    async fn dead_letters(&self, queue: QueueName, max: u32) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.dead_letters(queue, max).await
+    }
+
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.inner.dead_letter_count(queue).await
+    }
+}
+
+/// Calls that overlap in time form one wave; a request's waves are its sequential trips.
+fn waves(calls: &[Call]) -> usize {
+    let mut sorted: Vec<&Call> = calls.iter().collect();
+    sorted.sort_by_key(|c| c.started);
+    let mut waves = 0;
+    let mut wave_end: Option<Instant> = None;
+    for call in sorted {
+        if wave_end.is_none_or(|end| call.started >= end) {
+            waves += 1;
+            wave_end = Some(call.ended);
+        } else {
+            wave_end = wave_end.max(Some(call.ended));
+        }
+    }
+    waves
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    calls: Vec<Call>,
+}
+
+struct Api {
+    app: axum::Router,
+    trips: Trips,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Answer, BoxError> {
+        let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
+        self.trips.take();
+        let response = self.app.clone().oneshot(request).await?;
+        let calls = self.trips.take();
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok(Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), calls })
+    }
+}
+
+/// What one kind of request cost, over several of them.
+struct Cost {
+    label: &'static str,
+    requests: usize,
+    calls: usize,
+    waves: usize,
+    capacity: f64,
+    by_operation: std::collections::BTreeMap<String, usize>,
+}
+
+impl Cost {
+    fn new(label: &'static str) -> Self {
+        Self { label, requests: 0, calls: 0, waves: 0, capacity: 0.0, by_operation: Default::default() }
+    }
+
+    fn add(&mut self, calls: &[Call]) {
+        self.requests += 1;
+        self.calls += calls.len();
+        self.waves += waves(calls);
+        self.capacity += calls.iter().map(|c| c.capacity).sum::<f64>();
+        for call in calls {
+            *self.by_operation.entry(call.operation.clone()).or_default() += 1;
+        }
+    }
+
+    fn print(&self) {
+        let n = self.requests.max(1) as f64;
+        let operations: Vec<String> =
+            self.by_operation.iter().map(|(op, count)| format!("{op} {:.1}", *count as f64 / n)).collect();
+        println!(
+            "{:<34} {:>5.1} round trips, {:>4.1} sequential, {:>5.1} capacity units  ({})",
+            self.label,
+            self.calls as f64 / n,
+            self.waves as f64 / n,
+            self.capacity / n,
+            operations.join(", ")
+        );
+    }
+}
+
+pub async fn run(endpoint: &str, orders: usize) -> Result<(), BoxError> {
+    let trips = Trips::default();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(TripRecorder(trips.clone())).build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let tables = TableNames::with_prefix(&format!("bench{}-", uuid::Uuid::now_v7().simple()));
+    dynamodb::schema::create_tables(&client, &tables).await?;
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client, tables));
+
+    let clock = Arc::new(SystemClock);
+    let queue =
+        Arc::new(RecordedQueue { inner: Arc::new(SqliteQueue::in_memory(clock.clone(), 5)?), trips: trips.clone() });
+    let outbox = std::env::temp_dir().join(format!("orderly-bench-outbox-{}", uuid::Uuid::now_v7()));
+    let mailer = Arc::new(EmlOutbox::new(outbox.clone(), "Orderly <orders@example.com>".parse()?)?);
+    let auth = AuthConfig::new(&[7u8; 32], None, time::Duration::minutes(15))?
+        .with_cost(PasswordCost { memory_kib: 8, iterations: 1 });
+    let services = Services::new(
+        store,
+        clock,
+        auth,
+        queue,
+        Arc::new(SimulatedGateway::default()),
+        OrderSettings::default(),
+        mailer,
+    );
+    services.accounts.ensure_admin("admin", orderly::domain::Password::new("bench-admin-password")).await?;
+    let api = Api { app: orderly::http::local_app(&services), trips };
+
+    let admin = api
+        .call(Method::POST, "/auth/login", None, Some(json!({"username": "admin", "password": "bench-admin-password"})))
+        .await?;
+    let admin = admin.body["access_token"].as_str().ok_or("admin login failed")?.to_owned();
+    let product = json!({"name": "Trips mug", "price_cents": 900, "stock": 1_000_000, "category": "bench"});
+    let product = api.call(Method::POST, "/products", Some(&admin), Some(product)).await?;
+    let product_id = product.body["id"].as_str().ok_or("no product")?.to_owned();
+    let order = json!({"items": [{"product_id": product_id, "quantity": 1}]});
+
+    let mut costs = [
+        Cost::new("POST /orders (first request)"),
+        Cost::new("POST /orders (deferred, next)"),
+        Cost::new("POST /orders (Idempotency-Key)"),
+        Cost::new("GET /products/{id}"),
+        Cost::new("GET /products"),
+    ];
+    for i in 0..orders {
+        let email = format!("trips-{i}@example.com");
+        let address = json!({"line1": "1 Bench Street", "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"});
+        let signup = json!({"name": "Bench", "email": email, "password": "bench-password-1", "address": address});
+        api.call(Method::POST, "/customers", None, Some(signup)).await?;
+        let login = api
+            .call(Method::POST, "/auth/login", None, Some(json!({"email": email, "password": "bench-password-1"})))
+            .await?;
+        let token = login.body["access_token"].as_str().ok_or("login failed")?.to_owned();
+
+        let first = api.call(Method::POST, "/orders", Some(&token), Some(order.clone())).await?;
+        expect(&first, StatusCode::CREATED)?;
+        costs[0].add(&first.calls);
+        let deferred = api.call(Method::POST, "/orders", Some(&token), Some(order.clone())).await?;
+        expect(&deferred, StatusCode::ACCEPTED)?;
+        costs[1].add(&deferred.calls);
+        let keyed = keyed_order(&api, &token, &order, &format!("key-{i}")).await?;
+        costs[2].add(&keyed);
+        let read = api.call(Method::GET, &format!("/products/{product_id}"), None, None).await?;
+        expect(&read, StatusCode::OK)?;
+        costs[3].add(&read.calls);
+        let list = api.call(Method::GET, "/products?limit=20", None, None).await?;
+        expect(&list, StatusCode::OK)?;
+        costs[4].add(&list.calls);
+    }
+    let _ = std::fs::remove_dir_all(outbox);
+    println!("round trips per request on DynamoDB Local, mean over {orders} customers (queue sends included):");
+    for cost in &costs {
+        cost.print();
+    }
+    Ok(())
+}
+
+/// A third order with an `Idempotency-Key` (deferred too), then its replay; returns the calls of
+/// the first.
+async fn keyed_order(api: &Api, token: &str, order: &Value, key: &str) -> Result<Vec<Call>, BoxError> {
+    let request = |key: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", key)
+            .body(Body::from(order.to_string()))
+    };
+    api.trips.take();
+    let first = api.app.clone().oneshot(request(key)?).await?;
+    let calls = api.trips.take();
+    if first.status() != StatusCode::ACCEPTED {
+        return Err(format!("keyed order: {}", first.status()).into());
+    }
+    let replay = api.app.clone().oneshot(request(key)?).await?;
+    if replay.status() != StatusCode::ACCEPTED {
+        return Err(format!("replay: {}", replay.status()).into());
+    }
+    Ok(calls)
+}
+
+fn expect(answer: &Answer, status: StatusCode) -> Result<(), BoxError> {
+    if answer.status == status {
+        Ok(())
+    } else {
+        Err(format!("expected {status}, got {}: {}", answer.status, answer.body).into())
+    }
+}
