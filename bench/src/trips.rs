@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::types::ConsumedCapacity;
@@ -290,7 +290,7 @@ impl Cost {
 
 pub async fn run(endpoint: &str, orders: usize) -> Result<(), BoxError> {
     let trips = Trips::default();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let sdk = orderly::aws::sdk_config_loader()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))

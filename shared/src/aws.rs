@@ -1,7 +1,18 @@
-//! What the DynamoDB store and the SQS queue share about AWS SDK errors.
+//! What every AWS client shares: the SDK configuration they are built from, and what the
+//! DynamoDB store and the SQS queue make of SDK errors.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// The loader every SDK configuration starts from (Lambda cold start, the local server over
+/// DynamoDB, tests and the benchmark against emulators): the latest behaviour version and an
+/// HTTPS client on rustls with ring, in place of the SDK's default on aws-lc, which would add
+/// a second, larger crypto library to every binary.
+pub fn sdk_config_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+}
 
 /// Error codes that mean "try again later" on DynamoDB or SQS.
 const TRANSIENT_CODES: &[&str] = &[

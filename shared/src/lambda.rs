@@ -28,7 +28,7 @@ pub struct ColdStart {
 
 impl ColdStart {
     pub async fn load() -> Self {
-        let config = aws_config::load_from_env().await;
+        let config = crate::aws::sdk_config_loader().load().await;
         let store =
             Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), crate::config::table_names_from_env()));
         Self { config, store, clock: Arc::new(SystemClock) }

@@ -15,7 +15,7 @@
 //!   `orderly-local`. See docs/architecture.md for the map.
 
 pub mod alerts;
-mod aws;
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -6,6 +6,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+#[cfg(feature = "docs-ui")]
 use swagger_ui_dist::{ApiDefinition, OpenApiSource};
 use utoipa::openapi::Required;
 use utoipa::openapi::link::LinkBuilder;
@@ -212,14 +213,17 @@ impl Modify for DocsPage {
     }
 }
 
-/// `GET /openapi.json` and the interactive docs at `GET /docs`.
+/// `GET /openapi.json`, and with the `docs-ui` feature (the local server) the interactive docs
+/// at `GET /docs`.
 pub fn routes() -> Router {
-    let docs = ApiDefinition {
+    let routes = Router::new().route("/openapi.json", get(openapi_json));
+    #[cfg(feature = "docs-ui")]
+    let routes = routes.merge(swagger_ui_dist::generate_routes(ApiDefinition {
         uri_prefix: "/docs",
         api_definition: OpenApiSource::Uri("/openapi.json"),
         title: Some("Orderly API"),
-    };
-    Router::new().route("/openapi.json", get(openapi_json)).merge(swagger_ui_dist::generate_routes(docs))
+    }));
+    routes
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "docs", summary = "This document", responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)), security(()))]

@@ -9,7 +9,7 @@ pub mod mail;
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{Credentials, Region};
 use orderly::clock::{Clock, SystemClock};
 use orderly::domain::{AuthConfig, OrderSettings, PasswordCost, Services};
 use orderly::gateway::{PaymentGateway, SimulatedGateway};
@@ -29,7 +29,7 @@ pub fn sqlite_store() -> Arc<dyn Store> {
 
 /// SDK configuration for an emulator on loopback: fixed region, dummy credentials.
 async fn emulator_config(endpoint: String) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    orderly::aws::sdk_config_loader()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
