@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::types::ConsumedCapacity;
@@ -290,12 +289,7 @@ impl Cost {
 
 pub async fn run(endpoint: &str, orders: usize) -> Result<(), BoxError> {
     let trips = Trips::default();
-    let sdk = orderly::aws::sdk_config_loader()
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .load()
-        .await;
+    let sdk = orderly::aws::emulator_sdk_config(endpoint);
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(TripRecorder(trips.clone())).build();
     let client = aws_sdk_dynamodb::Client::from_conf(config);
     let tables = TableNames::with_prefix(&format!("bench{}-", uuid::Uuid::now_v7().simple()));

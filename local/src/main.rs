@@ -181,7 +181,7 @@ async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, BoxError> {
             Ok(Arc::new(SqliteStore::open(&path)?))
         }
         "dynamodb" => {
-            let config = orderly::aws::sdk_config_loader().load().await;
+            let config = orderly::aws::local_sdk_config_loader().load().await;
             let client = aws_sdk_dynamodb::Client::new(&config);
             let tables = orderly::config::table_names_from_env();
             dynamodb::schema::create_tables(&client, &tables).await?;

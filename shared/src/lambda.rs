@@ -28,7 +28,7 @@ pub struct ColdStart {
 
 impl ColdStart {
     pub async fn load() -> Self {
-        let config = crate::aws::sdk_config_loader().load().await;
+        let config = crate::aws::lambda_sdk_config();
         let store =
             Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), crate::config::table_names_from_env()));
         Self { config, store, clock: Arc::new(SystemClock) }

@@ -1,16 +1,36 @@
-//! Logging set-up. In Lambda, the runtime's subscriber follows the function's log format and
-//! level settings (JSON in template.yaml); locally, JSON lines on stdout filtered by RUST_LOG.
+//! Logging set-up: JSON lines on stdout. In Lambda they follow the function's log settings
+//! (template.yaml: JSON, with AWS_LAMBDA_LOG_LEVEL), as lambda_runtime's default subscriber
+//! would, without its regex-based env-filter; locally, RUST_LOG filters them.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// A `RUST_LOG`-style filter: a level (`warn`) or `target=level` pairs (`info,orderly=debug`);
+/// anything unreadable, or nothing, means `info`. Lambda's `FATAL` level is `error` here.
+fn log_filter(spec: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    match spec.map(str::trim) {
+        Some(s) if s.eq_ignore_ascii_case("fatal") => Targets::new().with_default(LevelFilter::ERROR),
+        Some(s) if !s.is_empty() => s.parse().unwrap_or_else(|_| info()),
+        _ => info(),
+    }
+}
 
 #[cfg(feature = "lambda")]
 pub fn init_lambda() {
-    lambda_runtime::tracing::init_default_subscriber();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG")).ok();
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // Lambda stamps every line itself.
+    let fmt = tracing_subscriber::fmt::layer().with_target(false).without_time();
+    let registry = tracing_subscriber::registry().with(log_filter(level.as_deref()));
+    if json { registry.with(fmt.json()).init() } else { registry.with(fmt).init() }
 }
 
 pub fn init_local() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(true).with_span_list(false).init();
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let json = tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false);
+    tracing_subscriber::registry().with(filter).with(json).init();
 }
 
 /// The CloudWatch namespace of Orderly's business metrics.
@@ -41,4 +61,22 @@ pub fn metric(name: &str, value: i64) {
         name: value,
     });
     println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_read_levels_and_target_lists_and_default_to_info() {
+        let enabled = |spec: Option<&str>, target: &str, level| log_filter(spec).would_enable(target, &level);
+        assert!(enabled(None, "orderly", tracing::Level::INFO));
+        assert!(!enabled(None, "orderly", tracing::Level::DEBUG));
+        assert!(!enabled(Some("warn"), "orderly::metrics", tracing::Level::INFO));
+        assert!(enabled(Some("WARN"), "orderly", tracing::Level::WARN));
+        assert!(!enabled(Some("FATAL"), "orderly", tracing::Level::WARN));
+        assert!(enabled(Some("warn,orderly=debug"), "orderly::store", tracing::Level::DEBUG));
+        assert!(!enabled(Some("warn,orderly=debug"), "hyper", tracing::Level::INFO));
+        assert!(enabled(Some("orderly=loud"), "orderly", tracing::Level::INFO));
+    }
 }

@@ -48,9 +48,24 @@ const EVERYONE: [Who; 10] = [
     Who::UnknownAccount,
 ];
 
+fn claims(sub: Uuid, role: &str, exp: OffsetDateTime) -> serde_json::Value {
+    json!({"sub": sub, "role": role, "jti": Uuid::now_v7(), "iat": OffsetDateTime::now_utc().unix_timestamp(), "exp": exp.unix_timestamp()})
+}
+
 fn forge(header: Header, sub: Uuid, role: &str, exp: OffsetDateTime) -> String {
-    let claims = json!({"sub": sub, "role": role, "jti": Uuid::now_v7(), "iat": OffsetDateTime::now_utc().unix_timestamp(), "exp": exp.unix_timestamp()});
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(common::TEST_SECRET)).expect("sign")
+    jsonwebtoken::encode(&header, &claims(sub, role, exp), &EncodingKey::from_secret(common::TEST_SECRET))
+        .expect("sign")
+}
+
+/// A well-signed HS512 token (with the right secret): put together by hand, since jsonwebtoken
+/// in this process signs HS256 only (the service's own provider).
+fn forge_hs512(sub: Uuid, role: &str, exp: OffsetDateTime) -> String {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let message =
+        format!("{}.{}", b64(br#"{"alg":"HS512","typ":"JWT"}"#), b64(claims(sub, role, exp).to_string().as_bytes()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, common::TEST_SECRET);
+    format!("{message}.{}", b64(ring::hmac::sign(&key, message.as_bytes()).as_ref()))
 }
 
 struct Fixture {
@@ -108,9 +123,7 @@ impl Fixture {
                 let claims = json!({"sub": self.a_id, "role": "admin", "jti": Uuid::now_v7(), "iat": 0, "exp": in_15_min.unix_timestamp()});
                 format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
             }
-            Who::WrongAlgorithm => {
-                forge(Header::new(jsonwebtoken::Algorithm::HS512), self.a_id.parse().expect("uuid"), "admin", in_15_min)
-            }
+            Who::WrongAlgorithm => forge_hs512(self.a_id.parse().expect("uuid"), "admin", in_15_min),
             Who::UnknownAccount => forge(Header::default(), Uuid::now_v7(), "admin", in_15_min),
         })
     }

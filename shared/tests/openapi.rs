@@ -26,7 +26,7 @@ fn declared_routes() -> BTreeSet<(String, String)> {
         include_str!("../src/http/orders.rs"),
         include_str!("../src/http/payments.rs"),
         include_str!("../src/http/products.rs"),
-        include_str!("../src/http/openapi.rs"),
+        include_str!("../src/http/docs.rs"),
     ];
     let mut routes = BTreeSet::new();
     for source in sources {

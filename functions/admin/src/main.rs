@@ -1,5 +1,5 @@
 //! The `admin` Lambda function: the back office (`orderly::http::admin`) and the API's
-//! OpenAPI document and docs page (`orderly::http::openapi`).
+//! OpenAPI document (`orderly::http::docs`).
 
 use orderly::domain::{BackOffice, Orders, Payments};
 
@@ -7,7 +7,7 @@ use orderly::domain::{BackOffice, Orders, Payments};
 async fn main() -> Result<(), lambda_http::Error> {
     orderly::lambda::serve_http(|cold, _| {
         let ledger = cold.ledger()?;
-        // The back office, and the API's document and docs page.
+        // The back office, and the API's document.
         let back_office = orderly::http::admin::routes(BackOffice {
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger),
@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             customers: cold.customers_directory(),
             queue: cold.queue()?,
         });
-        Ok(back_office.merge(orderly::http::openapi::routes()))
+        Ok(back_office.merge(orderly::http::docs::routes()))
     })
     .await
 }

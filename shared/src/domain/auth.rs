@@ -109,6 +109,7 @@ impl Default for LoginLimits {
     }
 }
 
+#[cfg(feature = "passwords")]
 impl LoginLimits {
     /// The end of the fixed window `now` falls in: counters are keyed by it.
     pub(super) fn window_end(&self, now: OffsetDateTime) -> Result<OffsetDateTime> {
@@ -120,6 +121,7 @@ impl LoginLimits {
 
 /// 429 until the window ends (rounded up: a client that waits exactly this long finds the new
 /// window).
+#[cfg(feature = "passwords")]
 pub(super) fn too_many(now: OffsetDateTime, window_end: OffsetDateTime, what: &'static str) -> Error {
     let retry_after = ((window_end - now).as_seconds_f64().ceil() as i64).max(1);
     tracing::warn!(retry_after, what, "rate limited");
@@ -159,6 +161,7 @@ impl AuthConfig {
                 return Err(format!("a JWT secret must be at least {MIN_SECRET_BYTES} bytes"));
             }
         }
+        super::jwt_crypto::install();
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: std::iter::once(secret).chain(previous_secret).map(DecodingKey::from_secret).collect(),

@@ -16,6 +16,7 @@ mod customers;
 mod directory;
 mod fulfillment;
 mod inventory;
+mod jwt_crypto;
 mod ledger;
 mod messages;
 mod notifications;

@@ -1,10 +1,8 @@
 //! Extractors that fail with [`ApiError`], so every malformed request gets a problem document.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -247,38 +245,51 @@ impl<S: Send + Sync> FromRequestParts<S> for super::RequestId {
     }
 }
 
-/// The client's address: API Gateway's `sourceIp` in Lambda, the peer address locally.
-fn source_address(parts: &Parts) -> Option<IpAddr> {
-    gateway_source_ip(parts)
-        .and_then(|ip| ip.parse().ok())
-        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
-}
+/// Who is asking, for the per-address limits of sign-up and login.
+#[cfg(feature = "passwords")]
+mod client_address {
+    use std::net::{IpAddr, SocketAddr};
 
-#[cfg(feature = "lambda-http")]
-fn gateway_source_ip(parts: &Parts) -> Option<String> {
-    use lambda_http::request::RequestContext;
-    match parts.extensions.get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
-        _ => None,
+    use axum::extract::{ConnectInfo, FromRequestParts};
+    use axum::http::request::Parts;
+
+    use super::ApiError;
+
+    /// The client's address: API Gateway's `sourceIp` in Lambda, the peer address locally.
+    fn source_address(parts: &Parts) -> Option<IpAddr> {
+        gateway_source_ip(parts)
+            .and_then(|ip| ip.parse().ok())
+            .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    }
+
+    #[cfg(feature = "lambda-http")]
+    fn gateway_source_ip(parts: &Parts) -> Option<String> {
+        use lambda_http::request::RequestContext;
+        match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+            _ => None,
+        }
+    }
+
+    #[cfg(not(feature = "lambda-http"))]
+    fn gateway_source_ip(_: &Parts) -> Option<String> {
+        None
+    }
+
+    /// The client's address, for per-address limits (sign-up and login).
+    pub(in crate::http) struct SourceAddress(pub(in crate::http) Option<IpAddr>);
+
+    impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
+        type Rejection = ApiError;
+
+        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+            Ok(SourceAddress(source_address(parts)))
+        }
     }
 }
-
-#[cfg(not(feature = "lambda-http"))]
-fn gateway_source_ip(_: &Parts) -> Option<String> {
-    None
-}
-
-/// The client's address, for per-address limits.
-pub(super) struct SourceAddress(pub(super) Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Ok(SourceAddress(source_address(parts)))
-    }
-}
+#[cfg(feature = "passwords")]
+pub(super) use client_address::SourceAddress;
 
 #[cfg(test)]
 mod tests {

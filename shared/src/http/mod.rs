@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(feature = "passwords")]
 pub mod customers;
+pub mod docs;
 mod extract;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -70,9 +71,8 @@ pub fn local_app(services: &crate::domain::Services) -> Router {
         .merge(products::routes(services.catalog.clone()))
         .merge(orders::routes(services.orders.clone(), services.payments.clone(), services.fulfillment.clone()))
         .merge(payments::routes(services.payments.clone()))
-        .merge(admin::routes(services.back_office()));
-    #[cfg(feature = "openapi")]
-    let routes = routes.merge(openapi::routes());
+        .merge(admin::routes(services.back_office()))
+        .merge(docs::routes());
     app(routes, services.sessions.clone())
 }
 

@@ -1,13 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `utoipa::path` attributes and the
 //! types' schemas: one source of truth, checked in as `docs/openapi.json` (a test fails when
-//! they differ). Served at `GET /openapi.json`, with interactive docs at `GET /docs`.
+//! they differ), which `http::docs` serves.
 
-use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-#[cfg(feature = "docs-ui")]
-use swagger_ui_dist::{ApiDefinition, OpenApiSource};
 use utoipa::openapi::Required;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -39,7 +33,7 @@ use super::{admin, auth, customers, orders, payments, products};
         admin::inventory, admin::inventory_item, admin::create_product, admin::replace_product,
         admin::delete_product, admin::adjustments, admin::adjust, admin::payments, admin::customers, admin::alerts,
         admin::acknowledge,
-        openapi_json,
+        super::docs::openapi_json,
     ),
     components(schemas(super::problem::Problem, crate::model::FieldError)),
     modifiers(&DocsPage, &BearerAuth, &CommonAnswers, &OperationIds, &Links),
@@ -211,23 +205,4 @@ impl Modify for DocsPage {
             .build();
         openapi.paths.add_path_operation("/docs/{file}", vec![HttpMethod::Get], operation);
     }
-}
-
-/// `GET /openapi.json`, and with the `docs-ui` feature (the local server) the interactive docs
-/// at `GET /docs`.
-pub fn routes() -> Router {
-    let routes = Router::new().route("/openapi.json", get(openapi_json));
-    #[cfg(feature = "docs-ui")]
-    let routes = routes.merge(swagger_ui_dist::generate_routes(ApiDefinition {
-        uri_prefix: "/docs",
-        api_definition: OpenApiSource::Uri("/openapi.json"),
-        title: Some("Orderly API"),
-    }));
-    routes
-}
-
-#[utoipa::path(get, path = "/openapi.json", tag = "docs", summary = "This document", responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)), security(()))]
-async fn openapi_json() -> Response {
-    let body = serde_json::to_string_pretty(&document()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }

@@ -9,7 +9,6 @@ pub mod mail;
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use orderly::clock::{Clock, SystemClock};
 use orderly::domain::{AuthConfig, OrderSettings, PasswordCost, Services};
 use orderly::gateway::{PaymentGateway, SimulatedGateway};
@@ -27,16 +26,6 @@ pub fn sqlite_store() -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(&dir.join("orderly.sqlite3")).expect("SQLite store"))
 }
 
-/// SDK configuration for an emulator on loopback: fixed region, dummy credentials.
-async fn emulator_config(endpoint: String) -> aws_config::SdkConfig {
-    orderly::aws::sdk_config_loader()
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await
-}
-
 /// A DynamoDB Local client. Without the emulator the test fails, saying how to get one:
 /// a run never skips the production backend silently.
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
@@ -46,7 +35,7 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
              DynamoDB Local, or start it yourself and export {DYNAMODB_ENDPOINT_VAR}=http://127.0.0.1:PORT"
         )
     });
-    aws_sdk_dynamodb::Client::new(&emulator_config(endpoint).await)
+    aws_sdk_dynamodb::Client::new(&orderly::aws::emulator_sdk_config(&endpoint))
 }
 
 pub async fn dynamodb_store() -> Arc<dyn Store> {
@@ -160,7 +149,7 @@ pub async fn sqs_client() -> aws_sdk_sqs::Client {
              {SQS_ENDPOINT_VAR}=http://127.0.0.1:PORT"
         )
     });
-    aws_sdk_sqs::Client::new(&emulator_config(endpoint).await)
+    aws_sdk_sqs::Client::new(&orderly::aws::emulator_sdk_config(&endpoint))
 }
 
 /// SQS queues (and their DLQs) on moto, fresh for each test, redriving after `max_receives`.
