@@ -17,6 +17,15 @@ fn the_committed_document_is_the_generated_one() {
     assert!(committed == generated, "docs/openapi.json differs from the code's document; regenerate it: {REGENERATE}");
 }
 
+/// What `GET /openapi.json` serves (the committed file, compacted at build time) is the same
+/// document.
+#[test]
+fn the_served_document_is_the_generated_one() {
+    let served: Value = serde_json::from_str(orderly::http::docs::DOCUMENT).expect("served document is JSON");
+    assert!(served == serde_json::to_value(document()).expect("document"), "GET /openapi.json serves another document");
+    assert!(!orderly::http::docs::DOCUMENT.contains("\n  "), "served compact");
+}
+
 /// (METHOD, path) of every `.route("path", get(..).post(..))` in the routers' sources.
 fn declared_routes() -> BTreeSet<(String, String)> {
     let sources = [

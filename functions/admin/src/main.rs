@@ -3,7 +3,7 @@
 
 use orderly::domain::{BackOffice, Orders, Payments};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     orderly::lambda::serve_http(|cold, _| {
         let ledger = cold.ledger()?;

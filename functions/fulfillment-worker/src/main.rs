@@ -3,7 +3,7 @@
 use orderly::domain::Fulfillment;
 use orderly::workers::FulfillmentWorker;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     orderly::lambda::serve_worker(|cold| Ok(FulfillmentWorker::new(Fulfillment::new(cold.ledger()?)))).await
 }

@@ -2,7 +2,7 @@
 
 use orderly::workers::NotificationWorker;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     orderly::lambda::serve_worker(|cold| Ok(NotificationWorker::new(cold.notifier()?))).await
 }

@@ -10,8 +10,8 @@ use axum::routing::get;
 #[cfg(feature = "docs-ui")]
 use swagger_ui_dist::{ApiDefinition, OpenApiSource};
 
-/// The committed document.
-pub const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
+/// The committed document, compacted by the build script.
+pub const DOCUMENT: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 pub fn routes() -> Router {
     let routes = Router::new().route("/openapi.json", get(openapi_json));
