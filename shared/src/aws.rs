@@ -25,9 +25,8 @@ fn https_client() -> SharedHttpClient {
 
 /// What every SDK configuration starts from: the latest behaviour version, the HTTPS client,
 /// the SDK's standard retries and connect timeout (which sleep on tokio), cached credentials,
-/// and endpoints from
-/// `AWS_ENDPOINT_URL_<SERVICE>` (`AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local). Tests and
-/// the benchmark add an emulator's endpoint, region and credentials.
+/// and endpoints from `AWS_ENDPOINT_URL_<SERVICE>` (`AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB
+/// Local). Tests and the benchmark add an emulator's endpoint, region and credentials.
 pub fn sdk_config_builder() -> aws_types::sdk_config::Builder {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -43,9 +42,9 @@ pub fn sdk_config_builder() -> aws_types::sdk_config::Builder {
 /// A Lambda function's SDK configuration, from what Lambda puts in the environment: the region
 /// (`AWS_REGION`) and the execution role's credentials (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), plus `AWS_ENDPOINT_URL[_<SERVICE>]` for
-/// emulators and `AWS_MAX_ATTEMPTS`. aws-config's default chains (profiles, SSO, web identity through STS, IMDS)
-/// serve other hosts; left out, they are not linked into every function. No await: nothing is
-/// fetched at cold start.
+/// emulators and `AWS_MAX_ATTEMPTS`. aws-config's default chains (profiles, SSO, web identity
+/// through STS, IMDS) serve other hosts; left out, they are not linked into every function.
+/// No await: nothing is fetched at cold start.
 pub fn lambda_sdk_config() -> SdkConfig {
     let region = env::var("AWS_REGION").or_else(|_| env::var("AWS_DEFAULT_REGION")).ok().map(Region::new);
     let mut builder = sdk_config_builder()
