@@ -476,9 +476,11 @@ def main() -> int:
             print("  (debug builds are unoptimized: over half of their init goes to decoding the system's CA "
                   "certificates; the budget is meant for release builds, see docs/deploying.md)", file=sys.stderr)
         return 1
+    print()
     if any("emulated" in row[1] for row in rows):
-        print("\nemulated binaries started and answered (their times are qemu's, not Lambda's)")
-    print(f"every native binary's median init is at most {args.max_init_ms:g} ms")
+        print("emulated binaries started and answered (their times are qemu's, not Lambda's)")
+    if any("emulated" not in row[1] for row in rows):
+        print(f"every native binary's median init is at most {args.max_init_ms:g} ms")
     return 0
 
 

@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider, SharedHtt
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
 use aws_smithy_async::time::SharedTimeSource;
+use aws_types::origin::Origin;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// The HTTPS client every AWS client uses: rustls with ring, in place of the SDK's default on
@@ -44,7 +45,10 @@ pub fn sdk_config_builder() -> aws_types::sdk_config::Builder {
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), plus `AWS_ENDPOINT_URL[_<SERVICE>]` for
 /// emulators and `AWS_MAX_ATTEMPTS`. aws-config's default chains (profiles, SSO, web identity
 /// through STS, IMDS) serve other hosts; left out, they are not linked into every function.
-/// No await: nothing is fetched at cold start.
+/// No await: nothing is fetched at cold start. Not read (the template sets none of them):
+/// `AWS_RETRY_MODE`, `AWS_USE_FIPS_ENDPOINT`, `AWS_USE_DUALSTACK_ENDPOINT`,
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, `AWS_SDK_UA_APP_ID`, the checksum and account-id
+/// endpoint settings: the clients' defaults apply.
 pub fn lambda_sdk_config() -> SdkConfig {
     let region = env::var("AWS_REGION").or_else(|_| env::var("AWS_DEFAULT_REGION")).ok().map(Region::new);
     let mut builder = sdk_config_builder()
@@ -57,14 +61,16 @@ pub fn lambda_sdk_config() -> SdkConfig {
     builder.build()
 }
 
-/// An emulator on loopback (DynamoDB Local, moto), for tests and the benchmark: its endpoint, a
-/// fixed region and dummy credentials.
+/// An emulator on loopback (DynamoDB Local, moto), for tests and the benchmark: its endpoint
+/// (set in code, so it wins over any `AWS_ENDPOINT_URL*` in the environment), a fixed region
+/// and dummy credentials.
 pub fn emulator_sdk_config(endpoint: &str) -> SdkConfig {
-    sdk_config_builder()
+    let mut builder = sdk_config_builder()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "emulator")))
-        .build()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "emulator")));
+    builder.insert_origin("endpoint_url", Origin::shared_config());
+    builder.build()
 }
 
 /// The local server's configuration over DynamoDB: aws-config's full chains (profiles, SSO,

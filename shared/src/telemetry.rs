@@ -17,13 +17,28 @@ fn log_filter(spec: Option<&str>) -> Targets {
     }
 }
 
+/// Lambda's filter: `RUST_LOG`'s per-target settings, with the function's log level
+/// (`AWS_LAMBDA_LOG_LEVEL`, from the template's `ApplicationLogLevel`) as the default level when
+/// set, as lambda_runtime's own subscriber does.
+#[cfg(feature = "lambda")]
+fn lambda_log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> Targets {
+    let filter = log_filter(rust_log);
+    match lambda_level.map(|level| log_filter(Some(level)).default_level()) {
+        Some(Some(level)) => filter.with_default(level),
+        _ => filter,
+    }
+}
+
 #[cfg(feature = "lambda")]
 pub fn init_lambda() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG")).ok();
+    let filter = lambda_log_filter(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+    );
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // Lambda stamps every line itself.
     let fmt = tracing_subscriber::fmt::layer().with_target(false).without_time();
-    let registry = tracing_subscriber::registry().with(log_filter(level.as_deref()));
+    let registry = tracing_subscriber::registry().with(filter);
     if json { registry.with(fmt.json()).init() } else { registry.with(fmt).init() }
 }
 
@@ -78,5 +93,17 @@ mod tests {
         assert!(enabled(Some("warn,orderly=debug"), "orderly::store", tracing::Level::DEBUG));
         assert!(!enabled(Some("warn,orderly=debug"), "hyper", tracing::Level::INFO));
         assert!(enabled(Some("orderly=loud"), "orderly", tracing::Level::INFO));
+    }
+
+    #[cfg(feature = "lambda")]
+    #[test]
+    fn lambda_logs_take_the_function_level_as_default_and_rust_log_per_target() {
+        let enabled =
+            |rust_log, lambda, target: &str, level| lambda_log_filter(rust_log, lambda).would_enable(target, &level);
+        assert!(!enabled(None, Some("WARN"), "orderly", tracing::Level::INFO));
+        assert!(enabled(Some("orderly::store=debug"), Some("WARN"), "orderly::store", tracing::Level::DEBUG));
+        assert!(!enabled(Some("orderly::store=debug"), Some("WARN"), "hyper", tracing::Level::INFO));
+        assert!(enabled(Some("debug"), None, "hyper", tracing::Level::DEBUG));
+        assert!(!enabled(Some("debug"), Some("INFO"), "hyper", tracing::Level::DEBUG));
     }
 }

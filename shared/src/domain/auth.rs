@@ -161,7 +161,7 @@ impl AuthConfig {
                 return Err(format!("a JWT secret must be at least {MIN_SECRET_BYTES} bytes"));
             }
         }
-        super::jwt_crypto::install();
+        super::jwt_crypto::install()?;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: std::iter::once(secret).chain(previous_secret).map(DecodingKey::from_secret).collect(),

@@ -12,10 +12,15 @@ use signature::{Signer, Verifier};
 static HS256_ONLY: CryptoProvider =
     CryptoProvider { signer_factory: signer, verifier_factory: verifier, jwk_utils: JwkUtils::new_unimplemented() };
 
-/// Makes HS256 on ring jsonwebtoken's provider for this process; idempotent.
-pub(crate) fn install() {
-    // A second call finds it installed already: the same provider, nothing to do.
-    let _ = HS256_ONLY.install_default();
+/// Makes HS256 on ring jsonwebtoken's provider for this process; idempotent. Fails if
+/// jsonwebtoken already settled on another provider (it was used before this ran, and would
+/// panic on every token): a start-up error rather than a failure per request.
+pub(crate) fn install() -> std::result::Result<(), String> {
+    match HS256_ONLY.install_default() {
+        Ok(()) => Ok(()),
+        Err(installed) if std::ptr::eq(installed, &HS256_ONLY) => Ok(()),
+        Err(_) => Err("jsonwebtoken was used before its HS256 provider was installed".into()),
+    }
 }
 
 struct Hs256(hmac::Key);
@@ -70,7 +75,7 @@ mod tests {
 
     #[test]
     fn tokens_sign_and_verify_with_hs256_and_refuse_other_keys_and_algorithms() {
-        install();
+        install().expect("installed");
         let header = jsonwebtoken::Header::new(Algorithm::HS256);
         let token = jsonwebtoken::encode(&header, &serde_json::json!({"sub": "x"}), &EncodingKey::from_secret(SECRET))
             .expect("signs");
@@ -96,10 +101,20 @@ mod tests {
                 .is_ok()
         );
 
-        let mut rs256 = jsonwebtoken::Validation::new(Algorithm::RS256);
-        rs256.validate_exp = false;
-        rs256.required_spec_claims.clear();
-        let rs_header = jsonwebtoken::Header::new(Algorithm::RS256);
-        assert!(jsonwebtoken::encode(&rs_header, &serde_json::json!({}), &EncodingKey::from_secret(SECRET)).is_err());
+        // Any other algorithm is refused, signing or verifying, with an error (no panic).
+        let hs512 = jsonwebtoken::Header::new(Algorithm::HS512);
+        let refused = jsonwebtoken::encode(&hs512, &serde_json::json!({}), &EncodingKey::from_secret(SECRET));
+        assert!(matches!(refused.map_err(|e| e.into_kind()), Err(ErrorKind::InvalidAlgorithm)));
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let hs512_token = format!("{}.{}.{}", b64(br#"{"alg":"HS512"}"#), b64(br#"{"sub":"x"}"#), b64(&[0; 64]));
+        let mut hs512_validation = jsonwebtoken::Validation::new(Algorithm::HS512);
+        hs512_validation.validate_exp = false;
+        hs512_validation.required_spec_claims.clear();
+        let refused = jsonwebtoken::decode::<serde_json::Value>(
+            &hs512_token,
+            &DecodingKey::from_secret(SECRET),
+            &hs512_validation,
+        );
+        assert!(matches!(refused.map_err(|e| e.into_kind()), Err(ErrorKind::InvalidAlgorithm)));
     }
 }
