@@ -82,9 +82,10 @@ impl SqliteQueue {
         self.db.write(move |conn| work(conn, now)).await
     }
 
-    /// One receive attempt: first retires the visible messages that used up their deliveries
-    /// (as SQS moves them to the DLQ instead of delivering them again), then leases up to `max`
-    /// of the rest, longest visible first.
+    /// One receive attempt: leases up to `max` visible messages, longest visible first. A message
+    /// met on the way that used up its deliveries is retired to the dead letters instead (as SQS
+    /// moves it to the DLQ rather than deliver it again). Only the head of the queue is read, so
+    /// a receive costs the same however long the backlog behind it.
     async fn receive_once(
         &self,
         queue: QueueName,
@@ -94,26 +95,14 @@ impl SqliteQueue {
         let max_receives = self.max_receives;
         let (dead, deliveries) = self
             .transaction(move |tx, now| {
-                let dead = tx
+                let mut ready = tx
                     .prepare_cached(
-                        "UPDATE messages SET dead = 1, receipt = NULL
-                         WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2 AND receive_count >= ?3
-                         RETURNING message_id",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.query_map(params![queue.as_str(), now, max_receives], |row| row.get::<_, String>(0))?
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                    .map_err(sqlite_error)?;
-                let ready = tx
-                    .prepare_cached(
-                        "SELECT seq FROM messages WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2
+                        "SELECT seq, receive_count FROM messages WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2
                          ORDER BY visible_at, seq LIMIT ?3",
                     )
-                    .and_then(|mut stmt| {
-                        stmt.query_map(params![queue.as_str(), now, max], |row| row.get::<_, i64>(0))?
-                            .collect::<Result<Vec<_>, _>>()
-                    })
+                    .map_err(sqlite_error)?;
+                let mut retire = tx
+                    .prepare_cached("UPDATE messages SET dead = 1, receipt = NULL WHERE seq = ?1 RETURNING message_id")
                     .map_err(sqlite_error)?;
                 let hidden_until = now.saturating_add(millis(visibility));
                 let mut lease = tx
@@ -123,21 +112,39 @@ impl SqliteQueue {
                          RETURNING message_id, receipt, body, correlation_id, receive_count",
                     )
                     .map_err(sqlite_error)?;
-                let deliveries = ready
-                    .into_iter()
-                    .map(|seq| {
-                        lease.query_row(params![seq, Uuid::now_v7().to_string(), hidden_until], |row| {
-                            Ok(Delivery {
-                                message_id: row.get(0)?,
-                                receipt: row.get(1)?,
-                                body: row.get(2)?,
-                                correlation_id: row.get(3)?,
-                                receive_count: row.get(4)?,
-                            })
+                let (mut dead, mut deliveries) = (Vec::new(), Vec::new());
+                loop {
+                    let wanted = max - deliveries.len() as u32;
+                    let head = ready
+                        .query_map(params![queue.as_str(), now, wanted], |row| {
+                            Ok((row.get::<_, i64>(0)?, row.get::<_, u32>(1)?))
                         })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(sqlite_error)?;
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                        .map_err(sqlite_error)?;
+                    let (page_full, retired_before) = (head.len() as u32 == wanted, dead.len());
+                    for (seq, receive_count) in head {
+                        if receive_count >= max_receives {
+                            dead.push(retire.query_row([seq], |row| row.get::<_, String>(0)).map_err(sqlite_error)?);
+                            continue;
+                        }
+                        let delivery = lease
+                            .query_row(params![seq, Uuid::now_v7().to_string(), hidden_until], |row| {
+                                Ok(Delivery {
+                                    message_id: row.get(0)?,
+                                    receipt: row.get(1)?,
+                                    body: row.get(2)?,
+                                    correlation_id: row.get(3)?,
+                                    receive_count: row.get(4)?,
+                                })
+                            })
+                            .map_err(sqlite_error)?;
+                        deliveries.push(delivery);
+                    }
+                    // Retired messages left room: look further, past them.
+                    if deliveries.len() as u32 >= max || !page_full || dead.len() == retired_before {
+                        break;
+                    }
+                }
                 Ok((dead, deliveries))
             })
             .await?;
@@ -310,6 +317,24 @@ mod tests {
         assert_eq!((dead.len(), dead[0].receive_count, dead[0].receipt.as_str()), (1, 2, ""));
         clock.advance(Duration::hours(1));
         assert!(receive_now(&queue).await.is_empty(), "dead letters are never delivered again");
+    }
+
+    #[tokio::test]
+    async fn a_receive_retires_spent_messages_at_the_head_and_delivers_the_ones_behind() {
+        let (clock, queue) = fake_queue(1);
+        for i in 0..15 {
+            queue
+                .send(QueueName::Orders, &OutgoingMessage::new(format!("spent {i}")), Duration::ZERO)
+                .await
+                .expect("send");
+        }
+        assert_eq!(receive_now(&queue).await.len() + receive_now(&queue).await.len(), 15);
+        queue.send(QueueName::Orders, &OutgoingMessage::new("fresh"), Duration::seconds(1)).await.expect("send");
+        clock.advance(Duration::seconds(30));
+        // Fifteen spent messages are visible ahead of the fresh one: more than a page of ten.
+        let got = receive_now(&queue).await;
+        assert_eq!(got.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["fresh"]);
+        assert_eq!(queue.dead_letter_count(QueueName::Orders).await.expect("count"), 15);
     }
 
     #[tokio::test]

@@ -195,23 +195,28 @@ pub async fn run_local_worker(
         }
         let batch = tracing::info_span!("queue_batch", queue = %name, size = deliveries.len());
         let outcomes = outcomes(&*consumer, &deliveries).instrument(batch).await;
-        for (delivery, outcome) in deliveries.iter().zip(outcomes) {
-            let settled = match outcome {
-                Some(Outcome::Done) => queue.delete(name, &delivery.receipt).await,
-                Some(Outcome::Retry { after }) => queue.change_visibility(name, &delivery.receipt, after).await,
-                // A panic: leave the message to reappear when its visibility timeout ends.
-                None => Ok(()),
-            };
-            if let Err(err) = settled {
-                tracing::error!(
-                    queue = %name,
-                    message_id = %delivery.message_id,
-                    correlation_id = delivery.correlation_id.as_deref(),
-                    error = %err,
-                    "settling a message failed; it will be delivered again"
-                );
+        // Settled together: the embedded queue commits them as one group, not one by one.
+        let settles = deliveries.iter().zip(outcomes).map(|(delivery, outcome)| {
+            let queue = &queue;
+            async move {
+                let settled = match outcome {
+                    Some(Outcome::Done) => queue.delete(name, &delivery.receipt).await,
+                    Some(Outcome::Retry { after }) => queue.change_visibility(name, &delivery.receipt, after).await,
+                    // A panic: leave the message to reappear when its visibility timeout ends.
+                    None => Ok(()),
+                };
+                if let Err(err) = settled {
+                    tracing::error!(
+                        queue = %name,
+                        message_id = %delivery.message_id,
+                        correlation_id = delivery.correlation_id.as_deref(),
+                        error = %err,
+                        "settling a message failed; it will be delivered again"
+                    );
+                }
             }
-        }
+        });
+        join_all_catching(settles.collect()).await;
     }
     tracing::info!(queue = %name, "queue worker stopped");
 }
