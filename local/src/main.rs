@@ -17,8 +17,10 @@
 //!
 //! `orderly-local openapi` prints the OpenAPI document (what `docs/openapi.json` holds).
 //!
-//! Queues are always the embedded durable queue (`queues.sqlite3` in the data directory),
-//! drained by in-process workers; a sweep runs every `ORDERLY_SWEEP_SECONDS` (default 30).
+//! Queues are always the embedded durable queue, drained by in-process workers: in the store's
+//! file (`orderly.sqlite3`) with the embedded store, so a notice's delivery is queued in the
+//! write that saves it; in `queues.sqlite3` with DynamoDB. A sweep runs every
+//! `ORDERLY_SWEEP_SECONDS` (default 30).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use orderly::clock::{Clock, SystemClock};
 use orderly::config::{
     auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or,
 };
-use orderly::domain::{Password, Services, Sweeper};
+use orderly::domain::{NoticeMessage, Password, Services, Sweeper};
 use orderly::http::local_app;
 use orderly::mail::{Mailer, compose, eml::EmlOutbox, smtp::SmtpRelay};
 use orderly::queue::{Consumer, QueueName, SqliteQueue, run_local_worker};
@@ -53,9 +55,9 @@ async fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&data_dir)?;
     let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let queue = Arc::new(SqliteQueue::open(&data_dir.join("queues.sqlite3"), clock.clone(), MAX_RECEIVES)?);
+    let (store, queue) = open_store_and_queue(&data_dir, clock.clone()).await?;
     let services = Services::new(
-        open_store(&data_dir).await?,
+        store,
         clock,
         auth_config,
         queue.clone(),
@@ -173,12 +175,25 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, BoxError> {
+/// The store and the queue. The embedded store shares its file with the queue: one writer for
+/// both, and a notice's delivery queued in the write that saves the notice. With DynamoDB the
+/// queue keeps a file of its own.
+async fn open_store_and_queue(
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<dyn Store>, Arc<SqliteQueue>), BoxError> {
+    let queue_file = data_dir.join("queues.sqlite3");
     match var_or("ORDERLY_STORE", "sqlite").as_str() {
         "sqlite" => {
             let path = data_dir.join("orderly.sqlite3");
-            tracing::info!(path = %path.display(), "embedded store");
-            Ok(Arc::new(SqliteStore::open(&path)?))
+            tracing::info!(path = %path.display(), "embedded store and queue");
+            let (store, queue) = SqliteStore::open_with_queue(&path, clock, MAX_RECEIVES, NoticeMessage::delivery)?;
+            // A data directory from before the queue moved into the store's file.
+            if queue_file.exists() {
+                let moved = queue.import_file(&queue_file).await?;
+                tracing::info!(moved, from = %queue_file.display(), "queued messages moved into the store's file");
+            }
+            Ok((Arc::new(store), Arc::new(queue)))
         }
         "dynamodb" => {
             let config = orderly::aws::local_sdk_config_loader().load().await;
@@ -186,7 +201,8 @@ async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, BoxError> {
             let tables = orderly::config::table_names_from_env();
             dynamodb::schema::create_tables(&client, &tables).await?;
             tracing::info!(?tables, "dynamodb store");
-            Ok(Arc::new(DynamoStore::new(client, tables)))
+            let queue = SqliteQueue::open(&queue_file, clock, MAX_RECEIVES)?;
+            Ok((Arc::new(DynamoStore::new(client, tables)), Arc::new(queue)))
         }
         other => Err(format!("ORDERLY_STORE must be sqlite or dynamodb, not {other:?}").into()),
     }

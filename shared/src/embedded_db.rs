@@ -8,6 +8,9 @@
 //!   disk. Jobs run one after the other, as if each had the database to itself, so the checks
 //!   a job makes (stock, versions, UNIQUE indexes) see the jobs before it. Nothing waits to fill
 //!   a batch: under light load a batch is one job, under heavy load the fsync is shared.
+//! - **Several schemas, one file.** The store and the queue each bring their migrations as a
+//!   [`Schema`]; the local server keeps both in one file, so a write of the store can enqueue a
+//!   message in its own transaction (see `SqliteStore::relaying_notices`).
 //! - **Concurrent readers.** Reads run on a pool of read-only connections on the blocking pool;
 //!   WAL lets them read a consistent snapshot while the writer writes. An in-memory database
 //!   (tests) is one connection, so there reads are jobs for the writer too.
@@ -69,6 +72,14 @@ impl From<rusqlite::Error> for EngineError {
     }
 }
 
+/// One component's tables: its migrations, applied in order, each once. The `schema_versions`
+/// table records how many of each schema's have run.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    pub name: &'static str,
+    pub migrations: &'static [&'static str],
+}
+
 /// A handle on one database file (or one in-memory database); cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedDb {
@@ -80,22 +91,21 @@ pub struct EmbeddedDb {
 
 impl EmbeddedDb {
     /// Opens (creating if needed) the database at `path` in WAL mode with `synchronous=FULL`,
-    /// applies `migrations` not yet applied (`PRAGMA user_version` counts them) and starts the
-    /// writer thread.
-    pub fn open(path: &Path, migrations: &[&str]) -> Result<Self, EngineError> {
+    /// applies each schema's migrations not yet applied and starts the writer thread.
+    pub fn open(path: &Path, schemas: &[Schema]) -> Result<Self, EngineError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        migrate(&mut conn, migrations)?;
+        migrate(&mut conn, schemas)?;
         let readers =
             Arc::new(Readers { path: path.to_owned(), idle: Mutex::new(Vec::new()), traced: AtomicBool::new(false) });
         Ok(Self::start(conn, Some(readers)))
     }
 
     /// A private in-memory database, for tests.
-    pub fn in_memory(migrations: &[&str]) -> Result<Self, EngineError> {
+    pub fn in_memory(schemas: &[Schema]) -> Result<Self, EngineError> {
         let mut conn = Connection::open_in_memory()?;
-        migrate(&mut conn, migrations)?;
+        migrate(&mut conn, schemas)?;
         Ok(Self::start(conn, None))
     }
 
@@ -109,6 +119,11 @@ impl EmbeddedDb {
             .inspect_err(|err| tracing::error!(error = %err, "the sqlite writer thread did not start"))
             .ok();
         Self { writer: Arc::new(Writer { jobs: Some(jobs), thread }), stats, readers }
+    }
+
+    /// Whether `other` is a handle on the same database (the same writer).
+    pub fn same_as(&self, other: &EmbeddedDb) -> bool {
+        Arc::ptr_eq(&self.writer, &other.writer)
     }
 
     /// Writes run and transactions committed so far: how much the group commit shares.
@@ -203,14 +218,36 @@ fn configure(conn: &Connection) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), EngineError> {
+fn migrate(conn: &mut Connection, schemas: &[Schema]) -> Result<(), EngineError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     configure(conn)?;
-    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let tx = conn.transaction()?;
-    for (index, migration) in migrations.iter().enumerate().skip(applied) {
-        tx.execute_batch(migration)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
+    let tracked: i64 = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_versions'",
+        [],
+        |row| row.get(0),
+    )?;
+    if tracked == 0 {
+        tx.execute_batch("CREATE TABLE schema_versions (schema TEXT PRIMARY KEY, applied INTEGER NOT NULL) STRICT")?;
+        // A file from before schemas could share one held a single schema, the one it is opened
+        // for first, and counted its migrations in `user_version`.
+        let legacy: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if let Some(first) = schemas.first().filter(|_| legacy > 0) {
+            tx.execute("INSERT INTO schema_versions (schema, applied) VALUES (?1, ?2)", (first.name, legacy))?;
+        }
+    }
+    for schema in schemas {
+        let applied: i64 = tx
+            .query_row("SELECT applied FROM schema_versions WHERE schema = ?1", [schema.name], |row| row.get(0))
+            .or_else(|err| if err == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(err) })?;
+        for migration in schema.migrations.iter().skip(usize::try_from(applied).unwrap_or(0)) {
+            tx.execute_batch(migration)?;
+        }
+        tx.execute(
+            "INSERT INTO schema_versions (schema, applied) VALUES (?1, ?2)
+             ON CONFLICT (schema) DO UPDATE SET applied = max(applied, excluded.applied)",
+            (schema.name, schema.migrations.len() as i64),
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -318,12 +355,7 @@ fn run_writer(conn: Connection, queued: Receiver<Box<dyn Job>>, stats: &Stats) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queued.recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queued.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        batch.extend(queued.try_iter().take(MAX_BATCH - 1));
         stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.commits.fetch_add(commit_batch(&conn, &mut batch), Ordering::Relaxed);
     }
@@ -379,7 +411,11 @@ mod tests {
 
     use super::*;
 
-    const SCHEMA: &[&str] = &["CREATE TABLE items (id INTEGER PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0)) STRICT;"];
+    const SCHEMA: &[Schema] = &[Schema {
+        name: "items",
+        migrations: &["CREATE TABLE items (id INTEGER PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0)) STRICT;"],
+    }];
+    const NOTES: Schema = Schema { name: "notes", migrations: &["CREATE TABLE notes (text TEXT NOT NULL) STRICT;"] };
 
     fn count(conn: &Connection) -> Result<i64, EngineError> {
         Ok(conn.query_row("SELECT COUNT(*) FROM items", [], |row| row.get(0))?)
@@ -501,6 +537,42 @@ mod tests {
     }
 
     /// A fresh directory, removed when dropped.
+    #[tokio::test]
+    async fn schemas_share_a_file_and_each_migration_runs_once() {
+        let dir = tempdir();
+        let path = dir.join("db.sqlite3");
+        drop(EmbeddedDb::open(&path, SCHEMA).expect("one schema"));
+        // A second schema joins the file later; reopening applies nothing twice.
+        for _ in 0..2 {
+            let db = EmbeddedDb::open(&path, &[SCHEMA[0], NOTES]).expect("two schemas");
+            db.write(|conn| conn.exec("INSERT INTO notes (text) VALUES ('hi')", []).map_err(EngineError::from))
+                .await
+                .expect("notes table");
+        }
+        let conn = Connection::open(&path).expect("open");
+        let versions: Vec<(String, i64)> = conn
+            .prepare("SELECT schema, applied FROM schema_versions ORDER BY schema")
+            .and_then(|mut stmt| stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+            .expect("versions");
+        assert_eq!(versions, [("items".to_owned(), 1), ("notes".to_owned(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_file_counted_in_user_version_is_adopted_by_its_schema() {
+        let dir = tempdir();
+        let path = dir.join("db.sqlite3");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(SCHEMA[0].migrations[0]).expect("migrated the old way");
+            conn.pragma_update(None, "user_version", 1).expect("counted");
+        }
+        // Running the migration again would fail: the table exists.
+        let db = EmbeddedDb::open(&path, &[SCHEMA[0], NOTES]).expect("adopted");
+        db.write(|conn| conn.exec("INSERT INTO notes (text) VALUES ('hi')", []).map_err(EngineError::from))
+            .await
+            .expect("the new schema applied");
+    }
+
     struct TempDir(PathBuf);
 
     impl std::ops::Deref for TempDir {

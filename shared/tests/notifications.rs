@@ -13,11 +13,11 @@ use axum::http::{Method, StatusCode};
 use common::http::{Api, CUSTOMER_PASSWORD, assert_problem};
 use common::mail::RecordingMailer;
 use orderly::clock::FakeClock;
-use orderly::domain::{Delivery, Services, render};
+use orderly::domain::{Delivery, NoticeMessage, Services, render};
 use orderly::gateway::{CircuitBreaker, simulated};
 use orderly::model::NoticeKind;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
-use orderly::store::{PageRequest, Store};
+use orderly::store::{PageRequest, SqliteStore, Store};
 use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -40,6 +40,18 @@ struct World {
 async fn world(store: Arc<dyn Store>) -> World {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
     let queue = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
+    world_with(store, queue, clock).await
+}
+
+/// The embedded store and queue in one database: the store queues each notice in its write.
+async fn relaying_world() -> World {
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let (store, queue) = SqliteStore::in_memory_with_queue(clock.clone(), MAX_RECEIVES, NoticeMessage::delivery)
+        .expect("store and queue");
+    world_with(Arc::new(store), Arc::new(queue), clock).await
+}
+
+async fn world_with(store: Arc<dyn Store>, queue: Arc<SqliteQueue>, clock: Arc<FakeClock>) -> World {
     let mailer = Arc::new(RecordingMailer::default());
     let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
         .with_queue(queue.clone())
@@ -115,7 +127,10 @@ fn kinds(notices: &[Value]) -> Vec<&str> {
 /// is one "payment failed"; a deferred order is told its release time, then its release; a
 /// cancelled paid order says it was refunded.
 async fn every_change_sends_exactly_one_notice(store: Arc<dyn Store>) {
-    let w = world(store).await;
+    journey_sends_exactly_one_notice_per_change(world(store).await).await;
+}
+
+async fn journey_sends_exactly_one_notice_per_change(w: World) {
     let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
     let order = w.order(&bearer, &product).await;
     let order_id = order["id"].as_str().expect("id").to_owned();
@@ -263,6 +278,36 @@ async fn notices_are_private_and_carry_no_secrets(store: Arc<dyn Store>) {
     let html = render(&hostile).html;
     assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
     assert_eq!(hostile.kind, NoticeKind::PaymentSucceeded);
+}
+
+/// The local server's store shares the queue's file and queues each notice's delivery in the
+/// write that saves the notice: the journey above still sends each notice once (no second
+/// message from the ledger), and a refused order queues nothing.
+mod store_sharing_the_queue {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_change_sends_exactly_one_notice() {
+        journey_sends_exactly_one_notice_per_change(relaying_world().await).await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_order_queues_nothing_and_an_accepted_one_its_notice() {
+        let w = relaying_world().await;
+        let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+        let too_many = json!({"items": [{"product_id": product, "quantity": 11}]});
+        let refused = w.api.send(Method::POST, "/orders", Some(too_many), &[("authorization", bearer.as_str())]).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        let queued = w.queue.receive(QueueName::Notifications, 10, Duration::seconds(30), Duration::ZERO).await;
+        assert_eq!(queued.expect("receive"), [], "no notice, no message");
+
+        w.order(&bearer, &product).await;
+        let notice = w.listed(&customer, &bearer).await[0]["id"].as_str().expect("id").to_owned();
+        let queued = w.queue.receive(QueueName::Notifications, 10, Duration::seconds(30), Duration::ZERO).await;
+        let bodies: Vec<Value> =
+            queued.expect("receive").iter().map(|d| serde_json::from_str(&d.body).expect("JSON")).collect();
+        assert_eq!(bodies, [json!({"kind": "deliver", "notice_id": notice})]);
+    }
 }
 
 on_every_store!(

@@ -320,17 +320,28 @@ impl Ledger {
         };
         let notice = notice_of_transition(write.previous, write.updated, payment);
         self.orders.transition_order(&TransitionWrite { notice: notice.as_ref(), ..write }).await?;
-        if let Some(notice) = &notice {
-            self.queue_notice(notice.id, &write.updated.correlation_id).await;
-        }
+        self.notice_saved(notice.as_ref(), &write.updated.correlation_id).await;
         Ok(())
+    }
+
+    /// After a write that saved `notice`: queues its delivery, unless the store queued it in
+    /// that same write.
+    pub(crate) async fn notice_saved(&self, notice: Option<&crate::model::Notice>, correlation_id: &str) {
+        if let Some(notice) = notice.filter(|_| !self.orders.relays_notices()) {
+            self.queue_notice(notice.id, correlation_id).await;
+        }
     }
 
     /// Queues a recorded notice's delivery. A lost message only delays it: the sweep relays
     /// notices no delivery has claimed. True when queued.
     pub(crate) async fn queue_notice(&self, notice_id: Uuid, correlation_id: &str) -> bool {
-        let message = NoticeMessage::Deliver { notice_id };
-        match self.send(QueueName::Notifications, &message, correlation_id, Duration::ZERO).await {
+        let sent = match NoticeMessage::delivery(notice_id, correlation_id) {
+            Ok(message) => {
+                self.queue.send(QueueName::Notifications, &message, Duration::ZERO).await.map_err(|e| e.to_string())
+            }
+            Err(err) => Err(err),
+        };
+        match sent {
             Ok(()) => true,
             Err(err) => {
                 tracing::warn!(%notice_id, error = %err, "notice not queued; the sweep relays it");

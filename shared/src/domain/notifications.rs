@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::mail::{MailError, Mailer, OutgoingEmail};
 use crate::model::{Notice, NoticeKind};
+use crate::queue::OutgoingMessage;
 use crate::store::{NoticeClaim, NoticeStore, Page};
 
 /// How long one delivery holds a notice: shorter than the queue's visibility timeout, so the
@@ -27,6 +28,16 @@ const DELIVERY_LEASE: Duration = Duration::seconds(30);
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NoticeMessage {
     Deliver { notice_id: Uuid },
+}
+
+impl NoticeMessage {
+    /// The queue message that delivers `notice_id`, carrying the flow's correlation id: what the
+    /// ledger sends after a write, or what a store that relays notices writes with it.
+    pub fn delivery(notice_id: Uuid, correlation_id: &str) -> Result<OutgoingMessage, String> {
+        let body =
+            serde_json::to_string(&NoticeMessage::Deliver { notice_id }).map_err(|e| format!("message JSON: {e}"))?;
+        Ok(OutgoingMessage::new(body).with_correlation_id(correlation_id))
+    }
 }
 
 /// GET /customers/{id}/notifications query.

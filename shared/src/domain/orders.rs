@@ -239,12 +239,10 @@ impl Orders {
             match self.ledger.orders.insert_order(&write).await {
                 Ok(()) => {
                     // The notice's message and a deferred order's release go out together.
-                    let notice_sent = async {
-                        if let Some(notice) = &notice {
-                            self.ledger.queue_notice(notice.id, &order.correlation_id).await;
-                        }
-                    };
-                    tokio::join!(notice_sent, self.after_placement(&order, &low_stock));
+                    tokio::join!(
+                        self.ledger.notice_saved(notice.as_ref(), &order.correlation_id),
+                        self.after_placement(&order, &low_stock)
+                    );
                     return Ok(Placed { status_code, body, id: order.id });
                 }
                 Err(StoreError::InsufficientStock(ids)) => {

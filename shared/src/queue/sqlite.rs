@@ -27,12 +27,15 @@ use super::{
     Delivery, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError, QueueName, clamp, clamp_batch,
 };
 use crate::clock::Clock;
-use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError};
+use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
 
 /// How often a long poll looks again while nothing is visible.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
+/// The queue's tables, on their own file or beside the store's (see [`SqliteQueue::on`]).
+pub const SCHEMA: Schema = Schema { name: "queue", migrations: MIGRATIONS };
+
+/// Schema versions, applied in order.
 const MIGRATIONS: &[&str] = &[r#"
     CREATE TABLE messages (
         seq            INTEGER PRIMARY KEY,
@@ -63,12 +66,94 @@ impl SqliteQueue {
     /// Opens (creating if needed) the queue file at `path`. A message delivered `max_receives`
     /// times (at least 1) without being deleted goes to the dead-letter state.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
-        Ok(Self { db: EmbeddedDb::open(path, MIGRATIONS)?, clock, max_receives: max_receives.max(1) })
+        Ok(Self::on(EmbeddedDb::open(path, &[SCHEMA])?, clock, max_receives))
+    }
+
+    /// The queue in a database opened with [`SCHEMA`] among its schemas: beside the store, so
+    /// the store's writes can enqueue messages in their own transaction.
+    pub fn on(db: EmbeddedDb, clock: Arc<dyn Clock>, max_receives: u32) -> Self {
+        Self { db, clock, max_receives: max_receives.max(1) }
+    }
+
+    /// Moves every message of the queue file at `old` into this queue, then renames that file
+    /// to `<old>.imported`: the local server's queue once had a file of its own, and what was
+    /// queued there before an upgrade must still be delivered. A lease held in the old file is
+    /// not carried over: the message comes back when that lease would have ended. Returns how
+    /// many messages moved; a message already here (an import cut short) is not doubled.
+    pub async fn import_file(&self, old: &Path) -> Result<usize, QueueError> {
+        type Row = (String, String, String, Option<String>, i64, i64, i64, i64);
+        let rows: Vec<Row> = {
+            let conn = Connection::open(old).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT message_id, queue, body, correlation_id, sent_at, visible_at, receive_count, dead
+                     FROM messages",
+                )
+                .map_err(sqlite_error)?;
+            stmt.query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(sqlite_error)?
+        };
+        let moved = self
+            .db
+            .write(move |tx| {
+                let mut moved = 0;
+                for row in &rows {
+                    moved += tx
+                        .exec(
+                            "INSERT OR IGNORE INTO messages
+                               (message_id, queue, body, correlation_id, sent_at, visible_at, receive_count, dead)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7],
+                        )
+                        .map_err(sqlite_error)?;
+                }
+                Ok::<_, QueueError>(moved)
+            })
+            .await?;
+        let mut imported = old.as_os_str().to_owned();
+        imported.push(".imported");
+        std::fs::rename(old, &imported).map_err(|e| QueueError::Backend(format!("renaming {}: {e}", old.display())))?;
+        Ok(moved)
+    }
+
+    pub(crate) fn db(&self) -> &EmbeddedDb {
+        &self.db
+    }
+
+    /// `message`, checked and timed now, ready to be written by any write on this queue's
+    /// database: by [`Queue::send`], or inside another component's transaction.
+    pub(crate) fn prepare(
+        &self,
+        queue: QueueName,
+        message: &OutgoingMessage,
+        delay: Duration,
+    ) -> Result<PreparedMessage, QueueError> {
+        message.validate()?;
+        let sent_at = unix_millis(self.clock.now());
+        Ok(PreparedMessage {
+            queue,
+            body: message.body.clone(),
+            correlation_id: message.correlation().map(str::to_owned),
+            sent_at,
+            visible_at: sent_at.saturating_add(millis(clamp(delay, MAX_DELAY))),
+        })
     }
 
     /// A private in-memory queue, for tests.
     pub fn in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, QueueError> {
-        Ok(Self { db: EmbeddedDb::in_memory(MIGRATIONS)?, clock, max_receives: max_receives.max(1) })
+        Ok(Self::on(EmbeddedDb::in_memory(&[SCHEMA])?, clock, max_receives))
     }
 
     /// Runs `work` as one write of the engine's group commit, with the clock's now (at the call)
@@ -155,6 +240,37 @@ impl SqliteQueue {
     }
 }
 
+/// A message checked and timed by [`SqliteQueue::prepare`], not yet written.
+#[derive(Debug)]
+pub(crate) struct PreparedMessage {
+    queue: QueueName,
+    body: String,
+    correlation_id: Option<String>,
+    sent_at: i64,
+    visible_at: i64,
+}
+
+impl PreparedMessage {
+    /// Writes the message in the transaction `tx` is in: it is on the queue if and only if that
+    /// transaction commits.
+    pub(crate) fn insert(&self, tx: &Connection) -> Result<(), QueueError> {
+        tx.exec(
+            "INSERT INTO messages (message_id, queue, body, correlation_id, sent_at, visible_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                Uuid::now_v7().to_string(),
+                self.queue.as_str(),
+                self.body,
+                self.correlation_id,
+                self.sent_at,
+                self.visible_at
+            ],
+        )
+        .map_err(sqlite_error)?;
+        Ok(())
+    }
+}
+
 impl From<EngineError> for QueueError {
     fn from(err: EngineError) -> Self {
         QueueError::Backend(err.to_string())
@@ -179,19 +295,8 @@ fn millis(d: Duration) -> i64 {
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn send(&self, queue: QueueName, message: &OutgoingMessage, delay: Duration) -> Result<(), QueueError> {
-        message.validate()?;
-        let (body, correlation_id) = (message.body.clone(), message.correlation().map(str::to_owned));
-        let delay = millis(clamp(delay, MAX_DELAY));
-        self.transaction(move |tx, now| {
-            tx.exec(
-                "INSERT INTO messages (message_id, queue, body, correlation_id, sent_at, visible_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![Uuid::now_v7().to_string(), queue.as_str(), body, correlation_id, now, now + delay],
-            )
-            .map_err(sqlite_error)?;
-            Ok(())
-        })
-        .await
+        let message = self.prepare(queue, message, delay)?;
+        self.db.write(move |tx| message.insert(tx)).await
     }
 
     async fn receive(
@@ -362,6 +467,32 @@ mod tests {
         assert!(receive_now(&queue).await.is_empty());
         let got = queue.receive(QueueName::Payments, 10, Duration::seconds(1), Duration::ZERO).await.expect("receive");
         assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_queue_file_of_its_own_is_imported_once_and_kept_aside() {
+        let dir = std::env::temp_dir().join(format!("orderly-queue-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (old, new) = (dir.join("queues.sqlite3"), dir.join("orderly.sqlite3"));
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        {
+            let queue = SqliteQueue::open(&old, clock.clone(), 3).expect("old queue");
+            let message = OutgoingMessage::new("queued before the upgrade").with_correlation_id("c-1");
+            queue.send(QueueName::Payments, &message, Duration::ZERO).await.expect("send");
+            queue.send(QueueName::Orders, &OutgoingMessage::new("later"), Duration::minutes(10)).await.expect("send");
+        }
+        let db = EmbeddedDb::open(&new, &[SCHEMA]).expect("shared file");
+        let queue = SqliteQueue::on(db, clock, 3);
+        assert_eq!(queue.import_file(&old).await.expect("import"), 2);
+        assert!(!old.exists() && dir.join("queues.sqlite3.imported").exists());
+        let got = queue.receive(QueueName::Payments, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+        assert_eq!(
+            got.iter().map(|d| (d.body.as_str(), d.correlation_id.as_deref())).collect::<Vec<_>>(),
+            [("queued before the upgrade", Some("c-1"))]
+        );
+        assert!(receive_now(&queue).await.is_empty(), "the delayed message keeps its delay");
+        drop(queue);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -345,8 +345,19 @@ pub trait CatalogStore: Send + Sync + 'static {
 }
 
 /// Orders with their stock reservations, cooldowns, idempotency records and counters.
+/// The notifications queue's message for a notice (`notice_id`, `correlation_id`): the domain's
+/// format, handed to a store that relays notices itself.
+pub type DeliveryMessage = fn(Uuid, &str) -> Result<crate::queue::OutgoingMessage, String>;
+
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
+    /// Whether this store queues a notice's delivery in the write that saves the notice (the
+    /// embedded store sharing its file with the queue). When false the caller sends it after the
+    /// write, and the sweep relays it if that send is lost.
+    fn relays_notices(&self) -> bool {
+        false
+    }
+
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError>;
     /// Places an order atomically: reserves every line, saves the order and its idempotency
     /// record, moves the cooldown and counts the order (`placed` and its status), or writes

@@ -5,6 +5,7 @@
 //! an acknowledged write survives a crash of the process (or the machine).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -14,18 +15,24 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite,
-    NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
-    PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
-    counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
+    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, DeliveryMessage, ExpiryStore, HoldRelease,
+    Login, NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest,
+    PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey,
+    attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
-use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError};
+use crate::clock::Clock;
+use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
+use crate::queue::sqlite::PreparedMessage;
+use crate::queue::{QueueName, SqliteQueue};
 
-/// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
+/// The store's tables.
+pub const SCHEMA: Schema = Schema { name: "store", migrations: MIGRATIONS };
+
+/// Schema versions, applied in order.
 const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE customers (
@@ -165,17 +172,79 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     db: EmbeddedDb,
+    /// Set when the queue shares the file: notices are then queued with the write that saves them.
+    relay: Option<NoticeRelay>,
+}
+
+/// The notifications queue beside the store, and the domain's message for a notice.
+#[derive(Clone)]
+struct NoticeRelay {
+    queue: SqliteQueue,
+    delivery: DeliveryMessage,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: EmbeddedDb::open(path, MIGRATIONS)? })
+        Ok(Self { db: EmbeddedDb::open(path, &[SCHEMA])?, relay: None })
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Ok(Self { db: EmbeddedDb::in_memory(MIGRATIONS)? })
+        Ok(Self { db: EmbeddedDb::in_memory(&[SCHEMA])?, relay: None })
+    }
+
+    /// The store and the queue in one file (the local server): one writer and one fsync per
+    /// batch for both, and every notice's delivery message written in the transaction that
+    /// saves the notice (a transactional outbox: the message exists if and only if the notice
+    /// does). `delivery` is the notifications queue's message for a notice.
+    pub fn open_with_queue(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        max_receives: u32,
+        delivery: DeliveryMessage,
+    ) -> Result<(Self, SqliteQueue), StoreError> {
+        Self::with_queue(
+            EmbeddedDb::open(path, &[SCHEMA, crate::queue::sqlite::SCHEMA])?,
+            clock,
+            max_receives,
+            delivery,
+        )
+    }
+
+    /// [`SqliteStore::open_with_queue`] in memory, for tests.
+    pub fn in_memory_with_queue(
+        clock: Arc<dyn Clock>,
+        max_receives: u32,
+        delivery: DeliveryMessage,
+    ) -> Result<(Self, SqliteQueue), StoreError> {
+        Self::with_queue(EmbeddedDb::in_memory(&[SCHEMA, crate::queue::sqlite::SCHEMA])?, clock, max_receives, delivery)
+    }
+
+    fn with_queue(
+        db: EmbeddedDb,
+        clock: Arc<dyn Clock>,
+        max_receives: u32,
+        delivery: DeliveryMessage,
+    ) -> Result<(Self, SqliteQueue), StoreError> {
+        let queue = SqliteQueue::on(db.clone(), clock, max_receives);
+        debug_assert!(queue.db().same_as(&db));
+        Ok((Self { db, relay: Some(NoticeRelay { queue: queue.clone(), delivery }) }, queue))
+    }
+
+    /// The delivery message of `notice`, ready to be written with it, when this store relays.
+    fn notice_delivery(
+        &self,
+        notice: Option<&Notice>,
+        correlation_id: &str,
+    ) -> Result<Option<PreparedMessage>, StoreError> {
+        let (Some(relay), Some(notice)) = (&self.relay, notice) else { return Ok(None) };
+        let message = (relay.delivery)(notice.id, correlation_id).map_err(StoreError::Backend)?;
+        relay
+            .queue
+            .prepare(QueueName::Notifications, &message, time::Duration::ZERO)
+            .map(Some)
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     /// Hands every SQL statement the store runs, as written (placeholders unbound), to `hook`,
@@ -673,6 +742,10 @@ impl CatalogStore for SqliteStore {
 
 #[async_trait]
 impl OrderStore for SqliteStore {
+    fn relays_notices(&self) -> bool {
+        self.relay.is_some()
+    }
+
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let (customer, ids): (String, Vec<String>) =
             (customer.to_string(), products.iter().map(Uuid::to_string).collect());
@@ -703,6 +776,7 @@ impl OrderStore for SqliteStore {
         let idempotency = write.idempotency.cloned();
         let low_stock = write.low_stock.to_vec();
         let notice = write.notice.cloned();
+        let delivery = self.notice_delivery(write.notice, &order.correlation_id)?;
         for (line, check) in order.lines.iter().zip(&low_stock) {
             check.validate(-line.quantity)?;
         }
@@ -759,7 +833,7 @@ impl OrderStore for SqliteStore {
             .map_err(backend)?;
                 write_cooldown(tx, &customer, &cooldown)?;
                 if let Some(notice) = &notice {
-                    insert_notice(tx, notice)?;
+                    insert_notice(tx, notice, delivery.as_ref())?;
                 }
                 add_counters(tx, counter_deltas(None, &order))
             })
@@ -868,13 +942,14 @@ impl OrderStore for SqliteStore {
         let idempotency = write.idempotency.cloned();
         let refunded = refunds(write.payment);
         let notice = write.notice.cloned();
+        let delivery = self.notice_delivery(write.notice, &updated.correlation_id)?;
         self.db
             .write(move |tx| {
                 if let Some(record) = &idempotency {
                     save_idempotency(tx, record, updated.updated_at)?;
                 }
                 if let Some(notice) = &notice {
-                    insert_notice(tx, notice)?;
+                    insert_notice(tx, notice, delivery.as_ref())?;
                 }
                 if let Some(payment_id) = refunded {
                     tx.exec("INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)", [payment_id.to_string()])
@@ -1196,7 +1271,8 @@ impl NoticeStore for SqliteStore {
     }
 }
 
-fn insert_notice(tx: &Connection, notice: &Notice) -> Result<(), StoreError> {
+/// Saves `notice` in the outbox, with its delivery message when the store relays notices.
+fn insert_notice(tx: &Connection, notice: &Notice, delivery: Option<&PreparedMessage>) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO notices (id, customer_id, sent, lease_until, relay_after, attempts, doc)
          VALUES (?1, ?2, 0, 0, ?3, 0, ?4)",
@@ -1208,6 +1284,9 @@ fn insert_notice(tx: &Connection, notice: &Notice) -> Result<(), StoreError> {
         ],
     )
     .map_err(backend)?;
+    if let Some(message) = delivery {
+        message.insert(tx).map_err(|e| StoreError::Backend(e.to_string()))?;
+    }
     Ok(())
 }
 
