@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Invokes the Lambda binaries with the events in events/ (API Gateway, SQS, EventBridge), as
-Lambda functions.
+"""Invokes the Lambda binaries with the events in events/ (API Gateway, SQS, DynamoDB Streams,
+EventBridge), as Lambda functions.
 
 Run by scripts/test after `cargo build --workspace --all-targets`, with DynamoDB Local and moto's
 server (for SQS) up:

@@ -29,9 +29,12 @@ pub struct ColdStart {
 impl ColdStart {
     pub async fn load() -> Self {
         let config = crate::aws::lambda_sdk_config();
-        let store =
-            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), crate::config::table_names_from_env()));
-        Self { config, store, clock: Arc::new(SystemClock) }
+        let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), crate::config::table_names_from_env());
+        // The deployed stack relays notices from the orders table's stream (template.yaml).
+        if crate::config::var_or("NOTICE_RELAY", "queue") == "stream" {
+            store = store.with_notices_relayed_by_stream();
+        }
+        Self { config, store: Arc::new(store), clock: Arc::new(SystemClock) }
     }
 
     fn auth(&self) -> Result<Arc<AuthConfig>, String> {
@@ -149,6 +152,44 @@ pub async fn serve_worker<C: crate::queue::Consumer>(
         },
     ))
     .await
+}
+
+/// Runs the notification worker: new notices from the orders table's stream (the deployed
+/// relay, see [`crate::store::dynamodb::stream`]) and notification queue messages (what the
+/// sweep sends again for a notice nobody claimed). Both answer with partial batch failures:
+/// a stream is then retried from the first failed record, a queue message after its timeout.
+#[cfg(feature = "ses")]
+pub async fn serve_notification_worker() -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init_lambda();
+    let cold = ColdStart::load().await;
+    let notifier = cold.notifier().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let worker = Arc::new(crate::workers::NotificationWorker::new(notifier));
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
+        let worker = Arc::clone(&worker);
+        async move { notification_event(&*worker, event.payload).await.map_err(lambda_runtime::Error::from) }
+    }))
+    .await
+}
+
+/// A stream batch (records from `aws:dynamodb`) or an SQS batch, handled by `consumer`.
+#[cfg(feature = "ses")]
+async fn notification_event(consumer: &dyn crate::queue::Consumer, event: Value) -> Result<Value, Error> {
+    let source = event.pointer("/Records/0/eventSource").and_then(Value::as_str);
+    let response = if source == Some("aws:dynamodb") {
+        let stream =
+            serde_json::from_value(event).map_err(|e| Error::BadRequest(format!("not a stream event: {e}")))?;
+        let deliveries =
+            crate::store::dynamodb::stream::notice_deliveries(stream, crate::domain::NoticeMessage::delivery);
+        let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+        for sequence_number in crate::queue::process_batch(consumer, &deliveries).await {
+            response.add_failure(sequence_number);
+        }
+        response
+    } else {
+        let batch = serde_json::from_value(event).map_err(|e| Error::BadRequest(format!("not an SQS event: {e}")))?;
+        crate::queue::worker::handle_sqs_event(consumer, batch).await
+    };
+    serde_json::to_value(response).map_err(|e| Error::Internal(format!("batch response: {e}")))
 }
 
 /// Runs the order worker: SQS batches of release messages, and the scheduled sweep.

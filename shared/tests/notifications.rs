@@ -310,6 +310,23 @@ mod store_sharing_the_queue {
     }
 }
 
+/// Deployed, the orders table's stream relays notices (`NOTICE_RELAY=stream`): an order saves
+/// its notice and sends no notification message of its own; the notice goes out when the
+/// worker gets the stream's record of it.
+#[tokio::test]
+async fn with_the_stream_relaying_an_order_sends_no_notice_message() {
+    let client = common::dynamodb_client().await;
+    let tables = orderly::store::dynamodb::TableNames::with_prefix(&format!("s{}-", uuid::Uuid::now_v7().simple()));
+    orderly::store::dynamodb::schema::create_tables(&client, &tables).await.expect("tables");
+    let w = world(Arc::new(orderly::store::DynamoStore::new(client, tables).with_notices_relayed_by_stream())).await;
+    let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+    w.order(&bearer, &product).await;
+    assert_eq!(w.deliver_notices().await, 0, "no message: the stream carries the notice");
+    let notice: uuid::Uuid = w.listed(&customer, &bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+    assert_eq!(w.orderly.notifier.deliver(notice).await.expect("deliver"), Delivery::Sent);
+    assert_eq!(w.mailer.sent().len(), 1);
+}
+
 on_every_store!(
     every_change_sends_exactly_one_notice,
     a_notice_is_sent_once_however_often_it_is_asked,

@@ -1,8 +1,7 @@
-//! The `notification-worker` Lambda function: consumer in `orderly::workers`, sending with SES.
-
-use orderly::workers::NotificationWorker;
+//! The `notification-worker` Lambda function: new notices from the orders table's stream and
+//! notification queue messages, delivered by the consumer in `orderly::workers` with SES.
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    orderly::lambda::serve_worker(|cold| Ok(NotificationWorker::new(cold.notifier()?))).await
+    orderly::lambda::serve_notification_worker().await
 }

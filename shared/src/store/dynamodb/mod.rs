@@ -5,6 +5,7 @@
 //! documented in [`schema`].
 
 pub mod schema;
+pub mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -68,11 +69,21 @@ impl TableNames {
 pub struct DynamoStore {
     client: Client,
     tables: TableNames,
+    /// The orders table's stream feeds the notification worker (see [`stream`]), so the
+    /// callers of a write that saves a notice send no message of their own.
+    notices_by_stream: bool,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, tables: TableNames) -> Self {
-        Self { client, tables }
+        Self { client, tables, notices_by_stream: false }
+    }
+
+    /// Declares that the orders table's stream relays every notice the store saves to the
+    /// notification worker (the deployed stack: `NOTICE_RELAY=stream`).
+    pub fn with_notices_relayed_by_stream(mut self) -> Self {
+        self.notices_by_stream = true;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -153,8 +164,11 @@ fn product_name_pk(key: &str) -> String {
 fn category_pk(category: &Category) -> String {
     format!("CATEGORY#{category}")
 }
+/// Notice items' keys start so: the stream relay recognises new notices by it.
+const NOTICE_PREFIX: &str = "NOTICE#";
+
 fn notice_pk(id: Uuid) -> String {
-    format!("NOTICE#{id}")
+    format!("{NOTICE_PREFIX}{id}")
 }
 
 /// A notice in the customer's list (`gsi1`) and, until sent, in the outbox (`gsi2`, sparse),
@@ -761,31 +775,46 @@ impl DynamoStore {
 
     /// Strongly consistent reads of many items by `pk`, retrying unprocessed keys.
     async fn batch_get(&self, table: &str, pks: Vec<String>) -> Result<HashMap<String, Item>, StoreError> {
-        let mut found = HashMap::with_capacity(pks.len());
-        for chunk in pks.chunks(BATCH_GET_MAX) {
-            let mut keys: Vec<Item> = chunk.iter().cloned().map(pk).collect();
+        self.batch_get_across(&[(table, pks)]).await
+    }
+
+    /// Strongly consistent reads by `pk` from several tables in as few `BatchGetItem` calls as
+    /// DynamoDB allows (100 keys each), keyed by `pk` (each kind of item has its own prefix, so
+    /// keys never clash across tables). An order's customer, cooldown and products are one call.
+    async fn batch_get_across(&self, wanted: &[(&str, Vec<String>)]) -> Result<HashMap<String, Item>, StoreError> {
+        let keys: Vec<(&str, &String)> =
+            wanted.iter().flat_map(|(table, pks)| pks.iter().map(move |k| (*table, k))).collect();
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending: HashMap<String, Vec<Item>> = HashMap::new();
+            for (table, key) in chunk {
+                pending.entry((*table).to_owned()).or_default().push(pk((*key).clone()));
+            }
             let mut attempt = 0;
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(build_err)?;
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(table, request)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchGetItem", e))?;
-                for item in output.responses.and_then(|mut r| r.remove(table)).unwrap_or_default() {
+            while !pending.is_empty() {
+                let mut request = self.client.batch_get_item().return_consumed_capacity(ReturnConsumedCapacity::Total);
+                for (table, keys) in pending.drain() {
+                    let keys = KeysAndAttributes::builder()
+                        .set_keys(Some(keys))
+                        .consistent_read(true)
+                        .build()
+                        .map_err(build_err)?;
+                    request = request.request_items(table, keys);
+                }
+                let output = request.send().await.map_err(|e| sdk_error("BatchGetItem", e))?;
+                for item in output.responses.unwrap_or_default().into_values().flatten() {
                     if let Some(AttributeValue::S(key)) = item.get("pk") {
                         found.insert(key.clone(), item);
                     }
                 }
-                keys = output.unprocessed_keys.and_then(|mut u| u.remove(table)).map(|k| k.keys).unwrap_or_default();
-                if !keys.is_empty() {
+                pending = output
+                    .unprocessed_keys
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(table, unprocessed)| (table, unprocessed.keys))
+                    .filter(|(_, keys)| !keys.is_empty())
+                    .collect();
+                if !pending.is_empty() {
                     attempt += 1;
                     if attempt >= TRANSACTION_ATTEMPTS {
                         return Err(StoreError::Unavailable("BatchGetItem left keys unprocessed".into()));
@@ -1228,16 +1257,22 @@ impl CatalogStore for DynamoStore {
 
 #[async_trait]
 impl OrderStore for DynamoStore {
+    fn relays_notices(&self) -> bool {
+        self.notices_by_stream
+    }
+
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
         let pks: Vec<String> = products.iter().map(|id| product_pk(*id)).collect();
-        // Two reads at once: the customer with their cooldown, and the products.
+        // One read: the customer with their cooldown, and the products.
         let (cooldown_key, customer_key) = (cooldown_pk(customer), customer_pk(customer));
-        let (mut people, mut found) = tokio::try_join!(
-            self.batch_get(&self.tables.customers, vec![cooldown_key.clone(), customer_key.clone()]),
-            self.batch_get(&self.tables.products, pks.clone()),
-        )?;
-        let cooldown = people.remove(&cooldown_key).map(cooldown_from_item).transpose()?;
-        let placed_by = people.remove(&customer_key).map(from_item::<Customer>).transpose()?;
+        let mut found = self
+            .batch_get_across(&[
+                (&self.tables.customers, vec![cooldown_key.clone(), customer_key.clone()]),
+                (&self.tables.products, pks.clone()),
+            ])
+            .await?;
+        let cooldown = found.remove(&cooldown_key).map(cooldown_from_item).transpose()?;
+        let placed_by = found.remove(&customer_key).map(from_item::<Customer>).transpose()?;
         let products = pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
         Ok(OrderContext { cooldown, customer: placed_by, products })
     }
