@@ -57,6 +57,10 @@ struct Args {
     /// With --trips: how many customers' requests to average over.
     #[arg(long, default_value_t = 20)]
     trips_customers: usize,
+    /// The server's `.eml` outbox (`ORDERLY_DATA_DIR/outbox`), to report whether emailing the
+    /// accepted orders' notices kept up with the run, and how long it took to catch up.
+    #[arg(long)]
+    outbox: Option<std::path::PathBuf>,
     /// The server's process id, to report its CPU time and memory over the run.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -285,6 +289,39 @@ async fn sustained(
     Ok((tally, started.elapsed(), ran_out))
 }
 
+/// `.eml` files in `outbox`.
+fn emails_in(outbox: &std::path::Path) -> usize {
+    std::fs::read_dir(outbox)
+        .map(|entries| {
+            entries.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml"))).count()
+        })
+        .unwrap_or(0)
+}
+
+/// Every accepted order has a notice to email: how many were written when the run `ended`, and
+/// when the rest were (the background work a sustained rate leaves behind).
+async fn report_emails(outbox: &std::path::Path, before: usize, accepted: i64, ended: Instant) {
+    let expected = usize::try_from(accepted).unwrap_or(0);
+    let written = |now: usize| now.saturating_sub(before);
+    let at_end = written(emails_in(outbox));
+    let deadline = ended + Duration::from_secs(120);
+    let mut now = at_end;
+    while now < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = written(emails_in(outbox));
+    }
+    let caught_up = if now >= expected {
+        format!("all {} written {:.1} s after the run", count(accepted), ended.elapsed().as_secs_f64())
+    } else {
+        format!("{} still unwritten 120 s after the run", count((expected - now) as i64))
+    };
+    println!(
+        "notices: {} of {} order emails written by the end of the run; {caught_up}",
+        count(at_end as i64),
+        count(accepted)
+    );
+}
+
 /// A process's CPU time (user + system) and resident memory, from /proc (Linux).
 struct ProcessSample {
     cpu: Duration,
@@ -367,6 +404,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let body = json!({"items": [{"product_id": product_id, "quantity": args.quantity}]});
     let server_before = args.server_pid.and_then(sample);
+    let emails_before = args.outbox.as_deref().map(emails_in);
     let (tally, elapsed, ran_out) = match args.scenario {
         Scenario::Burst => {
             println!("burst: {customers} customers at once, stock {}, {} unit(s) per order", args.stock, args.quantity);
@@ -383,6 +421,7 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let server_after = args.server_pid.and_then(sample);
+    let ended = Instant::now();
     let mut latencies = tally.latencies.clone();
     latencies.sort();
 
@@ -431,6 +470,9 @@ async fn main() -> Result<(), BoxError> {
         count(reserved),
         if balanced { "balanced, no oversell" } else { "NOT BALANCED" }
     );
+    if let (Some(outbox), Some(before)) = (&args.outbox, emails_before) {
+        report_emails(outbox, before, tally.accepted(), ended).await;
+    }
     if !tally.other.is_empty() {
         println!("unexpected answers: {:?}", &tally.other[..tally.other.len().min(10)]);
     }

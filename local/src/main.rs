@@ -89,14 +89,19 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let mut background = tokio::task::JoinSet::new();
-    let consumers: [(QueueName, Arc<dyn Consumer>); 4] = [
-        (QueueName::Orders, Arc::new(OrderWorker::new(services.orders.clone()))),
-        (QueueName::Payments, Arc::new(PaymentWorker::new(services.payments.clone(), circuit_breaker_from_env()?))),
-        (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(services.fulfillment.clone()))),
-        (QueueName::Notifications, Arc::new(NotificationWorker::new(services.notifier.clone()))),
+    // Pollers per queue. Every order has a notice to email: one poller, one batch of ten at a
+    // time, falls behind a busy server, where Lambda would scale the worker out.
+    let consumers: [(QueueName, Arc<dyn Consumer>, usize); 4] = [
+        (QueueName::Orders, Arc::new(OrderWorker::new(services.orders.clone())), 1),
+        (QueueName::Payments, Arc::new(PaymentWorker::new(services.payments.clone(), circuit_breaker_from_env()?)), 1),
+        (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(services.fulfillment.clone())), 1),
+        (QueueName::Notifications, Arc::new(NotificationWorker::new(services.notifier.clone())), NOTIFICATION_POLLERS),
     ];
-    for (name, consumer) in consumers {
-        background.spawn(run_local_worker(queue.clone(), name, consumer, WORKER_VISIBILITY, until_stopped()));
+    for (name, consumer, pollers) in consumers {
+        for _ in 0..pollers {
+            let worker = run_local_worker(queue.clone(), name, consumer.clone(), WORKER_VISIBILITY, until_stopped());
+            background.spawn(worker);
+        }
     }
     background.spawn(sweep_periodically(services.sweeper.clone(), until_stopped()));
 
@@ -127,6 +132,8 @@ fn mailer(data_dir: &Path) -> Result<Arc<dyn Mailer>, BoxError> {
 
 /// Receives before a message goes to the dead-letter state (as the SQS queues' redrive).
 const MAX_RECEIVES: u32 = 5;
+/// Concurrent pollers of the notifications queue (see where the workers start).
+const NOTIFICATION_POLLERS: usize = 16;
 /// How long a received message stays hidden while a worker handles it.
 const WORKER_VISIBILITY: time::Duration = time::Duration::seconds(60);
 
