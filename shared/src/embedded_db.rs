@@ -10,7 +10,7 @@
 //!   a batch: under light load a batch is one job, under heavy load the fsync is shared.
 //! - **Several schemas, one file.** The store and the queue each bring their migrations as a
 //!   [`Schema`]; the local server keeps both in one file, so a write of the store can enqueue a
-//!   message in its own transaction (see `SqliteStore::relaying_notices`).
+//!   message in its own transaction (see `SqliteStore::open_with_queue`).
 //! - **Concurrent readers.** Reads run on a pool of read-only connections on the blocking pool;
 //!   WAL lets them read a consistent snapshot while the writer writes. An in-memory database
 //!   (tests) is one connection, so there reads are jobs for the writer too.
@@ -119,11 +119,6 @@ impl EmbeddedDb {
             .inspect_err(|err| tracing::error!(error = %err, "the sqlite writer thread did not start"))
             .ok();
         Self { writer: Arc::new(Writer { jobs: Some(jobs), thread }), stats, readers }
-    }
-
-    /// Whether `other` is a handle on the same database (the same writer).
-    pub fn same_as(&self, other: &EmbeddedDb) -> bool {
-        Arc::ptr_eq(&self.writer, &other.writer)
     }
 
     /// Writes run and transactions committed so far: how much the group commit shares.

@@ -155,25 +155,42 @@ pub async fn serve_worker<C: crate::queue::Consumer>(
 }
 
 /// Runs the notification worker: new notices from the orders table's stream (the deployed
-/// relay, see [`crate::store::dynamodb::stream`]) and notification queue messages (what the
-/// sweep sends again for a notice nobody claimed). Both answer with partial batch failures:
-/// a stream is then retried from the first failed record, a queue message after its timeout.
+/// relay, see [`crate::store::dynamodb::stream`]) and notification queue messages. A notice
+/// the stream brings that cannot be sent now (the mail service down, another delivery holding
+/// it) is handed to the notifications queue, which retries it with its visibility timeout and
+/// dead-letters a `Deliver` message that can be redriven; the stream itself is retried only for
+/// a record whose hand-off failed. SQS batches answer with partial batch failures as usual.
 #[cfg(feature = "ses")]
 pub async fn serve_notification_worker() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_lambda();
     let cold = ColdStart::load().await;
-    let notifier = cold.notifier().inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
-    let worker = Arc::new(crate::workers::NotificationWorker::new(notifier));
+    let worker = cold
+        .notifier()
+        .and_then(|notifier| Ok((crate::workers::NotificationWorker::new(notifier), cold.queue()?)))
+        .inspect_err(|e| tracing::error!(error = %e, "configuration"))?;
+    let worker = Arc::new(worker);
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
         let worker = Arc::clone(&worker);
-        async move { notification_event(&*worker, event.payload).await.map_err(lambda_runtime::Error::from) }
+        async move {
+            let (consumer, queue) = &*worker;
+            notification_event(consumer, queue.as_ref(), event.payload).await.map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
 }
 
-/// A stream batch (records from `aws:dynamodb`) or an SQS batch, handled by `consumer`.
+/// How long a notice handed from the stream to the queue waits before its first retry.
 #[cfg(feature = "ses")]
-async fn notification_event(consumer: &dyn crate::queue::Consumer, event: Value) -> Result<Value, Error> {
+const HANDED_OFF_RETRY: time::Duration = time::Duration::seconds(30);
+
+/// A stream batch (records from `aws:dynamodb`) or an SQS batch, handled by `consumer`; what the
+/// stream brings and cannot be sent now goes to `queue` (see [`serve_notification_worker`]).
+#[cfg(feature = "ses")]
+async fn notification_event(
+    consumer: &dyn crate::queue::Consumer,
+    queue: &dyn Queue,
+    event: Value,
+) -> Result<Value, Error> {
     let source = event.pointer("/Records/0/eventSource").and_then(Value::as_str);
     let response = if source == Some("aws:dynamodb") {
         let stream =
@@ -182,7 +199,15 @@ async fn notification_event(consumer: &dyn crate::queue::Consumer, event: Value)
             crate::store::dynamodb::stream::notice_deliveries(stream, crate::domain::NoticeMessage::delivery);
         let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
         for sequence_number in crate::queue::process_batch(consumer, &deliveries).await {
-            response.add_failure(sequence_number);
+            let Some(delivery) = deliveries.iter().find(|d| d.message_id == sequence_number) else { continue };
+            let message = crate::queue::OutgoingMessage {
+                body: delivery.body.clone(),
+                correlation_id: delivery.correlation_id.clone(),
+            };
+            if let Err(err) = queue.send(crate::queue::QueueName::Notifications, &message, HANDED_OFF_RETRY).await {
+                tracing::warn!(sequence_number, error = %err, "notice not handed to the queue; the stream retries it");
+                response.add_failure(sequence_number);
+            }
         }
         response
     } else {
@@ -222,4 +247,40 @@ async fn order_worker_event(releases: &OrderWorker, sweeper: &Sweeper, event: Va
         return serde_json::to_value(report).map_err(|e| Error::Internal(format!("sweep report: {e}")));
     }
     Err(Error::BadRequest("expected an SQS batch or a scheduled event".into()))
+}
+
+#[cfg(all(test, feature = "ses", feature = "sqlite"))]
+mod tests {
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::queue::{Consumer, Delivery, Outcome, QueueName, SqliteQueue};
+
+    /// Sends nothing now: every delivery is to be retried.
+    struct MailServiceDown;
+
+    #[async_trait]
+    impl Consumer for MailServiceDown {
+        async fn handle(&self, _: &Delivery) -> Outcome {
+            Outcome::Retry { after: time::Duration::seconds(30) }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_notice_that_cannot_be_sent_now_is_handed_to_the_queue() {
+        let clock = Arc::new(crate::clock::FakeClock::new(time::OffsetDateTime::now_utc()));
+        let queue = SqliteQueue::in_memory(clock.clone(), 5).expect("queue");
+        let notice = uuid::Uuid::now_v7();
+        let event = json!({"Records": [{"eventName": "INSERT", "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"pk": {"S": format!("NOTICE#{notice}")}}, "SequenceNumber": "42"}}]});
+        let response = notification_event(&MailServiceDown, &queue, event).await.expect("handled");
+        assert_eq!(response, json!({"batchItemFailures": []}), "the stream moves on");
+        clock.advance(HANDED_OFF_RETRY);
+        let queued =
+            queue.receive(QueueName::Notifications, 10, time::Duration::seconds(30), time::Duration::ZERO).await;
+        let bodies: Vec<Value> =
+            queued.expect("receive").iter().map(|d| serde_json::from_str(&d.body).expect("JSON")).collect();
+        assert_eq!(bodies, [json!({"kind": "deliver", "notice_id": notice})]);
+    }
 }

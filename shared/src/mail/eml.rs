@@ -75,11 +75,14 @@ fn write_files(dir: &Path, queued: &Receiver<Pending>) {
 fn write_batch(dir: &Path, batch: Vec<Pending>) {
     let mut renames = Vec::new();
     let mut outcomes = Vec::new();
+    // A file already there (a notice delivered again) may have been renamed by a batch whose
+    // directory sync failed: its name is synced again before anyone is told it is written.
+    let mut sync_dir = false;
     for pending in batch {
         let path = dir.join(format!("{}.eml", pending.id));
         let partial = dir.join(format!(".{}.eml.partial", pending.id));
-        // Written already (a notice delivered again): nothing to do.
         let outcome = if path.exists() {
+            sync_dir = true;
             Ok(())
         } else {
             match File::create(&partial).and_then(|mut file| file.write_all(&pending.bytes).map(|()| file)) {
@@ -87,12 +90,15 @@ fn write_batch(dir: &Path, batch: Vec<Pending>) {
                     renames.push((file, partial, path, outcomes.len()));
                     Ok(())
                 }
-                Err(err) => Err(err),
+                Err(err) => {
+                    let _ = std::fs::remove_file(&partial);
+                    Err(err)
+                }
             }
         };
         outcomes.push((pending.written, outcome));
     }
-    if !renames.is_empty() {
+    if !renames.is_empty() || sync_dir {
         let synced = File::open(dir).and_then(|dir_file| {
             sync_files(&dir_file, renames.iter().map(|(file, ..)| file))?;
             for (_, partial, path, index) in &renames {
@@ -106,8 +112,8 @@ fn write_batch(dir: &Path, batch: Vec<Pending>) {
             dir_file.sync_all()
         });
         if let Err(err) = synced {
-            for (.., index) in &renames {
-                outcomes[*index].1 = Err(io::Error::new(err.kind(), err.to_string()));
+            for (_, outcome) in outcomes.iter_mut().filter(|(_, outcome)| outcome.is_ok()) {
+                *outcome = Err(io::Error::new(err.kind(), err.to_string()));
             }
         }
     }
@@ -118,7 +124,8 @@ fn write_batch(dir: &Path, batch: Vec<Pending>) {
 }
 
 /// Makes the batch's files durable: one `syncfs` of the outbox's filesystem on Linux, where it
-/// costs one flush of the device for the whole batch; elsewhere an `fsync` per file.
+/// costs one flush of the device for the whole batch (it reports writeback errors since Linux
+/// 5.8; before, a failed write could go unreported); elsewhere an `fsync` per file.
 #[cfg(target_os = "linux")]
 fn sync_files<'a>(dir: &File, _files: impl Iterator<Item = &'a File>) -> io::Result<()> {
     use std::os::fd::AsRawFd;

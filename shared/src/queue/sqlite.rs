@@ -84,6 +84,15 @@ impl SqliteQueue {
         type Row = (String, String, String, Option<String>, i64, i64, i64, i64);
         let rows: Vec<Row> = {
             let conn = Connection::open(old).map_err(sqlite_error)?;
+            let tables: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'", [], |row| {
+                    row.get(0)
+                })
+                .map_err(sqlite_error)?;
+            if tables == 0 {
+                // An empty file (never migrated): nothing was queued in it.
+                return Ok(0);
+            }
             let mut stmt = conn
                 .prepare(
                     "SELECT message_id, queue, body, correlation_id, sent_at, visible_at, receive_count, dead
@@ -125,11 +134,14 @@ impl SqliteQueue {
         let mut imported = old.as_os_str().to_owned();
         imported.push(".imported");
         std::fs::rename(old, &imported).map_err(|e| QueueError::Backend(format!("renaming {}: {e}", old.display())))?;
+        // The rename must outlast a crash, or the next start would import again messages
+        // handled since (INSERT OR IGNORE cannot know a message that was deleted).
+        if let Some(dir) = old.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| QueueError::Backend(format!("syncing {}: {e}", dir.display())))?;
+        }
         Ok(moved)
-    }
-
-    pub(crate) fn db(&self) -> &EmbeddedDb {
-        &self.db
     }
 
     /// `message`, checked and timed now, ready to be written by any write on this queue's
@@ -167,6 +179,21 @@ impl SqliteQueue {
         self.db.write(move |conn| work(conn, now)).await
     }
 
+    /// Whether any message of `queue` is visible now.
+    async fn any_visible(&self, queue: QueueName) -> Result<bool, QueueError> {
+        let now = unix_millis(self.clock.now());
+        self.db
+            .read(move |conn| {
+                conn.row(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2)",
+                    params![queue.as_str(), now],
+                    |row| row.get(0),
+                )
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
     /// One receive attempt: leases up to `max` visible messages, longest visible first. A message
     /// met on the way that used up its deliveries is retired to the dead letters instead (as SQS
     /// moves it to the DLQ rather than deliver it again). Only the head of the queue is read, so
@@ -198,6 +225,8 @@ impl SqliteQueue {
                     )
                     .map_err(sqlite_error)?;
                 let (mut dead, mut deliveries) = (Vec::new(), Vec::new());
+                // With a zero visibility a leased message stays visible: never lease it twice.
+                let mut seen = std::collections::HashSet::new();
                 loop {
                     let wanted = max - deliveries.len() as u32;
                     let head = ready
@@ -207,7 +236,7 @@ impl SqliteQueue {
                         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                         .map_err(sqlite_error)?;
                     let (page_full, retired_before) = (head.len() as u32 == wanted, dead.len());
-                    for (seq, receive_count) in head {
+                    for (seq, receive_count) in head.into_iter().filter(|(seq, _)| seen.insert(*seq)) {
                         if receive_count >= max_receives {
                             dead.push(retire.query_row([seq], |row| row.get::<_, String>(0)).map_err(sqlite_error)?);
                             continue;
@@ -310,7 +339,12 @@ impl Queue for SqliteQueue {
         let wait = std::time::Duration::from_millis(clamp(wait, MAX_WAIT).whole_milliseconds().unsigned_abs() as u64);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let deliveries = self.receive_once(queue, max, visibility).await?;
+            // A look on a reader first: an idle poll never wakes the writer.
+            let deliveries = if self.any_visible(queue).await? {
+                self.receive_once(queue, max, visibility).await?
+            } else {
+                Vec::new()
+            };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !deliveries.is_empty() || remaining.is_zero() {
                 return Ok(deliveries);

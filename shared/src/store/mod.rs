@@ -344,16 +344,17 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn list_categories(&self) -> Result<Vec<CategorySummary>, StoreError>;
 }
 
-/// Orders with their stock reservations, cooldowns, idempotency records and counters.
 /// The notifications queue's message for a notice (`notice_id`, `correlation_id`): the domain's
 /// format, handed to a store that relays notices itself.
 pub type DeliveryMessage = fn(Uuid, &str) -> Result<crate::queue::OutgoingMessage, String>;
 
+/// Orders with their stock reservations, cooldowns, idempotency records and counters.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
-    /// Whether this store queues a notice's delivery in the write that saves the notice (the
-    /// embedded store sharing its file with the queue). When false the caller sends it after the
-    /// write, and the sweep relays it if that send is lost.
+    /// Whether the notices this store saves are relayed without the caller: the embedded store
+    /// sharing its file with the queue writes the delivery message in the same transaction, and
+    /// DynamoDB's stream carries them when deployed so (`NOTICE_RELAY=stream`). When false the
+    /// caller sends the message after the write, and the sweep relays it if that send is lost.
     fn relays_notices(&self) -> bool {
         false
     }

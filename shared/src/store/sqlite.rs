@@ -228,7 +228,6 @@ impl SqliteStore {
         delivery: DeliveryMessage,
     ) -> Result<(Self, SqliteQueue), StoreError> {
         let queue = SqliteQueue::on(db.clone(), clock, max_receives);
-        debug_assert!(queue.db().same_as(&db));
         Ok((Self { db, relay: Some(NoticeRelay { queue: queue.clone(), delivery }) }, queue))
     }
 
