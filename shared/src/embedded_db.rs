@@ -352,14 +352,15 @@ fn run_writer(conn: Connection, queued: Receiver<Box<dyn Job>>, stats: &Stats) {
         batch.push(first);
         batch.extend(queued.try_iter().take(MAX_BATCH - 1));
         stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        stats.commits.fetch_add(commit_batch(&conn, &mut batch), Ordering::Relaxed);
+        commit_batch(&conn, &mut batch, stats);
     }
 }
 
 /// Runs `batch` (emptying it) in as few transactions as it takes: one, unless SQLite itself
 /// rolls a transaction back midway (a full disk, an I/O error), which fails the jobs in it and
-/// starts another for the rest. Returns the number of transactions committed.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> u64 {
+/// starts another for the rest. Commits are counted in `stats` before anyone is answered, so a
+/// caller that was answered sees its commit counted.
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &Stats) {
     let mut jobs = batch.drain(..);
     let mut done: Vec<Box<dyn Job>> = Vec::new();
     while let Some(mut job) = jobs.next() {
@@ -369,7 +370,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> u64 {
             let err = EngineError::from(err);
             job.answer(Err(err.clone()));
             jobs.by_ref().for_each(|job| job.answer(Err(err.clone())));
-            return 0;
+            return;
         }
         let succeeded = match conn.exec("SAVEPOINT job", []) {
             Ok(_) => catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false),
@@ -389,15 +390,18 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> u64 {
         }
     }
     if done.is_empty() {
-        return 0;
+        return;
     }
     let committed = conn.exec("COMMIT", []).map(|_| ()).map_err(EngineError::from);
-    if committed.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+    match &committed {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
-    let count = u64::from(committed.is_ok());
     done.drain(..).for_each(|job| job.answer(committed.clone()));
-    count
 }
 
 #[cfg(test)]
