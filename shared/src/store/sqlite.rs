@@ -204,12 +204,8 @@ impl SqliteStore {
         max_receives: u32,
         delivery: DeliveryMessage,
     ) -> Result<(Self, SqliteQueue), StoreError> {
-        Self::with_queue(
-            EmbeddedDb::open(path, &[SCHEMA, crate::queue::sqlite::SCHEMA])?,
-            clock,
-            max_receives,
-            delivery,
-        )
+        let db = EmbeddedDb::open(path, &[SCHEMA, crate::queue::sqlite::SCHEMA])?;
+        Ok(Self::with_queue(db, clock, max_receives, delivery))
     }
 
     /// [`SqliteStore::open_with_queue`] in memory, for tests.
@@ -218,7 +214,8 @@ impl SqliteStore {
         max_receives: u32,
         delivery: DeliveryMessage,
     ) -> Result<(Self, SqliteQueue), StoreError> {
-        Self::with_queue(EmbeddedDb::in_memory(&[SCHEMA, crate::queue::sqlite::SCHEMA])?, clock, max_receives, delivery)
+        let db = EmbeddedDb::in_memory(&[SCHEMA, crate::queue::sqlite::SCHEMA])?;
+        Ok(Self::with_queue(db, clock, max_receives, delivery))
     }
 
     fn with_queue(
@@ -226,9 +223,9 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
         max_receives: u32,
         delivery: DeliveryMessage,
-    ) -> Result<(Self, SqliteQueue), StoreError> {
+    ) -> (Self, SqliteQueue) {
         let queue = SqliteQueue::on(db.clone(), clock, max_receives);
-        Ok((Self { db, relay: Some(NoticeRelay { queue: queue.clone(), delivery }) }, queue))
+        (Self { db, relay: Some(NoticeRelay { queue: queue.clone(), delivery }) }, queue)
     }
 
     /// The delivery message of `notice`, ready to be written with it, when this store relays.
