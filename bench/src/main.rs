@@ -57,6 +57,13 @@ struct Args {
     /// With --trips: how many customers' requests to average over.
     #[arg(long, default_value_t = 20)]
     trips_customers: usize,
+    /// With --trips: how many customers rush one product at once, unsharded then sharded.
+    #[arg(long, default_value_t = 200)]
+    rush_customers: usize,
+    /// The product's stock shards (`stock_shards`; DynamoDB spreads its stock over that many
+    /// items).
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
     /// The server's `.eml` outbox (`ORDERLY_DATA_DIR/outbox`), to report whether emailing the
     /// accepted orders' notices kept up with the run, and how long it took to catch up.
     #[arg(long)]
@@ -365,7 +372,7 @@ mod trips;
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     if let Some(endpoint) = &args.trips {
-        return trips::run(endpoint, args.trips_customers).await;
+        return trips::run(endpoint, args.trips_customers, args.rush_customers).await;
     }
     let customers = args.customers.unwrap_or(match args.scenario {
         Scenario::Burst => 1_000,
@@ -382,8 +389,13 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let admin = login(&client, &args.url, json!({"username": args.admin, "password": args.admin_password})).await?;
-    let product =
-        json!({"name": format!("Bench item {run}"), "price_cents": 999, "stock": args.stock, "category": "bench"});
+    let product = json!({
+        "name": format!("Bench item {run}"),
+        "price_cents": 999,
+        "stock": args.stock,
+        "category": "bench",
+        "stock_shards": args.shards,
+    });
     let created = client.post(format!("{}/products", args.url)).bearer_auth(&admin).json(&product).send().await?;
     let product_id = json_ok(created, StatusCode::CREATED).await?["id"].as_str().ok_or("no product id")?.to_owned();
 

@@ -3,6 +3,10 @@
 //! SDK client carries an interceptor that records every HTTP attempt (operation, start, end,
 //! consumed capacity); queue sends are recorded by a wrapper around the queue. "Sequential"
 //! counts the waves of a request: calls that overlap in time are one wave.
+//!
+//! Then a flash sale: customers all ordering one product at once, first kept on the product's
+//! own item, then spread over stock shards; it prints the transaction attempts DynamoDB
+//! cancelled (conflicts on the hot item) and how long the rush took.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -44,6 +48,11 @@ struct Call {
     ended: Instant,
     /// Write (or read) capacity units DynamoDB reported for it.
     capacity: f64,
+    /// The stock items (a product's own, or a shard) a transaction updates.
+    stock_items: Vec<String>,
+    /// The HTTP status of DynamoDB's answer (a cancelled transaction is a 400); for a queue
+    /// send, 200 or 500.
+    status: u16,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -75,6 +84,26 @@ impl Storable for Answered {
     type Storer = StoreReplace<Self>;
 }
 
+/// The stock items the current transaction attempt updates.
+#[derive(Debug, Clone)]
+struct StockItems(Vec<String>);
+
+impl Storable for StockItems {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The `pk` of every `Update` of a product or stock-shard item in a `TransactWriteItems` body.
+fn stock_items(body: &[u8]) -> Vec<String> {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    let items = body["TransactItems"].as_array().map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|item| item["Update"]["Key"]["pk"]["S"].as_str())
+        .filter(|pk| pk.starts_with("PRODUCT#"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Capacity reported by the deserialized response, kept until the attempt ends.
 #[derive(Debug, Clone)]
 struct Capacity(f64);
@@ -97,10 +126,14 @@ impl Intercept for TripRecorder {
 
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), SdkBoxError> {
+        if cfg.load::<Metadata>().is_some_and(|m| m.name() == "TransactWriteItems") {
+            let body = context.request().body().bytes().map(stock_items).unwrap_or_default();
+            cfg.interceptor_state().store_put(StockItems(body));
+        }
         cfg.interceptor_state().store_put(SentAt(Instant::now()));
         Ok(())
     }
@@ -135,7 +168,7 @@ impl Intercept for TripRecorder {
 
     fn read_after_attempt(
         &self,
-        _context: &FinalizerInterceptorContextRef<'_>,
+        context: &FinalizerInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), SdkBoxError> {
@@ -145,11 +178,14 @@ impl Intercept for TripRecorder {
         };
         let operation = cfg.load::<Metadata>().map_or("?", Metadata::name).to_owned();
         let capacity = cfg.load::<Capacity>().map_or(0.0, |c| c.0);
-        self.0.record(Call { operation, started: sent.0, ended: answered.0, capacity });
+        let status = context.response().map_or(0, |r| r.status().as_u16());
+        let stock_items = cfg.load::<StockItems>().map(|s| s.0.clone()).unwrap_or_default();
+        self.0.record(Call { operation, started: sent.0, ended: answered.0, capacity, stock_items, status });
         // The next attempt of this execution starts afresh.
         cfg.interceptor_state().unset::<SentAt>();
         cfg.interceptor_state().unset::<Answered>();
         cfg.interceptor_state().unset::<Capacity>();
+        cfg.interceptor_state().unset::<StockItems>();
         Ok(())
     }
 }
@@ -166,7 +202,9 @@ impl Queue for RecordedQueue {
         let started = Instant::now();
         let sent = self.inner.send(queue, message, delay).await;
         let operation = format!("SQS SendMessage ({queue})");
-        self.trips.record(Call { operation, started, ended: Instant::now(), capacity: 0.0 });
+        let status = if sent.is_ok() { 200 } else { 500 };
+        let ended = Instant::now();
+        self.trips.record(Call { operation, started, ended, capacity: 0.0, stock_items: Vec::new(), status });
         sent
     }
 
@@ -287,7 +325,7 @@ impl Cost {
     }
 }
 
-pub async fn run(endpoint: &str, orders: usize) -> Result<(), BoxError> {
+pub async fn run(endpoint: &str, orders: usize, rush: usize) -> Result<(), BoxError> {
     let trips = Trips::default();
     let sdk = orderly::aws::emulator_sdk_config(endpoint);
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(TripRecorder(trips.clone())).build();
@@ -360,13 +398,94 @@ pub async fn run(endpoint: &str, orders: usize) -> Result<(), BoxError> {
         expect(&list, StatusCode::OK)?;
         costs[5].add(&list.calls);
     }
-    let _ = std::fs::remove_dir_all(outbox);
     println!(
         "round trips per request on DynamoDB Local, mean over {orders} customers (queue sends included; \
          notices relayed by the orders table's stream, as deployed):"
     );
     for cost in &costs {
         cost.print();
+    }
+
+    println!("\nflash sale on DynamoDB Local: {rush} customers order one product at once");
+    // Six shards: creating the product is one transaction of its item, its name, its category
+    // count and every shard, and this DynamoDB Local takes at most 10 actions per transaction
+    // (DynamoDB itself, 100).
+    for shards in [1, 6] {
+        flash_sale(&api, &admin, rush, shards).await?;
+    }
+    let _ = std::fs::remove_dir_all(outbox);
+    Ok(())
+}
+
+/// `rush` customers, signed up beforehand, order one unit each of one product at the same
+/// moment; the product keeps its stock in `shards` items. Prints the time the rush took, the
+/// `TransactWriteItems` attempts DynamoDB cancelled (a conflict on an item another transaction
+/// holds; the store retries them with backoff) and checks the books.
+async fn flash_sale(api: &Api, admin: &str, rush: usize, shards: u32) -> Result<(), BoxError> {
+    const STOCK: i64 = 100_000;
+    let name = format!("Flash sale item, {shards} shard(s)");
+    let product =
+        json!({"name": name, "price_cents": 900, "stock": STOCK, "category": "bench", "stock_shards": shards});
+    let product = api.call(Method::POST, "/products", Some(admin), Some(product)).await?;
+    expect(&product, StatusCode::CREATED)?;
+    let product_id = product.body["id"].as_str().ok_or("no product")?.to_owned();
+    let mut tokens = Vec::with_capacity(rush);
+    for i in 0..rush {
+        tokens.push(sign_up(api, &format!("rush-{shards}-{i}@example.com")).await?);
+    }
+    let order = json!({"items": [{"product_id": product_id, "quantity": 1}]});
+    api.trips.take();
+    let started = Instant::now();
+    let mut placing = tokio::task::JoinSet::new();
+    for token in tokens {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(order.to_string()))?;
+        let app = api.app.clone();
+        placing.spawn(async move {
+            let sent = Instant::now();
+            let status = app.oneshot(request).await.map(|r| r.status());
+            (status, sent.elapsed())
+        });
+    }
+    let (mut accepted, mut latencies) = (0, Vec::with_capacity(rush));
+    for (status, latency) in placing.join_all().await {
+        match status? {
+            StatusCode::CREATED => accepted += 1,
+            other => return Err(format!("flash sale order: {other}").into()),
+        }
+        latencies.push(latency);
+    }
+    let elapsed = started.elapsed();
+    let calls = api.trips.take();
+    let transactions: Vec<&Call> = calls.iter().filter(|c| c.operation == "TransactWriteItems").collect();
+    let cancelled = transactions.iter().filter(|c| c.status == 400).count();
+    // DynamoDB applies the writes to one item one at a time: the busiest item bounds the sale.
+    let mut writes_per_item = std::collections::HashMap::<&str, usize>::new();
+    for item in transactions.iter().filter(|c| c.status == 200).flat_map(|c| &c.stock_items) {
+        *writes_per_item.entry(item.as_str()).or_default() += 1;
+    }
+    let busiest = writes_per_item.values().max().copied().unwrap_or(0);
+    latencies.sort();
+    let read = api.call(Method::GET, &format!("/products/{product_id}"), None, None).await?;
+    let remaining = read.body["stock"].as_i64().ok_or("no stock")?;
+    let balanced = remaining == STOCK - accepted;
+    println!(
+        "{shards:>2} shard(s): {accepted} accepted in {:.2} s, p50 {:.0} ms, max {:.0} ms; {} TransactWriteItems \
+         attempts, {cancelled} cancelled; stock writes on the busiest item {busiest} of {accepted} ({} items \
+         written); books {}",
+        elapsed.as_secs_f64(),
+        latencies.get(latencies.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        transactions.len(),
+        writes_per_item.len(),
+        if balanced { "balanced" } else { "NOT BALANCED" }
+    );
+    if !balanced {
+        return Err("the flash sale's books do not balance".into());
     }
     Ok(())
 }

@@ -190,6 +190,52 @@ async fn concurrent_orders_cross_once(store: Arc<dyn Store>) {
     assert_eq!(raised[0]["stock"], 9);
 }
 
+/// A flash-sale product: its stock spread over shards (with no low-stock threshold, which no
+/// single order's write could check), sold to a rush of customers without overselling.
+async fn a_flash_sale_product_spreads_its_stock_over_shards(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let sale = json!({"name": "Lantern", "price_cents": 900, "stock": 10, "category": "kitchen", "stock_shards": 4});
+    let created = api.post("/admin/inventory", sale.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!((&created.body["stock_shards"], &created.body["low_stock_threshold"]), (&json!(4), &json!(0)));
+    let lantern = created.body["id"].as_str().expect("id").to_owned();
+    for (field, value) in [("stock_shards", json!(0)), ("stock_shards", json!(17)), ("low_stock_threshold", json!(5))] {
+        let mut refused = sale.clone();
+        refused["name"] = json!("Other lantern");
+        refused[field] = value;
+        let reply = api.post("/admin/inventory", refused).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(reply.body.to_string().contains(field), "{}", reply.body);
+    }
+    // Sharding a product with a threshold needs the threshold gone too.
+    let kettle = product(&api, "Kettle", 6, 5).await;
+    let path = format!("/products/{kettle}");
+    assert_problem(
+        &api.send(Method::PATCH, &path, Some(json!({"stock_shards": 8})), &[]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let sharded = api.send(Method::PATCH, &path, Some(json!({"stock_shards": 8, "low_stock_threshold": 0})), &[]).await;
+    assert_eq!(
+        (sharded.status, &sharded.body["stock"], &sharded.body["stock_shards"]),
+        (StatusCode::OK, &json!(6), &json!(8))
+    );
+
+    let mut customers = Vec::new();
+    for i in 0..14 {
+        customers.push(api.customer(&format!("sale{i}@example.com")).await.1);
+    }
+    let placing = customers.iter().map(|token| {
+        let (api, lantern, token) = (api.clone(), lantern.clone(), token.clone());
+        tokio::spawn(async move { order(&api, &token, &lantern, 1).await.status })
+    });
+    let statuses = futures_join(placing).await;
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    assert_eq!((created, refused), (10, 4), "{statuses:?}");
+    assert_eq!(api.get(&format!("/admin/inventory/{lantern}")).await.body["stock"], 0);
+    assert_eq!(api.get(&format!("/products/{lantern}")).await.body["stock"], 0);
+}
+
 async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut results = Vec::new();
     for handle in handles {
@@ -428,6 +474,7 @@ on_every_store!(
     admin_routes_are_for_admins_only,
     one_alert_per_threshold_crossing,
     concurrent_orders_cross_once,
+    a_flash_sale_product_spreads_its_stock_over_shards,
     admins_work_orders,
     admins_keep_inventory,
     admins_list_payments_and_customers,

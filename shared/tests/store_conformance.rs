@@ -458,7 +458,8 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
     ];
     for (delta, check, expected) in refusals {
         let moved = adjustment(&kettle, delta);
-        let result = store.adjust_stock(AdjustmentWrite { adjustment: &moved, low_stock: &check }).await;
+        let result =
+            store.adjust_stock(AdjustmentWrite { adjustment: &moved, low_stock: &check, stock_shards: 1 }).await;
         assert_eq!(format!("{result:?}"), format!("{:?}", Err::<(), _>(expected)), "{delta} with {check:?}");
         assert_eq!(stock_footprint(&*store, kettle.id).await, untouched);
     }
@@ -466,15 +467,18 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
     let crossing = alert(&kettle, 4, 5, AlertCause::Adjustment);
     let check = LowStockCheck { threshold: 5, alert: Some(crossing.clone()) };
     store
-        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -6), low_stock: &check })
+        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -6), low_stock: &check, stock_shards: 1 })
         .await
         .expect("crossing");
     let below = LowStockCheck { threshold: 5, alert: None };
     store
-        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -1), low_stock: &below })
+        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -1), low_stock: &below, stock_shards: 1 })
         .await
         .expect("below");
-    store.adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, 10), low_stock: &below }).await.expect("up");
+    store
+        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, 10), low_stock: &below, stock_shards: 1 })
+        .await
+        .expect("up");
     let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
     assert_eq!(read.stock, 13);
     assert_eq!(store.list_adjustments(kettle.id, &PageRequest::first(10)).await.expect("trail").items.len(), 3);
@@ -489,7 +493,11 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
     let edit_alert = alert(&read, 4, 5, AlertCause::Edit);
     let orders_meanwhile = LowStockCheck { threshold: 5, alert: None };
     store
-        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&read, -1), low_stock: &orders_meanwhile })
+        .adjust_stock(AdjustmentWrite {
+            adjustment: &adjustment(&read, -1),
+            low_stock: &orders_meanwhile,
+            stock_shards: 1,
+        })
         .await
         .expect("an order-sized move");
     let result = store.update_product(&read, &edited, Some(&edit_alert)).await;

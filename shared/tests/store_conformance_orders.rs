@@ -12,11 +12,11 @@ use std::sync::Arc;
 use common::entities::{all_pages, next_version, now, product};
 use orderly::model::{
     AlertCause, CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus,
-    Product, StockAlert,
+    Product, StockAdjustment, StockAlert,
 };
 use orderly::store::{
-    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange, PaymentFilter,
-    Store, StoreError, TransitionWrite, UniqueKey,
+    AdjustmentWrite, Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange,
+    PaymentFilter, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
@@ -67,6 +67,7 @@ fn placement(order: &Order) -> NewOrderWrite<'_> {
     NewOrderWrite {
         order,
         low_stock: no_crossing(order),
+        stock_shards: unsharded(order),
         notice: None,
         expected_cooldown: None,
         cooldown: cooldown_after(None, order),
@@ -78,6 +79,11 @@ fn placement(order: &Order) -> NewOrderWrite<'_> {
 fn no_crossing(order: &Order) -> &'static [LowStockCheck] {
     let checks: Vec<LowStockCheck> = order.lines.iter().map(|_| LowStockCheck { threshold: 0, alert: None }).collect();
     Box::leak(checks.into_boxed_slice())
+}
+
+/// The layouts of an order whose products keep their stock on their own item.
+fn unsharded(order: &Order) -> &'static [u32] {
+    Box::leak(vec![1; order.lines.len()].into_boxed_slice())
 }
 
 /// The cooldown a placement of `order` writes over `read`: one more slot, its units and value.
@@ -104,10 +110,14 @@ async fn place_keyed(
     order: &Order,
     idempotency: Option<&IdempotencyRecord>,
 ) -> Result<(), StoreError> {
-    let read = store.order_context(order.customer_id, &[]).await.expect("context").cooldown;
+    let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
+    let OrderContext { cooldown: read, products, .. } =
+        store.order_context(order.customer_id, &products).await.expect("context");
+    let shards: Vec<u32> = products.iter().map(|p| p.as_ref().map_or(1, |p| p.stock_shards)).collect();
     let write = NewOrderWrite {
         order,
         low_stock: no_crossing(order),
+        stock_shards: &shards,
         notice: None,
         expected_cooldown: read.as_ref().map(|c| c.version),
         cooldown: cooldown_after(read.as_ref(), order),
@@ -454,22 +464,29 @@ async fn an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted(st
     assert_eq!(counters(&*store).await, (4, vec![(Pending, 4)], 0, 0));
 }
 
-async fn racing_orders_for_the_last_units_never_oversell(store: Arc<dyn Store>) {
-    let mug = product("Mug", "kitchen", 1299, 10);
-    insert_products(&*store, &[&mug]).await;
+/// `customers` distinct customers order one unit of `product` at once, each as the service
+/// does (reading again after a stale read): (placed, refused as short).
+async fn rush(store: &Arc<dyn Store>, product: &Product, customers: usize) -> (usize, usize) {
     let mut racers = JoinSet::new();
-    for _ in 0..30 {
-        let (store, racer) = (Arc::clone(&store), order(Uuid::now_v7(), &[(&mug, 1)]));
-        racers.spawn(async move { place(&*store, &racer).await });
+    for _ in 0..customers {
+        let (store, racer) = (Arc::clone(store), order(Uuid::now_v7(), &[(product, 1)]));
+        racers.spawn(async move { place_retrying(&*store, &racer).await });
     }
     let (mut placed, mut short) = (0, 0);
     for result in racers.join_all().await {
         match result {
             Ok(()) => placed += 1,
-            Err(StoreError::InsufficientStock(ids)) if ids == [mug.id] => short += 1,
+            Err(StoreError::InsufficientStock(ids)) if ids == [product.id] => short += 1,
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
+    (placed, short)
+}
+
+async fn racing_orders_for_the_last_units_never_oversell(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let (placed, short) = rush(&store, &mug, 30).await;
     assert_eq!((placed, short), (10, 20));
     assert_eq!(stock(&*store, &mug).await, Some(0));
     assert_eq!(counters(&*store).await, (10, vec![(Pending, 10)], 0, 0));
@@ -479,6 +496,117 @@ async fn racing_orders_for_the_last_units_never_oversell(store: Arc<dyn Store>) 
     })
     .await;
     assert_eq!(listed.len(), 10);
+}
+
+/// A product whose stock is spread over `shards` items on DynamoDB.
+fn sharded(name: &str, stock: i64, shards: u32) -> Product {
+    Product { stock_shards: shards, ..product(name, "kitchen", 1299, stock) }
+}
+
+/// The products listed as in stock (the listing sums a sharded product's shards first).
+async fn in_stock(store: &dyn Store) -> Vec<Product> {
+    let filter = ProductFilter { in_stock: Some(true), ..Default::default() };
+    store.list_products(&filter, &PageRequest::first(10)).await.expect("list").items
+}
+
+/// Places `order` as the service does, reading again after a stale read (a shard drained by
+/// a concurrent order twice over).
+async fn place_retrying(store: &dyn Store, order: &Order) -> Result<(), StoreError> {
+    for _ in 0..20 {
+        match place(store, order).await {
+            Err(StoreError::VersionConflict) => tokio::task::yield_now().await,
+            other => return other,
+        }
+    }
+    Err(StoreError::VersionConflict)
+}
+
+async fn a_sharded_product_sells_exactly_its_stock(store: Arc<dyn Store>) {
+    let mug = sharded("Mug", 10, 4);
+    insert_products(&*store, &[&mug]).await;
+    assert_eq!(store.get_product(mug.id).await.expect("get"), Some(mug.clone()), "the shards sum to the stock");
+    assert_eq!(in_stock(&*store).await, [mug.clone()]);
+
+    let (placed, short) = rush(&store, &mug, 30).await;
+    assert_eq!((placed, short), (10, 20));
+    assert_eq!(stock(&*store, &mug).await, Some(0));
+    assert_eq!(counters(&*store).await.0, 10);
+    assert_eq!(in_stock(&*store).await, []);
+}
+
+async fn a_sharded_line_takes_from_several_shards_and_comes_back_on_a_cancel(store: Arc<dyn Store>) {
+    // One unit in each of four shards: three units are more than any one shard holds.
+    let lamp = sharded("Lamp", 4, 4);
+    insert_products(&*store, &[&lamp]).await;
+    let three = order(Uuid::now_v7(), &[(&lamp, 3)]);
+    place_retrying(&*store, &three).await.expect("placed across shards");
+    assert_eq!(stock(&*store, &lamp).await, Some(1));
+    let two = order(Uuid::now_v7(), &[(&lamp, 2)]);
+    refused(&*store, &two, StoreError::InsufficientStock(vec![lamp.id]), place(&*store, &two)).await;
+
+    let cancelled = moved(&three, Cancelled);
+    store.transition_order(&TransitionWrite { restock: true, ..transition(&three, &cancelled) }).await.expect("cancel");
+    assert_eq!(stock(&*store, &lamp).await, Some(4));
+}
+
+async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(store: Arc<dyn Store>) {
+    let kettle = sharded("Kettle", 10, 3);
+    insert_products(&*store, &[&kettle]).await;
+    let check = LowStockCheck { threshold: 0, alert: None };
+    let adjust = |delta: i64| {
+        let (store, check) = (Arc::clone(&store), check.clone());
+        let adjustment = StockAdjustment {
+            id: Uuid::now_v7(),
+            product_id: kettle.id,
+            delta,
+            reason: "count".into(),
+            actor: "admin:1".into(),
+            at: now(),
+        };
+        async move {
+            store.adjust_stock(AdjustmentWrite { adjustment: &adjustment, low_stock: &check, stock_shards: 3 }).await
+        }
+    };
+    adjust(5).await.expect("up");
+    adjust(-15).await.expect("down to zero");
+    assert!(matches!(adjust(-1).await, Err(StoreError::InsufficientStock(ids)) if ids == [kettle.id]));
+    adjust(12).await.expect("refilled");
+    assert_eq!(stock(&*store, &kettle).await, Some(12));
+
+    // Reshard, reprice and set the stock by hand; an order between a read and an edit counts.
+    let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
+    place(&*store, &order(Uuid::now_v7(), &[(&read, 2)])).await.expect("placed meanwhile");
+    let fewer = next_version(&read, |p| {
+        p.stock_shards = 2;
+        p.stock += 3;
+        p.price_cents = 1500;
+        p.version += 1;
+    });
+    store.update_product(&read, &fewer, None).await.expect("edited");
+    let now_read = store.get_product(kettle.id).await.expect("get").expect("kettle");
+    assert_eq!((now_read.stock, now_read.stock_shards, now_read.price_cents), (13, 2, 1500));
+    let stale_price = order(Uuid::now_v7(), &[(&read, 1)]);
+    refused(&*store, &stale_price, StoreError::VersionConflict, place(&*store, &stale_price)).await;
+
+    let one = next_version(&now_read, |p| {
+        p.stock_shards = 1;
+        p.version += 1;
+    });
+    store.update_product(&now_read, &one, None).await.expect("unsharded");
+    assert_eq!(store.get_product(kettle.id).await.expect("get"), Some(one.clone()));
+    let again = next_version(&one, |p| {
+        p.stock_shards = 5;
+        p.stock -= 4;
+        p.version += 1;
+    });
+    store.update_product(&one, &again, None).await.expect("sharded again");
+    assert_eq!(store.get_product(kettle.id).await.expect("get"), Some(again.clone()));
+    place(&*store, &order(Uuid::now_v7(), &[(&again, 9)])).await.expect("the rest");
+    assert_eq!(stock(&*store, &kettle).await, Some(0));
+
+    let last = store.get_product(kettle.id).await.expect("get").expect("kettle");
+    store.delete_product(&last).await.expect("delete");
+    assert_eq!(store.get_product(kettle.id).await.expect("get"), None);
 }
 
 async fn transitions_check_the_version_and_move_the_counters(store: Arc<dyn Store>) {
@@ -764,6 +892,9 @@ on_every_store!(
     leaving_unpaid_gives_back_the_hold_and_a_cancelled_slot,
     an_idempotency_key_holds_per_customer_until_it_expires_or_is_deleted,
     racing_orders_for_the_last_units_never_oversell,
+    a_sharded_product_sells_exactly_its_stock,
+    a_sharded_line_takes_from_several_shards_and_comes_back_on_a_cancel,
+    sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit,
     transitions_check_the_version_and_move_the_counters,
     racing_cancels_return_the_stock_exactly_once,
     a_restock_skips_products_deleted_since_the_order,

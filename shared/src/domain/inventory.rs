@@ -197,7 +197,15 @@ impl Inventory {
                 at: now,
             };
             let check = low_stock_check(&product, delta, product.low_stock_threshold, AlertCause::Adjustment, now);
-            match self.catalog.adjust_stock(AdjustmentWrite { adjustment: &adjustment, low_stock: &check }).await {
+            match self
+                .catalog
+                .adjust_stock(AdjustmentWrite {
+                    adjustment: &adjustment,
+                    low_stock: &check,
+                    stock_shards: product.stock_shards,
+                })
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(product_id = %id, delta, "stock adjusted");
                     if let Some(alert) = &check.alert {

@@ -115,6 +115,7 @@ struct Placement {
     body: String,
     idempotency: Option<IdempotencyRecord>,
     low_stock: Vec<LowStockCheck>,
+    stock_shards: Vec<u32>,
     notice: Option<Notice>,
     expected_cooldown: Option<u64>,
     cooldown: Cooldown,
@@ -226,24 +227,24 @@ impl Orders {
                 Ok(placement) => placement,
                 Err(refusal) => return refused(refusal).await,
             };
-            let Placement { order, status_code, body, idempotency, low_stock, notice, expected_cooldown, cooldown } =
-                placement;
+            let Placement { order, status_code, body, notice, low_stock, .. } = &placement;
             let write = NewOrderWrite {
-                order: &order,
+                order,
                 notice: notice.as_ref(),
-                low_stock: &low_stock,
-                expected_cooldown,
-                cooldown,
-                idempotency: idempotency.as_ref(),
+                low_stock,
+                stock_shards: &placement.stock_shards,
+                expected_cooldown: placement.expected_cooldown,
+                cooldown: placement.cooldown.clone(),
+                idempotency: placement.idempotency.as_ref(),
             };
             match self.ledger.orders.insert_order(&write).await {
                 Ok(()) => {
                     // The notice's message and a deferred order's release go out together.
                     tokio::join!(
                         self.ledger.notice_saved(notice.as_ref(), &order.correlation_id),
-                        self.after_placement(&order, &low_stock)
+                        self.after_placement(order, low_stock)
                     );
-                    return Ok(Placed { status_code, body, id: order.id });
+                    return Ok(Placed { status_code: *status_code, body: body.clone(), id: order.id });
                 }
                 Err(StoreError::InsufficientStock(ids)) => {
                     let short = order.lines.iter().filter(|l| ids.contains(&l.product_id));
@@ -341,6 +342,7 @@ impl Orders {
                 low_stock_check(product, -line.quantity, product.low_stock_threshold, AlertCause::Order, now)
             })
             .collect();
+        let stock_shards = products.iter().map(|product| product.stock_shards).collect();
         let notice = notice_of_placement(&order);
         Ok(Placement {
             order,
@@ -348,6 +350,7 @@ impl Orders {
             body,
             idempotency,
             low_stock,
+            stock_shards,
             notice,
             expected_cooldown: context.cooldown.as_ref().map(|c| c.version),
             cooldown: slot.cooldown,

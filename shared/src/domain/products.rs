@@ -10,7 +10,8 @@ use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{
-    AlertCause, Category, CategorySummary, Product, ProductName, int_in_range, optional_multiline_text, optional_text,
+    AlertCause, Category, CategorySummary, FieldError, Product, ProductName, int_in_range, optional_multiline_text,
+    optional_text,
 };
 use crate::store::{CatalogStore, Page, ProductFilter, StoreError};
 
@@ -19,6 +20,9 @@ pub const MAX_PRICE_CENTS: i64 = 100_000_000; // 1,000,000.00
 pub const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_DESCRIPTION: usize = 5_000;
 const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
+/// Enough to spread a flash sale's orders; few enough that an edit rewriting every shard stays
+/// one small transaction.
+pub const MAX_STOCK_SHARDS: u32 = 16;
 
 /// POST /products and PUT /products/{id} body (PUT replaces every field).
 #[derive(Debug, Deserialize)]
@@ -31,8 +35,13 @@ pub struct NewProduct {
     pub price_cents: i64,
     pub stock: i64,
     pub category: String,
+    /// Defaults to 5, or 0 for a product with stock shards (which has no threshold).
     #[serde(default)]
     pub low_stock_threshold: Option<i64>,
+    /// Items the stock is spread over on DynamoDB, 1 to 16 (default 1); more than one lets a
+    /// flash sale's orders go to different items, and needs `low_stock_threshold` 0.
+    #[serde(default)]
+    pub stock_shards: Option<u32>,
     /// Expected current version (PUT only); the `If-Match` header takes precedence.
     #[serde(default)]
     pub version: Option<u64>,
@@ -49,6 +58,7 @@ pub struct ProductPatch {
     pub stock: Option<i64>,
     pub category: Option<String>,
     pub low_stock_threshold: Option<i64>,
+    pub stock_shards: Option<u32>,
     /// Expected current version; the `If-Match` header takes precedence.
     pub version: Option<u64>,
 }
@@ -76,6 +86,7 @@ struct ProductFields {
     stock: i64,
     category: Category,
     low_stock_threshold: i64,
+    stock_shards: u32,
 }
 
 impl ProductFields {
@@ -85,24 +96,32 @@ impl ProductFields {
         let price = int_in_range("price_cents", input.price_cents, 0, MAX_PRICE_CENTS);
         let stock = int_in_range("stock", input.stock, 0, MAX_STOCK);
         let category = Category::parse("category", &input.category);
-        let threshold = int_in_range(
-            "low_stock_threshold",
-            input.low_stock_threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD),
-            0,
-            MAX_STOCK,
-        );
-        match (name, description, price, stock, category, threshold) {
-            (Ok(name), Ok(description), Ok(price_cents), Ok(stock), Ok(category), Ok(low_stock_threshold)) => {
-                Ok(Self {
-                    name,
-                    description: description.unwrap_or_default(),
-                    price_cents,
-                    stock,
-                    category,
-                    low_stock_threshold,
-                })
-            }
-            (n, d, p, s, c, t) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err()])),
+        let shards = shard_count(input.stock_shards.unwrap_or(1));
+        let default_threshold = match shards {
+            Ok(shards) if shards > 1 => 0,
+            _ => DEFAULT_LOW_STOCK_THRESHOLD,
+        };
+        let threshold =
+            int_in_range("low_stock_threshold", input.low_stock_threshold.unwrap_or(default_threshold), 0, MAX_STOCK);
+        match (name, description, price, stock, category, threshold, shards) {
+            (
+                Ok(name),
+                Ok(description),
+                Ok(price_cents),
+                Ok(stock),
+                Ok(category),
+                Ok(low_stock_threshold),
+                Ok(stock_shards),
+            ) => Ok(Self {
+                name,
+                description: description.unwrap_or_default(),
+                price_cents,
+                stock,
+                category,
+                low_stock_threshold,
+                stock_shards,
+            }),
+            (n, d, p, s, c, t, k) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err(), k.err()])),
         }
     }
 
@@ -113,7 +132,21 @@ impl ProductFields {
         product.stock = self.stock;
         product.category = self.category.clone();
         product.low_stock_threshold = self.low_stock_threshold;
+        product.stock_shards = self.stock_shards;
     }
+}
+
+fn shard_count(shards: u32) -> std::result::Result<u32, FieldError> {
+    int_in_range("stock_shards", shards.into(), 1, MAX_STOCK_SHARDS.into()).map(|_| shards)
+}
+
+/// A product whose stock is spread over shards has no low-stock threshold: whether an order
+/// crosses it depends on every shard, which no single order's write sees (docs/performance.md).
+fn check_shards(product: &Product) -> Result<()> {
+    if product.is_sharded() && product.low_stock_threshold > 0 {
+        return Err(Error::invalid("low_stock_threshold", "must be 0 for a product with more than one stock shard"));
+    }
+    Ok(())
 }
 
 /// A validated PATCH: `None` leaves a field as it is.
@@ -124,6 +157,7 @@ struct ProductChanges {
     stock: Option<i64>,
     category: Option<Category>,
     low_stock_threshold: Option<i64>,
+    stock_shards: Option<u32>,
 }
 
 impl ProductChanges {
@@ -139,11 +173,18 @@ impl ProductChanges {
         let category = patch.category.as_deref().map(|c| Category::parse("category", c)).transpose();
         let threshold =
             patch.low_stock_threshold.map(|t| int_in_range("low_stock_threshold", t, 0, MAX_STOCK)).transpose();
-        match (name, description, price, stock, category, threshold) {
-            (Ok(name), Ok(description), Ok(price_cents), Ok(stock), Ok(category), Ok(low_stock_threshold)) => {
-                Ok(Self { name, description, price_cents, stock, category, low_stock_threshold })
-            }
-            (n, d, p, s, c, t) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err()])),
+        let shards = patch.stock_shards.map(shard_count).transpose();
+        match (name, description, price, stock, category, threshold, shards) {
+            (
+                Ok(name),
+                Ok(description),
+                Ok(price_cents),
+                Ok(stock),
+                Ok(category),
+                Ok(low_stock_threshold),
+                Ok(stock_shards),
+            ) => Ok(Self { name, description, price_cents, stock, category, low_stock_threshold, stock_shards }),
+            (n, d, p, s, c, t, k) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err(), k.err()])),
         }
     }
 
@@ -165,6 +206,9 @@ impl ProductChanges {
         }
         if let Some(v) = self.low_stock_threshold {
             product.low_stock_threshold = v;
+        }
+        if let Some(v) = self.stock_shards {
+            product.stock_shards = v;
         }
     }
 }
@@ -218,10 +262,12 @@ impl Catalog {
             stock: fields.stock,
             category: fields.category,
             low_stock_threshold: fields.low_stock_threshold,
+            stock_shards: fields.stock_shards,
             version: 1,
             created_at: now,
             updated_at: now,
         };
+        check_shards(&product)?;
         self.store.insert_product(&product).await?;
         tracing::info!(product_id = %product.id, "product created");
         Ok(product)
@@ -268,6 +314,7 @@ impl Catalog {
             if updated == current {
                 return Ok(current);
             }
+            check_shards(&updated)?;
             updated.version = current.version + 1;
             let now = self.clock.now();
             updated.updated_at = now;

@@ -17,11 +17,25 @@ pub struct Product {
     pub stock: i64,
     pub category: Category,
     pub low_stock_threshold: i64,
+    /// How many items hold the stock on DynamoDB (1: the product's own). More spreads a flash
+    /// sale's orders over several items; the stock is their sum. See docs/performance.md.
+    #[serde(default = "one_shard")]
+    pub stock_shards: u32,
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+fn one_shard() -> u32 {
+    1
+}
+
+impl Product {
+    pub fn is_sharded(&self) -> bool {
+        self.stock_shards > 1
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -177,6 +177,8 @@ impl LowStockCheck {
 pub struct AdjustmentWrite<'a> {
     pub adjustment: &'a StockAdjustment,
     pub low_stock: &'a LowStockCheck,
+    /// The product's `stock_shards` as read; a product resharded since is a stale read.
+    pub stock_shards: u32,
 }
 
 /// A new order and everything written with it, in one atomic step.
@@ -188,6 +190,9 @@ pub struct NewOrderWrite<'a> {
     /// One per line, in line order: the alert of a line that takes its product below the
     /// threshold is saved with the order.
     pub low_stock: &'a [LowStockCheck],
+    /// One per line, in line order: the `stock_shards` of the line's product as read. A
+    /// product resharded since is a stale read.
+    pub stock_shards: &'a [u32],
     /// The write happens only if the stored cooldown is still at this version (`None`: there is
     /// none); it then becomes `cooldown`.
     pub expected_cooldown: Option<u64>,

@@ -34,6 +34,7 @@ pub fn product(name: &str, category: &str, price_cents: i64, stock: i64) -> Prod
         category: Category::parse("category", category).expect("valid"),
         // No low-stock line for store tests to cross unless one draws it.
         low_stock_threshold: 0,
+        stock_shards: 1,
         version: 1,
         created_at: now(),
         updated_at: now(),

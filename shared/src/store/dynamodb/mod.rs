@@ -5,6 +5,7 @@
 //! documented in [`schema`].
 
 pub mod schema;
+mod stock_shards;
 pub mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,8 @@ const TRANSACTION_ATTEMPTS: usize = 20;
 const MAX_QUERY_ROUNDS: usize = 5;
 /// BatchGetItem's limit per request.
 const BATCH_GET_MAX: usize = 100;
+/// TransactWriteItems' limit per request.
+const MAX_TRANSACTION_ACTIONS: usize = 100;
 
 /// The three DynamoDB tables (`crate::config::table_names_from_env` reads them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +364,10 @@ fn cooldown_from_item(item: Item) -> Result<Cooldown, StoreError> {
 
 fn product_item(product: &Product) -> Result<Item, StoreError> {
     let mut item = to_item(product)?;
+    if product.is_sharded() {
+        // Its shards hold the stock (see [`stock_shards`]).
+        item.insert("stock".into(), n(0));
+    }
     let name_key = product.name.key();
     item.insert("pk".into(), s(product_pk(product.id)));
     item.insert("gsi1pk".into(), s("PRODUCT"));
@@ -368,6 +375,95 @@ fn product_item(product: &Product) -> Result<Item, StoreError> {
     item.insert("gsi2pk".into(), s(format!("IN_CATEGORY#{}", product.category)));
     item.insert("gsi2sk".into(), s(name_key));
     Ok(item)
+}
+
+/// How a catalog edit writes the product item's own stock.
+#[derive(Debug, Clone, Copy)]
+enum CatalogStock {
+    /// Moved by the edit's delta, so orders since the read still count.
+    Move,
+    /// Set to `to`, if still `held`: the stock moves between the item and its shards.
+    Set { held: i64, to: i64 },
+}
+
+/// The conditions of an edit moving the item's stock by its delta: never below zero, and the
+/// low-stock line as the edit draws it, from the old threshold to the new one.
+fn add_low_stock_window(
+    previous: &Product,
+    updated: &Product,
+    alert: Option<&StockAlert>,
+    condition: &mut String,
+    values: &mut Item,
+) {
+    let delta = updated.stock - previous.stock;
+    if delta < 0 {
+        condition.push_str(" AND stock >= :taken");
+        values.insert(":taken".to_owned(), n(-delta));
+    }
+    match alert {
+        Some(alert) => {
+            condition.push_str(" AND stock = :before");
+            values.insert(":before".to_owned(), n(alert.stock - delta));
+        }
+        None if previous.low_stock_threshold < updated.low_stock_threshold - delta => {
+            condition.push_str(" AND (stock < :window_start OR stock >= :window_end)");
+            values.insert(":window_start".to_owned(), n(previous.low_stock_threshold));
+            values.insert(":window_end".to_owned(), n(updated.low_stock_threshold - delta));
+        }
+        None => {}
+    }
+}
+
+/// An order's transaction, with where its parts are, to read a cancellation.
+struct OrderActions {
+    writes: Vec<TransactWriteItem>,
+    /// The line each stock write (the first writes) takes from.
+    stock_lines: Vec<usize>,
+    cooldown: usize,
+    idempotency: Option<usize>,
+}
+
+/// What a cancelled order transaction means.
+enum Refusal {
+    /// Only a shard drawn without reading it held too little: plan on the shards as they are.
+    DrainedShard,
+    Error(StoreError),
+}
+
+/// Reads the failed conditions of an order's transaction, in the order of precedence: a used
+/// key, a stale read (the cooldown moved; a product was deleted, repriced, resharded or moved
+/// across its low-stock line since it was read), a drained shard, short stock. ALL_OLD tells
+/// a price from the stock.
+fn refusal(write: &NewOrderWrite<'_>, actions: &OrderActions, failed: &FailedConditions) -> Refusal {
+    if failed.iter().any(|(i, _)| Some(*i) == actions.idempotency) {
+        return Refusal::Error(StoreError::Duplicate(UniqueKey::IdempotencyKey));
+    }
+    let mut stale = failed.iter().any(|(i, _)| *i == actions.cooldown);
+    let (mut drained, mut short) = (false, Vec::new());
+    for (index, old) in failed {
+        let Some(&line_index) = actions.stock_lines.get(*index) else { continue };
+        let (Some(line), Some(&shards)) = (write.order.lines.get(line_index), write.stock_shards.get(line_index))
+        else {
+            continue;
+        };
+        let number = |name: &str| old.as_ref().and_then(|item| stock_shards::number_of(item, name));
+        let priced = number("price_cents") == Some(line.unit_price_cents);
+        let item_shards = old.as_ref().map_or(1, stock_shards::shards_of);
+        match number("stock") {
+            Some(_) if priced && shards > 1 => drained = true,
+            Some(stock) if priced && item_shards == 1 && stock < line.quantity => short.push(line.product_id),
+            _ => stale = true,
+        }
+    }
+    if stale {
+        Refusal::Error(StoreError::VersionConflict)
+    } else if drained {
+        Refusal::DrainedShard
+    } else if !short.is_empty() {
+        Refusal::Error(StoreError::InsufficientStock(short))
+    } else {
+        Refusal::Error(StoreError::Backend(format!("order {} already exists", write.order.id)))
+    }
 }
 
 /// A login item: the uniqueness guard of an email or username, and the way in.
@@ -552,6 +648,60 @@ impl DynamoStore {
         )))
     }
 
+    /// The writes placing an order: each line's stock, taken from its product's item or from
+    /// its shards (as planned on `held` when they were read, else from one drawn at random);
+    /// the order; the cooldown; the idempotency key; the counters; alerts; the notice.
+    fn order_actions(
+        &self,
+        write: &NewOrderWrite<'_>,
+        held: Option<&HashMap<Uuid, Vec<Option<i64>>>>,
+    ) -> Result<OrderActions, StoreError> {
+        let order = write.order;
+        let mut writes = Vec::with_capacity(2 * order.lines.len() + 4);
+        let mut stock_lines = Vec::with_capacity(order.lines.len());
+        let lines = order.lines.iter().zip(write.low_stock).zip(write.stock_shards);
+        for (index, ((line, check), &shards)) in lines.enumerate() {
+            let (product, quantity, price) = (line.product_id, line.quantity, line.unit_price_cents);
+            let takes = match held.and_then(|held| held.get(&product)) {
+                _ if shards <= 1 => vec![self.move_stock(product, -quantity, Some((price, check)))?],
+                Some(held) => self.take_from_shards(product, held, quantity, Some(price))?,
+                None => vec![self.take_from_shard(product, fastrand::u32(0..shards), quantity, Some(price))?],
+            };
+            stock_lines.extend(std::iter::repeat_n(index, takes.len()));
+            writes.extend(takes);
+        }
+        writes.push(self.put(&self.tables.orders, order_item(order)?, "attribute_not_exists(pk)", None)?);
+        let cooldown = cooldown_item(order.customer_id, &write.cooldown);
+        writes.push(match write.expected_cooldown {
+            None => self.put(&self.tables.customers, cooldown, "attribute_not_exists(pk)", None)?,
+            // A cooldown written before cooldowns had versions reads as version 0.
+            Some(0) => self.put(&self.tables.customers, cooldown, "attribute_not_exists(version)", None)?,
+            Some(version) => {
+                self.put(&self.tables.customers, cooldown, "version = :expected", Self::version_is(version))?
+            }
+        });
+        let cooldown_index = writes.len() - 1;
+        let idempotency_index = match write.idempotency {
+            Some(record) => {
+                writes.push(self.save_idempotency(record, order.created_at)?);
+                Some(writes.len() - 1)
+            }
+            None => None,
+        };
+        writes.extend(self.count_orders(&counter_deltas(None, order))?);
+        for alert in write.low_stock.iter().filter_map(|check| check.alert.as_ref()) {
+            writes.push(self.put(&self.tables.products, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
+        }
+        if let Some(notice) = write.notice {
+            writes.push(self.put(&self.tables.orders, notice_item(notice)?, "attribute_not_exists(pk)", None)?);
+        }
+        if writes.len() > MAX_TRANSACTION_ACTIONS {
+            // Only an order of many lines, each taking from several nearly empty shards.
+            return Err(StoreError::Unavailable("the order spans too many stock shards for one transaction".into()));
+        }
+        Ok(OrderActions { writes, stock_lines, cooldown: cooldown_index, idempotency: idempotency_index })
+    }
+
     /// Saves an idempotency record unless a live one holds the key.
     fn save_idempotency(
         &self,
@@ -650,19 +800,32 @@ impl DynamoStore {
 
     /// A catalog edit: every attribute but the stock replaced if the stored version is still
     /// `previous.version`, and the stock moved by the edit's delta (never below zero), so
-    /// reservations made since the read still count and never make the edit fail.
+    /// reservations made since the read still count and never make the edit fail; or, when
+    /// shards are involved, the item's own stock set exactly (`CatalogStock::Set`).
     fn product_update(
         &self,
         previous: &Product,
         updated: &Product,
         alert: Option<&StockAlert>,
+        stock: CatalogStock,
     ) -> Result<Update, StoreError> {
         let mut names = HashMap::new();
-        let mut values = HashMap::from([
-            (":expected".to_owned(), n(previous.version)),
-            (":delta".to_owned(), n(updated.stock - previous.stock)),
-        ]);
-        let mut sets = vec!["stock = stock + :delta".to_owned()];
+        let mut values = HashMap::from([(":expected".to_owned(), n(previous.version))]);
+        let mut condition = "version = :expected".to_owned();
+        let mut sets = Vec::new();
+        match stock {
+            CatalogStock::Move => {
+                sets.push("stock = stock + :delta".to_owned());
+                values.insert(":delta".to_owned(), n(updated.stock - previous.stock));
+                add_low_stock_window(previous, updated, alert, &mut condition, &mut values);
+            }
+            CatalogStock::Set { held, to } => {
+                sets.push("stock = :to".to_owned());
+                condition.push_str(" AND stock = :held");
+                values.insert(":to".to_owned(), n(to));
+                values.insert(":held".to_owned(), n(held));
+            }
+        }
         let item = product_item(updated)?;
         for (i, (name, value)) in item.iter().filter(|(k, _)| *k != "pk" && *k != "stock").enumerate() {
             sets.push(format!("#a{i} = :a{i}"));
@@ -678,25 +841,6 @@ impl DynamoStore {
         let mut expression = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
-        let mut condition = "version = :expected".to_owned();
-        if updated.stock < previous.stock {
-            condition.push_str(" AND stock >= :taken");
-            values.insert(":taken".to_owned(), n(previous.stock - updated.stock));
-        }
-        // The low-stock line as the edit draws it: from the old threshold to the new one.
-        let delta = updated.stock - previous.stock;
-        match alert {
-            Some(alert) => {
-                condition.push_str(" AND stock = :before");
-                values.insert(":before".to_owned(), n(alert.stock - delta));
-            }
-            None if previous.low_stock_threshold < updated.low_stock_threshold - delta => {
-                condition.push_str(" AND (stock < :window_start OR stock >= :window_end)");
-                values.insert(":window_start".to_owned(), n(previous.low_stock_threshold));
-                values.insert(":window_end".to_owned(), n(updated.low_stock_threshold - delta));
-            }
-            None => {}
         }
         Update::builder()
             .table_name(&self.tables.products)
@@ -1101,11 +1245,15 @@ impl SessionStore for DynamoStore {
 impl CatalogStore for DynamoStore {
     async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
         let table = &self.tables.products;
-        let actions = vec![
+        let mut actions = vec![
             self.put(table, product_item(product)?, "attribute_not_exists(pk)", None)?,
             self.unique_guard(table, product_name_pk(&product.name.key()), product.id)?,
             self.count_category(&product.category, 1)?,
         ];
+        if product.is_sharded() {
+            let unsharded = Product { stock_shards: 1, ..product.clone() };
+            actions.extend(self.rewrite_shards(&unsharded, &[], product, product.stock)?);
+        }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
             Err(TransactionError::ConditionFailed(1)) => Err(StoreError::Duplicate(UniqueKey::ProductName)),
@@ -1115,7 +1263,9 @@ impl CatalogStore for DynamoStore {
     }
 
     async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError> {
-        self.get(&self.tables.products, product_pk(id)).await
+        let mut product: Option<Product> = self.get(&self.tables.products, product_pk(id)).await?;
+        self.add_shard_stock(product.as_mut()).await?;
+        Ok(product)
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError> {
@@ -1127,7 +1277,12 @@ impl CatalogStore for DynamoStore {
             sort_prefix: filter.name_prefix.clone(),
             ..IndexQuery::new(&self.tables.products, index, partition)
         };
-        self.list_by_index(query, page, |p: &Product| filter.matches_attributes(p)).await
+        // A sharded product's stock is known once its shards are read: filtered after that.
+        let mut page =
+            self.list_by_index(query, page, |p: &Product| p.is_sharded() || filter.matches_attributes(p)).await?;
+        self.add_shard_stock(page.items.iter_mut()).await?;
+        page.items.retain(|p| filter.matches_attributes(p));
+        Ok(page)
     }
 
     async fn update_product(
@@ -1138,11 +1293,19 @@ impl CatalogStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let table = &self.tables.products;
         let (old_key, new_key) = (previous.name.key(), updated.name.key());
+        let (stock, shard_writes) = if previous.is_sharded() || updated.is_sharded() {
+            self.move_between_shards(previous, updated, alert).await?
+        } else {
+            (CatalogStock::Move, Vec::new())
+        };
         let mut actions =
-            vec![TransactWriteItem::builder().update(self.product_update(previous, updated, alert)?).build()];
+            vec![TransactWriteItem::builder().update(self.product_update(previous, updated, alert, stock)?).build()];
         if let Some(alert) = alert {
             actions.push(self.put(table, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
         }
+        // The shards moved since they were read: a stale read, like a moved version.
+        let shard_actions = actions.len()..actions.len() + shard_writes.len();
+        actions.extend(shard_writes);
         let mut new_name_action = None;
         if old_key != new_key {
             actions.push(self.delete(table, product_name_pk(&old_key))?);
@@ -1156,6 +1319,7 @@ impl CatalogStore for DynamoStore {
         match self.transact(actions).await {
             Ok(()) => Ok(()),
             Err(TransactionError::ConditionFailed(0)) => Err(StoreError::VersionConflict),
+            Err(TransactionError::ConditionFailed(i)) if shard_actions.contains(&i) => Err(StoreError::VersionConflict),
             Err(TransactionError::ConditionFailed(i)) if Some(i) == new_name_action => {
                 Err(StoreError::Duplicate(UniqueKey::ProductName))
             }
@@ -1175,11 +1339,16 @@ impl CatalogStore for DynamoStore {
             .set_expression_attribute_values(Self::version_is(previous.version))
             .build()
             .map_err(build_err)?;
-        let actions = vec![
+        let mut actions = vec![
             TransactWriteItem::builder().delete(delete_product).build(),
             self.delete(table, product_name_pk(&previous.name.key()))?,
             self.count_category(&previous.category, -1)?,
         ];
+        if previous.is_sharded() {
+            for shard in 0..previous.stock_shards {
+                actions.push(self.delete(table, stock_shards::shard_pk(previous.id, shard))?);
+            }
+        }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
             Err(TransactionError::ConditionFailed(_)) => Err(StoreError::VersionConflict),
@@ -1190,6 +1359,9 @@ impl CatalogStore for DynamoStore {
     async fn adjust_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
         let (adjustment, check) = (write.adjustment, write.low_stock);
         check.validate(adjustment.delta)?;
+        if write.stock_shards > 1 {
+            return self.adjust_sharded_stock(adjustment, write.stock_shards).await;
+        }
         let table = &self.tables.products;
         let mut values = HashMap::from([(":delta".to_owned(), n(adjustment.delta))]);
         let mut condition =
@@ -1273,79 +1445,64 @@ impl OrderStore for DynamoStore {
             .await?;
         let cooldown = found.remove(&cooldown_key).map(cooldown_from_item).transpose()?;
         let placed_by = found.remove(&customer_key).map(from_item::<Customer>).transpose()?;
-        let products = pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
+        let mut products: Vec<Option<Product>> =
+            pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
+        self.add_shard_stock(products.iter_mut().flatten()).await?;
         Ok(OrderContext { cooldown, customer: placed_by, products })
     }
 
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
         let order = write.order;
-        let lines = order.lines.len();
-        if write.low_stock.len() != lines {
-            return Err(StoreError::Backend("one low-stock check per order line is required".into()));
+        if write.low_stock.len() != order.lines.len() || write.stock_shards.len() != order.lines.len() {
+            return Err(StoreError::Backend("one low-stock check and stock layout per order line is required".into()));
         }
-        let mut actions = Vec::with_capacity(2 * lines + 4);
         for (line, check) in order.lines.iter().zip(write.low_stock) {
             check.validate(-line.quantity)?;
-            actions.push(self.move_stock(line.product_id, -line.quantity, Some((line.unit_price_cents, check)))?);
         }
-        actions.push(self.put(&self.tables.orders, order_item(order)?, "attribute_not_exists(pk)", None)?);
-        let cooldown = cooldown_item(order.customer_id, &write.cooldown);
-        actions.push(match write.expected_cooldown {
-            None => self.put(&self.tables.customers, cooldown, "attribute_not_exists(pk)", None)?,
-            // A cooldown written before cooldowns had versions reads as version 0.
-            Some(0) => self.put(&self.tables.customers, cooldown, "attribute_not_exists(version)", None)?,
-            Some(version) => {
-                self.put(&self.tables.customers, cooldown, "version = :expected", Self::version_is(version))?
-            }
-        });
-        let cooldown_index = actions.len() - 1;
-        let idempotency_index = match write.idempotency {
-            Some(record) => {
-                actions.push(self.save_idempotency(record, order.created_at)?);
-                Some(actions.len() - 1)
-            }
-            None => None,
-        };
-        actions.extend(self.count_orders(&counter_deltas(None, order))?);
-        for alert in write.low_stock.iter().filter_map(|check| check.alert.as_ref()) {
-            actions.push(self.put(&self.tables.products, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
-        }
-        if let Some(notice) = write.notice {
-            actions.push(self.put(&self.tables.orders, notice_item(notice)?, "attribute_not_exists(pk)", None)?);
-        }
-        let failed = match self.transact_reporting(actions).await {
-            Ok(()) => return Ok(()),
-            Err(CancelledTransaction::Store(e)) => return Err(e),
-            Err(CancelledTransaction::Conditions(failed)) => failed,
-        };
-        if failed.iter().any(|(i, _)| Some(*i) == idempotency_index) {
-            return Err(StoreError::Duplicate(UniqueKey::IdempotencyKey));
-        }
-        // A stale read wins over short stock: the cooldown moved, or a product was deleted or
-        // repriced (short or not), or moved across its low-stock line, since it was read.
-        // ALL_OLD tells a price from the stock.
-        let mut stale = failed.iter().any(|(i, _)| *i == cooldown_index);
-        let mut short = Vec::new();
-        for (index, old) in &failed {
-            let Some(line) = order.lines.get(*index) else { continue };
-            let number = |name: &str| match old.as_ref().and_then(|item| item.get(name)) {
-                Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
-                _ => None,
+        // A sharded line first takes from one shard drawn at random, without reading any; only
+        // if that shard holds too little are the shards read and the take planned on them.
+        let mut held = None;
+        loop {
+            let planned = held.is_some();
+            let mut actions = self.order_actions(write, held.as_ref())?;
+            let failed = match self.transact_reporting(std::mem::take(&mut actions.writes)).await {
+                Ok(()) => return Ok(()),
+                Err(CancelledTransaction::Store(e)) => return Err(e),
+                Err(CancelledTransaction::Conditions(failed)) => failed,
             };
-            match (number("stock"), number("price_cents")) {
-                (Some(stock), Some(price)) if price == line.unit_price_cents && stock < line.quantity => {
-                    short.push(line.product_id)
+            match refusal(write, &actions, &failed) {
+                Refusal::DrainedShard if !planned => {
+                    let sharded: Vec<(Uuid, u32)> = order
+                        .lines
+                        .iter()
+                        .zip(write.stock_shards)
+                        .filter(|(_, shards)| **shards > 1)
+                        .map(|(line, shards)| (line.product_id, *shards))
+                        .collect();
+                    let read = self.read_shards(&sharded).await?;
+                    if read.values().any(|shards| shards.iter().all(Option::is_none)) {
+                        // Deleted or resharded since it was read.
+                        return Err(StoreError::VersionConflict);
+                    }
+                    let short: Vec<Uuid> = order
+                        .lines
+                        .iter()
+                        .filter(|line| {
+                            read.get(&line.product_id)
+                                .is_some_and(|shards| shards.iter().flatten().sum::<i64>() < line.quantity)
+                        })
+                        .map(|line| line.product_id)
+                        .collect();
+                    if !short.is_empty() {
+                        return Err(StoreError::InsufficientStock(short));
+                    }
+                    held = Some(read);
                 }
-                _ => stale = true,
+                // Drained again since the read: the caller reads everything again.
+                Refusal::DrainedShard => return Err(StoreError::VersionConflict),
+                Refusal::Error(e) => return Err(e),
             }
         }
-        if stale {
-            return Err(StoreError::VersionConflict);
-        }
-        if !short.is_empty() {
-            return Err(StoreError::InsufficientStock(short));
-        }
-        Err(StoreError::Backend(format!("order {} already exists", order.id)))
     }
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -1425,8 +1582,12 @@ impl OrderStore for DynamoStore {
                 let pks: Vec<String> = previous.lines.iter().map(|l| product_pk(l.product_id)).collect();
                 let existing = self.batch_get(&self.tables.products, pks).await?;
                 for line in &previous.lines {
-                    if existing.contains_key(&product_pk(line.product_id)) {
-                        actions.push(self.move_stock(line.product_id, line.quantity, None)?);
+                    match existing.get(&product_pk(line.product_id)).map(stock_shards::shards_of) {
+                        Some(1) => actions.push(self.move_stock(line.product_id, line.quantity, None)?),
+                        Some(shards) => {
+                            actions.push(self.add_to_random_shard(line.product_id, shards, line.quantity)?)
+                        }
+                        None => {}
                     }
                 }
             }
