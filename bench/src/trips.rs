@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::types::ConsumedCapacity;
 use aws_smithy_runtime_api::box_error::BoxError as SdkBoxError;
@@ -159,6 +161,10 @@ impl Intercept for TripRecorder {
             capacity_units(out.consumed_capacity())
         } else if let Some(out) = output.downcast_ref::<BatchGetItemOutput>() {
             capacity_units(out.consumed_capacity())
+        } else if let Some(out) = output.downcast_ref::<GetItemOutput>() {
+            out.consumed_capacity().and_then(ConsumedCapacity::capacity_units).unwrap_or_default()
+        } else if let Some(out) = output.downcast_ref::<QueryOutput>() {
+            out.consumed_capacity().and_then(ConsumedCapacity::capacity_units).unwrap_or_default()
         } else {
             return Ok(());
         };
@@ -363,14 +369,19 @@ pub async fn run(endpoint: &str, orders: usize, rush: usize) -> Result<(), BoxEr
     let product = api.call(Method::POST, "/products", Some(&admin), Some(product)).await?;
     let product_id = product.body["id"].as_str().ok_or("no product")?.to_owned();
     let order = json!({"items": [{"product_id": product_id, "quantity": 1}]});
+    let lantern = json!({"name": "Trips lantern", "price_cents": 900, "stock": 1_000_000, "category": "bench", "stock_shards": 6});
+    let lantern = api.call(Method::POST, "/products", Some(&admin), Some(lantern)).await?;
+    let lantern_id = lantern.body["id"].as_str().ok_or("no sharded product")?.to_owned();
+    let sharded_order = json!({"items": [{"product_id": lantern_id, "quantity": 1}]});
 
     let mut costs = [
         Cost::new("POST /orders (session known)"),
         Cost::new("POST /orders (first request)"),
         Cost::new("POST /orders (deferred, next)"),
         Cost::new("POST /orders (Idempotency-Key)"),
+        Cost::new("POST /orders (6 stock shards)"),
         Cost::new("GET /products/{id}"),
-        Cost::new("GET /products"),
+        Cost::new("GET /products (one sharded)"),
     ];
     for i in 0..orders {
         // A customer whose session this instance has checked already (the common case on a
@@ -391,12 +402,18 @@ pub async fn run(endpoint: &str, orders: usize, rush: usize) -> Result<(), BoxEr
         costs[2].add(&deferred.calls);
         let keyed = keyed_order(&api, &token, &order, &format!("key-{i}")).await?;
         costs[3].add(&keyed);
+        // A warm customer ordering a product whose stock is spread over shards.
+        let sharded = sign_up(&api, &format!("trips-sharded-{i}@example.com")).await?;
+        expect(&api.call(Method::GET, "/orders", Some(&sharded), None).await?, StatusCode::OK)?;
+        let placed = api.call(Method::POST, "/orders", Some(&sharded), Some(sharded_order.clone())).await?;
+        expect(&placed, StatusCode::CREATED)?;
+        costs[4].add(&placed.calls);
         let read = api.call(Method::GET, &format!("/products/{product_id}"), None, None).await?;
         expect(&read, StatusCode::OK)?;
-        costs[4].add(&read.calls);
+        costs[5].add(&read.calls);
         let list = api.call(Method::GET, "/products?limit=20", None, None).await?;
         expect(&list, StatusCode::OK)?;
-        costs[5].add(&list.calls);
+        costs[6].add(&list.calls);
     }
     println!(
         "round trips per request on DynamoDB Local, mean over {orders} customers (queue sends included; \

@@ -547,6 +547,36 @@ async fn a_sharded_line_takes_from_several_shards_and_comes_back_on_a_cancel(sto
     let cancelled = moved(&three, Cancelled);
     store.transition_order(&TransitionWrite { restock: true, ..transition(&three, &cancelled) }).await.expect("cancel");
     assert_eq!(stock(&*store, &lamp).await, Some(4));
+
+    // Placed while the product kept its stock on its own item, cancelled after it was sharded:
+    // the units come back to a shard.
+    let vase = product("Vase", "kitchen", 1299, 6);
+    insert_products(&*store, &[&vase]).await;
+    let two_vases = order(Uuid::now_v7(), &[(&vase, 2)]);
+    place(&*store, &two_vases).await.expect("placed unsharded");
+    let read = store.get_product(vase.id).await.expect("get").expect("vase");
+    let sharded_vase = next_version(&read, |p| {
+        p.stock_shards = 3;
+        p.version += 1;
+    });
+    store.update_product(&read, &sharded_vase, None).await.expect("sharded");
+    let cancelled = moved(&two_vases, Cancelled);
+    store
+        .transition_order(&TransitionWrite { restock: true, ..transition(&two_vases, &cancelled) })
+        .await
+        .expect("cancel");
+    assert_eq!(stock(&*store, &vase).await, Some(6));
+}
+
+fn stock_adjustment(product: &Product, delta: i64) -> StockAdjustment {
+    StockAdjustment {
+        id: Uuid::now_v7(),
+        product_id: product.id,
+        delta,
+        reason: "count".into(),
+        actor: "admin:1".into(),
+        at: now(),
+    }
 }
 
 async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(store: Arc<dyn Store>) {
@@ -555,14 +585,7 @@ async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(stor
     let check = LowStockCheck { threshold: 0, alert: None };
     let adjust = |delta: i64| {
         let (store, check) = (Arc::clone(&store), check.clone());
-        let adjustment = StockAdjustment {
-            id: Uuid::now_v7(),
-            product_id: kettle.id,
-            delta,
-            reason: "count".into(),
-            actor: "admin:1".into(),
-            at: now(),
-        };
+        let adjustment = stock_adjustment(&kettle, delta);
         async move {
             store.adjust_stock(AdjustmentWrite { adjustment: &adjustment, low_stock: &check, stock_shards: 3 }).await
         }
@@ -601,6 +624,27 @@ async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(stor
     });
     store.update_product(&one, &again, None).await.expect("sharded again");
     assert_eq!(store.get_product(kettle.id).await.expect("get"), Some(again.clone()));
+
+    // Writes made with the layout read before a reshard: each either applies in full or is
+    // refused as a stale read, never adding or taking units no read counts.
+    let two_more = stock_adjustment(&kettle, 2);
+    let stale_layout = AdjustmentWrite { adjustment: &two_more, low_stock: &check, stock_shards: 1 };
+    let expected = match store.adjust_stock(stale_layout).await {
+        Ok(()) => 11,
+        Err(StoreError::VersionConflict) => 9,
+        Err(other) => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(stock(&*store, &kettle).await, Some(expected));
+    let stale_order = order(Uuid::now_v7(), &[(&again, 1)]);
+    let expected = match store.insert_order(&placement(&stale_order)).await {
+        Ok(()) => expected - 1,
+        Err(StoreError::VersionConflict) => expected,
+        Err(other) => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(stock(&*store, &kettle).await, Some(expected));
+    if expected != 9 {
+        adjust(9 - expected).await.expect("back to 9");
+    }
     place(&*store, &order(Uuid::now_v7(), &[(&again, 9)])).await.expect("the rest");
     assert_eq!(stock(&*store, &kettle).await, Some(0));
 

@@ -102,10 +102,15 @@ pub struct ProductFilter {
 impl ProductFilter {
     /// The part of the filter neither backend can answer from an index.
     pub(crate) fn matches_attributes(&self, product: &Product) -> bool {
-        self.min_price.is_none_or(|min| product.price_cents >= min)
-            && self.max_price.is_none_or(|max| product.price_cents <= max)
+        self.matches_price(product)
             && self.in_stock.is_none_or(|want| (product.stock > 0) == want)
             && self.low_stock.is_none_or(|want| (product.stock < product.low_stock_threshold) == want)
+    }
+
+    /// The price bounds alone (what is known of a product whose stock is yet to be summed).
+    pub(crate) fn matches_price(&self, product: &Product) -> bool {
+        self.min_price.is_none_or(|min| product.price_cents >= min)
+            && self.max_price.is_none_or(|max| product.price_cents <= max)
     }
 }
 

@@ -377,6 +377,10 @@ fn product_item(product: &Product) -> Result<Item, StoreError> {
     Ok(item)
 }
 
+/// A write of a product item's own stock holds only while the item keeps its stock (a reshard
+/// since the read moved it into shards: the write must fail, not add units no read counts).
+const UNSHARDED: &str = "(attribute_not_exists(stock_shards) OR stock_shards = :one)";
+
 /// How a catalog edit writes the product item's own stock.
 #[derive(Debug, Clone, Copy)]
 enum CatalogStock {
@@ -654,7 +658,7 @@ impl DynamoStore {
     fn order_actions(
         &self,
         write: &NewOrderWrite<'_>,
-        held: Option<&HashMap<Uuid, Vec<Option<i64>>>>,
+        held: Option<&HashMap<Uuid, Vec<i64>>>,
     ) -> Result<OrderActions, StoreError> {
         let order = write.order;
         let mut writes = Vec::with_capacity(2 * order.lines.len() + 4);
@@ -744,17 +748,17 @@ impl DynamoStore {
         quantity: i64,
         reservation: Option<(i64, &LowStockCheck)>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut values = HashMap::from([(":delta".to_owned(), n(quantity))]);
+        let mut values = HashMap::from([(":delta".to_owned(), n(quantity)), (":one".to_owned(), n(1))]);
         let condition = match reservation {
             Some((price, check)) => {
                 values.insert(":needed".into(), n(-quantity));
                 values.insert(":price".into(), n(price));
                 format!(
-                    "stock >= :needed AND price_cents = :price AND {}",
+                    "stock >= :needed AND price_cents = :price AND {} AND {UNSHARDED}",
                     low_stock_condition(check, quantity, &mut values)
                 )
             }
-            None => "attribute_exists(pk)".to_owned(),
+            None => format!("attribute_exists(pk) AND {UNSHARDED}"),
         };
         let update = Update::builder()
             .table_name(&self.tables.products)
@@ -911,6 +915,7 @@ impl DynamoStore {
             .table_name(table)
             .set_key(Some(pk(key)))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
@@ -996,6 +1001,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(query.table)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .index_name(query.index)
                 .scan_index_forward(!query.descending)
                 .expression_attribute_names("#h", &hash_attr)
@@ -1251,8 +1257,7 @@ impl CatalogStore for DynamoStore {
             self.count_category(&product.category, 1)?,
         ];
         if product.is_sharded() {
-            let unsharded = Product { stock_shards: 1, ..product.clone() };
-            actions.extend(self.rewrite_shards(&unsharded, &[], product, product.stock)?);
+            actions.extend(self.rewrite_shards(&[], product, product.stock)?);
         }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
@@ -1263,9 +1268,8 @@ impl CatalogStore for DynamoStore {
     }
 
     async fn get_product(&self, id: Uuid) -> Result<Option<Product>, StoreError> {
-        let mut product: Option<Product> = self.get(&self.tables.products, product_pk(id)).await?;
-        self.add_shard_stock(product.as_mut()).await?;
-        Ok(product)
+        let product = self.get(&self.tables.products, product_pk(id)).await?;
+        Ok(self.with_shard_stock(vec![product]).await?.pop().flatten())
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &PageRequest) -> Result<Page<Product>, StoreError> {
@@ -1277,12 +1281,13 @@ impl CatalogStore for DynamoStore {
             sort_prefix: filter.name_prefix.clone(),
             ..IndexQuery::new(&self.tables.products, index, partition)
         };
-        // A sharded product's stock is known once its shards are read: filtered after that.
-        let mut page =
-            self.list_by_index(query, page, |p: &Product| p.is_sharded() || filter.matches_attributes(p)).await?;
-        self.add_shard_stock(page.items.iter_mut()).await?;
-        page.items.retain(|p| filter.matches_attributes(p));
-        Ok(page)
+        // A sharded product's stock is known once its shards are read: its stock filters apply
+        // after that (the page may come out short; its token still leads on).
+        let keep = |p: &Product| if p.is_sharded() { filter.matches_price(p) } else { filter.matches_attributes(p) };
+        let page = self.list_by_index(query, page, keep).await?;
+        let items = self.with_shard_stock(page.items.into_iter().map(Some).collect()).await?;
+        let items = items.into_iter().flatten().filter(|p| filter.matches_attributes(p)).collect();
+        Ok(Page { items, next_token: page.next_token })
     }
 
     async fn update_product(
@@ -1363,9 +1368,11 @@ impl CatalogStore for DynamoStore {
             return self.adjust_sharded_stock(adjustment, write.stock_shards).await;
         }
         let table = &self.tables.products;
-        let mut values = HashMap::from([(":delta".to_owned(), n(adjustment.delta))]);
-        let mut condition =
-            format!("attribute_exists(pk) AND {}", low_stock_condition(check, adjustment.delta, &mut values));
+        let mut values = HashMap::from([(":delta".to_owned(), n(adjustment.delta)), (":one".to_owned(), n(1))]);
+        let mut condition = format!(
+            "attribute_exists(pk) AND {UNSHARDED} AND {}",
+            low_stock_condition(check, adjustment.delta, &mut values)
+        );
         if adjustment.delta < 0 {
             condition.push_str(" AND stock >= :needed");
             values.insert(":needed".to_owned(), n(-adjustment.delta));
@@ -1389,8 +1396,9 @@ impl CatalogStore for DynamoStore {
         match self.transact_reporting(actions).await {
             Ok(()) => Ok(()),
             Err(CancelledTransaction::Conditions(failed)) => match failed.first() {
-                Some((0, Some(old))) => match old.get("stock") {
-                    Some(AttributeValue::N(stock)) if stock.parse::<i64>().is_ok_and(|s| s + adjustment.delta < 0) => {
+                // Short only if the item still holds the stock; resharded since, it is stale.
+                Some((0, Some(old))) => match stock_shards::number_of(old, "stock") {
+                    Some(stock) if stock_shards::shards_of(old) == 1 && stock + adjustment.delta < 0 => {
                         Err(StoreError::InsufficientStock(vec![adjustment.product_id]))
                     }
                     _ => Err(StoreError::VersionConflict),
@@ -1445,9 +1453,9 @@ impl OrderStore for DynamoStore {
             .await?;
         let cooldown = found.remove(&cooldown_key).map(cooldown_from_item).transpose()?;
         let placed_by = found.remove(&customer_key).map(from_item::<Customer>).transpose()?;
-        let mut products: Vec<Option<Product>> =
+        let products: Vec<Option<Product>> =
             pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
-        self.add_shard_stock(products.iter_mut().flatten()).await?;
+        let products = self.with_shard_stock(products).await?;
         Ok(OrderContext { cooldown, customer: placed_by, products })
     }
 
@@ -1480,23 +1488,27 @@ impl OrderStore for DynamoStore {
                         .map(|(line, shards)| (line.product_id, *shards))
                         .collect();
                     let read = self.read_shards(&sharded).await?;
-                    if read.values().any(|shards| shards.iter().all(Option::is_none)) {
-                        // Deleted or resharded since it was read.
-                        return Err(StoreError::VersionConflict);
+                    // Resharded, deleted or repriced since the context was read: a stale read,
+                    // which wins over short stock.
+                    let mut planned = HashMap::new();
+                    for line in order.lines.iter().filter(|line| read.contains_key(&line.product_id)) {
+                        match read.get(&line.product_id) {
+                            Some(Some(shards)) if shards.price_cents == line.unit_price_cents => {
+                                planned.insert(line.product_id, shards.clone());
+                            }
+                            _ => return Err(StoreError::VersionConflict),
+                        }
                     }
                     let short: Vec<Uuid> = order
                         .lines
                         .iter()
-                        .filter(|line| {
-                            read.get(&line.product_id)
-                                .is_some_and(|shards| shards.iter().flatten().sum::<i64>() < line.quantity)
-                        })
+                        .filter(|line| planned.get(&line.product_id).is_some_and(|s| s.total() < line.quantity))
                         .map(|line| line.product_id)
                         .collect();
                     if !short.is_empty() {
                         return Err(StoreError::InsufficientStock(short));
                     }
-                    held = Some(read);
+                    held = Some(planned.into_iter().map(|(id, shards)| (id, shards.stocks)).collect());
                 }
                 // Drained again since the read: the caller reads everything again.
                 Refusal::DrainedShard => return Err(StoreError::VersionConflict),

@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::types::{
 };
 use uuid::Uuid;
 
-use super::{CatalogStock, DynamoStore, Item, TransactionError, adjustment_item, build_err, n, pk, product_pk, s};
+use super::{
+    CatalogStock, DynamoStore, Item, TransactionError, adjustment_item, build_err, from_item, n, pk, product_pk, s,
+};
 use crate::model::{Product, StockAdjustment, StockAlert, crosses_threshold};
 use crate::store::StoreError;
 
@@ -70,46 +72,91 @@ pub(super) fn shards_of(item: &Item) -> u32 {
     number_of(item, "stock_shards").and_then(|k| u32::try_from(k).ok()).unwrap_or(1)
 }
 
+/// Reads of a product's item and of its shards are two reads, not one snapshot: a reshard, a
+/// delete or an edit may land between them. They are read again this many times.
+const SHARD_READ_ATTEMPTS: usize = 3;
+
+/// A sharded product's shards as read: all `N` its item names, each written for that layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ShardRead {
+    pub stocks: Vec<i64>,
+    /// The price the shards carry (every rewrite sets it on all of them).
+    pub price_cents: i64,
+}
+
+impl ShardRead {
+    pub fn total(&self) -> i64 {
+        self.stocks.iter().sum()
+    }
+}
+
 impl DynamoStore {
-    /// Each sharded product's shards (`None` for one missing), in one `BatchGetItem`.
+    /// Each sharded product's shards in one `BatchGetItem`; `None` for a product whose shards
+    /// are not the `N` its item named (resharded or deleted since that read).
     pub(super) async fn read_shards(
         &self,
         products: &[(Uuid, u32)],
-    ) -> Result<HashMap<Uuid, Vec<Option<i64>>>, StoreError> {
+    ) -> Result<HashMap<Uuid, Option<ShardRead>>, StoreError> {
         let keys: Vec<String> =
             products.iter().flat_map(|&(id, shards)| (0..shards).map(move |k| shard_pk(id, k))).collect();
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
         let found = self.batch_get(&self.tables.products, keys).await?;
-        Ok(products
-            .iter()
-            .map(|&(id, shards)| {
-                (
-                    id,
-                    (0..shards)
-                        .map(|k| found.get(&shard_pk(id, k)).and_then(|item| number_of(item, "stock")))
-                        .collect(),
-                )
-            })
-            .collect())
+        let read = |id: Uuid, shards: u32| -> Option<ShardRead> {
+            let items: Vec<&Item> = (0..shards).map(|k| found.get(&shard_pk(id, k))).collect::<Option<_>>()?;
+            if items.iter().any(|item| number_of(item, "shards") != Some(i64::from(shards))) {
+                return None;
+            }
+            let stocks = items.iter().map(|item| number_of(item, "stock")).collect::<Option<_>>()?;
+            let price_cents = number_of(items.first()?, "price_cents")?;
+            Some(ShardRead { stocks, price_cents })
+        };
+        Ok(products.iter().map(|&(id, shards)| (id, read(id, shards))).collect())
     }
 
     /// Gives each sharded product its stock, the sum of its shards (its own item holds none).
-    pub(super) async fn add_shard_stock<'a>(
+    /// A product resharded or deleted between the reads is read again (a deleted one becomes
+    /// `None`), so a layout change never reads as short stock.
+    pub(super) async fn with_shard_stock(
         &self,
-        products: impl IntoIterator<Item = &'a mut Product>,
-    ) -> Result<(), StoreError> {
-        let mut sharded: Vec<&mut Product> = products.into_iter().filter(|p| p.is_sharded()).collect();
-        if sharded.is_empty() {
-            return Ok(());
+        mut products: Vec<Option<Product>>,
+    ) -> Result<Vec<Option<Product>>, StoreError> {
+        let sharded = |p: &Option<Product>| p.as_ref().is_some_and(Product::is_sharded);
+        let mut pending: Vec<usize> = (0..products.len()).filter(|&i| sharded(&products[i])).collect();
+        for _ in 0..SHARD_READ_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(products);
+            }
+            let layouts: Vec<(Uuid, u32)> =
+                pending.iter().filter_map(|&i| products[i].as_ref().map(|p| (p.id, p.stock_shards))).collect();
+            let reads = self.read_shards(&layouts).await?;
+            let mut stale = Vec::new();
+            for &i in &pending {
+                let Some(product) = products[i].as_mut() else { continue };
+                match reads.get(&product.id) {
+                    Some(Some(read)) => product.stock = read.total(),
+                    _ => stale.push(i),
+                }
+            }
+            let keys: Vec<String> =
+                stale.iter().filter_map(|&i| products[i].as_ref().map(|p| product_pk(p.id))).collect();
+            let mut fresh =
+                if keys.is_empty() { HashMap::new() } else { self.batch_get(&self.tables.products, keys).await? };
+            pending.clear();
+            for i in stale {
+                let Some(id) = products[i].as_ref().map(|p| p.id) else { continue };
+                products[i] = fresh.remove(&product_pk(id)).map(from_item::<Product>).transpose()?;
+                if sharded(&products[i]) {
+                    pending.push(i);
+                }
+            }
         }
-        let layouts: Vec<(Uuid, u32)> = sharded.iter().map(|p| (p.id, p.stock_shards)).collect();
-        let stocks = self.read_shards(&layouts).await?;
-        for product in &mut sharded {
-            product.stock = stocks.get(&product.id).map_or(0, |shards| shards.iter().flatten().sum());
+        if pending.is_empty() {
+            Ok(products)
+        } else {
+            Err(StoreError::Unavailable("a product's stock shards kept changing while being read".into()))
         }
-        Ok(())
     }
 
     /// Takes `quantity` from one shard while it holds that many, at `price` when given (an
@@ -163,12 +210,11 @@ impl DynamoStore {
     pub(super) fn take_from_shards(
         &self,
         product: Uuid,
-        shards: &[Option<i64>],
+        stocks: &[i64],
         quantity: i64,
         price: Option<i64>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let stocks: Vec<i64> = shards.iter().map(|stock| stock.unwrap_or(0)).collect();
-        let plan = take_plan(&stocks, quantity).ok_or_else(|| StoreError::InsufficientStock(vec![product]))?;
+        let plan = take_plan(stocks, quantity).ok_or_else(|| StoreError::InsufficientStock(vec![product]))?;
         plan.into_iter().map(|(shard, take)| self.take_from_shard(product, shard, take, price)).collect()
     }
 
@@ -189,12 +235,18 @@ impl DynamoStore {
             return Ok((CatalogStock::Set { held: 0, to: 0 }, Vec::new()));
         }
         let (held, held_total, item_held) = if previous.is_sharded() {
-            let held = self.read_shards(&[(previous.id, previous.stock_shards)]).await?.remove(&previous.id);
-            let held = held.unwrap_or_default();
-            let total = held.iter().flatten().sum();
+            let read = self.read_shards(&[(previous.id, previous.stock_shards)]).await?.remove(&previous.id);
+            // Resharded or deleted since the domain's read: that read is stale.
+            let held = read.flatten().ok_or(StoreError::VersionConflict)?.stocks;
+            let total = held.iter().sum();
             (held, total, 0)
         } else {
-            (Vec::new(), previous.stock, previous.stock)
+            // The item's stock as it is now, not as the domain read it: orders land meanwhile,
+            // and the write is conditioned on exactly this value.
+            let item = self.get_item(&self.tables.products, product_pk(previous.id)).await?;
+            let stock = item.as_ref().filter(|item| shards_of(item) == 1).and_then(|item| number_of(item, "stock"));
+            let stock = stock.ok_or(StoreError::VersionConflict)?;
+            (Vec::new(), stock, stock)
         };
         let total = held_total + delta;
         let crosses = crosses_threshold(held_total, delta, previous.low_stock_threshold, updated.low_stock_threshold);
@@ -202,7 +254,7 @@ impl DynamoStore {
             return Err(StoreError::VersionConflict);
         }
         let item_to = if updated.is_sharded() { 0 } else { total };
-        let writes = self.rewrite_shards(previous, &held, updated, total)?;
+        let writes = self.rewrite_shards(&held, updated, total)?;
         Ok((CatalogStock::Set { held: item_held, to: item_to }, writes))
     }
 
@@ -217,12 +269,10 @@ impl DynamoStore {
         let mut actions = if adjustment.delta >= 0 {
             vec![self.add_to_random_shard(product, shards, adjustment.delta)?]
         } else {
-            let held = self.read_shards(&[(product, shards)]).await?.remove(&product).unwrap_or_default();
-            if held.iter().all(Option::is_none) {
-                // Deleted or resharded since it was read.
-                return Err(StoreError::VersionConflict);
-            }
-            self.take_from_shards(product, &held, -adjustment.delta, None)?
+            let read = self.read_shards(&[(product, shards)]).await?.remove(&product).flatten();
+            // Deleted or resharded since it was read.
+            let held = read.ok_or(StoreError::VersionConflict)?;
+            self.take_from_shards(product, &held.stocks, -adjustment.delta, None)?
         };
         let shard_actions = actions.len();
         actions.push(self.put(
@@ -239,33 +289,32 @@ impl DynamoStore {
         }
     }
 
-    /// Rewrites every shard of `updated` (and drops the shards `previous` had beyond them) so
+    /// Rewrites every shard of `updated` (and drops the shards read in `held` beyond them) so
     /// they hold `total`, each write conditioned on the stock `held` was read at: a write that
     /// landed since fails the transaction, so no unit is lost or made up.
     pub(super) fn rewrite_shards(
         &self,
-        previous: &Product,
-        held: &[Option<i64>],
+        held: &[i64],
         updated: &Product,
         total: i64,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let new = if updated.is_sharded() { spread(total, updated.stock_shards) } else { Vec::new() };
-        let old_count = if previous.is_sharded() { previous.stock_shards } else { 0 };
-        let count = old_count.max(u32::try_from(new.len()).map_err(build_err)?);
+        let count = held.len().max(new.len());
         let mut actions = Vec::new();
         for shard in 0..count {
-            let key = shard_pk(updated.id, shard);
-            let read = held.get(shard as usize).copied().flatten();
-            let (condition, values) = match read {
-                Some(stock) => ("stock = :held", Some(HashMap::from([(":held".to_owned(), n(stock))]))),
+            let key = shard_pk(updated.id, u32::try_from(shard).map_err(build_err)?);
+            let (condition, values) = match held.get(shard) {
+                Some(&stock) => ("stock = :held", Some(HashMap::from([(":held".to_owned(), n(stock))]))),
                 None => ("attribute_not_exists(pk)", None),
             };
-            let action = match new.get(shard as usize) {
+            let action = match new.get(shard) {
                 Some(&stock) => {
                     let item = HashMap::from([
                         ("pk".to_owned(), s(key)),
                         ("stock".to_owned(), n(stock)),
                         ("price_cents".to_owned(), n(updated.price_cents)),
+                        // The layout it belongs to: a read of another layout's shards is stale.
+                        ("shards".to_owned(), n(updated.stock_shards)),
                     ]);
                     let put = Put::builder()
                         .table_name(&self.tables.products)
