@@ -1227,14 +1227,18 @@ impl NoticeStore for SqliteStore {
     }
 
     async fn mark_notice_sent(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
+        // The stamp as the document's serde writes it, set in SQL: no read and rewrite of the
+        // document in the writer.
+        let at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Backend(format!("sent_at: {e}")))?;
         self.db
             .write(move |tx| {
-                let id = id.to_string();
-                if let Some(mut notice) = read_notice(tx, &id)?.filter(|n| n.sent_at.is_none()) {
-                    notice.sent_at = Some(at);
-                    tx.exec("UPDATE notices SET sent = 1, doc = ?2 WHERE id = ?1", params![id, to_doc(&notice)?])
-                        .map_err(backend)?;
-                }
+                tx.exec(
+                    "UPDATE notices SET sent = 1, doc = json_set(doc, '$.sent_at', ?2) WHERE id = ?1 AND sent = 0",
+                    params![id.to_string(), at],
+                )
+                .map_err(backend)?;
                 Ok(())
             })
             .await
