@@ -413,19 +413,24 @@ async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
 /// been captured: past the charge window it is still not given up on (paying again is refused
 /// as in progress), and the redelivered charge asks the gateway again and settles it.
 async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn Store>) {
-    let w = world_with_gateway(store, Arc::new(FaultyGateway::new(false, true))).await;
+    let gateway = Arc::new(FaultyGateway::new(false, true));
+    let w = world_with_gateway(store, gateway.clone()).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
     let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
-    let marked = async {
-        while w.payment(&paid).await.at_gateway_since.is_none() {
+    // Out at the gateway once the gateway has taken the hanging charge. The mark is written
+    // before the charge goes out: a worker dropped between the two (waiting for the mark alone)
+    // left the hang armed for the next charge, and the test hung once in CI.
+    let out = async {
+        while gateway.next_charge_hangs.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
     };
     // The worker dies (is dropped) once its charge is out at the gateway, which never answers.
     tokio::select! {
         _ = w.run_payments() => panic!("the gateway never answers this charge"),
-        () = marked => {}
+        () = out => {}
     }
+    assert!(w.payment(&paid).await.at_gateway_since.is_some(), "marked before the charge went out");
 
     w.clock.advance(Duration::minutes(16)); // past the charge window; the delivery is visible again
     let bearer = w.login("ada@example.com").await;
