@@ -190,50 +190,64 @@ async fn concurrent_orders_cross_once(store: Arc<dyn Store>) {
     assert_eq!(raised[0]["stock"], 9);
 }
 
-/// A flash-sale product: its stock spread over shards (with no low-stock threshold, which no
-/// single order's write could check), sold to a rush of customers without overselling.
+/// A flash-sale product: its stock spread over shards, sold to a rush of customers without
+/// overselling, its low-stock line crossed once per crossing as for any product.
 async fn a_flash_sale_product_spreads_its_stock_over_shards(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
-    let sale = json!({"name": "Lantern", "price_cents": 900, "stock": 10, "category": "kitchen", "stock_shards": 4});
+    let sale = json!({"name": "Lantern", "price_cents": 900, "stock": 20, "category": "kitchen",
+        "stock_shards": 4, "low_stock_threshold": 10});
     let created = api.post("/admin/inventory", sale.clone()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    assert_eq!((&created.body["stock_shards"], &created.body["low_stock_threshold"]), (&json!(4), &json!(0)));
+    assert_eq!((&created.body["stock_shards"], &created.body["stock"]), (&json!(4), &json!(20)));
     let lantern = created.body["id"].as_str().expect("id").to_owned();
-    for (field, value) in [("stock_shards", json!(0)), ("stock_shards", json!(17)), ("low_stock_threshold", json!(5))] {
+    for value in [json!(0), json!(17)] {
         let mut refused = sale.clone();
         refused["name"] = json!("Other lantern");
-        refused[field] = value;
+        refused["stock_shards"] = value;
         let reply = api.post("/admin/inventory", refused).await;
         assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(reply.body.to_string().contains(field), "{}", reply.body);
+        assert!(reply.body.to_string().contains("stock_shards"), "{}", reply.body);
     }
-    // Sharding a product with a threshold needs the threshold gone too.
     let kettle = product(&api, "Kettle", 6, 5).await;
-    let path = format!("/products/{kettle}");
-    assert_problem(
-        &api.send(Method::PATCH, &path, Some(json!({"stock_shards": 8})), &[]).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    );
-    let sharded = api.send(Method::PATCH, &path, Some(json!({"stock_shards": 8, "low_stock_threshold": 0})), &[]).await;
+    let sharded = api.send(Method::PATCH, &format!("/products/{kettle}"), Some(json!({"stock_shards": 8})), &[]).await;
     assert_eq!(
-        (sharded.status, &sharded.body["stock"], &sharded.body["stock_shards"]),
-        (StatusCode::OK, &json!(6), &json!(8))
+        (sharded.status, &sharded.body["stock"], &sharded.body["stock_shards"], &sharded.body["low_stock_threshold"]),
+        (StatusCode::OK, &json!(6), &json!(8), &json!(5))
     );
 
-    let mut customers = Vec::new();
-    for i in 0..14 {
-        customers.push(api.customer(&format!("sale{i}@example.com")).await.1);
-    }
-    let placing = customers.iter().map(|token| {
-        let (api, lantern, token) = (api.clone(), lantern.clone(), token.clone());
-        tokio::spawn(async move { order(&api, &token, &lantern, 1).await.status })
-    });
-    let statuses = futures_join(placing).await;
-    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
-    let refused = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
-    assert_eq!((created, refused), (10, 4), "{statuses:?}");
+    // 24 customers rush 20 units: 20 placed, 4 refused, and the line at 10 crossed once.
+    let rush = |from: usize, to: usize| {
+        let (api, lantern) = (api.clone(), lantern.clone());
+        async move {
+            let mut customers = Vec::new();
+            for i in from..to {
+                customers.push(api.customer(&format!("sale{i}@example.com")).await.1);
+            }
+            let placing = customers.iter().map(|token| {
+                let (api, lantern, token) = (api.clone(), lantern.clone(), token.clone());
+                tokio::spawn(async move { order(&api, &token, &lantern, 1).await.status })
+            });
+            let statuses = futures_join(placing).await;
+            let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+            (created, statuses.len() - created)
+        }
+    };
+    assert_eq!(rush(0, 24).await, (20, 4));
     assert_eq!(api.get(&format!("/admin/inventory/{lantern}")).await.body["stock"], 0);
     assert_eq!(api.get(&format!("/products/{lantern}")).await.body["stock"], 0);
+    let raised = alerts(&api, "").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!((&raised[0]["stock"], &raised[0]["product_id"]), (&json!(9), &json!(lantern)));
+
+    // Refilled above the line, then sold below it again: a second crossing, a second alert.
+    let refill =
+        api.post(&format!("/admin/inventory/{lantern}/adjustments"), json!({"delta": 15, "reason": "delivery"})).await;
+    assert_eq!(refill.status, StatusCode::CREATED, "{}", refill.body);
+    assert_eq!(rush(24, 30).await, (6, 0));
+    assert_eq!(api.get(&format!("/products/{lantern}")).await.body["stock"], 9);
+    let raised = alerts(&api, "").await;
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    assert!(raised.iter().all(|alert| alert["stock"] == 9), "{raised:?}");
 }
 
 async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -35,11 +35,11 @@ pub struct NewProduct {
     pub price_cents: i64,
     pub stock: i64,
     pub category: String,
-    /// Defaults to 5, or 0 for a product with stock shards (which has no threshold).
+    /// Defaults to 5.
     #[serde(default)]
     pub low_stock_threshold: Option<i64>,
     /// Items the stock is spread over on DynamoDB, 1 to 16 (default 1); more than one lets a
-    /// flash sale's orders go to different items, and needs `low_stock_threshold` 0.
+    /// flash sale's orders go to different items.
     #[serde(default)]
     pub stock_shards: Option<u32>,
     /// Expected current version (PUT only); the `If-Match` header takes precedence.
@@ -97,12 +97,12 @@ impl ProductFields {
         let stock = int_in_range("stock", input.stock, 0, MAX_STOCK);
         let category = Category::parse("category", &input.category);
         let shards = shard_count(input.stock_shards.unwrap_or(1));
-        let default_threshold = match shards {
-            Ok(shards) if shards > 1 => 0,
-            _ => DEFAULT_LOW_STOCK_THRESHOLD,
-        };
-        let threshold =
-            int_in_range("low_stock_threshold", input.low_stock_threshold.unwrap_or(default_threshold), 0, MAX_STOCK);
+        let threshold = int_in_range(
+            "low_stock_threshold",
+            input.low_stock_threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD),
+            0,
+            MAX_STOCK,
+        );
         match (name, description, price, stock, category, threshold, shards) {
             (
                 Ok(name),
@@ -138,15 +138,6 @@ impl ProductFields {
 
 fn shard_count(shards: u32) -> std::result::Result<u32, FieldError> {
     int_in_range("stock_shards", shards.into(), 1, MAX_STOCK_SHARDS.into()).map(|_| shards)
-}
-
-/// A product whose stock is spread over shards has no low-stock threshold: whether an order
-/// crosses it depends on every shard, which no single order's write sees (docs/performance.md).
-fn check_shards(product: &Product) -> Result<()> {
-    if product.is_sharded() && product.low_stock_threshold > 0 {
-        return Err(Error::invalid("low_stock_threshold", "must be 0 for a product with more than one stock shard"));
-    }
-    Ok(())
 }
 
 /// A validated PATCH: `None` leaves a field as it is.
@@ -267,7 +258,6 @@ impl Catalog {
             created_at: now,
             updated_at: now,
         };
-        check_shards(&product)?;
         self.store.insert_product(&product).await?;
         tracing::info!(product_id = %product.id, "product created");
         Ok(product)
@@ -314,7 +304,6 @@ impl Catalog {
             if updated == current {
                 return Ok(current);
             }
-            check_shards(&updated)?;
             updated.version = current.version + 1;
             let now = self.clock.now();
             updated.updated_at = now;

@@ -167,7 +167,6 @@ impl LowStockCheck {
     }
 
     /// Whether a stored `stock` and `threshold` are what this check expects of a write of `delta`.
-    #[cfg(feature = "sqlite")]
     pub(crate) fn holds(&self, stock: i64, threshold: i64, delta: i64) -> bool {
         threshold == self.threshold
             && match &self.alert {

@@ -652,13 +652,42 @@ impl DynamoStore {
         )))
     }
 
+    /// The shards of an order's sharded lines, read to plan their takes. Resharded, deleted or
+    /// repriced since the order was decided: a stale read, which wins over short stock.
+    async fn shards_for_order(
+        &self,
+        write: &NewOrderWrite<'_>,
+    ) -> Result<HashMap<Uuid, stock_shards::ShardRead>, StoreError> {
+        let lines = || write.order.lines.iter().zip(write.stock_shards).filter(|(_, shards)| **shards > 1);
+        let sharded: Vec<(Uuid, u32)> = lines().map(|(line, shards)| (line.product_id, *shards)).collect();
+        let mut read = self.read_shards(&sharded).await?;
+        let mut planned = HashMap::new();
+        for (line, _) in lines() {
+            match read.remove(&line.product_id).flatten() {
+                Some(shards) if shards.price_cents == line.unit_price_cents => {
+                    planned.insert(line.product_id, shards);
+                }
+                _ => return Err(StoreError::VersionConflict),
+            }
+        }
+        let short: Vec<Uuid> = lines()
+            .map(|(line, _)| line)
+            .filter(|line| planned.get(&line.product_id).is_some_and(|s| s.total() < line.quantity))
+            .map(|line| line.product_id)
+            .collect();
+        if !short.is_empty() {
+            return Err(StoreError::InsufficientStock(short));
+        }
+        Ok(planned)
+    }
+
     /// The writes placing an order: each line's stock, taken from its product's item or from
     /// its shards (as planned on `held` when they were read, else from one drawn at random);
     /// the order; the cooldown; the idempotency key; the counters; alerts; the notice.
     fn order_actions(
         &self,
         write: &NewOrderWrite<'_>,
-        held: Option<&HashMap<Uuid, Vec<i64>>>,
+        held: Option<&HashMap<Uuid, stock_shards::ShardRead>>,
     ) -> Result<OrderActions, StoreError> {
         let order = write.order;
         let mut writes = Vec::with_capacity(2 * order.lines.len() + 4);
@@ -668,8 +697,8 @@ impl DynamoStore {
             let (product, quantity, price) = (line.product_id, line.quantity, line.unit_price_cents);
             let takes = match held.and_then(|held| held.get(&product)) {
                 _ if shards <= 1 => vec![self.move_stock(product, -quantity, Some((price, check)))?],
-                Some(held) => self.take_from_shards(product, held, quantity, Some(price))?,
-                None => vec![self.take_from_shard(product, fastrand::u32(0..shards), quantity, Some(price))?],
+                Some(read) => self.move_shard_stock(product, read, -quantity, check, Some(price))?,
+                None => vec![self.take_from_random_shard(product, shards, check.threshold, quantity, price)?],
             };
             stock_lines.extend(std::iter::repeat_n(index, takes.len()));
             writes.extend(takes);
@@ -1257,7 +1286,7 @@ impl CatalogStore for DynamoStore {
             self.count_category(&product.category, 1)?,
         ];
         if product.is_sharded() {
-            actions.extend(self.rewrite_shards(&[], product, product.stock)?);
+            actions.extend(self.rewrite_shards(None, &stock_shards::ShardLayout::of(product), product.stock)?);
         }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
@@ -1365,7 +1394,7 @@ impl CatalogStore for DynamoStore {
         let (adjustment, check) = (write.adjustment, write.low_stock);
         check.validate(adjustment.delta)?;
         if write.stock_shards > 1 {
-            return self.adjust_sharded_stock(adjustment, write.stock_shards).await;
+            return self.adjust_sharded_stock(write).await;
         }
         let table = &self.tables.products;
         let mut values = HashMap::from([(":delta".to_owned(), n(adjustment.delta)), (":one".to_owned(), n(1))]);
@@ -1467,9 +1496,13 @@ impl OrderStore for DynamoStore {
         for (line, check) in order.lines.iter().zip(write.low_stock) {
             check.validate(-line.quantity)?;
         }
-        // A sharded line first takes from one shard drawn at random, without reading any; only
-        // if that shard holds too little are the shards read and the take planned on them.
+        // A sharded line that crosses no line first takes from one shard drawn at random,
+        // without reading any; the shards are read (and the take planned on them) when that
+        // shard held too little, or first when the line crosses its low-stock line.
         let mut held = None;
+        if write.low_stock.iter().zip(write.stock_shards).any(|(check, shards)| *shards > 1 && check.alert.is_some()) {
+            held = Some(self.shards_for_order(write).await?);
+        }
         loop {
             let planned = held.is_some();
             let mut actions = self.order_actions(write, held.as_ref())?;
@@ -1479,37 +1512,7 @@ impl OrderStore for DynamoStore {
                 Err(CancelledTransaction::Conditions(failed)) => failed,
             };
             match refusal(write, &actions, &failed) {
-                Refusal::DrainedShard if !planned => {
-                    let sharded: Vec<(Uuid, u32)> = order
-                        .lines
-                        .iter()
-                        .zip(write.stock_shards)
-                        .filter(|(_, shards)| **shards > 1)
-                        .map(|(line, shards)| (line.product_id, *shards))
-                        .collect();
-                    let read = self.read_shards(&sharded).await?;
-                    // Resharded, deleted or repriced since the context was read: a stale read,
-                    // which wins over short stock.
-                    let mut planned = HashMap::new();
-                    for line in order.lines.iter().filter(|line| read.contains_key(&line.product_id)) {
-                        match read.get(&line.product_id) {
-                            Some(Some(shards)) if shards.price_cents == line.unit_price_cents => {
-                                planned.insert(line.product_id, shards.clone());
-                            }
-                            _ => return Err(StoreError::VersionConflict),
-                        }
-                    }
-                    let short: Vec<Uuid> = order
-                        .lines
-                        .iter()
-                        .filter(|line| planned.get(&line.product_id).is_some_and(|s| s.total() < line.quantity))
-                        .map(|line| line.product_id)
-                        .collect();
-                    if !short.is_empty() {
-                        return Err(StoreError::InsufficientStock(short));
-                    }
-                    held = Some(planned.into_iter().map(|(id, shards)| (id, shards.stocks)).collect());
-                }
+                Refusal::DrainedShard if !planned => held = Some(self.shards_for_order(write).await?),
                 // Drained again since the read: the caller reads everything again.
                 Refusal::DrainedShard => return Err(StoreError::VersionConflict),
                 Refusal::Error(e) => return Err(e),
@@ -1589,19 +1592,41 @@ impl OrderStore for DynamoStore {
                 actions.push(self.save_idempotency(record, updated.updated_at)?);
             }
             let idempotency_index = write.idempotency.map(|_| actions.len() - 1);
+            let mut resharded = false;
             if write.restock {
                 // Products deleted since the order was placed get nothing back.
                 let pks: Vec<String> = previous.lines.iter().map(|l| product_pk(l.product_id)).collect();
                 let existing = self.batch_get(&self.tables.products, pks).await?;
                 for line in &previous.lines {
-                    match existing.get(&product_pk(line.product_id)).map(stock_shards::shards_of) {
-                        Some(1) => actions.push(self.move_stock(line.product_id, line.quantity, None)?),
-                        Some(shards) => {
+                    let Some(item) = existing.get(&product_pk(line.product_id)) else { continue };
+                    match stock_shards::shards_of(item) {
+                        1 => actions.push(self.move_stock(line.product_id, line.quantity, None)?),
+                        shards if stock_shards::number_of(item, "low_stock_threshold") == Some(0) => {
                             actions.push(self.add_to_random_shard(line.product_id, shards, line.quantity)?)
                         }
-                        None => {}
+                        // With a threshold, the units go where the floors need them: every
+                        // shard rewritten from what is read now.
+                        shards => {
+                            // Resharded or deleted since its item was read: read both again.
+                            let Some(read) = self.read_shards_of(line.product_id, shards).await? else {
+                                resharded = true;
+                                break;
+                            };
+                            let check = LowStockCheck { threshold: read.threshold(), alert: None };
+                            actions.extend(self.move_shard_stock(
+                                line.product_id,
+                                &read,
+                                line.quantity,
+                                &check,
+                                None,
+                            )?);
+                        }
                     }
                 }
+            }
+            if resharded {
+                backoff(attempt).await;
+                continue;
             }
             if let Some(release) = hold_release(previous, updated) {
                 actions.push(self.release_hold(release)?);

@@ -3,8 +3,16 @@
 //! the price, so an order's write is conditioned on its shard alone: concurrent orders of a
 //! flash sale land on different items and neither conflict nor share one item's write limit.
 //! The stock is the sum of the shards; every decrement is conditioned on its own shard, so the
-//! sum never goes below zero. Edits that move units between shards (a new shard count, a new
-//! price, a stock set by hand) rewrite every shard, each conditioned on the stock just read.
+//! sum never goes below zero.
+//!
+//! The low-stock threshold is split into per-shard floors that add up to it, and the shards
+//! are laid out so that each holds at least its floor whenever the sum is at or above the
+//! threshold. An order taking from one shard no lower than its floor then cannot cross the
+//! line, so it needs no other shard; an order that would go below a floor (the last units
+//! above the line, a crossing, a quantity no shard can give) rewrites every shard conditioned
+//! on all of them, so it knows the exact sum and records the one crossing. Units coming back
+//! with a threshold, and edits that move units between shards (a new shard count, price or
+//! threshold, a stock set by hand), rewrite every shard the same way.
 
 use std::collections::HashMap;
 
@@ -14,10 +22,11 @@ use aws_sdk_dynamodb::types::{
 use uuid::Uuid;
 
 use super::{
-    CatalogStock, DynamoStore, Item, TransactionError, adjustment_item, build_err, from_item, n, pk, product_pk, s,
+    CatalogStock, DynamoStore, Item, TransactionError, adjustment_item, alert_item, build_err, from_item, n, pk,
+    product_pk, s,
 };
-use crate::model::{Product, StockAdjustment, StockAlert, crosses_threshold};
-use crate::store::StoreError;
+use crate::model::{Product, StockAlert, crosses_threshold};
+use crate::store::{AdjustmentWrite, LowStockCheck, StoreError};
 
 pub(super) fn shard_pk(product: Uuid, shard: u32) -> String {
     format!("{}#STOCK#{shard}", product_pk(product))
@@ -29,20 +38,37 @@ pub(super) fn spread(total: i64, shards: u32) -> Vec<i64> {
     (0..count).map(|k| total / count + i64::from(k < total % count)).collect()
 }
 
-/// Which shards to take `quantity` from, given their stock: one shard drawn at random among
-/// those holding enough (so concurrent orders spread out), else the fullest first. `None` when
-/// all of them together hold too little.
-pub(super) fn take_plan(stocks: &[i64], quantity: i64) -> Option<Vec<(u32, i64)>> {
-    if stocks.iter().sum::<i64>() < quantity {
+/// The floors of a low-stock threshold: shard k keeps `floors[k]` units back from orders that
+/// take from it alone. They add up to the threshold.
+pub(super) fn floors(threshold: i64, shards: u32) -> Vec<i64> {
+    spread(threshold, shards)
+}
+
+/// `total` laid over the shards so that, when it reaches the threshold, every shard holds at
+/// least its floor: then an order taking from one shard down to its floor at most can never
+/// take the sum below the threshold, and only orders that go below a floor need every shard.
+pub(super) fn balanced(total: i64, threshold: i64, shards: u32) -> Vec<i64> {
+    if total >= threshold {
+        floors(threshold, shards).into_iter().zip(spread(total - threshold, shards)).map(|(f, r)| f + r).collect()
+    } else {
+        spread(total, shards)
+    }
+}
+
+/// Which shards to take `quantity` from, given what each can give: one shard drawn at random
+/// among those that can give it all (so concurrent orders spread out), else the fullest first.
+/// `None` when all of them together can give too little.
+pub(super) fn take_plan(available: &[i64], quantity: i64) -> Option<Vec<(u32, i64)>> {
+    if available.iter().map(|a| (*a).max(0)).sum::<i64>() < quantity {
         return None;
     }
     let able: Vec<u32> =
-        (0..stocks.len()).filter(|&k| stocks[k] >= quantity).filter_map(|k| u32::try_from(k).ok()).collect();
+        (0..available.len()).filter(|&k| available[k] >= quantity).filter_map(|k| u32::try_from(k).ok()).collect();
     if !able.is_empty() {
         return Some(vec![(able[fastrand::usize(..able.len())], quantity)]);
     }
     let mut fullest: Vec<(u32, i64)> =
-        stocks.iter().enumerate().filter_map(|(k, &stock)| Some((u32::try_from(k).ok()?, stock))).collect();
+        available.iter().enumerate().filter_map(|(k, &stock)| Some((u32::try_from(k).ok()?, stock))).collect();
     fullest.sort_by_key(|&(_, stock)| std::cmp::Reverse(stock));
     let mut left = quantity;
     let mut plan = Vec::new();
@@ -80,6 +106,7 @@ const SHARD_READ_ATTEMPTS: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ShardRead {
     pub stocks: Vec<i64>,
+    pub floors: Vec<i64>,
     /// The price the shards carry (every rewrite sets it on all of them).
     pub price_cents: i64,
 }
@@ -87,6 +114,41 @@ pub(super) struct ShardRead {
 impl ShardRead {
     pub fn total(&self) -> i64 {
         self.stocks.iter().sum()
+    }
+
+    /// The low-stock threshold the shards were laid out for.
+    pub fn threshold(&self) -> i64 {
+        self.floors.iter().sum()
+    }
+
+    /// What each shard can give without going below its floor.
+    fn available(&self) -> Vec<i64> {
+        self.stocks.iter().zip(&self.floors).map(|(stock, floor)| (stock - floor).max(0)).collect()
+    }
+}
+
+/// How a sharded product's shards are to be laid out.
+pub(super) struct ShardLayout {
+    pub product: Uuid,
+    pub shards: u32,
+    pub threshold: i64,
+    pub price_cents: i64,
+}
+
+impl ShardLayout {
+    pub fn of(product: &Product) -> Self {
+        Self {
+            product: product.id,
+            shards: product.stock_shards,
+            threshold: product.low_stock_threshold,
+            price_cents: product.price_cents,
+        }
+    }
+
+    /// The layout the shards just read are in.
+    fn as_read(product: Uuid, read: &ShardRead) -> Self {
+        let shards = u32::try_from(read.stocks.len()).unwrap_or(u32::MAX);
+        Self { product, shards, threshold: read.threshold(), price_cents: read.price_cents }
     }
 }
 
@@ -109,10 +171,16 @@ impl DynamoStore {
                 return None;
             }
             let stocks = items.iter().map(|item| number_of(item, "stock")).collect::<Option<_>>()?;
+            let floors = items.iter().map(|item| number_of(item, "floor")).collect::<Option<_>>()?;
             let price_cents = number_of(items.first()?, "price_cents")?;
-            Some(ShardRead { stocks, price_cents })
+            Some(ShardRead { stocks, floors, price_cents })
         };
         Ok(products.iter().map(|&(id, shards)| (id, read(id, shards))).collect())
+    }
+
+    /// One product's shards, if they are the `shards` its item named.
+    pub(super) async fn read_shards_of(&self, product: Uuid, shards: u32) -> Result<Option<ShardRead>, StoreError> {
+        Ok(self.read_shards(&[(product, shards)]).await?.remove(&product).flatten())
     }
 
     /// Gives each sharded product its stock, the sum of its shards (its own item holds none).
@@ -159,17 +227,23 @@ impl DynamoStore {
         }
     }
 
-    /// Takes `quantity` from one shard while it holds that many, at `price` when given (an
-    /// order is priced as it was read). ALL_OLD tells a drained shard from a repriced one.
+    /// Takes `quantity` from one shard while that leaves it at or above its `floor` (as laid
+    /// out for the threshold the take was decided on), at `price` when given (an order is priced
+    /// as it was read). ALL_OLD tells a drained shard from a repriced one.
     pub(super) fn take_from_shard(
         &self,
         product: Uuid,
         shard: u32,
         quantity: i64,
+        floor: i64,
         price: Option<i64>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut values = HashMap::from([(":quantity".to_owned(), n(quantity))]);
-        let mut condition = "stock >= :quantity".to_owned();
+        let mut values = HashMap::from([
+            (":quantity".to_owned(), n(quantity)),
+            (":needed".to_owned(), n(quantity + floor)),
+            (":floor".to_owned(), n(floor)),
+        ]);
+        let mut condition = "stock >= :needed AND floor = :floor".to_owned();
         if let Some(price) = price {
             condition.push_str(" AND price_cents = :price");
             values.insert(":price".to_owned(), n(price));
@@ -186,8 +260,24 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Takes from one shard drawn at random, without reading the shards: for an order that
+    /// crosses no line, with the floors of the threshold it was decided on.
+    pub(super) fn take_from_random_shard(
+        &self,
+        product: Uuid,
+        shards: u32,
+        threshold: i64,
+        quantity: i64,
+        price: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let shard = fastrand::u32(0..shards.max(1));
+        let floor = floors(threshold, shards).get(shard as usize).copied().unwrap_or(0);
+        self.take_from_shard(product, shard, quantity, floor, Some(price))
+    }
+
     /// Gives `quantity` back to a shard drawn at random, while the product still has it (a
-    /// product deleted or resharded since it was read fails the condition).
+    /// product deleted or resharded since it was read fails the condition) and has no
+    /// threshold (with one, units must land where the floors need them: see [`Self::settle_shards`]).
     pub(super) fn add_to_random_shard(
         &self,
         product: Uuid,
@@ -198,24 +288,57 @@ impl DynamoStore {
             .table_name(&self.tables.products)
             .set_key(Some(pk(shard_pk(product, fastrand::u32(0..shards.max(1))))))
             .update_expression("SET stock = stock + :quantity")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND floor = :zero")
             .expression_attribute_values(":quantity", n(quantity))
+            .expression_attribute_values(":zero", n(0))
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// The writes taking `quantity` from a sharded product as its shards were just read, at
-    /// `price` when given; `InsufficientStock` when they hold too little together.
-    pub(super) fn take_from_shards(
+    /// The writes moving a sharded product's stock by `delta` from the shards as just `read`,
+    /// under `check` (the low-stock check the move was decided with), at `price` when given:
+    /// - a decrement that crosses no line and that the shards can give above their floors
+    ///   takes from one shard, or from several, each conditioned on itself alone;
+    /// - anything else (a crossing, a take below the floors, a threshold with units coming
+    ///   back) rewrites every shard, conditioned on all of them as read: the exact sum decides.
+    ///
+    /// `InsufficientStock` when the shards hold too little; `VersionConflict` when the check
+    /// no longer holds for what was read.
+    pub(super) fn move_shard_stock(
         &self,
         product: Uuid,
-        stocks: &[i64],
-        quantity: i64,
+        read: &ShardRead,
+        delta: i64,
+        check: &LowStockCheck,
         price: Option<i64>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let plan = take_plan(stocks, quantity).ok_or_else(|| StoreError::InsufficientStock(vec![product]))?;
-        plan.into_iter().map(|(shard, take)| self.take_from_shard(product, shard, take, price)).collect()
+        let (total, threshold) = (read.total(), read.threshold());
+        if total + delta < 0 {
+            return Err(StoreError::InsufficientStock(vec![product]));
+        }
+        if threshold != check.threshold || !check.holds(total, threshold, delta) {
+            return Err(StoreError::VersionConflict);
+        }
+        if delta < 0 && check.alert.is_none() {
+            if let Some(plan) = take_plan(&read.available(), -delta) {
+                return plan
+                    .into_iter()
+                    .map(|(shard, take)| {
+                        let floor = read.floors.get(shard as usize).copied().unwrap_or(0);
+                        self.take_from_shard(product, shard, take, floor, price)
+                    })
+                    .collect();
+            }
+        }
+        if delta > 0 && threshold == 0 {
+            return Ok(vec![self.add_to_random_shard(
+                product,
+                u32::try_from(read.stocks.len()).map_err(build_err)?,
+                delta,
+            )?]);
+        }
+        self.rewrite_shards(Some(read), &ShardLayout::as_read(product, read), total + delta)
     }
 
     /// What an edit of a product with shards (before or after it) writes besides the product
@@ -229,92 +352,102 @@ impl DynamoStore {
         alert: Option<&StockAlert>,
     ) -> Result<(CatalogStock, Vec<TransactWriteItem>), StoreError> {
         let delta = updated.stock - previous.stock;
-        let same_shards = previous.stock_shards == updated.stock_shards && previous.price_cents == updated.price_cents;
-        if same_shards && delta == 0 {
+        let same_layout = previous.stock_shards == updated.stock_shards
+            && previous.price_cents == updated.price_cents
+            && previous.low_stock_threshold == updated.low_stock_threshold;
+        if same_layout && delta == 0 {
             // A name or a description: the shards stay as they are, and so do orders on them.
             return Ok((CatalogStock::Set { held: 0, to: 0 }, Vec::new()));
         }
         let (held, held_total, item_held) = if previous.is_sharded() {
-            let read = self.read_shards(&[(previous.id, previous.stock_shards)]).await?.remove(&previous.id);
             // Resharded or deleted since the domain's read: that read is stale.
-            let held = read.flatten().ok_or(StoreError::VersionConflict)?.stocks;
-            let total = held.iter().sum();
-            (held, total, 0)
+            let read = self.read_shards_of(previous.id, previous.stock_shards).await?;
+            let read = read.ok_or(StoreError::VersionConflict)?;
+            let total = read.total();
+            (Some(read), total, 0)
         } else {
             // The item's stock as it is now, not as the domain read it: orders land meanwhile,
             // and the write is conditioned on exactly this value.
             let item = self.get_item(&self.tables.products, product_pk(previous.id)).await?;
             let stock = item.as_ref().filter(|item| shards_of(item) == 1).and_then(|item| number_of(item, "stock"));
             let stock = stock.ok_or(StoreError::VersionConflict)?;
-            (Vec::new(), stock, stock)
+            (None, stock, stock)
         };
         let total = held_total + delta;
         let crosses = crosses_threshold(held_total, delta, previous.low_stock_threshold, updated.low_stock_threshold);
         if total < 0 || crosses != alert.is_some() || alert.is_some_and(|a| a.stock != total) {
             return Err(StoreError::VersionConflict);
         }
-        let item_to = if updated.is_sharded() { 0 } else { total };
-        let writes = self.rewrite_shards(&held, updated, total)?;
+        let (item_to, layout) = if updated.is_sharded() {
+            (0, ShardLayout::of(updated))
+        } else {
+            // Back to the item: every shard goes.
+            (total, ShardLayout { shards: 0, ..ShardLayout::of(updated) })
+        };
+        let writes = self.rewrite_shards(held.as_ref(), &layout, total)?;
         Ok((CatalogStock::Set { held: item_held, to: item_to }, writes))
     }
 
-    /// A stock adjustment of a sharded product: units added to a shard drawn at random, or
-    /// taken from the shards as they are now; with the adjustment's record.
-    pub(super) async fn adjust_sharded_stock(
-        &self,
-        adjustment: &StockAdjustment,
-        shards: u32,
-    ) -> Result<(), StoreError> {
+    /// A stock adjustment of a sharded product, moved as [`Self::move_shard_stock`] decides,
+    /// with the adjustment's record and its alert.
+    pub(super) async fn adjust_sharded_stock(&self, write: AdjustmentWrite<'_>) -> Result<(), StoreError> {
+        let (adjustment, check) = (write.adjustment, write.low_stock);
         let product = adjustment.product_id;
-        let mut actions = if adjustment.delta >= 0 {
-            vec![self.add_to_random_shard(product, shards, adjustment.delta)?]
-        } else {
-            let read = self.read_shards(&[(product, shards)]).await?.remove(&product).flatten();
-            // Deleted or resharded since it was read.
-            let held = read.ok_or(StoreError::VersionConflict)?;
-            self.take_from_shards(product, &held.stocks, -adjustment.delta, None)?
-        };
+        // Deleted or resharded since it was read: stale.
+        let read = self.read_shards_of(product, write.stock_shards).await?.ok_or(StoreError::VersionConflict)?;
+        let mut actions = self.move_shard_stock(product, &read, adjustment.delta, check, None)?;
         let shard_actions = actions.len();
-        actions.push(self.put(
-            &self.tables.products,
-            adjustment_item(adjustment)?,
-            "attribute_not_exists(pk)",
-            None,
-        )?);
+        let table = &self.tables.products;
+        actions.push(self.put(table, adjustment_item(adjustment)?, "attribute_not_exists(pk)", None)?);
+        if let Some(alert) = &check.alert {
+            actions.push(self.put(table, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
+        }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
             Err(TransactionError::ConditionFailed(i)) if i < shard_actions => Err(StoreError::VersionConflict),
-            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::Backend("adjustment id collision".into())),
+            Err(TransactionError::ConditionFailed(_)) => {
+                Err(StoreError::Backend("adjustment or alert id collision".into()))
+            }
             Err(TransactionError::Store(e)) => Err(e),
         }
     }
 
-    /// Rewrites every shard of `updated` (and drops the shards read in `held` beyond them) so
-    /// they hold `total`, each write conditioned on the stock `held` was read at: a write that
-    /// landed since fails the transaction, so no unit is lost or made up.
+    /// Rewrites every shard of `layout` (and drops the shards `held` had beyond them) so they
+    /// hold `total`, balanced over its floors; each write is conditioned on the shard as `held`
+    /// read it (stock and price): a write that landed since fails the transaction, so no unit
+    /// is lost or made up. `layout.shards` 0 drops them all (the stock goes back to the item).
     pub(super) fn rewrite_shards(
         &self,
-        held: &[i64],
-        updated: &Product,
+        held: Option<&ShardRead>,
+        layout: &ShardLayout,
         total: i64,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let new = if updated.is_sharded() { spread(total, updated.stock_shards) } else { Vec::new() };
-        let count = held.len().max(new.len());
+        let new = if layout.shards > 1 { balanced(total, layout.threshold, layout.shards) } else { Vec::new() };
+        let new_floors = floors(layout.threshold, layout.shards);
+        let held_stocks = held.map_or(&[][..], |read| &read.stocks[..]);
+        let count = held_stocks.len().max(new.len());
         let mut actions = Vec::new();
         for shard in 0..count {
-            let key = shard_pk(updated.id, u32::try_from(shard).map_err(build_err)?);
-            let (condition, values) = match held.get(shard) {
-                Some(&stock) => ("stock = :held", Some(HashMap::from([(":held".to_owned(), n(stock))]))),
-                None => ("attribute_not_exists(pk)", None),
+            let key = shard_pk(layout.product, u32::try_from(shard).map_err(build_err)?);
+            let (condition, values) = match (held, held_stocks.get(shard)) {
+                (Some(read), Some(&stock)) => (
+                    "stock = :held AND price_cents = :held_price",
+                    Some(HashMap::from([
+                        (":held".to_owned(), n(stock)),
+                        (":held_price".to_owned(), n(read.price_cents)),
+                    ])),
+                ),
+                _ => ("attribute_not_exists(pk)", None),
             };
             let action = match new.get(shard) {
                 Some(&stock) => {
                     let item = HashMap::from([
                         ("pk".to_owned(), s(key)),
                         ("stock".to_owned(), n(stock)),
-                        ("price_cents".to_owned(), n(updated.price_cents)),
+                        ("price_cents".to_owned(), n(layout.price_cents)),
                         // The layout it belongs to: a read of another layout's shards is stale.
-                        ("shards".to_owned(), n(updated.stock_shards)),
+                        ("shards".to_owned(), n(layout.shards)),
+                        ("floor".to_owned(), n(new_floors.get(shard).copied().unwrap_or(0))),
                     ]);
                     let put = Put::builder()
                         .table_name(&self.tables.products)
