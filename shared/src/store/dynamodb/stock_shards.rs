@@ -477,7 +477,7 @@ impl DynamoStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{spread, take_plan};
+    use super::{balanced, floors, spread, take_plan};
 
     #[test]
     fn spread_keeps_the_exact_total() {
@@ -485,6 +485,18 @@ mod tests {
         assert_eq!(spread(3, 4), vec![1, 1, 1, 0]);
         assert_eq!(spread(0, 2), vec![0, 0]);
         assert_eq!(spread(7, 1), vec![7]);
+    }
+
+    #[test]
+    fn at_or_above_the_threshold_every_shard_holds_its_floor() {
+        assert_eq!(floors(10, 4), vec![3, 3, 2, 2]);
+        assert_eq!(balanced(20, 10, 4), vec![6, 6, 4, 4]);
+        for total in 10..40 {
+            let laid = balanced(total, 10, 4);
+            assert_eq!(laid.iter().sum::<i64>(), total);
+            assert!(laid.iter().zip(floors(10, 4)).all(|(stock, floor)| *stock >= floor), "{total}: {laid:?}");
+        }
+        assert_eq!(balanced(7, 10, 4).iter().sum::<i64>(), 7, "below the line: any layout of the exact sum");
     }
 
     #[test]
