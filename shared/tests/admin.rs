@@ -248,6 +248,20 @@ async fn a_flash_sale_product_spreads_its_stock_over_shards(store: Arc<dyn Store
     let raised = alerts(&api, "").await;
     assert_eq!(raised.len(), 2, "{raised:?}");
     assert!(raised.iter().all(|alert| alert["stock"] == 9), "{raised:?}");
+
+    // Below the line, an order and a refill to 10; the order's cancellation brings its unit
+    // back above the line (11); an order of 2 crosses again (9): a third alert.
+    let (_, held) = customer_orders(&api, "keeper@example.com", &lantern, 1).await;
+    let refill =
+        api.post(&format!("/admin/inventory/{lantern}/adjustments"), json!({"delta": 2, "reason": "found"})).await;
+    assert_eq!(refill.status, StatusCode::CREATED, "{}", refill.body);
+    let cancelled = api.post(&format!("/orders/{held}/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(api.get(&format!("/products/{lantern}")).await.body["stock"], 11);
+    customer_orders(&api, "last@example.com", &lantern, 2).await;
+    let raised = alerts(&api, "").await;
+    assert_eq!(raised.len(), 3, "{raised:?}");
+    assert!(raised.iter().all(|alert| alert["stock"] == 9), "{raised:?}");
 }
 
 async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -1601,11 +1601,8 @@ impl OrderStore for DynamoStore {
                     let Some(item) = existing.get(&product_pk(line.product_id)) else { continue };
                     match stock_shards::shards_of(item) {
                         1 => actions.push(self.move_stock(line.product_id, line.quantity, None)?),
-                        shards if stock_shards::number_of(item, "low_stock_threshold") == Some(0) => {
-                            actions.push(self.add_to_random_shard(line.product_id, shards, line.quantity)?)
-                        }
-                        // With a threshold, the units go where the floors need them: every
-                        // shard rewritten from what is read now.
+                        // To one shard, or to every one when the units lift the sum back over
+                        // its line (see `move_shard_stock`), from the shards as they are now.
                         shards => {
                             // Resharded or deleted since its item was read: read both again.
                             let Some(read) = self.read_shards_of(line.product_id, shards).await? else {
@@ -1627,6 +1624,12 @@ impl OrderStore for DynamoStore {
             if resharded {
                 backoff(attempt).await;
                 continue;
+            }
+            if actions.len() > MAX_TRANSACTION_ACTIONS {
+                // Only a restock of many lines whose sharded products are all below their line.
+                return Err(StoreError::Unavailable(
+                    "the restock spans too many stock shards for one transaction".into(),
+                ));
             }
             if let Some(release) = hold_release(previous, updated) {
                 actions.push(self.release_hold(release)?);

@@ -109,6 +109,10 @@ pub(super) struct ShardRead {
     pub floors: Vec<i64>,
     /// The price the shards carry (every rewrite sets it on all of them).
     pub price_cents: i64,
+    /// A fresh token per rewrite of every shard (an edit, a whole-product order, a refill
+    /// below the line): a write conditioned on it is conditioned on the layout, the floors, the
+    /// price and on no rewrite having landed since the read.
+    pub generation: String,
 }
 
 impl ShardRead {
@@ -173,7 +177,11 @@ impl DynamoStore {
             let stocks = items.iter().map(|item| number_of(item, "stock")).collect::<Option<_>>()?;
             let floors = items.iter().map(|item| number_of(item, "floor")).collect::<Option<_>>()?;
             let price_cents = number_of(items.first()?, "price_cents")?;
-            Some(ShardRead { stocks, floors, price_cents })
+            let generation = match items.first()?.get("generation") {
+                Some(AttributeValue::S(generation)) => generation.clone(),
+                _ => return None,
+            };
+            Some(ShardRead { stocks, floors, price_cents, generation })
         };
         Ok(products.iter().map(|&(id, shards)| (id, read(id, shards))).collect())
     }
@@ -275,22 +283,25 @@ impl DynamoStore {
         self.take_from_shard(product, shard, quantity, floor, Some(price))
     }
 
-    /// Gives `quantity` back to a shard drawn at random, while the product still has it (a
-    /// product deleted or resharded since it was read fails the condition) and has no
-    /// threshold (with one, units must land where the floors need them: see [`Self::settle_shards`]).
-    pub(super) fn add_to_random_shard(
+    /// Gives `quantity` back to a shard drawn at random, while no rewrite has landed since
+    /// `read` (so the shards are still laid out as read: a product deleted, resharded or given
+    /// another threshold since fails the condition). Only for a read that shows every shard at
+    /// or above its floor (no threshold, or a sum at or above it): takes since then keep them
+    /// there, so units added to any one keep them there too.
+    fn add_to_random_shard(
         &self,
         product: Uuid,
-        shards: u32,
+        read: &ShardRead,
         quantity: i64,
     ) -> Result<TransactWriteItem, StoreError> {
+        let shards = u32::try_from(read.stocks.len()).map_err(build_err)?;
         let update = Update::builder()
             .table_name(&self.tables.products)
             .set_key(Some(pk(shard_pk(product, fastrand::u32(0..shards.max(1))))))
             .update_expression("SET stock = stock + :quantity")
-            .condition_expression("attribute_exists(pk) AND floor = :zero")
+            .condition_expression("generation = :generation")
             .expression_attribute_values(":quantity", n(quantity))
-            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":generation", s(read.generation.clone()))
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -300,8 +311,9 @@ impl DynamoStore {
     /// under `check` (the low-stock check the move was decided with), at `price` when given:
     /// - a decrement that crosses no line and that the shards can give above their floors
     ///   takes from one shard, or from several, each conditioned on itself alone;
-    /// - anything else (a crossing, a take below the floors, a threshold with units coming
-    ///   back) rewrites every shard, conditioned on all of them as read: the exact sum decides.
+    /// - units coming back while the sum is at or above the threshold go to one shard;
+    /// - anything else (a crossing, a take below the floors, units coming back below the line)
+    ///   rewrites every shard, conditioned on all of them as read: the exact sum decides.
     ///
     /// `InsufficientStock` when the shards hold too little; `VersionConflict` when the check
     /// no longer holds for what was read.
@@ -331,12 +343,8 @@ impl DynamoStore {
                     .collect();
             }
         }
-        if delta > 0 && threshold == 0 {
-            return Ok(vec![self.add_to_random_shard(
-                product,
-                u32::try_from(read.stocks.len()).map_err(build_err)?,
-                delta,
-            )?]);
+        if delta > 0 && total >= threshold {
+            return Ok(vec![self.add_to_random_shard(product, read, delta)?]);
         }
         self.rewrite_shards(Some(read), &ShardLayout::as_read(product, read), total + delta)
     }
@@ -413,9 +421,10 @@ impl DynamoStore {
     }
 
     /// Rewrites every shard of `layout` (and drops the shards `held` had beyond them) so they
-    /// hold `total`, balanced over its floors; each write is conditioned on the shard as `held`
-    /// read it (stock and price): a write that landed since fails the transaction, so no unit
-    /// is lost or made up. `layout.shards` 0 drops them all (the stock goes back to the item).
+    /// hold `total`, balanced over its floors, under a new generation; each write is conditioned
+    /// on the shard as `held` read it (its stock and generation): a write that landed since fails
+    /// the transaction, so no unit is lost or made up. `layout.shards` 0 drops them all (the
+    /// stock goes back to the item).
     pub(super) fn rewrite_shards(
         &self,
         held: Option<&ShardRead>,
@@ -424,6 +433,7 @@ impl DynamoStore {
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let new = if layout.shards > 1 { balanced(total, layout.threshold, layout.shards) } else { Vec::new() };
         let new_floors = floors(layout.threshold, layout.shards);
+        let generation = Uuid::now_v7().to_string();
         let held_stocks = held.map_or(&[][..], |read| &read.stocks[..]);
         let count = held_stocks.len().max(new.len());
         let mut actions = Vec::new();
@@ -431,10 +441,10 @@ impl DynamoStore {
             let key = shard_pk(layout.product, u32::try_from(shard).map_err(build_err)?);
             let (condition, values) = match (held, held_stocks.get(shard)) {
                 (Some(read), Some(&stock)) => (
-                    "stock = :held AND price_cents = :held_price",
+                    "stock = :held AND generation = :held_generation",
                     Some(HashMap::from([
                         (":held".to_owned(), n(stock)),
-                        (":held_price".to_owned(), n(read.price_cents)),
+                        (":held_generation".to_owned(), s(read.generation.clone())),
                     ])),
                 ),
                 _ => ("attribute_not_exists(pk)", None),
@@ -448,6 +458,7 @@ impl DynamoStore {
                         // The layout it belongs to: a read of another layout's shards is stale.
                         ("shards".to_owned(), n(layout.shards)),
                         ("floor".to_owned(), n(new_floors.get(shard).copied().unwrap_or(0))),
+                        ("generation".to_owned(), s(generation.clone())),
                     ]);
                     let put = Put::builder()
                         .table_name(&self.tables.products)
