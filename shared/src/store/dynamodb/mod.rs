@@ -789,11 +789,23 @@ impl DynamoStore {
             }
             None => format!("attribute_exists(pk) AND {UNSHARDED}"),
         };
+        // Stock is not part of the version: reservations never contend with catalog edits.
+        self.stock_update(product_pk(product), "SET stock = stock + :delta", condition, values)
+    }
+
+    /// A conditional update of a stock attribute (a product's item or one of its stock shards)
+    /// in a transaction; ALL_OLD on a failed condition tells short stock from a stale read.
+    fn stock_update(
+        &self,
+        key: String,
+        expression: &str,
+        condition: String,
+        values: Item,
+    ) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&self.tables.products)
-            .set_key(Some(pk(product_pk(product))))
-            // Stock is not part of the version: reservations never contend with catalog edits.
-            .update_expression("SET stock = stock + :delta")
+            .set_key(Some(pk(key)))
+            .update_expression(expression)
             .condition_expression(condition)
             .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -1406,17 +1418,8 @@ impl CatalogStore for DynamoStore {
             condition.push_str(" AND stock >= :needed");
             values.insert(":needed".to_owned(), n(-adjustment.delta));
         }
-        let update = Update::builder()
-            .table_name(table)
-            .set_key(Some(pk(product_pk(adjustment.product_id))))
-            .update_expression("SET stock = stock + :delta")
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
         let mut actions = vec![
-            TransactWriteItem::builder().update(update).build(),
+            self.stock_update(product_pk(adjustment.product_id), "SET stock = stock + :delta", condition, values)?,
             self.put(table, adjustment_item(adjustment)?, "attribute_not_exists(pk)", None)?,
         ];
         if let Some(alert) = &check.alert {

@@ -16,9 +16,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use uuid::Uuid;
 
 use super::{
@@ -256,16 +254,7 @@ impl DynamoStore {
             condition.push_str(" AND price_cents = :price");
             values.insert(":price".to_owned(), n(price));
         }
-        let update = Update::builder()
-            .table_name(&self.tables.products)
-            .set_key(Some(pk(shard_pk(product, shard))))
-            .update_expression("SET stock = stock - :quantity")
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        self.stock_update(shard_pk(product, shard), "SET stock = stock - :quantity", condition, values)
     }
 
     /// Takes from one shard drawn at random, without reading the shards: for an order that
