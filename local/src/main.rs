@@ -41,6 +41,11 @@ mod serve;
 
 type BoxError = Box<dyn std::error::Error>;
 
+// The server's many small, short-lived allocations (requests, JSON, statements' values) cost
+// less in mimalloc than in the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.data");
 
 #[tokio::main]
@@ -158,10 +163,10 @@ async fn sweep_periodically(sweeper: Sweeper, stopped: impl std::future::Future<
 /// survive a restart. Never used in Lambda, where `JWT_SECRET` is required.
 fn development_secret(data_dir: &Path) -> Result<Vec<u8>, BoxError> {
     let path = data_dir.join("jwt-secret");
-    if let Ok(secret) = std::fs::read(&path) {
-        if secret.len() >= orderly::domain::MIN_SECRET_BYTES {
-            return Ok(secret);
-        }
+    if let Ok(secret) = std::fs::read(&path)
+        && secret.len() >= orderly::domain::MIN_SECRET_BYTES
+    {
+        return Ok(secret);
     }
     let secret = orderly::domain::random_secret();
     write_private(&path, secret.as_bytes())?;

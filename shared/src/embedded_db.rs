@@ -441,7 +441,7 @@ mod tests {
             }
         }
         assert_eq!((ok, refused), (133, 67));
-        assert_eq!(db.read(|conn| count(conn)).await.expect("count"), 133);
+        assert_eq!(db.read(count).await.expect("count"), 133);
         let refused_rows: i64 = db
             .read(|conn| {
                 Ok::<_, EngineError>(conn.query_row("SELECT COUNT(*) FROM items WHERE id % 3 = 0", [], |r| r.get(0))?)
@@ -500,7 +500,7 @@ mod tests {
         for write in queued {
             write.await.expect("task").expect("queued write");
         }
-        assert_eq!(db.read(|conn| count(conn)).await.expect("count"), 101);
+        assert_eq!(db.read(count).await.expect("count"), 101);
         // The first write's batch, then the hundred queued behind it.
         assert_eq!(db.stats(), (101, 2));
     }
@@ -519,7 +519,7 @@ mod tests {
         db.write(|conn| Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (2, 1)", [])?))
             .await
             .expect("the writer still runs");
-        assert_eq!(db.read(|conn| count(conn)).await.expect("count"), 1);
+        assert_eq!(db.read(count).await.expect("count"), 1);
     }
 
     #[tokio::test]

@@ -87,7 +87,7 @@ async fn every_statement_of_a_journey_uses_an_index() {
     assert!(statements.len() > 20, "the journey ran the store: {statements:?}");
     let mut scans = Vec::new();
     for sql in &statements {
-        let verb = sql.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let verb = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         if !["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains(&verb.as_str()) {
             continue;
         }

@@ -329,7 +329,7 @@ async fn an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_c
     let seen =
         [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 8, alert: Some(alert.clone()) }];
     store.insert_order(&NewOrderWrite { low_stock: &seen, ..placement(&placed) }).await.expect("placed");
-    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, [alert.clone()]);
+    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, std::slice::from_ref(&alert));
     assert_eq!(stock(&*store, &mug).await, Some(7));
 
     // Below the line already: no alert, and an alert that describes no crossing is refused.
@@ -525,7 +525,7 @@ async fn a_sharded_product_sells_exactly_its_stock(store: Arc<dyn Store>) {
     let mug = sharded("Mug", 10, 4);
     insert_products(&*store, &[&mug]).await;
     assert_eq!(store.get_product(mug.id).await.expect("get"), Some(mug.clone()), "the shards sum to the stock");
-    assert_eq!(in_stock(&*store).await, [mug.clone()]);
+    assert_eq!(in_stock(&*store).await, std::slice::from_ref(&mug));
 
     let (placed, short) = rush(&store, &mug, 30).await;
     assert_eq!((placed, short), (10, 20));

@@ -88,7 +88,7 @@ fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn brand_of(digits: &str) -> &'static str {
@@ -177,10 +177,10 @@ impl Payments {
             "payment|{}|{}|{}|{}/{}",
             order.id, summary.brand, summary.last4, summary.exp_month, summary.exp_year
         );
-        if let Some(key) = &key {
-            if let Some(replay) = self.ledger.replay(order.customer_id, key, &fingerprint).await? {
-                return Ok(replay);
-            }
+        if let Some(key) = &key
+            && let Some(replay) = self.ledger.replay(order.customer_id, key, &fingerprint).await?
+        {
+            return Ok(replay);
         }
         let order = self.payable(session, order).await?;
         let token = self.ledger.gateway.tokenize(&card).await.map_err(|e| match e {
@@ -227,10 +227,10 @@ impl Payments {
         match self.ledger.commit(write).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
-                if let Some(key) = &key {
-                    if let Some(replay) = self.ledger.replay(order.customer_id, key, &fingerprint).await? {
-                        return Ok(replay);
-                    }
+                if let Some(key) = &key
+                    && let Some(replay) = self.ledger.replay(order.customer_id, key, &fingerprint).await?
+                {
+                    return Ok(replay);
                 }
                 return Err(Error::Unavailable);
             }

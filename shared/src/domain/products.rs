@@ -214,10 +214,10 @@ impl ProductQuery {
             (Ok(c), Ok(min), Ok(max), Ok(q)) => (c, min, max, q),
             (c, min, max, q) => return Err(field_errors([c.err(), min.err(), max.err(), q.err()])),
         };
-        if let (Some(min), Some(max)) = (min_price, max_price) {
-            if min > max {
-                return Err(Error::invalid("min_price", "must not be greater than max_price"));
-            }
+        if let (Some(min), Some(max)) = (min_price, max_price)
+            && min > max
+        {
+            return Err(Error::invalid("min_price", "must not be greater than max_price"));
         }
         Ok(ProductFilter {
             category,

@@ -71,26 +71,26 @@ fn in_api_terms(message: &str) -> String {
         let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
         return format!("must be {}", expected_in_api_terms(expected));
     }
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        if let Some((got, expected)) = rest.split_once(", expected ") {
-            let got = got.split([' ', '`']).next().unwrap_or(got);
-            let got = match got {
-                "map" => "an object",
-                "sequence" => "an array",
-                "string" => "a string",
-                "integer" => "an integer",
-                "floating" => "a decimal number",
-                "boolean" => "true or false",
-                "null" => "null",
-                other => other,
-            };
-            return format!("must be {}, not {got}", expected_in_api_terms(expected));
-        }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((got, expected)) = rest.split_once(", expected ")
+    {
+        let got = got.split([' ', '`']).next().unwrap_or(got);
+        let got = match got {
+            "map" => "an object",
+            "sequence" => "an array",
+            "string" => "a string",
+            "integer" => "an integer",
+            "floating" => "a decimal number",
+            "boolean" => "true or false",
+            "null" => "null",
+            other => other,
+        };
+        return format!("must be {}, not {got}", expected_in_api_terms(expected));
     }
-    if let Some(rest) = message.strip_prefix("invalid value: ") {
-        if let Some((_, expected)) = rest.split_once(", expected ") {
-            return format!("must be {}", expected_in_api_terms(expected));
-        }
+    if let Some(rest) = message.strip_prefix("invalid value: ")
+        && let Some((_, expected)) = rest.split_once(", expected ")
+    {
+        return format!("must be {}", expected_in_api_terms(expected));
     }
     if message.starts_with("UUID parsing failed") || message.contains("invalid character") && message.contains("UUID") {
         return "must be a UUID".into();

@@ -321,16 +321,17 @@ impl DynamoStore {
         if threshold != check.threshold || !check.holds(total, threshold, delta) {
             return Err(StoreError::VersionConflict);
         }
-        if delta < 0 && check.alert.is_none() {
-            if let Some(plan) = take_plan(&read.available(), -delta) {
-                return plan
-                    .into_iter()
-                    .map(|(shard, take)| {
-                        let floor = read.floors.get(shard as usize).copied().unwrap_or(0);
-                        self.take_from_shard(product, shard, take, floor, price)
-                    })
-                    .collect();
-            }
+        if delta < 0
+            && check.alert.is_none()
+            && let Some(plan) = take_plan(&read.available(), -delta)
+        {
+            return plan
+                .into_iter()
+                .map(|(shard, take)| {
+                    let floor = read.floors.get(shard as usize).copied().unwrap_or(0);
+                    self.take_from_shard(product, shard, take, floor, price)
+                })
+                .collect();
         }
         if delta > 0 && total >= threshold {
             return Ok(vec![self.add_to_random_shard(product, read, delta)?]);
