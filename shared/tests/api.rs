@@ -72,6 +72,32 @@ async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {
     assert_eq!(listed.body["items"], json!([]), "nothing was written");
 }
 
+async fn invalid_products_get_field_errors(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let every_field_wrong = json!({
+        "name": " ", "description": "bell\u{7}", "price_cents": -1, "stock": -1, "category": "Not A Slug",
+        "low_stock_threshold": -1, "stock_shards": 0
+    });
+    let all = ["name", "description", "price_cents", "stock", "category", "low_stock_threshold", "stock_shards"];
+    let fields = |reply: &Reply| -> Vec<String> {
+        let errors = reply.body["errors"].as_array().expect("errors");
+        errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()
+    };
+    let created = api.post("/products", every_field_wrong.clone()).await;
+    assert_problem(&created, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&created), all, "POST names every bad field");
+    assert_eq!(api.get("/products").await.body["items"], json!([]), "nothing was written");
+
+    let mug = api.post("/products", mug()).await;
+    let uri = format!("/products/{}", mug.body["id"].as_str().expect("id"));
+    for method in [Method::PUT, Method::PATCH] {
+        let reply = api.send(method.clone(), &uri, Some(every_field_wrong.clone()), &[]).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields(&reply), all, "{method} names every bad field");
+    }
+    assert_eq!(api.get(&uri).await.body, mug.body, "nothing was changed");
+}
+
 async fn products_crud_with_etags(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
     let created = api.post("/products", mug()).await;
@@ -359,6 +385,7 @@ on_every_store!(
     public_catalog_reads_revalidate_with_etags,
     customers_sign_up_read_update_and_list,
     invalid_customers_get_field_errors,
+    invalid_products_get_field_errors,
     products_crud_with_etags,
     a_stale_if_match_is_refused_and_changes_nothing,
     concurrent_patches_at_one_version_let_exactly_one_win,

@@ -482,7 +482,10 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
     let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
     assert_eq!(read.stock, 13);
     assert_eq!(store.list_adjustments(kettle.id, &PageRequest::first(10)).await.expect("trail").items.len(), 3);
-    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, std::slice::from_ref(&crossing));
+    assert_eq!(
+        store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items,
+        std::slice::from_ref(&crossing)
+    );
 
     // An edit: taking 13 down to 4 crosses, so it needs the alert, and the stock as read.
     let edited = next_version(&read, |p| {

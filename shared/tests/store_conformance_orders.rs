@@ -329,7 +329,10 @@ async fn an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_c
     let seen =
         [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 8, alert: Some(alert.clone()) }];
     store.insert_order(&NewOrderWrite { low_stock: &seen, ..placement(&placed) }).await.expect("placed");
-    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, std::slice::from_ref(&alert));
+    assert_eq!(
+        store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items,
+        std::slice::from_ref(&alert)
+    );
     assert_eq!(stock(&*store, &mug).await, Some(7));
 
     // Below the line already: no alert, and an alert that describes no crossing is refused.

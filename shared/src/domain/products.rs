@@ -78,66 +78,24 @@ pub struct ProductQuery {
     pub next_token: Option<String>,
 }
 
-/// Every field of a product a client may set, validated.
-struct ProductFields {
-    name: ProductName,
-    description: String,
-    price_cents: i64,
-    stock: i64,
-    category: Category,
-    low_stock_threshold: i64,
-    stock_shards: u32,
-}
-
-impl ProductFields {
-    fn parse(input: NewProduct) -> Result<Self> {
-        let name = ProductName::parse("name", &input.name);
-        let description = optional_multiline_text("description", input.description.as_deref(), MAX_DESCRIPTION);
-        let price = int_in_range("price_cents", input.price_cents, 0, MAX_PRICE_CENTS);
-        let stock = int_in_range("stock", input.stock, 0, MAX_STOCK);
-        let category = Category::parse("category", &input.category);
-        let shards = shard_count(input.stock_shards.unwrap_or(1));
-        let threshold = int_in_range(
-            "low_stock_threshold",
-            input.low_stock_threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD),
-            0,
-            MAX_STOCK,
-        );
-        match (name, description, price, stock, category, threshold, shards) {
-            (
-                Ok(name),
-                Ok(description),
-                Ok(price_cents),
-                Ok(stock),
-                Ok(category),
-                Ok(low_stock_threshold),
-                Ok(stock_shards),
-            ) => Ok(Self {
-                name,
-                description: description.unwrap_or_default(),
-                price_cents,
-                stock,
-                category,
-                low_stock_threshold,
-                stock_shards,
-            }),
-            (n, d, p, s, c, t, k) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err(), k.err()])),
-        }
-    }
-
-    fn apply_to(&self, product: &mut Product) {
-        product.name = self.name.clone();
-        product.description = self.description.clone();
-        product.price_cents = self.price_cents;
-        product.stock = self.stock;
-        product.category = self.category.clone();
-        product.low_stock_threshold = self.low_stock_threshold;
-        product.stock_shards = self.stock_shards;
-    }
-}
-
 fn shard_count(shards: u32) -> std::result::Result<u32, FieldError> {
     int_in_range("stock_shards", shards.into(), 1, MAX_STOCK_SHARDS.into()).map(|_| shards)
+}
+
+/// A POST or PUT body is a patch that sets every field, with the defaults for those left out.
+impl From<NewProduct> for ProductPatch {
+    fn from(input: NewProduct) -> Self {
+        Self {
+            name: Some(input.name),
+            description: Some(input.description.unwrap_or_default()),
+            price_cents: Some(input.price_cents),
+            stock: Some(input.stock),
+            category: Some(input.category),
+            low_stock_threshold: Some(input.low_stock_threshold.unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD)),
+            stock_shards: Some(input.stock_shards.unwrap_or(1)),
+            version: input.version,
+        }
+    }
 }
 
 /// A validated PATCH: `None` leaves a field as it is.
@@ -243,17 +201,28 @@ impl Catalog {
     }
 
     pub async fn create_product(&self, input: NewProduct) -> Result<Product> {
-        let fields = ProductFields::parse(input)?;
+        let ProductChanges {
+            name: Some(name),
+            description: Some(description),
+            price_cents: Some(price_cents),
+            stock: Some(stock),
+            category: Some(category),
+            low_stock_threshold: Some(low_stock_threshold),
+            stock_shards: Some(stock_shards),
+        } = ProductChanges::parse(&ProductPatch::from(input))?
+        else {
+            return Err(Error::Internal("a new product's patch sets every field".into()));
+        };
         let now = self.clock.now();
         let product = Product {
             id: Uuid::now_v7(),
-            name: fields.name,
-            description: fields.description,
-            price_cents: fields.price_cents,
-            stock: fields.stock,
-            category: fields.category,
-            low_stock_threshold: fields.low_stock_threshold,
-            stock_shards: fields.stock_shards,
+            name,
+            description,
+            price_cents,
+            stock,
+            category,
+            low_stock_threshold,
+            stock_shards,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -289,8 +258,8 @@ impl Catalog {
     /// PUT: replaces every client-settable field, with the same concurrency rule as PATCH.
     pub async fn replace_product(&self, id: Uuid, if_match: Option<u64>, input: NewProduct) -> Result<Product> {
         let expected = if_match.or(input.version);
-        let fields = ProductFields::parse(input)?;
-        self.write_product(id, expected, |product| fields.apply_to(product)).await
+        let changes = ProductChanges::parse(&ProductPatch::from(input))?;
+        self.write_product(id, expected, |product| changes.apply_to(product)).await
     }
 
     /// One conditional write of `change` applied to the current product; re-read and

@@ -1,6 +1,8 @@
 //! The `orders` function: placing orders (customers), reading them (owner or admin),
 //! cancelling, tracking and labels, admin status changes and fulfillment, and metrics.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,8 +22,8 @@ use crate::domain::{
 use crate::error::Error;
 use crate::model::{Order, OrderStatus, Payment};
 
-/// The services the orders routes call.
-#[derive(Clone)]
+/// The services the orders routes call, shared behind one `Arc`: axum clones a route's state
+/// for every request, and these hold a few dozen `Arc`s between them.
 struct OrdersApi {
     orders: Orders,
     payments: Payments,
@@ -38,7 +40,7 @@ pub fn routes(orders: Orders, payments: Payments, fulfillment: Fulfillment) -> R
         .route("/orders/{id}/tracking", get(tracking))
         .route("/orders/{id}/label", get(label))
         .route("/orders/{id}/fulfillment", put(fulfill))
-        .with_state(OrdersApi { orders, payments, fulfillment })
+        .with_state(Arc::new(OrdersApi { orders, payments, fulfillment }))
 }
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -55,7 +57,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyK
 /// Idempotency-Key gets the first answer again, byte for byte.
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/orders", tag = "orders", summary = "Place an order (customers)", params(("Idempotency-Key" = Option<String>, Header, description = "Repeat the request with the same key to get the first answer again, never a second write (1-255 visible ASCII characters)")), request_body = crate::domain::NewOrder, responses((status = 201, description = "Accepted and pending payment", body = crate::model::Order, headers(("Location" = String, description = "The order's URI"))), (status = 202, description = "Accepted during the cooldown: processing order until release_at", body = crate::model::Order, headers(("Location" = String, description = "The order's URI"))), (status = 403, description = "Admins do not place orders", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not enough stock, or unpaid holds over the caps", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many orders wait for the cooldown; Retry-After", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn place(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     session: Session,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
@@ -73,7 +75,7 @@ async fn place(
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders", tag = "orders", summary = "Orders: your own, or (admins) everyone's", params(crate::domain::OrderQuery), responses((status = 200, description = "A page of orders", body = crate::store::Page<crate::model::Order>)), security(("bearer" = []))))]
 async fn list(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     session: Session,
     Query(query): Query<OrderQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -90,7 +92,7 @@ pub(crate) struct OrderWithPayments {
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/{id}", tag = "orders", summary = "An order with its payments", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "The order", body = crate::http::orders::OrderWithPayments, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
-async fn show(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
+async fn show(State(api): State<Arc<OrdersApi>>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
     order_with_payments(&api.orders, &api.payments, &session, id).await
 }
 
@@ -109,7 +111,7 @@ pub(super) async fn order_with_payments(
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/{id}/tracking", tag = "orders", summary = "Tracking: carrier, number, events", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "Tracking", body = crate::domain::Tracking), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn tracking(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     session: Session,
     Id(id): Id,
 ) -> Result<JsonResponse<Tracking>, ApiError> {
@@ -118,14 +120,14 @@ async fn tracking(
 
 /// The shipping label, as ZPL for a thermal printer.
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/{id}/label", tag = "orders", summary = "The shipping label (ZPL)", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "ZPL for a thermal printer", body = String, content_type = "application/zpl"), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not shipped yet", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
-async fn label(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
+async fn label(State(api): State<Arc<OrdersApi>>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
     let zpl = api.fulfillment.label(&session, id).await?;
     Ok(([(header::CONTENT_TYPE, "application/zpl; charset=utf-8")], zpl).into_response())
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(put, path = "/orders/{id}/fulfillment", tag = "orders", summary = "Ship or record delivery (admin)", params(("id" = Uuid, Path, description = "Order id")), request_body = crate::domain::FulfillmentRequest, responses((status = 200, description = "The order", body = crate::model::Order), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not along the transition table", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn fulfill(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     AdminSession(session): AdminSession,
     Id(id): Id,
     Json(request): Json<FulfillmentRequest>,
@@ -151,7 +153,11 @@ pub(crate) struct StatusView {
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/{id}/status", tag = "orders", summary = "An order's status, to poll", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "The status", body = crate::http::orders::StatusView), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
-async fn status(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
+async fn status(
+    State(api): State<Arc<OrdersApi>>,
+    session: Session,
+    Id(id): Id,
+) -> Result<impl IntoResponse, ApiError> {
     let order = api.orders.order_for(&session, id).await?;
     Ok(JsonResponse(StatusView {
         id: order.id,
@@ -166,7 +172,7 @@ async fn status(State(api): State<OrdersApi>, session: Session, Id(id): Id) -> R
 
 #[cfg_attr(feature = "openapi", utoipa::path(put, path = "/orders/{id}/status", tag = "orders", summary = "Move an order along the transition table (admin)", params(("id" = Uuid, Path, description = "Order id")), request_body = crate::domain::StatusChange, responses((status = 200, description = "The order", body = crate::model::Order), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not along the transition table", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn change_status(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     AdminSession(session): AdminSession,
     Id(id): Id,
     Json(change): Json<StatusChange>,
@@ -176,7 +182,7 @@ async fn change_status(
 
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", summary = "Cancel an order (its customer or an admin)", params(("id" = Uuid, Path, description = "Order id")), request_body = crate::domain::CancelRequest, responses((status = 200, description = "The cancelled order", body = crate::model::Order), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "It cannot be cancelled any more", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn cancel(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     session: Session,
     Id(id): Id,
     JsonOrEmpty(request): JsonOrEmpty<CancelRequest>,
@@ -186,7 +192,7 @@ async fn cancel(
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/metrics", tag = "orders", summary = "Order counters (admin)", responses((status = 200, description = "Counts by status, average processing time, revenue", body = crate::domain::OrderMetrics), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn metrics(
-    State(api): State<OrdersApi>,
+    State(api): State<Arc<OrdersApi>>,
     AdminSession(session): AdminSession,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(JsonResponse(api.orders.order_metrics(&session).await?))
