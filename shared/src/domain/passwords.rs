@@ -105,7 +105,9 @@ impl Hasher {
 /// argon2's working memory (19 MiB a hash) is allocated and freed per hash. Once glibc has seen
 /// a block that big freed, it serves the next ones from its per-thread arenas and keeps them:
 /// a burst of sign-ups left the process at over a gigabyte. A fixed mmap threshold makes every
-/// such block its own mapping, given back to the system as soon as the hash is done.
+/// such block its own mapping, given back to the system as soon as the hash is done. (The
+/// local server allocates with mimalloc, which this does not tune: it keeps a few blocks for a
+/// while, bounded by the hashing permits; see the README.)
 fn return_big_blocks_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called once, before any hash.
