@@ -342,10 +342,38 @@ async fn admins_work_orders(store: Arc<dyn Store>) {
     assert!(seen.body.get("admin_note").is_none(), "{}", seen.body);
     assert!(!seen.body.to_string().contains("internal note"), "{}", seen.body);
 
-    for status in ["paid", "shipped"] {
-        let moved = api.send(Method::PUT, &format!("/admin/orders/{id}"), Some(json!({"status": status})), &[]).await;
-        assert_eq!((moved.status, &moved.body["status"]), (StatusCode::OK, &json!(status)), "{}", moved.body);
+    // A refused status change (an illegal move, a bad reason) refuses the whole amendment:
+    // the address and note it carried are not written either.
+    let version = amended.body["version"].clone();
+    let moved_address = json!({"line1": "9 Wrong Way", "city": "York", "postal_code": "YO1 7HH", "country": "GB"});
+    for (status, reason, expected) in
+        [("delivered", "ok", StatusCode::CONFLICT), ("cancelled", "bad\u{7}reason", StatusCode::UNPROCESSABLE_ENTITY)]
+    {
+        let body = json!({"shipping_address": moved_address, "note": "x", "status": status, "reason": reason});
+        let refused = api.send(Method::PUT, &format!("/admin/orders/{id}"), Some(body), &[]).await;
+        assert_problem(&refused, expected);
+        let unchanged = api.get(&format!("/admin/orders/{id}")).await.body;
+        assert_eq!(
+            (&unchanged["version"], &unchanged["shipping_address"]["line1"], &unchanged["status"]),
+            (&version, &json!("2 New Road"), &json!("pending")),
+            "{unchanged}"
+        );
     }
+    // An address and a status change land together, as one version, under If-Match.
+    let both = api
+        .send(
+            Method::PUT,
+            &format!("/admin/orders/{id}"),
+            Some(json!({"shipping_address": corrected, "note": "paid by phone", "status": "paid"})),
+            &[("if-match", &format!("\"{version}\""))],
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::OK, "{}", both.body);
+    assert_eq!((&both.body["status"], &both.body["admin_note"]), (&json!("paid"), &json!("paid by phone")));
+    assert_eq!(both.body["version"], version.as_u64().expect("version") + 1);
+    assert_problem(&api.get(&format!("/orders/{id}/label")).await, StatusCode::CONFLICT);
+    let shipped = api.send(Method::PUT, &format!("/admin/orders/{id}"), Some(json!({"status": "shipped"})), &[]).await;
+    assert_eq!((shipped.status, &shipped.body["status"]), (StatusCode::OK, &json!("shipped")), "{}", shipped.body);
     let label = api.get(&format!("/orders/{id}/label")).await;
     assert!(label.body.as_str().is_some_and(|zpl| zpl.contains("2 New Road")), "{}", label.body);
     let late =

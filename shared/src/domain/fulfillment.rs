@@ -198,10 +198,14 @@ impl Fulfillment {
         })
     }
 
-    /// GET /orders/{id}/label (owner or admin): the ZPL shipping label.
+    /// GET /orders/{id}/label (owner or admin): the ZPL shipping label; 409 until it ships.
     pub async fn label(&self, session: &Session, order_id: Uuid) -> Result<String> {
         let order = self.ledger.order_for(session, order_id).await?;
-        order.shipment.map(|s| s.label).ok_or(Error::NotFound("shipping label"))
+        let status = order.status;
+        order
+            .shipment
+            .map(|s| s.label)
+            .ok_or_else(|| Error::Conflict(format!("the order is {status}: its shipping label is made when it ships")))
     }
 }
 

@@ -432,38 +432,27 @@ impl Orders {
     pub async fn change_status(&self, session: &Session, id: Uuid, change: StatusChange) -> Result<Order> {
         session.require_admin()?;
         let target = OrderStatus::parse("status", &change.status).map_err(|e| Error::Validation(vec![e]))?;
-        let order = self.ledger.order_for(session, id).await?;
-        let event = match (order.status, target) {
-            (OrderStatus::ProcessingOrder, OrderStatus::Pending) => OrderEvent::Released,
-            (_, OrderStatus::Paid) => OrderEvent::PaymentSucceeded,
-            (_, OrderStatus::Shipped) => OrderEvent::ShipmentCreated,
-            (_, OrderStatus::Delivered) => OrderEvent::DeliveryRecorded,
-            (_, OrderStatus::Cancelled) => OrderEvent::Cancelled,
-            (from, to) => return Err(illegal(from, to)),
-        };
-        if order.status.after(event) != Some(target) {
-            return Err(illegal(order.status, target));
-        }
         let reason = parse_reason(change.reason)?;
+        let order = self.ledger.order_for(session, id).await?;
+        let event = status_event(&order, target)?;
         match event {
-            // A payment in flight will settle the order itself; marking it paid by hand now
-            // would have the capture refunded.
-            OrderEvent::PaymentSucceeded if order.payment_id.is_some() => {
-                Err(Error::Conflict("this order has a payment; it becomes paid when the payment succeeds".into()))
-            }
             // Shipping creates the shipment (tracking number, label) like the worker does.
-            OrderEvent::ShipmentCreated => self
-                .fulfillment
-                .ship(order.id, &actor(session))
-                .await?
-                .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into())),
+            OrderEvent::ShipmentCreated => self.ship(session, order.id).await,
             _ => Ok(self.ledger.apply(order, event, &actor(session), reason).await?),
         }
     }
 
+    async fn ship(&self, session: &Session, id: Uuid) -> Result<Order> {
+        self.fulfillment
+            .ship(id, &actor(session))
+            .await?
+            .ok_or_else(|| Error::Conflict("the order changed meanwhile; read it again".into()))
+    }
+
     /// PUT /admin/orders/{id}: corrects the shipping address (before shipping) and the internal
-    /// note in one conditional write with a history entry, then moves the status if asked.
-    /// `if_match`: the version the admin saw; a stale one answers 412.
+    /// note, and moves the status if asked, in one conditional write with a history entry per
+    /// change. Everything is checked before anything is written, so a refused request changes
+    /// nothing. `if_match`: the version the admin saw; a stale one answers 412.
     pub async fn amend(
         &self,
         session: &Session,
@@ -475,65 +464,90 @@ impl Orders {
         let address = amendment.shipping_address.map(|a| Address::parse("shipping_address", a)).transpose();
         let note = optional_text("note", amendment.note.as_deref(), 2_000);
         let target = amendment.status.as_deref().map(|s| OrderStatus::parse("status", s)).transpose();
-        let (address, note) = match (address, note, target) {
-            (Ok(address), Ok(note), Ok(_)) => (address, note),
-            (a, n, t) => return Err(super::field_errors([a.err(), n.err(), t.err()])),
+        let reason = optional_text("reason", amendment.reason.as_deref(), 500);
+        let (address, note, target, reason) = match (address, note, target, reason) {
+            (Ok(address), Ok(note), Ok(target), Ok(reason)) => (address, note, target, reason),
+            (a, n, t, r) => return Err(super::field_errors([a.err(), n.err(), t.err(), r.err()])),
         };
-        let mut order = self.ledger.order_for(session, id).await?;
+        let order = self.ledger.order_for(session, id).await?;
         if let Some(expected) = if_match
             && expected != order.version
         {
             return Err(Error::PreconditionFailed { current_version: order.version });
         }
-        let note_changed = amendment.note.is_some() && note != order.admin_note;
-        if address.is_some() || note_changed {
-            if address.is_some() && !order.status.holds_stock() {
-                return Err(Error::Conflict(format!("the address of a {} order cannot change", order.status)));
-            }
-            let now = self.ledger.now();
-            let mut updated = order.clone();
-            let mut changes = Vec::new();
-            if let Some(address) = address {
-                updated.shipping_address = Some(address);
-                changes.push("shipping address corrected");
-            }
-            if note_changed {
-                updated.admin_note = note;
-                changes.push(INTERNAL_NOTE_CHANGE);
-            }
-            updated.version += 1;
-            updated.updated_at = now;
-            for change in changes {
-                updated.history.push(HistoryEntry {
-                    at: now,
-                    event: None,
-                    status: order.status,
-                    actor: actor(session),
-                    change: Some(change.to_owned()),
-                });
-            }
-            let write = TransitionWrite {
-                previous: &order,
-                updated: &updated,
-                restock: false,
-                payment: None,
-                idempotency: None,
-                notice: None,
-            };
-            match self.ledger.commit(write).await {
-                Ok(()) => order = updated,
-                Err(StoreError::VersionConflict) => {
-                    let current = self.ledger.order_for(session, id).await?;
-                    return Err(Error::PreconditionFailed { current_version: current.version });
-                }
-                Err(other) => return Err(other.into()),
-            }
+        let event = target.filter(|t| *t != order.status).map(|t| status_event(&order, t)).transpose()?;
+        if address.is_some() && !order.status.holds_stock() {
+            return Err(Error::Conflict(format!("the address of a {} order cannot change", order.status)));
         }
-        match amendment.status {
-            Some(status) if status != order.status.as_str() => {
-                self.change_status(session, id, StatusChange { status, reason: amendment.reason }).await
+        let now = self.ledger.now();
+        let mut amended = order.clone();
+        let mut changes = Vec::new();
+        if let Some(address) = address {
+            amended.shipping_address = Some(address);
+            changes.push("shipping address corrected");
+        }
+        if amendment.note.is_some() && note != order.admin_note {
+            amended.admin_note = note;
+            changes.push(INTERNAL_NOTE_CHANGE);
+        }
+        for change in &changes {
+            amended.history.push(HistoryEntry {
+                at: now,
+                event: None,
+                status: order.status,
+                actor: actor(session),
+                change: Some((*change).to_owned()),
+            });
+        }
+        amended.updated_at = now;
+        let changed = !changes.is_empty();
+        let written = match event {
+            // Shipping creates the shipment from the stored order, so a corrected address is
+            // written first; a change in between makes the shipment's own write answer 409.
+            Some(OrderEvent::ShipmentCreated) | None => self.write_amendment(&order, amended, changed).await,
+            Some(event) => match self.ledger.next_order(&amended, event, &actor(session), reason) {
+                Some(next) => self.ledger.write_transition(&order, next, event).await,
+                None => return Err(Error::Internal("a checked transition did not apply".into())),
+            },
+        };
+        let written = match written {
+            Ok(written) => written,
+            // The If-Match contract: someone else's change in between answers 412.
+            Err(TransitionError::Raced) => {
+                let current = self.ledger.order_for(session, id).await?;
+                return Err(Error::PreconditionFailed { current_version: current.version });
             }
-            _ => Ok(order),
+            Err(other) => return Err(other.into()),
+        };
+        match event {
+            Some(OrderEvent::ShipmentCreated) => self.ship(session, id).await,
+            _ => Ok(written),
+        }
+    }
+
+    /// Writes `amended` (address or note changes only) over `order`, if anything `changed`.
+    async fn write_amendment(
+        &self,
+        order: &Order,
+        mut amended: Order,
+        changed: bool,
+    ) -> Result<Order, TransitionError> {
+        if !changed {
+            return Ok(order.clone());
+        }
+        amended.version += 1;
+        let write = TransitionWrite {
+            previous: order,
+            updated: &amended,
+            restock: false,
+            payment: None,
+            idempotency: None,
+            notice: None,
+        };
+        match self.ledger.commit(write).await {
+            Ok(()) => Ok(amended),
+            Err(StoreError::VersionConflict) => Err(TransitionError::Raced),
+            Err(other) => Err(TransitionError::Failed(other.into())),
         }
     }
 
@@ -611,6 +625,27 @@ fn parse_reason(raw: Option<String>) -> Result<Option<String>> {
 
 fn illegal(from: OrderStatus, to: OrderStatus) -> Error {
     Error::Conflict(format!("an order cannot go from {from} to {to}"))
+}
+
+/// The event that moves `order` to `target` by an admin's hand, or why it cannot.
+fn status_event(order: &Order, target: OrderStatus) -> Result<OrderEvent> {
+    let event = match (order.status, target) {
+        (OrderStatus::ProcessingOrder, OrderStatus::Pending) => OrderEvent::Released,
+        (_, OrderStatus::Paid) => OrderEvent::PaymentSucceeded,
+        (_, OrderStatus::Shipped) => OrderEvent::ShipmentCreated,
+        (_, OrderStatus::Delivered) => OrderEvent::DeliveryRecorded,
+        (_, OrderStatus::Cancelled) => OrderEvent::Cancelled,
+        (from, to) => return Err(illegal(from, to)),
+    };
+    if order.status.after(event) != Some(target) {
+        return Err(illegal(order.status, target));
+    }
+    // A payment in flight will settle the order itself; marking it paid by hand now would
+    // have the capture refunded.
+    if event == OrderEvent::PaymentSucceeded && order.payment_id.is_some() {
+        return Err(Error::Conflict("this order has a payment; it becomes paid when the payment succeeds".into()));
+    }
+    Ok(event)
 }
 
 /// Who and where an order ships to: the customer as they are now, and the request's address or

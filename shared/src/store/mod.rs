@@ -591,6 +591,9 @@ pub(crate) struct HoldRelease {
     pub units: i64,
     pub cents: i64,
     pub slot: Option<OffsetDateTime>,
+    /// When the transition happened (the injected clock's time): a cooldown row collected
+    /// meanwhile is recreated to expire 30 days after it.
+    pub at: OffsetDateTime,
 }
 
 pub(crate) fn hold_release(previous: &Order, updated: &Order) -> Option<HoldRelease> {
@@ -600,6 +603,7 @@ pub(crate) fn hold_release(previous: &Order, updated: &Order) -> Option<HoldRele
         units: previous.lines.iter().map(|l| l.quantity).sum(),
         cents: previous.total_cents,
         slot: (previous.status == OrderStatus::ProcessingOrder).then_some(previous.release_at).flatten(),
+        at: updated.updated_at,
     })
 }
 

@@ -899,9 +899,17 @@ impl OrderStore for SqliteStore {
                    AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
                    AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
                  ORDER BY due_at DESC, id DESC LIMIT ?5"
+                } else if customer.is_some() {
+                    // One statement per filter shape: an optional `(?1 IS NULL OR …)` filter
+                    // keeps SQLite off the customer's index and walks every order.
+                    "SELECT due_at, id, doc FROM orders
+                 WHERE customer_id = ?1 AND id < ?4 AND (?2 IS NULL OR status = ?2)
+                   AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
+                   AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
+                 ORDER BY id DESC LIMIT ?5"
                 } else {
                     "SELECT due_at, id, doc FROM orders
-                 WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR status = ?2) AND id < ?4
+                 WHERE id < ?4
                    AND (?6 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') >= ?6)
                    AND (?7 IS NULL OR unixepoch(json_extract(doc, '$.created_at'), 'subsec') <= ?7)
                  ORDER BY id DESC LIMIT ?5"
@@ -1083,14 +1091,17 @@ impl PaymentStore for SqliteStore {
         let status = filter.status.map(|s| s.as_str());
         self.db
             .read(move |tx| {
-                list_docs(
-                    tx,
+                // By the order's index when one order's payments are asked for (see list_orders).
+                let sql = if order.is_some() {
                     "SELECT id, doc FROM payments
-                 WHERE (?1 IS NULL OR order_id = ?1) AND (?2 IS NULL OR json_extract(doc, '$.status') = ?2) AND id < ?3
-                 ORDER BY id DESC LIMIT ?4",
-                    params![order, status, after, limit + 1],
-                    limit,
-                )
+                 WHERE order_id = ?1 AND id < ?3 AND (?2 IS NULL OR json_extract(doc, '$.status') = ?2)
+                 ORDER BY id DESC LIMIT ?4"
+                } else {
+                    "SELECT id, doc FROM payments
+                 WHERE id < ?3 AND (?2 IS NULL OR json_extract(doc, '$.status') = ?2)
+                 ORDER BY id DESC LIMIT ?4"
+                };
+                list_docs(tx, sql, params![order, status, after, limit + 1], limit)
             })
             .await
     }
@@ -1355,7 +1366,7 @@ fn release_hold(tx: &Connection, release: HoldRelease) -> Result<(), StoreError>
         slots: Vec::new(),
         unpaid_units: 0,
         unpaid_cents: 0,
-        expires_at: OffsetDateTime::now_utc() + time::Duration::days(30),
+        expires_at: release.at + time::Duration::days(30),
     });
     cooldown.version += 1;
     cooldown.unpaid_units -= release.units;

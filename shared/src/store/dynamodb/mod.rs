@@ -823,7 +823,7 @@ impl DynamoStore {
             (":units".to_owned(), n(-release.units)),
             (":cents".to_owned(), n(-release.cents)),
             // Only for a cooldown collected meanwhile, which this recreates: let it go again.
-            (":ttl".to_owned(), n((OffsetDateTime::now_utc() + time::Duration::days(30)).unix_timestamp())),
+            (":ttl".to_owned(), n((release.at + time::Duration::days(30)).unix_timestamp())),
         ]);
         let mut expression =
             "SET #ttl = if_not_exists(#ttl, :ttl) ADD version :one, unpaid_units :units, unpaid_cents :cents"
