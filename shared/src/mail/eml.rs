@@ -1,11 +1,11 @@
 //! Local delivery: each message written as `<outbox>/<notice id>.eml`, openable in any mail
-//! client. Written to a temporary file, synced, then renamed: a file either is complete or is
-//! not there, and a notice delivered twice writes the same file once.
+//! client. A message's file gets its name only once it is complete and synced, so a file
+//! either is complete or is not there, and a notice delivered twice leaves one file.
 //!
 //! One thread writes the files, in batches of whatever is waiting: one filesystem sync for the
-//! batch instead of one `fsync` per file, then the renames and one sync of the directory. A
-//! send is answered only once its file and its name are on disk, so a notice marked sent has
-//! its email.
+//! batch instead of one `fsync` per file, then the names and one sync of the directory. A send
+//! is answered only once its file and its name are on disk, so a notice marked sent has its
+//! email.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -33,13 +33,37 @@ struct Pending {
     written: oneshot::Sender<io::Result<()>>,
 }
 
+/// How a message's file is made before it has its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Staging {
+    /// Linux: an unnamed file in the outbox (`O_TMPFILE`), named by one `linkat` once synced.
+    /// The outbox holds every message sent, and each operation on so large a directory costs:
+    /// this is one (the link) per message where renaming takes three (a lookup for a file
+    /// already there, the temporary name, the rename).
+    Unnamed,
+    /// Elsewhere, or where the filesystem cannot: a hidden `.<id>.eml.partial` file, renamed.
+    Renamed,
+}
+
+/// A message's complete file, not yet named.
+struct Staged {
+    file: File,
+    /// Its temporary name, when staged as [`Staging::Renamed`].
+    partial: Option<PathBuf>,
+}
+
 impl EmlOutbox {
     pub fn new(dir: PathBuf, sender: Mailbox) -> Result<Self, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let staging = staging_for(&dir);
+        Self::with_staging(dir, sender, staging)
+    }
+
+    fn with_staging(dir: PathBuf, sender: Mailbox, staging: Staging) -> Result<Self, String> {
         let (files, queued) = mpsc::channel();
         std::thread::Builder::new()
             .name("eml-outbox".into())
-            .spawn(move || write_files(&dir, &queued))
+            .spawn(move || write_files(&dir, staging, &queued))
             .map_err(|e| format!("starting the outbox writer: {e}"))?;
         Ok(Self { sender, files })
     }
@@ -62,65 +86,123 @@ impl Mailer for EmlOutbox {
 }
 
 /// The writer thread: runs until the outbox is dropped.
-fn write_files(dir: &Path, queued: &Receiver<Pending>) {
+fn write_files(dir: &Path, staging: Staging, queued: &Receiver<Pending>) {
     while let Ok(first) = queued.recv() {
         let mut batch = vec![first];
         batch.extend(queued.try_iter().take(MAX_BATCH - 1));
-        write_batch(dir, batch);
+        write_batch(dir, staging, batch);
     }
 }
 
-/// Writes every new message of `batch` to its temporary file, syncs them together, renames them
-/// into place, syncs the directory, and answers each sender with its own outcome.
-fn write_batch(dir: &Path, batch: Vec<Pending>) {
-    let mut renames = Vec::new();
+/// Writes every message of `batch` to a file without its name, syncs them together, names
+/// them, syncs the directory, and answers each sender with its own outcome. The directory is
+/// synced even when every file was there already: the batch that named one may have failed
+/// its own directory sync.
+fn write_batch(dir: &Path, staging: Staging, batch: Vec<Pending>) {
+    let mut staged = Vec::new();
     let mut outcomes = Vec::new();
-    // A file already there (a notice delivered again) may have been renamed by a batch whose
-    // directory sync failed: its name is synced again before anyone is told it is written.
-    let mut sync_dir = false;
     for pending in batch {
         let path = dir.join(format!("{}.eml", pending.id));
-        let partial = dir.join(format!(".{}.eml.partial", pending.id));
-        let outcome = if path.exists() {
-            sync_dir = true;
-            Ok(())
-        } else {
-            match File::create(&partial).and_then(|mut file| file.write_all(&pending.bytes).map(|()| file)) {
-                Ok(file) => {
-                    renames.push((file, partial, path, outcomes.len()));
-                    Ok(())
-                }
-                Err(err) => {
-                    let _ = std::fs::remove_file(&partial);
-                    Err(err)
-                }
+        let outcome = match stage(dir, &pending, staging, &path) {
+            Ok(Some(file)) => {
+                staged.push((file, path, outcomes.len()));
+                Ok(())
             }
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
         };
         outcomes.push((pending.written, outcome));
     }
-    if !renames.is_empty() || sync_dir {
-        let synced = File::open(dir).and_then(|dir_file| {
-            sync_files(&dir_file, renames.iter().map(|(file, ..)| file))?;
-            for (_, partial, path, index) in &renames {
-                // The same notice twice in one batch: the first rename put the file in place.
-                if let Err(err) =
-                    std::fs::rename(partial, path).or_else(|err| if path.exists() { Ok(()) } else { Err(err) })
-                {
-                    outcomes[*index].1 = Err(err);
-                }
+    let synced = File::open(dir).and_then(|dir_file| {
+        sync_files(&dir_file, staged.iter().map(|(staged, ..)| &staged.file))?;
+        for (staged, path, index) in &staged {
+            if let Err(err) = publish(staged, path) {
+                outcomes[*index].1 = Err(err);
             }
-            dir_file.sync_all()
-        });
-        if let Err(err) = synced {
-            for (_, outcome) in outcomes.iter_mut().filter(|(_, outcome)| outcome.is_ok()) {
-                *outcome = Err(io::Error::new(err.kind(), err.to_string()));
-            }
+        }
+        dir_file.sync_all()
+    });
+    if let Err(err) = synced {
+        for (_, outcome) in outcomes.iter_mut().filter(|(_, outcome)| outcome.is_ok()) {
+            *outcome = Err(io::Error::new(err.kind(), err.to_string()));
         }
     }
     for (written, outcome) in outcomes {
         // A sender that went away (a cancelled delivery) is retried by its message.
         let _ = written.send(outcome);
     }
+}
+
+/// The message's complete file, not yet named; `None` when a rename would only replace a
+/// file already there (an unnamed file finds that out when it is linked).
+fn stage(dir: &Path, pending: &Pending, staging: Staging, path: &Path) -> io::Result<Option<Staged>> {
+    let (file, partial) = match staging {
+        Staging::Unnamed => (create_unnamed(dir)?, None),
+        Staging::Renamed if path.exists() => return Ok(None),
+        Staging::Renamed => {
+            let partial = dir.join(format!(".{}.eml.partial", pending.id));
+            (File::create(&partial)?, Some(partial))
+        }
+    };
+    let mut staged = Staged { file, partial };
+    match staged.file.write_all(&pending.bytes) {
+        Ok(()) => Ok(Some(staged)),
+        Err(err) => {
+            if let Some(partial) = staged.partial.take() {
+                let _ = std::fs::remove_file(partial);
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Gives a staged file its name. A name already there is the same notice's message, delivered
+/// before (or twice in one batch): it stays.
+fn publish(staged: &Staged, path: &Path) -> io::Result<()> {
+    let named = match &staged.partial {
+        Some(partial) => std::fs::rename(partial, path),
+        None => link_unnamed(&staged.file, path),
+    };
+    named.or_else(|err| if path.exists() { Ok(()) } else { Err(err) })
+}
+
+/// Unnamed files where the outbox's filesystem makes and links them (tried once, at start).
+fn staging_for(dir: &Path) -> Staging {
+    let probe = dir.join(format!(".probe-{}.eml", uuid::Uuid::now_v7()));
+    let works = create_unnamed(dir).and_then(|file| link_unnamed(&file, &probe)).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    if works { Staging::Unnamed } else { Staging::Renamed }
+}
+
+#[cfg(target_os = "linux")]
+fn create_unnamed(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).open(dir)
+}
+
+/// Names an `O_TMPFILE` file through `/proc/self/fd` (`linkat` with `AT_EMPTY_PATH` would
+/// need a privilege); fails if the name is taken.
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: both paths are NUL-terminated and outlive the call; the descriptor is open.
+    let linked =
+        unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    if linked == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn create_unnamed(_dir: &Path) -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_file: &File, _path: &Path) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// Makes the batch's files durable: one `syncfs` of the outbox's filesystem on Linux, where it
@@ -159,10 +241,22 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_sends_each_leave_one_complete_file() {
+        let probed = staging_for(&std::env::temp_dir());
+        if cfg!(target_os = "linux") {
+            assert_eq!(probed, Staging::Unnamed, "Linux's temporary directory takes unnamed files");
+        }
+        // The fallback is tested wherever the probe picks unnamed files.
+        let stagings = if probed == Staging::Unnamed { vec![probed, Staging::Renamed] } else { vec![probed] };
+        for staging in stagings {
+            each_send_leaves_one_complete_file(staging).await;
+        }
+    }
+
+    async fn each_send_leaves_one_complete_file(staging: Staging) {
         let dir = std::env::temp_dir().join(format!("orderly-eml-{}", Uuid::now_v7()));
-        let outbox = Arc::new(
-            EmlOutbox::new(dir.clone(), "Orderly <orders@example.com>".parse().expect("mailbox")).expect("outbox"),
-        );
+        std::fs::create_dir_all(&dir).expect("outbox");
+        let sender = "Orderly <orders@example.com>".parse().expect("mailbox");
+        let outbox = Arc::new(EmlOutbox::with_staging(dir.clone(), sender, staging).expect("outbox"));
         let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
         // Every id twice, all at once: a notice delivered again writes its file once.
         let sends = ids.iter().chain(&ids).map(|id| {
@@ -172,6 +266,8 @@ mod tests {
         for send in sends.collect::<Vec<_>>() {
             send.await.expect("joined").expect("sent");
         }
+        // And once more after they are all written.
+        outbox.send(&email(ids[0])).await.expect("sent again");
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .expect("outbox")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into())
@@ -179,9 +275,9 @@ mod tests {
         names.sort();
         let mut expected: Vec<String> = ids.iter().map(|id| format!("{id}.eml")).collect();
         expected.sort();
-        assert_eq!(names, expected, "one file per notice, no partial files left");
+        assert_eq!(names, expected, "{staging:?}: one file per notice, no partial files left");
         let first = std::fs::read_to_string(dir.join(&expected[0])).expect("readable");
-        assert!(first.contains("Subject: Order ") && first.contains("Thank you."), "{first}");
+        assert!(first.contains("Subject: Order ") && first.contains("Thank you."), "{staging:?}: {first}");
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 }
