@@ -14,7 +14,7 @@ use orderly::domain::Services;
 use orderly::gateway::{
     CardDetails, CardToken, ChargeOutcome, CircuitBreaker, GatewayError, PaymentGateway, SimulatedGateway, simulated,
 };
-use orderly::model::{OrderStatus, PaymentStatus};
+use orderly::model::{NoticeKind, OrderStatus, PaymentStatus};
 use orderly::queue::{Delivery, Queue, QueueName, SqliteQueue, process_batch};
 use orderly::store::{PageRequest, PaymentFilter, Store};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
@@ -85,6 +85,17 @@ impl World {
         let body = json!({"order_id": order, "method": "card",
                           "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123", "holder": "A Customer"}});
         self.api.send(Method::POST, "/payments", Some(body), &[("authorization", bearer)]).await
+    }
+
+    /// A payment accepted (202) whose charge message then dies unhandled: the reply, and the
+    /// message as it was received.
+    async fn pay_and_lose_the_message(&self, bearer: &str, order: &str) -> (common::http::Reply, Vec<Delivery>) {
+        let accepted = self.pay(bearer, order, simulated::SUCCEEDS).await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+        let lost =
+            self.queue.receive(QueueName::Payments, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
+        self.queue.delete(QueueName::Payments, &lost[0].receipt).await.expect("the message dies");
+        (accepted, lost)
     }
 
     /// The stored payment a POST /payments reply created.
@@ -271,10 +282,7 @@ async fn a_resting_gateway_costs_a_bystander_no_deliveries(store: Arc<dyn Store>
 async fn a_dead_payment_does_not_block_paying_again(store: Arc<dyn Store>) {
     let w = world(store).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
-    let first = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
-    assert_eq!(first.status, StatusCode::ACCEPTED);
-    let lost = w.queue.receive(QueueName::Payments, 10, Duration::seconds(30), Duration::ZERO).await.expect("receive");
-    w.queue.delete(QueueName::Payments, &lost[0].receipt).await.expect("the message dies");
+    let (first, lost) = w.pay_and_lose_the_message(&bearer, &order).await;
     assert_eq!(w.pay(&bearer, &order, simulated::SUCCEEDS).await.status, StatusCode::CONFLICT, "still in progress");
 
     w.clock.advance(Duration::minutes(16));
@@ -288,6 +296,30 @@ async fn a_dead_payment_does_not_block_paying_again(store: Arc<dyn Store>) {
     w.run_payments().await;
     assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
     assert_eq!(w.payment(&second).await.status, PaymentStatus::Succeeded);
+}
+
+/// A payment never charged (its message lost) on an order past its deadline: the sweep fails
+/// the payment and expires the order in one write, with the stock back, and the customer is
+/// told once (the cancellation), not "pay again" and then "cancelled".
+async fn a_stale_payment_expires_with_its_order(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, product) = w.pending_order("ada@example.com").await;
+    let (first, _) = w.pay_and_lose_the_message(&bearer, &order).await;
+    w.clock.advance(Duration::minutes(31)); // past the charge window and the order's deadline
+    w.orderly.sweeper.sweep().await.expect("sweep");
+
+    let stored = w.order(&order).await;
+    assert_eq!(
+        (stored.status, stored.cancel_reason.as_deref()),
+        (OrderStatus::Cancelled, Some("payment deadline passed"))
+    );
+    assert_eq!(w.payment(&first).await.status, PaymentStatus::Failed);
+    let kettle = w.store.get_product(product.parse().expect("uuid")).await.expect("get").expect("product");
+    assert_eq!(kettle.stock, 10, "the stock is back");
+    let notices = w.store.list_notices(stored.customer_id, &PageRequest::first(10)).await.expect("notices").items;
+    let mut kinds: Vec<NoticeKind> = notices.iter().map(|n| n.kind).collect();
+    kinds.sort_by_key(|kind| format!("{kind:?}"));
+    assert_eq!(kinds, [NoticeKind::OrderAccepted, NoticeKind::OrderCancelled]);
 }
 
 /// A payment accepted before the order's deadline keeps the order from expiring until it
@@ -551,6 +583,7 @@ on_every_store!(
     a_resting_gateway_costs_a_bystander_no_deliveries,
     a_dead_payment_does_not_block_paying_again,
     the_deadline_waits_for_a_payment_in_flight,
+    a_stale_payment_expires_with_its_order,
     a_charge_lost_at_the_gateway_is_asked_again_not_given_up,
     duplicate_and_poisoned_messages_are_harmless,
     cancelling_a_paid_order_refunds_and_restocks,

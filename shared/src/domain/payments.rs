@@ -262,7 +262,7 @@ impl Payments {
         if order.status != OrderStatus::Pending {
             return Err(Error::Conflict(format!("an order that is {} cannot be paid", order.status)));
         }
-        if !self.settle_if_stale(&order).await? {
+        if !self.settle_if_stale(&order, OrderEvent::PaymentDeclined).await? {
             return Err(Error::Conflict("this order already has a payment in progress".into()));
         }
         match order.payment_id {
@@ -274,7 +274,10 @@ impl Payments {
     /// Whether `order` is free of a payment in progress. A pending payment older than the
     /// charge window is failed here (the write is conditioned on its version, and a capture
     /// that lands after all is refunded); a younger one is still in progress.
-    pub(super) async fn settle_if_stale(&self, order: &Order) -> Result<bool> {
+    /// `then`: what the failure does to the order, `PaymentDeclined` (it may be paid again) or,
+    /// from the sweep, `PaymentDeadlinePassed` (it expires in the same write, so its customer
+    /// is told once, not "pay again" and then "cancelled").
+    pub(super) async fn settle_if_stale(&self, order: &Order, then: OrderEvent) -> Result<bool> {
         let Some(id) = order.payment_id else {
             return Ok(true);
         };
@@ -286,7 +289,7 @@ impl Payments {
             PaymentStatus::Succeeded => Ok(false),
             // Not charged in time and not out at the gateway: nothing was captured.
             PaymentStatus::Pending if self.is_stale(&payment) && payment.at_gateway_since.is_none() => {
-                self.settle_failure(id, NOT_CHARGED_IN_TIME).await?;
+                self.settle_failure_then(id, NOT_CHARGED_IN_TIME, then).await?;
                 Ok(true)
             }
             PaymentStatus::Pending => Ok(false),
@@ -439,7 +442,8 @@ impl Payments {
         let write = TransitionWrite {
             previous: order.0,
             updated: order.1,
-            restock: false,
+            // An order expiring with its payment gives its stock back in the same write.
+            restock: order.1.status == OrderStatus::Cancelled && order.0.status.holds_stock(),
             payment: Some(PaymentChange::Update { previous: payment.0, updated: payment.1 }),
             idempotency: None,
             notice: None,
@@ -512,6 +516,13 @@ impl Payments {
 
     /// A declined (or unqueueable) payment: `failed`, and the order free to be paid again.
     async fn settle_failure(&self, payment_id: Uuid, reason: &str) -> Result<()> {
+        self.settle_failure_then(payment_id, reason, OrderEvent::PaymentDeclined).await
+    }
+
+    /// A failed payment, and `event` applied to its order in the same write (an order that moved
+    /// on meanwhile keeps its status; only the payment changes).
+    async fn settle_failure_then(&self, payment_id: Uuid, reason: &str, event: OrderEvent) -> Result<()> {
+        let cancel_reason = (event == OrderEvent::PaymentDeadlinePassed).then(|| "payment deadline passed".to_owned());
         for attempt in 0..5 {
             let payment = self.ledger.payments.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
             if payment.status != PaymentStatus::Pending {
@@ -524,19 +535,18 @@ impl Payments {
             failed.at_gateway_since = None;
             failed.version += 1;
             failed.updated_at = self.ledger.now();
-            let updated =
-                match self.ledger.next_order(&order, OrderEvent::PaymentDeclined, "system:payment-worker", None) {
-                    Some(mut next) => {
-                        next.payment_id = None;
-                        next
-                    }
-                    // The order moved on (cancelled): only the payment changes.
-                    None => {
-                        let mut same = order.clone();
-                        same.version += 1;
-                        same
-                    }
-                };
+            let updated = match self.ledger.next_order(&order, event, "system:payment-worker", cancel_reason.clone()) {
+                Some(mut next) => {
+                    next.payment_id = None;
+                    next
+                }
+                // The order moved on (cancelled): only the payment changes.
+                None => {
+                    let mut same = order.clone();
+                    same.version += 1;
+                    same
+                }
+            };
             if self.write_with_order((&order, &updated), (&payment, &failed)).await? {
                 tracing::info!(payment_id = %payment.id, order_id = %order.id, reason, "payment failed");
                 return Ok(());

@@ -136,9 +136,10 @@ impl Sweeper {
     /// not charged within the charge window is failed first. `None`: leave the order for now.
     async fn unpaid_and_not_paying(&self, order: Order) -> Option<Order> {
         let id = order.id;
-        match self.payments.settle_if_stale(&order).await {
+        match self.payments.settle_if_stale(&order, OrderEvent::PaymentDeadlinePassed).await {
             Ok(true) if order.payment_id.is_none() => Some(order),
-            // Its payment may have just been failed: read it again.
+            // Its payment may have just been failed, and the order expired with it: read it
+            // again (an order expired that way is then left alone).
             Ok(true) => self
                 .ledger
                 .orders
