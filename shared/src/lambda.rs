@@ -80,8 +80,10 @@ impl ColdStart {
         Catalog::new(self.store.clone(), self.clock.clone())
     }
 
-    pub fn inventory(&self) -> Inventory {
-        Inventory::new(self.store.clone(), self.store.clone(), self.clock.clone())
+    /// The back office's inventory; its adjustments keep `Idempotency-Key`s as long as orders do.
+    pub fn inventory(&self) -> Result<Inventory, String> {
+        let idempotency_ttl = crate::config::order_settings_from_env()?.idempotency_ttl;
+        Ok(Inventory::new(self.store.clone(), self.store.clone(), self.clock.clone(), idempotency_ttl))
     }
 
     /// Low-stock alerts, published to the SNS topic `LOW_STOCK_TOPIC_ARN` names (without one,

@@ -525,8 +525,38 @@ async fn alerts_are_published_from_the_outbox_until_delivered(store: Arc<dyn Sto
     assert!(alerts(&api, "").await[0]["published_at"].is_string());
 }
 
+/// An adjustment sent again with its `Idempotency-Key` (a client retrying after a lost
+/// response) gets the same adjustment back and moves the stock once, on a product with stock
+/// shards as on one without; the key with another body is refused and changes nothing.
+async fn a_retried_adjustment_moves_the_stock_once(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let kettle = product(&api, "Kettle", 10, 0).await;
+    let sharded =
+        json!({"name": "Lantern", "price_cents": 1000, "stock": 20, "category": "outdoor", "stock_shards": 4});
+    let lantern = api.post("/admin/inventory", sharded).await.body["id"].as_str().expect("id").to_owned();
+    for (id, stock) in [(&kettle, 10), (&lantern, 20)] {
+        let path = format!("/admin/inventory/{id}/adjustments");
+        let delivery = json!({"delta": 5, "reason": "delivery 118"});
+        // Keys are the admin's: one per request, whatever the product.
+        let key = format!("delivery-118-{id}");
+        let key = [("idempotency-key", key.as_str())];
+        let first = api.send(Method::POST, &path, Some(delivery.clone()), &key).await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+        let again = api.send(Method::POST, &path, Some(delivery), &key).await;
+        assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+        assert_eq!(again.body["adjustment"], first.body["adjustment"], "the same adjustment");
+        assert_eq!(again.body["product"]["stock"], stock + 5);
+        let other = api.send(Method::POST, &path, Some(json!({"delta": 50, "reason": "delivery 119"})), &key).await;
+        assert_problem(&other, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(api.get(&format!("/admin/inventory/{id}")).await.body["stock"], stock + 5, "moved once");
+        let trail = api.get(&path).await.body;
+        assert_eq!(trail["items"].as_array().expect("items").len(), 1, "one audit row: {trail}");
+    }
+}
+
 on_every_store!(
     alerts_are_published_from_the_outbox_until_delivered,
+    a_retried_adjustment_moves_the_stock_once,
     admin_routes_are_for_admins_only,
     one_alert_per_threshold_crossing,
     concurrent_orders_cross_once,

@@ -458,8 +458,9 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
     ];
     for (delta, check, expected) in refusals {
         let moved = adjustment(&kettle, delta);
-        let result =
-            store.adjust_stock(AdjustmentWrite { adjustment: &moved, low_stock: &check, stock_shards: 1 }).await;
+        let result = store
+            .adjust_stock(AdjustmentWrite { adjustment: &moved, low_stock: &check, stock_shards: 1, idempotency: None })
+            .await;
         assert_eq!(format!("{result:?}"), format!("{:?}", Err::<(), _>(expected)), "{delta} with {check:?}");
         assert_eq!(stock_footprint(&*store, kettle.id).await, untouched);
     }
@@ -467,16 +468,31 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
     let crossing = alert(&kettle, 4, 5, AlertCause::Adjustment);
     let check = LowStockCheck { threshold: 5, alert: Some(crossing.clone()) };
     store
-        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -6), low_stock: &check, stock_shards: 1 })
+        .adjust_stock(AdjustmentWrite {
+            adjustment: &adjustment(&kettle, -6),
+            low_stock: &check,
+            stock_shards: 1,
+            idempotency: None,
+        })
         .await
         .expect("crossing");
     let below = LowStockCheck { threshold: 5, alert: None };
     store
-        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, -1), low_stock: &below, stock_shards: 1 })
+        .adjust_stock(AdjustmentWrite {
+            adjustment: &adjustment(&kettle, -1),
+            low_stock: &below,
+            stock_shards: 1,
+            idempotency: None,
+        })
         .await
         .expect("below");
     store
-        .adjust_stock(AdjustmentWrite { adjustment: &adjustment(&kettle, 10), low_stock: &below, stock_shards: 1 })
+        .adjust_stock(AdjustmentWrite {
+            adjustment: &adjustment(&kettle, 10),
+            low_stock: &below,
+            stock_shards: 1,
+            idempotency: None,
+        })
         .await
         .expect("up");
     let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
@@ -500,6 +516,7 @@ async fn stock_moves_record_exactly_the_crossing_they_were_read_for(store: Arc<d
             adjustment: &adjustment(&read, -1),
             low_stock: &orders_meanwhile,
             stock_shards: 1,
+            idempotency: None,
         })
         .await
         .expect("an order-sized move");

@@ -582,6 +582,45 @@ fn stock_adjustment(product: &Product, delta: i64) -> StockAdjustment {
     }
 }
 
+/// An adjustment saved with an idempotency key: the same key again is refused before anything
+/// else (`Duplicate`), on a product with and without shards, and moves nothing.
+async fn a_used_key_refuses_a_second_adjustment_and_moves_nothing(store: Arc<dyn Store>) {
+    let check = LowStockCheck { threshold: 0, alert: None };
+    let admin = Uuid::now_v7();
+    for shards in [1, 3] {
+        let kettle = sharded(&format!("Kettle {shards}"), 10, shards);
+        insert_products(&*store, &[&kettle]).await;
+        let record = IdempotencyRecord {
+            customer_id: admin,
+            key: format!("delivery-{shards}"),
+            request: "the first request".into(),
+            status_code: 201,
+            response: "{}".into(),
+            expires_at: now() + Duration::hours(24),
+        };
+        for (delta, expected) in [
+            (2, Ok(())),
+            (2, Err(StoreError::Duplicate(UniqueKey::IdempotencyKey))),
+            (-20, Err(StoreError::Duplicate(UniqueKey::IdempotencyKey))),
+        ] {
+            let adjustment = stock_adjustment(&kettle, delta);
+            let write = AdjustmentWrite {
+                adjustment: &adjustment,
+                low_stock: &check,
+                stock_shards: shards,
+                idempotency: Some(&record),
+            };
+            let result = store.adjust_stock(write).await;
+            assert_eq!(format!("{result:?}"), format!("{expected:?}"), "{shards} shard(s), {delta}");
+        }
+        let read = store.get_product(kettle.id).await.expect("get").expect("kettle");
+        assert_eq!(read.stock, 12, "{shards} shard(s): moved once");
+        let trail = store.list_adjustments(kettle.id, &PageRequest::first(10)).await.expect("trail");
+        assert_eq!(trail.items.len(), 1, "{shards} shard(s)");
+        assert_eq!(store.get_idempotency(admin, &record.key).await.expect("record"), Some(record));
+    }
+}
+
 async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(store: Arc<dyn Store>) {
     let kettle = sharded("Kettle", 10, 3);
     insert_products(&*store, &[&kettle]).await;
@@ -590,7 +629,14 @@ async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(stor
         let (store, check) = (Arc::clone(&store), check.clone());
         let adjustment = stock_adjustment(&kettle, delta);
         async move {
-            store.adjust_stock(AdjustmentWrite { adjustment: &adjustment, low_stock: &check, stock_shards: 3 }).await
+            store
+                .adjust_stock(AdjustmentWrite {
+                    adjustment: &adjustment,
+                    low_stock: &check,
+                    stock_shards: 3,
+                    idempotency: None,
+                })
+                .await
         }
     };
     adjust(5).await.expect("up");
@@ -631,7 +677,7 @@ async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(stor
     // Writes made with the layout read before a reshard: each either applies in full or is
     // refused as a stale read, never adding or taking units no read counts.
     let two_more = stock_adjustment(&kettle, 2);
-    let stale_layout = AdjustmentWrite { adjustment: &two_more, low_stock: &check, stock_shards: 1 };
+    let stale_layout = AdjustmentWrite { adjustment: &two_more, low_stock: &check, stock_shards: 1, idempotency: None };
     let expected = match store.adjust_stock(stale_layout).await {
         Ok(()) => 11,
         Err(StoreError::VersionConflict) => 9,
@@ -930,6 +976,7 @@ async fn a_transition_reports_a_used_key_then_a_stale_read(store: Arc<dyn Store>
 }
 
 on_every_store!(
+    a_used_key_refuses_a_second_adjustment_and_moves_nothing,
     an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check,
     placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,
     a_short_line_refuses_the_whole_order_naming_only_the_short_products,

@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger),
             catalog: cold.catalog(),
-            inventory: cold.inventory(),
+            inventory: cold.inventory()?,
             alerts: cold.alerts(),
             customers: cold.customers_directory(),
             queue: cold.queue()?,

@@ -7,20 +7,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::auth::Session;
+use super::ledger::{IdempotencyKey, saved_answer};
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, page_request};
 use crate::alerts::AlertPublisher;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{
-    AlertCause, OrderStatus, Product, StockAdjustment, StockAlert, crosses_threshold, int_in_range, optional_text,
+    AlertCause, IdempotencyRecord, OrderStatus, Product, StockAdjustment, StockAlert, crosses_threshold, int_in_range,
+    optional_text,
 };
 use crate::store::{
     AdjustmentWrite, AlertStore, CatalogStore, LowStockCheck, OrderFilter, OrderStore, Page, PageRequest,
-    ProductFilter, StoreError,
+    ProductFilter, StoreError, UniqueKey,
 };
 
 /// The largest single adjustment, either way.
@@ -116,11 +118,18 @@ pub struct Inventory {
     catalog: Arc<dyn CatalogStore>,
     orders: Arc<dyn OrderStore>,
     clock: Arc<dyn Clock>,
+    /// How long an adjustment's `Idempotency-Key` is kept (as orders' and payments' keys).
+    idempotency_ttl: Duration,
 }
 
 impl Inventory {
-    pub fn new(catalog: Arc<dyn CatalogStore>, orders: Arc<dyn OrderStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { catalog, orders, clock }
+    pub fn new(
+        catalog: Arc<dyn CatalogStore>,
+        orders: Arc<dyn OrderStore>,
+        clock: Arc<dyn Clock>,
+        idempotency_ttl: Duration,
+    ) -> Self {
+        Self { catalog, orders, clock, idempotency_ttl }
     }
 
     pub async fn items(&self, query: InventoryQuery) -> Result<Page<InventoryItem>> {
@@ -174,8 +183,16 @@ impl Inventory {
     }
 
     /// Moves a product's stock by a delta, with its reason, in one conditional write that also
-    /// records the adjustment and, if it crosses the threshold, the alert.
-    pub async fn adjust(&self, session: &Session, id: Uuid, input: NewAdjustment) -> Result<Adjusted> {
+    /// records the adjustment and, if it crosses the threshold, the alert. With `key`, the
+    /// write also saves the answer under it: the same request again (a client retrying after a
+    /// lost response) gets the same adjustment back and moves nothing.
+    pub async fn adjust(
+        &self,
+        session: &Session,
+        id: Uuid,
+        input: NewAdjustment,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Adjusted> {
         session.require_admin()?;
         let delta = int_in_range("delta", input.delta, -MAX_ADJUSTMENT, MAX_ADJUSTMENT);
         let reason = optional_text("reason", Some(&input.reason), 500);
@@ -185,6 +202,10 @@ impl Inventory {
             (Ok(_), Ok(None)) => return Err(Error::invalid("reason", "is required: say why the stock changes")),
             (d, r) => return Err(super::field_errors([d.err(), r.err()])),
         };
+        let fingerprint = serde_json::json!({"product_id": id, "delta": delta, "reason": reason}).to_string();
+        if let Some(replayed) = self.replay(session, id, key.as_ref(), &fingerprint).await? {
+            return Ok(replayed);
+        }
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let product = self.catalog.get_product(id).await?.ok_or(Error::NotFound("product"))?;
             let now = self.clock.now();
@@ -197,15 +218,22 @@ impl Inventory {
                 at: now,
             };
             let check = low_stock_check(&product, delta, product.low_stock_threshold, AlertCause::Adjustment, now);
-            match self
-                .catalog
-                .adjust_stock(AdjustmentWrite {
-                    adjustment: &adjustment,
-                    low_stock: &check,
-                    stock_shards: product.stock_shards,
-                })
-                .await
-            {
+            let response = serde_json::to_string(&adjustment).map_err(|e| Error::Internal(e.to_string()))?;
+            let idempotency = key.as_ref().map(|key| IdempotencyRecord {
+                customer_id: session.principal.id,
+                key: key.as_str().to_owned(),
+                request: fingerprint.clone(),
+                status_code: 201,
+                response,
+                expires_at: now + self.idempotency_ttl,
+            });
+            let write = AdjustmentWrite {
+                adjustment: &adjustment,
+                low_stock: &check,
+                stock_shards: product.stock_shards,
+                idempotency: idempotency.as_ref(),
+            };
+            match self.catalog.adjust_stock(write).await {
                 Ok(()) => {
                     tracing::info!(product_id = %id, delta, "stock adjusted");
                     if let Some(alert) = &check.alert {
@@ -220,12 +248,36 @@ impl Inventory {
                         product.stock
                     )));
                 }
+                // The same request, made meanwhile (a retry racing its first attempt).
+                Err(StoreError::Duplicate(UniqueKey::IdempotencyKey)) => {
+                    return self.replay(session, id, key.as_ref(), &fingerprint).await?.ok_or(Error::Unavailable);
+                }
                 // Orders moved the stock meanwhile: a delta still applies, so read and go again.
                 Err(StoreError::VersionConflict) => backoff(attempt).await,
                 Err(other) => return Err(other.into()),
             }
         }
         Err(Error::Unavailable)
+    }
+
+    /// The adjustment an earlier request under `key` made, with the product as it is now.
+    async fn replay(
+        &self,
+        session: &Session,
+        id: Uuid,
+        key: Option<&IdempotencyKey>,
+        fingerprint: &str,
+    ) -> Result<Option<Adjusted>> {
+        let Some(key) = key else { return Ok(None) };
+        let now = self.clock.now();
+        let Some(record) = saved_answer(&*self.orders, now, session.principal.id, key, fingerprint).await? else {
+            return Ok(None);
+        };
+        let adjustment: StockAdjustment =
+            serde_json::from_str(&record.response).map_err(|e| Error::Internal(format!("saved adjustment: {e}")))?;
+        let product = self.catalog.get_product(id).await?.ok_or(Error::NotFound("product"))?;
+        tracing::info!(adjustment_id = %adjustment.id, "idempotent replay");
+        Ok(Some(Adjusted { adjustment, product }))
     }
 
     pub async fn adjustments(

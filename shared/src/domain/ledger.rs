@@ -14,7 +14,9 @@ use super::notifications::NoticeMessage;
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::gateway::PaymentGateway;
-use crate::model::{HistoryEntry, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, notice_of_transition};
+use crate::model::{
+    HistoryEntry, IdempotencyRecord, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, notice_of_transition,
+};
 use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueName};
 use crate::store::{OrderStore, PaymentChange, PaymentStore, StoreError, TransitionWrite};
 
@@ -34,6 +36,27 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The live record `owner` saved under `key`, if any; one saved for a different request
+/// (another `fingerprint`) refuses the key (422).
+pub(crate) async fn saved_answer(
+    store: &dyn OrderStore,
+    now: OffsetDateTime,
+    owner: Uuid,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+) -> Result<Option<IdempotencyRecord>> {
+    let Some(record) = store.get_idempotency(owner, key.as_str()).await? else {
+        return Ok(None);
+    };
+    if record.expires_at <= now {
+        return Ok(None);
+    }
+    if record.request != fingerprint {
+        return Err(Error::invalid("Idempotency-Key", "was already used with a different request body"));
+    }
+    Ok(Some(record))
 }
 
 /// The answer to a create request (POST /orders: 201 for `pending`, 202 for `processing
@@ -157,16 +180,9 @@ impl Ledger {
         key: &IdempotencyKey,
         fingerprint: &str,
     ) -> Result<Option<Placed>> {
-        let now = self.clock.now();
-        let Some(record) = self.orders.get_idempotency(customer_id, key.as_str()).await? else {
+        let Some(record) = saved_answer(&*self.orders, self.clock.now(), customer_id, key, fingerprint).await? else {
             return Ok(None);
         };
-        if record.expires_at <= now {
-            return Ok(None);
-        }
-        if record.request != fingerprint {
-            return Err(Error::invalid("Idempotency-Key", "was already used with a different request body"));
-        }
         #[derive(Deserialize)]
         struct Created {
             id: Uuid,

@@ -53,7 +53,7 @@ impl Services {
             accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone(), hasher.clone()),
             customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
             catalog: Catalog::new(store.clone(), clock.clone()),
-            inventory: Inventory::new(store.clone(), store.clone(), clock.clone()),
+            inventory: Inventory::new(store.clone(), store.clone(), clock.clone(), settings.idempotency_ttl),
             sessions,
             orders: Orders::new(ledger.clone()),
             payments: Payments::new(ledger.clone()),

@@ -3,7 +3,7 @@
 //! functions (see [`crate::domain::BackOffice`]); only the paths and the views differ.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
@@ -175,14 +175,16 @@ async fn adjustments(
     Ok(JsonResponse(office.inventory.adjustments(id, query.limit, query.next_token).await?).into_response())
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/inventory/{id}/adjustments", tag = "admin", summary = "Adjust the stock by a delta, with a reason", params(("id" = Uuid, Path, description = "Product id")), request_body = crate::domain::NewAdjustment, responses((status = 201, description = "The adjustment and the product after it", body = crate::domain::Adjusted), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "It would take the stock below zero", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/inventory/{id}/adjustments", tag = "admin", summary = "Adjust the stock by a delta, with a reason", params(("id" = Uuid, Path, description = "Product id"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat the request with the same key to get the same adjustment back, never a second stock move (1-255 visible ASCII characters)")), request_body = crate::domain::NewAdjustment, responses((status = 201, description = "The adjustment and the product after it", body = crate::domain::Adjusted), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "It would take the stock below zero", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn adjust(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
     Id(id): Id,
+    headers: HeaderMap,
     Json(input): Json<NewAdjustment>,
 ) -> Result<Response, ApiError> {
-    let adjusted = office.inventory.adjust(&session, id, input).await?;
+    let key = super::orders::idempotency_key(&headers)?;
+    let adjusted = office.inventory.adjust(&session, id, input, key).await?;
     Ok((StatusCode::CREATED, JsonResponse(adjusted)).into_response())
 }
 

@@ -183,6 +183,9 @@ pub struct AdjustmentWrite<'a> {
     pub low_stock: &'a LowStockCheck,
     /// The product's `stock_shards` as read; a product resharded since is a stale read.
     pub stock_shards: u32,
+    /// Saved with the adjustment unless a live record holds its key (`Duplicate`
+    /// `IdempotencyKey`, checked first): a retried request never moves the stock twice.
+    pub idempotency: Option<&'a IdempotencyRecord>,
 }
 
 /// A new order and everything written with it, in one atomic step.

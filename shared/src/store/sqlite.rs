@@ -665,8 +665,12 @@ impl CatalogStore for SqliteStore {
         let check = write.low_stock.clone();
         check.validate(adjustment.delta)?;
         let doc = to_doc(&adjustment)?;
+        let idempotency = write.idempotency.cloned();
         self.db
             .write(move |tx| {
+                if let Some(record) = &idempotency {
+                    save_idempotency(tx, record, adjustment.at)?;
+                }
                 let product = adjustment.product_id.to_string();
                 let Some(current) = read_stock(tx, &product)? else { return Err(StoreError::VersionConflict) };
                 if current.stock + adjustment.delta < 0 {

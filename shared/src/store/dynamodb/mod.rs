@@ -1425,8 +1425,19 @@ impl CatalogStore for DynamoStore {
         if let Some(alert) = &check.alert {
             actions.push(self.put(table, alert_item(alert)?, "attribute_not_exists(pk)", None)?);
         }
+        let idempotency = match write.idempotency {
+            Some(record) => {
+                actions.push(self.save_idempotency(record, adjustment.at)?);
+                Some(actions.len() - 1)
+            }
+            None => None,
+        };
         match self.transact_reporting(actions).await {
             Ok(()) => Ok(()),
+            // A used key first, as on SQLite, whatever else failed with it.
+            Err(CancelledTransaction::Conditions(failed)) if failed.iter().any(|(i, _)| Some(*i) == idempotency) => {
+                Err(StoreError::Duplicate(UniqueKey::IdempotencyKey))
+            }
             Err(CancelledTransaction::Conditions(failed)) => match failed.first() {
                 // Short only if the item still holds the stock; resharded since, it is stale.
                 Some((0, Some(old))) => match stock_shards::number_of(old, "stock") {

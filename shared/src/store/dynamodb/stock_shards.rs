@@ -24,7 +24,7 @@ use super::{
     product_pk, s,
 };
 use crate::model::{Product, StockAlert, crosses_threshold};
-use crate::store::{AdjustmentWrite, LowStockCheck, StoreError};
+use crate::store::{AdjustmentWrite, LowStockCheck, OrderStore, StoreError, UniqueKey};
 
 pub(super) fn shard_pk(product: Uuid, shard: u32) -> String {
     format!("{}#STOCK#{shard}", product_pk(product))
@@ -393,7 +393,26 @@ impl DynamoStore {
         let product = adjustment.product_id;
         // Deleted or resharded since it was read: stale.
         let read = self.read_shards_of(product, write.stock_shards).await?.ok_or(StoreError::VersionConflict)?;
-        let mut actions = self.move_shard_stock(product, &read, adjustment.delta, check, None)?;
+        // A used key first (the first failed condition is the one reported), then the shards.
+        let mut actions = match write.idempotency {
+            Some(record) => vec![self.save_idempotency(record, adjustment.at)?],
+            None => Vec::new(),
+        };
+        let keyed = actions.len();
+        match self.move_shard_stock(product, &read, adjustment.delta, check, None) {
+            Ok(moves) => actions.extend(moves),
+            // Refused from the read alone: a used key still comes first, as on SQLite.
+            Err(refused) => {
+                let taken = match write.idempotency {
+                    Some(record) => self
+                        .get_idempotency(record.customer_id, &record.key)
+                        .await?
+                        .is_some_and(|saved| saved.expires_at > adjustment.at),
+                    None => false,
+                };
+                return Err(if taken { StoreError::Duplicate(UniqueKey::IdempotencyKey) } else { refused });
+            }
+        }
         let shard_actions = actions.len();
         let table = &self.tables.products;
         actions.push(self.put(table, adjustment_item(adjustment)?, "attribute_not_exists(pk)", None)?);
@@ -402,6 +421,9 @@ impl DynamoStore {
         }
         match self.transact(actions).await {
             Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(i)) if i < keyed => {
+                Err(StoreError::Duplicate(UniqueKey::IdempotencyKey))
+            }
             Err(TransactionError::ConditionFailed(i)) if i < shard_actions => Err(StoreError::VersionConflict),
             Err(TransactionError::ConditionFailed(_)) => {
                 Err(StoreError::Backend("adjustment or alert id collision".into()))
