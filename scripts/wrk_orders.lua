@@ -1,18 +1,25 @@
 -- wrk script: every request is POST /orders from a customer who has not ordered yet.
 -- The tokens file (orderly-bench --tokens-out FILE) holds the product id, then one access
--- token per line. Each wrk thread takes every n-th token, so no two requests share one.
---   wrk -t2 -c64 -d10s -s scripts/wrk_orders.lua http://127.0.0.1:3000 -- FILE
-local threads = {}
+-- token per line. After the file comes wrk's thread count: thread k takes tokens k+1, k+1+T,
+-- k+1+2T, ... so no two requests share a customer.
+--   wrk -t2 -c64 -d10s -s scripts/wrk_orders.lua http://127.0.0.1:3000 -- FILE 2
+--
+-- The count is an argument because wrk starts each thread as soon as it is set up: a count
+-- learnt from later `setup` calls reaches the first thread after it has started sending, and
+-- two threads then walk the same tokens (the same customer ordering twice is a deferred
+-- order, not the request this script means to measure).
+local threads = 0
 
 function setup(thread)
-  table.insert(threads, thread)
-  thread:set("index", #threads - 1)
-  for _, t in ipairs(threads) do
-    t:set("step", #threads)
-  end
+  thread:set("index", threads)
+  threads = threads + 1
 end
 
 function init(args)
+  step = tonumber(args[2])
+  if step == nil or index >= step then
+    error("give the tokens file and then wrk's thread count: -- FILE THREADS")
+  end
   tokens = {}
   for line in io.lines(args[1]) do
     tokens[#tokens + 1] = line

@@ -2,12 +2,18 @@
 //!
 //! - **One writer, group commit.** Every write is a job for one writer thread that owns the
 //!   write connection. The thread takes every job waiting (up to [`MAX_BATCH`]) and runs them in
-//!   one transaction, each inside its own savepoint: a job that fails is rolled back alone and
-//!   the others go ahead. One `COMMIT` (one fsync of the WAL, with `synchronous=FULL`) then makes
-//!   the whole batch durable, and only then is each job answered: an acknowledged write is on
-//!   disk. Jobs run one after the other, as if each had the database to itself, so the checks
-//!   a job makes (stock, versions, UNIQUE indexes) see the jobs before it. Nothing waits to fill
-//!   a batch: under light load a batch is one job, under heavy load the fsync is shared.
+//!   one transaction: a job that fails is undone alone and the others go ahead. One `COMMIT`
+//!   (one fsync of the WAL, with `synchronous=FULL`) then makes the whole batch durable, and
+//!   only then is each job answered: an acknowledged write is on disk. Jobs run one after the
+//!   other, as if each had the database to itself, so the checks a job makes (stock, versions,
+//!   UNIQUE indexes) see the jobs before it. Nothing waits to fill a batch: under light load a
+//!   batch is one job, under heavy load the fsync is shared.
+//! - **Savepoints only when a job needs one.** The stores check before they write, so a job
+//!   that fails has nearly always written nothing (a statement that fails undoes itself), and
+//!   a savepoint per job, whose journal copies every page the job touches again, would be
+//!   pure cost. A job that fails after writing (SQLite counts the rows it changed) rolls the
+//!   transaction back, and the jobs before it run again, each in a savepoint this time: a job
+//!   is a function of the database it sees, so it writes and answers what it would have.
 //! - **Several schemas, one file.** The store and the queue each bring their migrations as a
 //!   [`Schema`]; the local server keeps both in one file, so a write of the store can enqueue a
 //!   message in its own transaction (see `SqliteStore::open_with_queue`).
@@ -126,16 +132,17 @@ impl EmbeddedDb {
         (self.stats.writes.load(Ordering::Relaxed), self.stats.commits.load(Ordering::Relaxed))
     }
 
-    /// Runs `work` in the writer's next batch, in a savepoint of its own, and answers once the
-    /// batch is committed. An `Err` from `work` rolls back what it wrote, and only that.
+    /// Runs `work` in the writer's next batch and answers once the batch is committed. An `Err`
+    /// from `work` undoes what it wrote, and only that. `work` may run more than once (see the
+    /// module's notes): it must depend only on what it captured and the database it is given.
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<EngineError> + Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(WriteJob { work: Some(work), result: None, reply });
+        let job = Box::new(WriteJob { work, result: None, reply });
         if self.writer.jobs.as_ref().is_none_or(|jobs| jobs.send(job).is_err()) {
             return Err(EngineError("the database writer has stopped".into()).into());
         }
@@ -154,7 +161,14 @@ impl EmbeddedDb {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let Some(readers) = &self.readers else {
-            return self.write(work).await;
+            // A job that writes nothing is never run again, so this one runs once.
+            let mut work = Some(work);
+            return self
+                .write(move |conn| match work.take() {
+                    Some(work) => work(conn),
+                    None => Err(EngineError("a read ran twice".into()).into()),
+                })
+                .await;
         };
         let conn = readers.take()?;
         let result = match conn.exec("BEGIN", []) {
@@ -200,7 +214,7 @@ fn trace(conn: &Connection) {
     conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(forward));
 }
 
-/// Settings every connection gets. A savepoint's journal (one per write in a batch) is kept in
+/// Settings every connection gets. A savepoint's journal (one per job of a replayed batch) is kept in
 /// memory: on disk SQLite would create and delete a temporary file per write.
 fn configure(conn: &Connection) -> Result<(), EngineError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -302,11 +316,13 @@ struct Stats {
     sent: AtomicU64,
     writes: AtomicU64,
     commits: AtomicU64,
+    /// Transactions rolled back and run again without a job that failed after writing.
+    replays: AtomicU64,
 }
 
 /// A write waiting for, or inside, a batch.
 trait Job: Send {
-    /// Runs the work; `true` if it succeeded (its savepoint is then kept).
+    /// Runs the work (again, when its batch is replayed); `true` if it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch's fate is known: the work's own error if it failed,
     /// else its result if the batch committed, else why the batch did not.
@@ -314,7 +330,7 @@ trait Job: Send {
 }
 
 struct WriteJob<T, E, F> {
-    work: Option<F>,
+    work: F,
     result: Option<Result<T, E>>,
     reply: oneshot::Sender<Result<T, E>>,
 }
@@ -323,11 +339,10 @@ impl<T, E, F> Job for WriteJob<T, E, F>
 where
     T: Send + 'static,
     E: From<EngineError> + Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    F: FnMut(&Connection) -> Result<T, E> + Send + 'static,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let Some(work) = self.work.take() else { return false };
-        let result = work(conn);
+        let result = (self.work)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -362,7 +377,8 @@ fn run_writer(conn: Connection, queued: Receiver<Box<dyn Job>>, stats: &Stats) {
 /// caller that was answered sees its commit counted.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &Stats) {
     let mut jobs = batch.drain(..);
-    let mut done: Vec<Box<dyn Job>> = Vec::new();
+    // The jobs run in the open transaction, in order, and whether each wrote anything.
+    let mut done: Vec<(Box<dyn Job>, bool)> = Vec::new();
     while let Some(mut job) = jobs.next() {
         if conn.is_autocommit()
             && let Err(err) = conn.exec("BEGIN IMMEDIATE", [])
@@ -372,21 +388,20 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &Stats)
             jobs.by_ref().for_each(|job| job.answer(Err(err.clone())));
             return;
         }
-        let succeeded = match conn.exec("SAVEPOINT job", []) {
-            Ok(_) => catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false),
-            Err(_) => false,
-        };
-        let ended = if succeeded {
-            conn.exec("RELEASE job", [])
-        } else {
-            conn.exec("ROLLBACK TO job", []).and_then(|_| conn.exec("RELEASE job", []))
-        };
-        done.push(job);
-        if ended.is_err() || conn.is_autocommit() {
+        let changes = conn.total_changes();
+        let succeeded = run_caught(conn, job.as_mut());
+        let wrote = conn.total_changes() != changes;
+        if !succeeded && wrote && !conn.is_autocommit() {
+            // It failed after writing: undo the transaction and run the others again.
+            stats.replays.fetch_add(1, Ordering::Relaxed);
+            let _ = replay_without_the_last(conn, &mut done);
+        }
+        done.push((job, succeeded && wrote));
+        if conn.is_autocommit() {
             // The transaction is gone, and with it the writes of every job in it.
             let _ = conn.execute_batch("ROLLBACK");
             let err = EngineError("the transaction was rolled back by SQLite; nothing was written".into());
-            done.drain(..).for_each(|job| job.answer(Err(err.clone())));
+            done.drain(..).for_each(|(job, _)| job.answer(Err(err.clone())));
         }
     }
     if done.is_empty() {
@@ -401,7 +416,32 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &Stats)
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
-    done.drain(..).for_each(|job| job.answer(committed.clone()));
+    done.drain(..).for_each(|(job, _)| job.answer(committed.clone()));
+}
+
+/// Runs a job; a panic is a failure (the writer goes on).
+fn run_caught(conn: &Connection, job: &mut dyn Job) -> bool {
+    catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false)
+}
+
+/// Rolls the open transaction back (the last job's writes with it) and, in a new one, runs
+/// again the jobs of `done` that wrote, each in a savepoint: should one fail this time, it is
+/// undone alone. A job that wrote nothing keeps its answer: the database it read is the one the
+/// jobs before it write again. An error leaves no transaction open, which the caller sees.
+fn replay_without_the_last(conn: &Connection, done: &mut [(Box<dyn Job>, bool)]) -> rusqlite::Result<()> {
+    conn.execute_batch("ROLLBACK")?;
+    conn.exec("BEGIN IMMEDIATE", [])?;
+    for (job, wrote) in done.iter_mut().filter(|(_, wrote)| *wrote) {
+        conn.exec("SAVEPOINT job", [])?;
+        *wrote = run_caught(conn, job.as_mut());
+        if *wrote {
+            conn.exec("RELEASE job", [])?;
+        } else {
+            conn.exec("ROLLBACK TO job", [])?;
+            conn.exec("RELEASE job", [])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -449,6 +489,33 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(refused_rows, 0);
+        // Each failure after a write took its transaction back and ran the others again.
+        assert_eq!(db.stats.replays.load(Ordering::Relaxed), 67);
+    }
+
+    /// A write refused by a statement that fails (here a CHECK) has written nothing: it fails
+    /// alone, and the batch goes on without rolling anything back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_write_refused_before_writing_costs_the_others_nothing() {
+        let dir = tempdir();
+        let db = EmbeddedDb::open(&dir.join("db.sqlite3"), SCHEMA).expect("db");
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..200i64 {
+            let db = db.clone();
+            writes.spawn(async move {
+                let n = if i % 4 == 0 { -1 } else { 1 };
+                db.write(move |conn| {
+                    Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (?1, ?2)", [i, n])?)
+                })
+                .await
+            });
+        }
+        let mut refused = 0;
+        while let Some(done) = writes.join_next().await {
+            refused += usize::from(done.expect("task").is_err());
+        }
+        assert_eq!((refused, db.read(count).await.expect("count")), (50, 150));
+        assert_eq!(db.stats.replays.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -469,11 +536,14 @@ mod tests {
         // The first write holds the writer until every other write is queued behind it.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, running) = oneshot::channel::<()>();
+        let mut started = Some(started);
         let first = tokio::spawn({
             let db = db.clone();
             async move {
                 db.write(move |conn| {
-                    let _ = started.send(());
+                    if let Some(started) = started.take() {
+                        let _ = started.send(());
+                    }
                     held.recv().map_err(|e| EngineError(e.to_string()))?;
                     Ok::<_, EngineError>(conn.execute("INSERT INTO items (id, n) VALUES (0, 1)", [])?)
                 })

@@ -173,9 +173,10 @@ impl SqliteQueue {
     async fn transaction<T, F>(&self, work: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, i64) -> Result<T, QueueError> + Send + 'static,
+        F: FnMut(&Connection, i64) -> Result<T, QueueError> + Send + 'static,
     {
         let now = unix_millis(self.clock.now());
+        let mut work = work;
         self.db.write(move |conn| work(conn, now)).await
     }
 

@@ -859,7 +859,7 @@ impl OrderStore for SqliteStore {
         let (customer, key) = (customer.to_string(), key.to_owned());
         self.db
             .write(move |tx| {
-                tx.exec("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [customer, key])
+                tx.exec("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [&customer, &key])
                     .map_err(backend)?;
                 Ok(())
             })
@@ -1150,7 +1150,7 @@ impl AlertStore for SqliteStore {
                 let Some(mut alert) = read_alert(tx, &id)? else { return Ok(None) };
                 if alert.acknowledged_at.is_none() {
                     alert.acknowledged_at = Some(at);
-                    alert.acknowledged_by = Some(by);
+                    alert.acknowledged_by = Some(by.clone());
                     tx.exec(
                         "UPDATE stock_alerts SET acknowledged = 1, doc = ?2 WHERE id = ?1",
                         params![id, to_doc(&alert)?],
