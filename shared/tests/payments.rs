@@ -313,6 +313,7 @@ async fn a_stale_payment_expires_with_its_order(store: Arc<dyn Store>) {
         (stored.status, stored.cancel_reason.as_deref()),
         (OrderStatus::Cancelled, Some("payment deadline passed"))
     );
+    assert_eq!(stored.history.last().map(|h| h.actor.as_str()), Some("system"), "the sweep expired it");
     assert_eq!(w.payment(&first).await.status, PaymentStatus::Failed);
     let kettle = w.store.get_product(product.parse().expect("uuid")).await.expect("get").expect("product");
     assert_eq!(kettle.stock, 10, "the stock is back");

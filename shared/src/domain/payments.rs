@@ -522,7 +522,13 @@ impl Payments {
     /// A failed payment, and `event` applied to its order in the same write (an order that moved
     /// on meanwhile keeps its status; only the payment changes).
     async fn settle_failure_then(&self, payment_id: Uuid, reason: &str, event: OrderEvent) -> Result<()> {
-        let cancel_reason = (event == OrderEvent::PaymentDeadlinePassed).then(|| "payment deadline passed".to_owned());
+        // The sweep expires the order; a payment's own failure is the payment worker's.
+        let (actor, cancel_reason) = match event {
+            OrderEvent::PaymentDeadlinePassed => {
+                (super::orders::SYSTEM, Some(super::sweep::DEADLINE_PASSED.to_owned()))
+            }
+            _ => ("system:payment-worker", None),
+        };
         for attempt in 0..5 {
             let payment = self.ledger.payments.get_payment(payment_id).await?.ok_or(Error::NotFound("payment"))?;
             if payment.status != PaymentStatus::Pending {
@@ -535,7 +541,7 @@ impl Payments {
             failed.at_gateway_since = None;
             failed.version += 1;
             failed.updated_at = self.ledger.now();
-            let updated = match self.ledger.next_order(&order, event, "system:payment-worker", cancel_reason.clone()) {
+            let updated = match self.ledger.next_order(&order, event, actor, cancel_reason.clone()) {
                 Some(mut next) => {
                     next.payment_id = None;
                     next

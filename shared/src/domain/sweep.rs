@@ -40,6 +40,9 @@ const NOTICE_RELAY_EVERY: Duration = Duration::minutes(10);
 const EXPIRED_BATCH: u32 = 1_000;
 const EXPIRED_BATCHES_PER_SWEEP: u32 = 10;
 
+/// The cancel reason of an order the sweep expires, with its stale payment or alone.
+pub(super) const DEADLINE_PASSED: &str = "payment deadline passed";
+
 /// How long a paid order may wait for its shipment before the sweep queues it again.
 const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
 
@@ -81,7 +84,7 @@ impl Sweeper {
         }
         for order in self.ledger.orders.orders_due(OrderStatus::Pending, now, BATCH).await? {
             let Some(order) = self.unpaid_and_not_paying(order).await else { continue };
-            let (id, reason) = (order.id, Some("payment deadline passed".to_owned()));
+            let (id, reason) = (order.id, Some(DEADLINE_PASSED.to_owned()));
             match self.ledger.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
                 Ok(_) => report.expired += 1,
                 // Paid, cancelled or changed meanwhile: nothing to expire.
