@@ -562,8 +562,8 @@ mod tests {
     /// A test's write, boxed so that different closures share one batch.
     type TestWrite<T> = Box<dyn FnMut(&Connection) -> Result<T, EngineError> + Send>;
 
-    /// Holds the writer with a first write until `writes` are all waiting, so that they all
-    /// share the next batch; their answers, in order.
+    /// Holds the writer with a first write until `writes` are all waiting, in order, so that
+    /// they all share the next batch; their answers, in order.
     async fn one_batch_of<T: Send + 'static>(
         db: &EmbeddedDb,
         writes: Vec<TestWrite<T>>,
@@ -584,14 +584,15 @@ mod tests {
             })
         };
         running.await.expect("the first write runs");
-        let sent = db.stats.sent.load(Ordering::Relaxed) + writes.len() as u64;
         let mut queued = Vec::new();
         for work in writes {
-            let db = db.clone();
-            queued.push(tokio::spawn(async move { db.write(work).await }));
-        }
-        while db.stats.sent.load(Ordering::Relaxed) < sent {
-            tokio::task::yield_now().await;
+            // One at a time, so they are queued (and run) in the order given.
+            let sent = db.stats.sent.load(Ordering::Relaxed) + 1;
+            let writer = db.clone();
+            queued.push(tokio::spawn(async move { writer.write(work).await }));
+            while db.stats.sent.load(Ordering::Relaxed) < sent {
+                tokio::task::yield_now().await;
+            }
         }
         release.send(()).expect("release");
         first.await.expect("task").expect("first write");
