@@ -18,8 +18,9 @@
 //! `orderly-local openapi` prints the OpenAPI document (what `docs/openapi.json` holds).
 //!
 //! Queues are always the embedded durable queue, drained by in-process workers: in the store's
-//! file (`orderly.sqlite3`) with the embedded store, so a notice's delivery is queued in the
-//! write that saves it; in `queues.sqlite3` with DynamoDB. A sweep runs every
+//! file (`orderly.sqlite3`) with the embedded store, whose notices a relay delivers from the
+//! notices table as the orders table's stream does on AWS; in `queues.sqlite3` with DynamoDB,
+//! where each notice's delivery is queued after the write that saves it. A sweep runs every
 //! `ORDERLY_SWEEP_SECONDS` (default 30).
 
 use std::path::{Path, PathBuf};
@@ -29,12 +30,13 @@ use orderly::clock::{Clock, SystemClock};
 use orderly::config::{
     auth_from_env, circuit_breaker_from_env, order_settings_from_env, simulated_gateway_from_env, var_or,
 };
-use orderly::domain::{NoticeMessage, Password, Services, Sweeper};
+use orderly::domain::{Password, Services, Sweeper};
 use orderly::http::local_app;
 use orderly::mail::{Mailer, compose, eml::EmlOutbox, smtp::SmtpRelay};
 use orderly::queue::{Consumer, QueueName, SqliteQueue, run_local_worker};
+use orderly::store::sqlite::NoticeFeed;
 use orderly::store::{DynamoStore, SqliteStore, Store, dynamodb};
-use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker};
+use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker, run_local_notice_relay};
 use tokio::sync::watch;
 
 mod serve;
@@ -60,7 +62,7 @@ async fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&data_dir)?;
     let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, queue) = open_store_and_queue(&data_dir, clock.clone()).await?;
+    let (store, queue, notice_feed) = open_store_and_queue(&data_dir, clock.clone()).await?;
     let services = Services::new(
         store,
         clock,
@@ -94,19 +96,25 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let mut background = tokio::task::JoinSet::new();
-    // Pollers per queue. Every order has a notice to email: one poller, one batch of ten at a
+    let notifications: Arc<dyn Consumer> = Arc::new(NotificationWorker::new(services.notifier.clone()));
+    // Pollers per queue. Every order has a notice to email: without the embedded store's relay
+    // they all come through the notifications queue, and one poller, one batch of ten at a
     // time, falls behind a busy server, where Lambda would scale the worker out.
+    let notification_pollers = if notice_feed.is_some() { 2 } else { NOTIFICATION_POLLERS };
     let consumers: [(QueueName, Arc<dyn Consumer>, usize); 4] = [
         (QueueName::Orders, Arc::new(OrderWorker::new(services.orders.clone())), 1),
         (QueueName::Payments, Arc::new(PaymentWorker::new(services.payments.clone(), circuit_breaker_from_env()?)), 1),
         (QueueName::Fulfillment, Arc::new(FulfillmentWorker::new(services.fulfillment.clone())), 1),
-        (QueueName::Notifications, Arc::new(NotificationWorker::new(services.notifier.clone())), NOTIFICATION_POLLERS),
+        (QueueName::Notifications, notifications.clone(), notification_pollers),
     ];
     for (name, consumer, pollers) in consumers {
         for _ in 0..pollers {
             let worker = run_local_worker(queue.clone(), name, consumer.clone(), WORKER_VISIBILITY, until_stopped());
             background.spawn(worker);
         }
+    }
+    if let Some(feed) = notice_feed {
+        background.spawn(run_local_notice_relay(feed, notifications, queue.clone(), until_stopped()));
     }
     background.spawn(sweep_periodically(services.sweeper.clone(), until_stopped()));
 
@@ -137,7 +145,8 @@ fn mailer(data_dir: &Path) -> Result<Arc<dyn Mailer>, BoxError> {
 
 /// Receives before a message goes to the dead-letter state (as the SQS queues' redrive).
 const MAX_RECEIVES: u32 = 5;
-/// Concurrent pollers of the notifications queue (see where the workers start).
+/// Concurrent pollers of the notifications queue when every notice comes through it (see where
+/// the workers start).
 const NOTIFICATION_POLLERS: usize = 16;
 /// How long a received message stays hidden while a worker handles it.
 const WORKER_VISIBILITY: time::Duration = time::Duration::seconds(60);
@@ -187,25 +196,26 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
-/// The store and the queue. The embedded store shares its file with the queue: one writer for
-/// both, and a notice's delivery queued in the write that saves the notice. With DynamoDB the
-/// queue keeps a file of its own.
+/// The store, the queue, and the embedded store's notice feed. The embedded store shares its
+/// file with the queue: one writer for both, and notices relayed from the notices table by the
+/// feed. With DynamoDB the queue keeps a file of its own and carries every notice.
 async fn open_store_and_queue(
     data_dir: &Path,
     clock: Arc<dyn Clock>,
-) -> Result<(Arc<dyn Store>, Arc<SqliteQueue>), BoxError> {
+) -> Result<(Arc<dyn Store>, Arc<SqliteQueue>, Option<NoticeFeed>), BoxError> {
     let queue_file = data_dir.join("queues.sqlite3");
     match var_or("ORDERLY_STORE", "sqlite").as_str() {
         "sqlite" => {
             let path = data_dir.join("orderly.sqlite3");
             tracing::info!(path = %path.display(), "embedded store and queue");
-            let (store, queue) = SqliteStore::open_with_queue(&path, clock, MAX_RECEIVES, NoticeMessage::delivery)?;
+            let (store, queue) = SqliteStore::open_with_queue(&path, clock, MAX_RECEIVES)?;
             // A data directory from before the queue moved into the store's file.
             if queue_file.exists() {
                 let moved = queue.import_file(&queue_file).await?;
                 tracing::info!(moved, from = %queue_file.display(), "queued messages moved into the store's file");
             }
-            Ok((Arc::new(store), Arc::new(queue)))
+            let feed = store.notice_feed(MAX_RECEIVES).await?;
+            Ok((Arc::new(store), Arc::new(queue), feed))
         }
         "dynamodb" => {
             let config = orderly::aws::local_sdk_config_loader().load().await;
@@ -214,7 +224,7 @@ async fn open_store_and_queue(
             dynamodb::schema::create_tables(&client, &tables).await?;
             tracing::info!(?tables, "dynamodb store");
             let queue = SqliteQueue::open(&queue_file, clock, MAX_RECEIVES)?;
-            Ok((Arc::new(DynamoStore::new(client, tables)), Arc::new(queue)))
+            Ok((Arc::new(DynamoStore::new(client, tables)), Arc::new(queue), None))
         }
         other => Err(format!("ORDERLY_STORE must be sqlite or dynamodb, not {other:?}").into()),
     }

@@ -16,8 +16,8 @@
 //!   is a function of the database it sees, so it writes and answers what it would have. The
 //!   rest of that batch runs in savepoints, so a batch is replayed once at most.
 //! - **Several schemas, one file.** The store and the queue each bring their migrations as a
-//!   [`Schema`]; the local server keeps both in one file, so a write of the store can enqueue a
-//!   message in its own transaction (see `SqliteStore::open_with_queue`).
+//!   [`Schema`]; the local server keeps both in one file, so the store and the queue share one
+//!   writer and one fsync per batch (see `SqliteStore::open_with_queue`).
 //! - **Concurrent readers.** Reads run on a pool of read-only connections on the blocking pool;
 //!   WAL lets them read a consistent snapshot while the writer writes. An in-memory database
 //!   (tests) is one connection, so there reads are jobs for the writer too.

@@ -181,10 +181,6 @@ pub async fn serve_notification_worker() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// How long a notice handed from the stream to the queue waits before its first retry.
-#[cfg(feature = "ses")]
-const HANDED_OFF_RETRY: time::Duration = time::Duration::seconds(30);
-
 /// A stream batch (records from `aws:dynamodb`) or an SQS batch, handled by `consumer`; what the
 /// stream brings and cannot be sent now goes to `queue` (see [`serve_notification_worker`]).
 #[cfg(feature = "ses")]
@@ -200,16 +196,9 @@ async fn notification_event(
         let deliveries =
             crate::store::dynamodb::stream::notice_deliveries(stream, crate::domain::NoticeMessage::delivery);
         let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
-        for sequence_number in crate::queue::process_batch(consumer, &deliveries).await {
-            let Some(delivery) = deliveries.iter().find(|d| d.message_id == sequence_number) else { continue };
-            let message = crate::queue::OutgoingMessage {
-                body: delivery.body.clone(),
-                correlation_id: delivery.correlation_id.clone(),
-            };
-            if let Err(err) = queue.send(crate::queue::QueueName::Notifications, &message, HANDED_OFF_RETRY).await {
-                tracing::warn!(sequence_number, error = %err, "notice not handed to the queue; the stream retries it");
-                response.add_failure(sequence_number);
-            }
+        // A record whose notice was neither sent nor handed to the queue: the stream retries it.
+        for sequence_number in crate::workers::deliver_relayed(consumer, queue, &deliveries).await {
+            response.add_failure(sequence_number);
         }
         response
     } else {
@@ -278,7 +267,7 @@ mod tests {
             "dynamodb": {"Keys": {"pk": {"S": format!("NOTICE#{notice}")}}, "SequenceNumber": "42"}}]});
         let response = notification_event(&MailServiceDown, &queue, event).await.expect("handled");
         assert_eq!(response, json!({"batchItemFailures": []}), "the stream moves on");
-        clock.advance(HANDED_OFF_RETRY);
+        clock.advance(crate::workers::HANDED_OFF_RETRY);
         let queued =
             queue.receive(QueueName::Notifications, 10, time::Duration::seconds(30), time::Duration::ZERO).await;
         let bodies: Vec<Value> =

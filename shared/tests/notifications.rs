@@ -13,12 +13,13 @@ use axum::http::{Method, StatusCode};
 use common::http::{Api, CUSTOMER_PASSWORD, assert_problem};
 use common::mail::RecordingMailer;
 use orderly::clock::FakeClock;
-use orderly::domain::{Delivery, NoticeMessage, Services, render};
+use orderly::domain::{Delivery, Services, render};
 use orderly::gateway::{CircuitBreaker, simulated};
 use orderly::model::NoticeKind;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
+use orderly::store::sqlite::NoticeFeed;
 use orderly::store::{PageRequest, SqliteStore, Store};
-use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker};
+use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker, deliver_fed};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
@@ -35,6 +36,8 @@ struct World {
     fulfillment: FulfillmentWorker,
     releases: OrderWorker,
     notices: NotificationWorker,
+    /// The embedded store relaying its own notices, and its feed (see `relaying_world`).
+    relaying: Option<(SqliteStore, tokio::sync::Mutex<NoticeFeed>)>,
 }
 
 async fn world(store: Arc<dyn Store>) -> World {
@@ -43,12 +46,15 @@ async fn world(store: Arc<dyn Store>) -> World {
     world_with(store, queue, clock).await
 }
 
-/// The embedded store and queue in one database: the store queues each notice in its write.
+/// The embedded store and queue in one database, as the local server runs them: the store's
+/// notice feed brings each notice, and no message is queued for it.
 async fn relaying_world() -> World {
     let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
-    let (store, queue) = SqliteStore::in_memory_with_queue(clock.clone(), MAX_RECEIVES, NoticeMessage::delivery)
-        .expect("store and queue");
-    world_with(Arc::new(store), Arc::new(queue), clock).await
+    let (store, queue) = SqliteStore::in_memory_with_queue(clock.clone(), MAX_RECEIVES).expect("store and queue");
+    let feed = store.notice_feed(MAX_RECEIVES).await.expect("feed").expect("the store relays notices");
+    let mut w = world_with(Arc::new(store.clone()), Arc::new(queue), clock).await;
+    w.relaying = Some((store, tokio::sync::Mutex::new(feed)));
+    w
 }
 
 async fn world_with(store: Arc<dyn Store>, queue: Arc<SqliteQueue>, clock: Arc<FakeClock>) -> World {
@@ -69,6 +75,7 @@ async fn world_with(store: Arc<dyn Store>, queue: Arc<SqliteQueue>, clock: Arc<F
         queue,
         store,
         mailer,
+        relaying: None,
     }
 }
 
@@ -97,8 +104,22 @@ impl World {
         common::drain(self.queue.as_ref(), QueueName::Payments, &self.payments).await;
     }
 
+    /// Delivers what the feed brings, as the local server's relay does, then drains the queue;
+    /// answers how many deliveries that took.
     async fn deliver_notices(&self) -> usize {
-        common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await
+        let mut delivered = 0;
+        while let Some(notices) = self.fed().await.filter(|notices| !notices.is_empty()) {
+            let not_handed_off = deliver_fed(&self.notices, self.queue.as_ref(), &notices).await;
+            assert!(not_handed_off.is_empty(), "the queue takes what cannot be sent now");
+            delivered += notices.len();
+        }
+        delivered + common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await
+    }
+
+    /// The next notices the feed brings, without waiting; `None` without a feed.
+    async fn fed(&self) -> Option<Vec<uuid::Uuid>> {
+        let (_, feed) = self.relaying.as_ref()?;
+        Some(feed.lock().await.next(100, StdDuration::ZERO).await.expect("feed"))
     }
 
     /// The customer's notices, oldest first, as the API lists them.
@@ -280,10 +301,11 @@ async fn notices_are_private_and_carry_no_secrets(store: Arc<dyn Store>) {
     assert_eq!(hostile.kind, NoticeKind::PaymentSucceeded);
 }
 
-/// The local server's store shares the queue's file and queues each notice's delivery in the
-/// write that saves the notice: the journey above still sends each notice once (no second
-/// message from the ledger), and a refused order queues nothing.
-mod store_sharing_the_queue {
+/// The local server's store shares the queue's file, and its notice feed relays notices as the
+/// orders table's stream does on AWS: the journey above still sends each notice once (no
+/// message from the ledger), the feed brings each notice once, a feed started anew brings what
+/// was not sent, and what cannot be sent now goes to the queue.
+mod store_relaying_its_notices {
     use super::*;
 
     #[tokio::test]
@@ -291,22 +313,60 @@ mod store_sharing_the_queue {
         journey_sends_exactly_one_notice_per_change(relaying_world().await).await;
     }
 
+    async fn no_notification_message(w: &World) {
+        let queued = w.queue.receive(QueueName::Notifications, 10, Duration::seconds(30), Duration::ZERO).await;
+        assert_eq!(queued.expect("receive"), [], "the feed carries notices, not the queue");
+    }
+
     #[tokio::test]
-    async fn a_refused_order_queues_nothing_and_an_accepted_one_its_notice() {
+    async fn the_feed_brings_each_saved_notice_once_and_nothing_is_queued() {
         let w = relaying_world().await;
         let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
         let too_many = json!({"items": [{"product_id": product, "quantity": 11}]});
         let refused = w.api.send(Method::POST, "/orders", Some(too_many), &[("authorization", bearer.as_str())]).await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-        let queued = w.queue.receive(QueueName::Notifications, 10, Duration::seconds(30), Duration::ZERO).await;
-        assert_eq!(queued.expect("receive"), [], "no notice, no message");
+        assert_eq!(w.fed().await, Some(vec![]), "no notice");
 
         w.order(&bearer, &product).await;
-        let notice = w.listed(&customer, &bearer).await[0]["id"].as_str().expect("id").to_owned();
-        let queued = w.queue.receive(QueueName::Notifications, 10, Duration::seconds(30), Duration::ZERO).await;
-        let bodies: Vec<Value> =
-            queued.expect("receive").iter().map(|d| serde_json::from_str(&d.body).expect("JSON")).collect();
-        assert_eq!(bodies, [json!({"kind": "deliver", "notice_id": notice})]);
+        let notice = w.listed(&customer, &bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+        assert_eq!(w.fed().await, Some(vec![notice]));
+        assert_eq!(w.fed().await, Some(vec![]), "brought once");
+        no_notification_message(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_feed_started_anew_brings_the_notices_not_sent_yet() {
+        let w = relaying_world().await;
+        let (product, ada, ada_bearer) = w.customer_and_product("ada@example.com").await;
+        let (_, bob, bob_bearer) = w.customer_and_product("bob@example.com").await;
+        w.order(&ada_bearer, &product).await;
+        w.order(&bob_bearer, &product).await;
+        let sent: uuid::Uuid = w.listed(&ada, &ada_bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+        let unsent: uuid::Uuid =
+            w.listed(&bob, &bob_bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+        assert_eq!(w.orderly.notifier.deliver(sent).await.expect("deliver"), Delivery::Sent);
+        // The server stops before it delivers the other: a new feed starts where sending stopped.
+        let (store, _) = w.relaying.as_ref().expect("relaying");
+        let mut restarted = store.notice_feed(MAX_RECEIVES).await.expect("feed").expect("relays");
+        assert_eq!(restarted.next(100, StdDuration::ZERO).await.expect("next"), [unsent]);
+        assert!(restarted.next(100, StdDuration::ZERO).await.expect("next").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_notice_the_feed_brings_that_cannot_be_sent_now_goes_to_the_queue() {
+        let w = relaying_world().await;
+        let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+        w.mailer.set_failing(true);
+        w.order(&bearer, &product).await;
+        assert_eq!(w.deliver_notices().await, 1, "tried once from the feed");
+        assert_eq!(w.mailer.sent().len(), 0);
+        w.mailer.set_failing(false);
+        assert_eq!(w.deliver_notices().await, 0, "the queue holds it back a while");
+        w.clock.advance(orderly::workers::HANDED_OFF_RETRY);
+        assert_eq!(w.deliver_notices().await, 1, "then delivers it");
+        assert_eq!(w.mailer.sent().len(), 1);
+        assert!(w.listed(&customer, &bearer).await[0].get("sent_at").is_some());
+        assert_eq!(w.deliver_notices().await, 0);
     }
 }
 

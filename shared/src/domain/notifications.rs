@@ -1,6 +1,7 @@
 //! Telling customers: notices are recorded by the writes that cause them (the outbox, see
-//! [`crate::model::notice_of_transition`]); the ledger queues each one's delivery after its
-//! write; the notification worker renders and sends it ([`Notifier`]), claiming it first so a
+//! [`crate::model::notice_of_transition`]); a relay brings each one to the notification worker
+//! (the orders table's stream on AWS, the notices table's feed locally), or else the ledger
+//! queues its delivery after the write; the notification worker renders and sends it ([`Notifier`]), claiming it first so a
 //! redelivered message never sends it twice; the sweep re-queues a notice whose message was
 //! lost ([`Notifier::relay`] via the sweep). Customers list their own ([`NoticeBoard`]).
 

@@ -170,6 +170,8 @@ fn actor(session: &Session) -> String {
 }
 
 pub(super) const SYSTEM: &str = "system";
+/// The cancel reason of an order the sweep expires, with its stale payment or alone.
+pub(super) const DEADLINE_PASSED: &str = "payment deadline passed";
 
 /// Placing, reading, cancelling and moving orders; releasing deferred ones; metrics.
 #[derive(Clone)]

@@ -525,7 +525,7 @@ impl Payments {
         // The sweep expires the order; a payment's own failure is the payment worker's.
         let (actor, cancel_reason) = match event {
             OrderEvent::PaymentDeadlinePassed => {
-                (super::orders::SYSTEM, Some(super::sweep::DEADLINE_PASSED.to_owned()))
+                (super::orders::SYSTEM, Some(super::orders::DEADLINE_PASSED.to_owned()))
             }
             _ => ("system:payment-worker", None),
         };

@@ -10,7 +10,7 @@ use time::Duration;
 use super::inventory::Alerts;
 use super::ledger::{Ledger, TransitionError};
 use super::notifications::relay_lost_notices;
-use super::orders::{Orders, Release, SYSTEM};
+use super::orders::{DEADLINE_PASSED, Orders, Release, SYSTEM};
 use super::payments::{FulfillmentMessage, Payments};
 use crate::error::Result;
 use crate::model::{Order, OrderEvent, OrderStatus};
@@ -39,9 +39,6 @@ const NOTICE_RELAY_EVERY: Duration = Duration::minutes(10);
 /// after downtime) is worked off over the next runs.
 const EXPIRED_BATCH: u32 = 1_000;
 const EXPIRED_BATCHES_PER_SWEEP: u32 = 10;
-
-/// The cancel reason of an order the sweep expires, with its stale payment or alone.
-pub(super) const DEADLINE_PASSED: &str = "payment deadline passed";
 
 /// How long a paid order may wait for its shipment before the sweep queues it again.
 const UNSHIPPED_GRACE: Duration = Duration::minutes(5);

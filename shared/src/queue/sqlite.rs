@@ -144,9 +144,8 @@ impl SqliteQueue {
         Ok(moved)
     }
 
-    /// `message`, checked and timed now, ready to be written by any write on this queue's
-    /// database: by [`Queue::send`], or inside another component's transaction.
-    pub(crate) fn prepare(
+    /// `message`, checked and timed now, ready to be written.
+    fn prepare(
         &self,
         queue: QueueName,
         message: &OutgoingMessage,
@@ -272,7 +271,7 @@ impl SqliteQueue {
 
 /// A message checked and timed by [`SqliteQueue::prepare`], not yet written.
 #[derive(Debug)]
-pub(crate) struct PreparedMessage {
+struct PreparedMessage {
     queue: QueueName,
     body: String,
     correlation_id: Option<String>,
@@ -281,9 +280,8 @@ pub(crate) struct PreparedMessage {
 }
 
 impl PreparedMessage {
-    /// Writes the message in the transaction `tx` is in: it is on the queue if and only if that
-    /// transaction commits.
-    pub(crate) fn insert(&self, tx: &Connection) -> Result<(), QueueError> {
+    /// Writes the message in the transaction `tx` is in.
+    fn insert(&self, tx: &Connection) -> Result<(), QueueError> {
         tx.exec(
             "INSERT INTO messages (message_id, queue, body, correlation_id, sent_at, visible_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

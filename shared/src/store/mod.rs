@@ -364,9 +364,9 @@ pub type DeliveryMessage = fn(Uuid, &str) -> Result<crate::queue::OutgoingMessag
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
     /// Whether the notices this store saves are relayed without the caller: the embedded store
-    /// sharing its file with the queue writes the delivery message in the same transaction, and
-    /// DynamoDB's stream carries them when deployed so (`NOTICE_RELAY=stream`). When false the
-    /// caller sends the message after the write, and the sweep relays it if that send is lost.
+    /// opened with the queue has its notice feed (`sqlite::NoticeFeed`), and DynamoDB's stream
+    /// carries them when deployed so (`NOTICE_RELAY=stream`). When false the caller sends the
+    /// message after the write, and the sweep relays it if that send is lost.
     fn relays_notices(&self) -> bool {
         false
     }

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, DeliveryMessage, ExpiryStore, HoldRelease,
-    Login, NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest,
-    PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey,
-    attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
+    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite,
+    NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
+    PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
+    counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
 use crate::clock::Clock;
 use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
@@ -26,8 +27,7 @@ use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
     Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
-use crate::queue::sqlite::PreparedMessage;
-use crate::queue::{QueueName, SqliteQueue};
+use crate::queue::SqliteQueue;
 
 /// The store's tables.
 pub const SCHEMA: Schema = Schema { name: "store", migrations: MIGRATIONS };
@@ -172,75 +172,72 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     db: EmbeddedDb,
-    /// Set when the queue shares the file: notices are then queued with the write that saves them.
-    relay: Option<NoticeRelay>,
-}
-
-/// The notifications queue beside the store, and the domain's message for a notice.
-#[derive(Clone)]
-struct NoticeRelay {
-    queue: SqliteQueue,
-    delivery: DeliveryMessage,
+    /// Set when notices are relayed from the notices table by a [`NoticeFeed`] (the local
+    /// server): each write that saves a notice wakes it.
+    feed: Option<Arc<Notify>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: EmbeddedDb::open(path, &[SCHEMA])?, relay: None })
+        Ok(Self { db: EmbeddedDb::open(path, &[SCHEMA])?, feed: None })
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Ok(Self { db: EmbeddedDb::in_memory(&[SCHEMA])?, relay: None })
+        Ok(Self { db: EmbeddedDb::in_memory(&[SCHEMA])?, feed: None })
     }
 
     /// The store and the queue in one file (the local server): one writer and one fsync per
-    /// batch for both, and every notice's delivery message written in the transaction that
-    /// saves the notice (a transactional outbox: the message exists if and only if the notice
-    /// does). `delivery` is the notifications queue's message for a notice.
+    /// batch for both. Notices are relayed from the notices table, as the orders table's stream
+    /// relays them on AWS: run the store's [`SqliteStore::notice_feed`] to deliver them. A
+    /// notice nothing delivers is not lost: the sweep relays it through the notifications queue.
     pub fn open_with_queue(
         path: &Path,
         clock: Arc<dyn Clock>,
         max_receives: u32,
-        delivery: DeliveryMessage,
     ) -> Result<(Self, SqliteQueue), StoreError> {
         let db = EmbeddedDb::open(path, &[SCHEMA, crate::queue::sqlite::SCHEMA])?;
-        Ok(Self::with_queue(db, clock, max_receives, delivery))
+        Ok(Self::with_queue(db, clock, max_receives))
     }
 
     /// [`SqliteStore::open_with_queue`] in memory, for tests.
-    pub fn in_memory_with_queue(
-        clock: Arc<dyn Clock>,
-        max_receives: u32,
-        delivery: DeliveryMessage,
-    ) -> Result<(Self, SqliteQueue), StoreError> {
+    pub fn in_memory_with_queue(clock: Arc<dyn Clock>, max_receives: u32) -> Result<(Self, SqliteQueue), StoreError> {
         let db = EmbeddedDb::in_memory(&[SCHEMA, crate::queue::sqlite::SCHEMA])?;
-        Ok(Self::with_queue(db, clock, max_receives, delivery))
+        Ok(Self::with_queue(db, clock, max_receives))
     }
 
-    fn with_queue(
-        db: EmbeddedDb,
-        clock: Arc<dyn Clock>,
-        max_receives: u32,
-        delivery: DeliveryMessage,
-    ) -> (Self, SqliteQueue) {
+    fn with_queue(db: EmbeddedDb, clock: Arc<dyn Clock>, max_receives: u32) -> (Self, SqliteQueue) {
         let queue = SqliteQueue::on(db.clone(), clock, max_receives);
-        (Self { db, relay: Some(NoticeRelay { queue: queue.clone(), delivery }) }, queue)
+        (Self { db, feed: Some(Arc::new(Notify::new())) }, queue)
     }
 
-    /// The delivery message of `notice`, ready to be written with it, when this store relays.
-    fn notice_delivery(
-        &self,
-        notice: Option<&Notice>,
-        correlation_id: &str,
-    ) -> Result<Option<PreparedMessage>, StoreError> {
-        let (Some(relay), Some(notice)) = (&self.relay, notice) else { return Ok(None) };
-        let message = (relay.delivery)(notice.id, correlation_id).map_err(StoreError::Backend)?;
-        relay
-            .queue
-            .prepare(QueueName::Notifications, &message, time::Duration::ZERO)
-            .map(Some)
-            .map_err(|e| StoreError::Backend(e.to_string()))
+    /// The notices saved from now on, and those saved before and not sent yet (a crash may
+    /// have cut their delivery short), in the order they were saved; `None` unless the store
+    /// relays notices itself ([`SqliteStore::open_with_queue`]). Notices delivered `gave_up_after`
+    /// times or more (the queue dead-lettered them) are not taken up again.
+    pub async fn notice_feed(&self, gave_up_after: u32) -> Result<Option<NoticeFeed>, StoreError> {
+        let Some(saved) = &self.feed else { return Ok(None) };
+        let after = self
+            .db
+            .read(move |tx| {
+                tx.row(
+                    "SELECT coalesce((SELECT min(rowid) FROM notices WHERE sent = 0 AND attempts < ?1) - 1,
+                                     (SELECT max(rowid) FROM notices), 0)",
+                    [gave_up_after],
+                    |row| row.get(0),
+                )
+                .map_err(backend)
+            })
+            .await?;
+        Ok(Some(NoticeFeed { db: self.db.clone(), saved: saved.clone(), after }))
+    }
+
+    /// Wakes the notice feed after a write that saved `notice`.
+    fn notice_saved(&self, notice: Option<&Notice>) {
+        if let (Some(saved), Some(_)) = (&self.feed, notice) {
+            saved.notify_one();
+        }
     }
 
     /// Hands every SQL statement the store runs, as written (placeholders unbound), to `hook`,
@@ -743,7 +740,7 @@ impl CatalogStore for SqliteStore {
 #[async_trait]
 impl OrderStore for SqliteStore {
     fn relays_notices(&self) -> bool {
-        self.relay.is_some()
+        self.feed.is_some()
     }
 
     async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
@@ -776,7 +773,6 @@ impl OrderStore for SqliteStore {
         let idempotency = write.idempotency.cloned();
         let low_stock = write.low_stock.to_vec();
         let notice = write.notice.cloned();
-        let delivery = self.notice_delivery(write.notice, &order.correlation_id)?;
         for (line, check) in order.lines.iter().zip(&low_stock) {
             check.validate(-line.quantity)?;
         }
@@ -833,11 +829,13 @@ impl OrderStore for SqliteStore {
             .map_err(backend)?;
                 write_cooldown(tx, &customer, &cooldown)?;
                 if let Some(notice) = &notice {
-                    insert_notice(tx, notice, delivery.as_ref())?;
+                    insert_notice(tx, notice)?;
                 }
                 add_counters(tx, counter_deltas(None, &order))
             })
-            .await
+            .await?;
+        self.notice_saved(write.notice);
+        Ok(())
     }
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -950,14 +948,13 @@ impl OrderStore for SqliteStore {
         let idempotency = write.idempotency.cloned();
         let refunded = refunds(write.payment);
         let notice = write.notice.cloned();
-        let delivery = self.notice_delivery(write.notice, &updated.correlation_id)?;
         self.db
             .write(move |tx| {
                 if let Some(record) = &idempotency {
                     save_idempotency(tx, record, updated.updated_at)?;
                 }
                 if let Some(notice) = &notice {
-                    insert_notice(tx, notice, delivery.as_ref())?;
+                    insert_notice(tx, notice)?;
                 }
                 if let Some(payment_id) = refunded {
                     tx.exec("INSERT OR IGNORE INTO refunds_pending (payment_id) VALUES (?1)", [payment_id.to_string()])
@@ -1011,7 +1008,9 @@ impl OrderStore for SqliteStore {
                 }
                 add_counters(tx, counter_deltas(Some(&previous), &updated))
             })
-            .await
+            .await?;
+        self.notice_saved(write.notice);
+        Ok(())
     }
 
     async fn orders_due(
@@ -1286,8 +1285,8 @@ impl NoticeStore for SqliteStore {
     }
 }
 
-/// Saves `notice` in the outbox, with its delivery message when the store relays notices.
-fn insert_notice(tx: &Connection, notice: &Notice, delivery: Option<&PreparedMessage>) -> Result<(), StoreError> {
+/// Saves `notice` in the outbox.
+fn insert_notice(tx: &Connection, notice: &Notice) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO notices (id, customer_id, sent, lease_until, relay_after, attempts, doc)
          VALUES (?1, ?2, 0, 0, ?3, 0, ?4)",
@@ -1299,10 +1298,55 @@ fn insert_notice(tx: &Connection, notice: &Notice, delivery: Option<&PreparedMes
         ],
     )
     .map_err(backend)?;
-    if let Some(message) = delivery {
-        message.insert(tx).map_err(|e| StoreError::Backend(e.to_string()))?;
-    }
     Ok(())
+}
+
+/// The notices table read as a stream: the local server's stand-in for the orders table's
+/// stream on AWS. It follows the table's rowids, which the one writer hands out in commit
+/// order (notices are never deleted, so none is reused), so a reader that has seen a rowid has
+/// seen every notice committed before it.
+pub struct NoticeFeed {
+    db: EmbeddedDb,
+    saved: Arc<Notify>,
+    /// The rowid of the last notice read.
+    after: i64,
+}
+
+impl NoticeFeed {
+    /// The ids of the next notices saved and not sent yet, oldest first, at most `limit`;
+    /// waits up to `patience` for one. Each is returned once.
+    pub async fn next(&mut self, limit: u32, patience: std::time::Duration) -> Result<Vec<Uuid>, StoreError> {
+        let mut waited = false;
+        loop {
+            let after = self.after;
+            let rows: Vec<(i64, String, bool)> = self
+                .db
+                .read(move |tx| {
+                    let mut stmt = tx
+                        .prepare_cached("SELECT rowid, id, sent FROM notices WHERE rowid > ?1 ORDER BY rowid LIMIT ?2")
+                        .map_err(backend)?;
+                    let rows = stmt
+                        .query_map(params![after, limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                        .map_err(backend)?;
+                    rows.collect::<Result<_, _>>().map_err(backend)
+                })
+                .await?;
+            if let Some((last, _, _)) = rows.last() {
+                self.after = *last;
+                return rows
+                    .into_iter()
+                    .filter(|(_, _, sent)| !sent)
+                    .map(|(_, id, _)| id.parse().map_err(|e| StoreError::Backend(format!("notice id {id}: {e}"))))
+                    .collect();
+            }
+            if waited {
+                return Ok(Vec::new());
+            }
+            // A notice saved since the read above has left its wake-up waiting.
+            let _ = tokio::time::timeout(patience, self.saved.notified()).await;
+            waited = true;
+        }
+    }
 }
 
 fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {

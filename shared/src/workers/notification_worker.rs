@@ -1,12 +1,14 @@
 //! The notification worker: delivers customers' notices by email (see
 //! `crate::domain::Notifier`). A message is handled once per notice whatever how often it
-//! arrives: the notice is claimed, sent, then marked sent.
+//! arrives: the notice is claimed, sent, then marked sent. Notices come from the notifications
+//! queue and from an outbox relay ([`deliver_relayed`]): the orders table's stream on AWS, the
+//! notices table's feed on the local server (`super::run_local_notice_relay`).
 
 use async_trait::async_trait;
 use time::Duration;
 
 use crate::domain::{Delivery, NoticeMessage, Notifier};
-use crate::queue::{Consumer, Delivery as QueueDelivery, Outcome};
+use crate::queue::{Consumer, Delivery as QueueDelivery, Outcome, OutgoingMessage, Queue, QueueName, process_batch};
 
 pub struct NotificationWorker {
     notifier: Notifier,
@@ -41,4 +43,29 @@ impl Consumer for NotificationWorker {
             }
         }
     }
+}
+
+/// How long a notice handed from an outbox relay to the queue waits before its first retry.
+pub const HANDED_OFF_RETRY: Duration = Duration::seconds(30);
+
+/// Delivers the notices an outbox relay brings (the orders table's stream on AWS, the notices
+/// table's feed on the local server) through `consumer`. One that cannot be sent now (the mail
+/// service down, another delivery holding it) is handed to the notifications queue, which
+/// retries it and dead-letters what keeps failing. Answers the message ids of the deliveries
+/// whose hand-off failed: the relay must bring those again.
+pub async fn deliver_relayed<C: Consumer + ?Sized>(
+    consumer: &C,
+    queue: &dyn Queue,
+    deliveries: &[QueueDelivery],
+) -> Vec<String> {
+    let mut not_handed_off = Vec::new();
+    for message_id in process_batch(consumer, deliveries).await {
+        let Some(delivery) = deliveries.iter().find(|d| d.message_id == message_id) else { continue };
+        let message = OutgoingMessage { body: delivery.body.clone(), correlation_id: delivery.correlation_id.clone() };
+        if let Err(err) = queue.send(QueueName::Notifications, &message, HANDED_OFF_RETRY).await {
+            tracing::warn!(message_id, error = %err, "notice not handed to the queue");
+            not_handed_off.push(message_id);
+        }
+    }
+    not_handed_off
 }

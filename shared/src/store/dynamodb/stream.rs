@@ -2,8 +2,8 @@
 //! transaction as the change it tells of; the table's stream (keys only) carries the insert of
 //! its `NOTICE#<id>` item to the notification worker, which delivers it as it would a queue
 //! message. The order path therefore sends no SQS message: the relay cannot be lost between the
-//! write and a send, and the request saves a round trip. The embedded store does the same by
-//! writing the message in the notice's own transaction.
+//! write and a send, and the request saves a round trip. The local server follows the embedded
+//! store's notices table the same way (`store::sqlite::NoticeFeed`).
 //!
 //! The event source mapping filters on inserts of notice items; anything else that arrives
 //! (another item, a modify, a remove) is acknowledged and ignored.

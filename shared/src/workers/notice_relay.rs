@@ -1,0 +1,103 @@
+//! The local server's notice relay: the embedded store's notice feed, delivered as the Lambda
+//! notification worker delivers the orders table's stream.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::notification_worker::deliver_relayed;
+use crate::domain::NoticeMessage;
+use crate::queue::{Consumer, Delivery as QueueDelivery, Queue};
+use crate::store::sqlite::NoticeFeed;
+
+/// Notices read from the feed at a time, and batches being delivered at once.
+const FEED_BATCH: u32 = 100;
+const FEED_BATCHES_IN_FLIGHT: usize = 4;
+/// How long the feed waits for a new notice before it looks again anyway.
+const FEED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Hand-offs tried per notice before the relay leaves it to the next start of the feed.
+const HAND_OFF_ATTEMPTS: u32 = 5;
+
+/// The local server's relay: follows the embedded store's notice feed (see
+/// [`NoticeFeed`]) and delivers what it brings as the Lambda worker
+/// delivers what the orders table's stream brings ([`deliver_relayed`]), a batch at a time with a
+/// few batches in flight. Runs until `shutdown` resolves, then finishes the batches in hand.
+pub async fn run_local_notice_relay(
+    mut feed: NoticeFeed,
+    consumer: Arc<dyn Consumer>,
+    queue: Arc<dyn Queue>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut failed_reads = 0u32;
+    tracing::info!("notice relay started");
+    loop {
+        let notices = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            notices = feed.next(FEED_BATCH, FEED_PATIENCE) => notices,
+        };
+        let notices = match notices {
+            Ok(notices) => {
+                failed_reads = 0;
+                notices
+            }
+            Err(err) => {
+                failed_reads = failed_reads.saturating_add(1);
+                tracing::error!(error = %err, "reading the notice feed failed");
+                tokio::time::sleep(std::time::Duration::from_millis(250 << failed_reads.min(6))).await;
+                continue;
+            }
+        };
+        if notices.is_empty() {
+            continue;
+        }
+        while in_flight.len() >= FEED_BATCHES_IN_FLIGHT {
+            in_flight.join_next().await;
+        }
+        let (consumer, queue) = (consumer.clone(), queue.clone());
+        in_flight.spawn(async move {
+            let mut notices = notices;
+            for attempt in 1..=HAND_OFF_ATTEMPTS {
+                notices = deliver_fed(&*consumer, &*queue, &notices).await;
+                if notices.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+            }
+            // Still unsent: the next start of the feed takes them up again.
+            tracing::error!(notices = notices.len(), "notices neither delivered nor handed to the queue");
+        });
+    }
+    while in_flight.join_next().await.is_some() {}
+    tracing::info!("notice relay stopped");
+}
+
+/// Delivers notices the feed brought, as [`deliver_relayed`] delivers the stream's; answers the
+/// ids of those neither delivered nor handed to the queue.
+pub async fn deliver_fed<C: Consumer + ?Sized>(consumer: &C, queue: &dyn Queue, notices: &[Uuid]) -> Vec<Uuid> {
+    let deliveries: Vec<QueueDelivery> = notices.iter().filter_map(|id| feed_delivery(*id)).collect();
+    let failed = deliver_relayed(consumer, queue, &deliveries).await;
+    notices.iter().filter(|id| failed.contains(&id.to_string())).copied().collect()
+}
+
+/// A notice from the feed as the delivery the worker takes; its id stands in for the message
+/// id and the correlation id.
+fn feed_delivery(notice_id: Uuid) -> Option<QueueDelivery> {
+    let id = notice_id.to_string();
+    match NoticeMessage::delivery(notice_id, &id) {
+        Ok(message) => Some(QueueDelivery {
+            message_id: id,
+            receipt: String::new(),
+            body: message.body,
+            correlation_id: message.correlation_id,
+            receive_count: 1,
+        }),
+        Err(err) => {
+            tracing::error!(%notice_id, error = %err, "notice delivery message not built");
+            None
+        }
+    }
+}
