@@ -374,6 +374,40 @@ async fn logout_takes_effect_on_every_function(store: Arc<dyn Store>) {
     );
 }
 
+/// An order confirms a token the instance has not confirmed lately in the order's own read:
+/// a revoked token is refused there (401) as on every route, with a good body or a bad one,
+/// and places nothing; another token of the same customer orders.
+async fn an_order_with_a_revoked_token_is_refused_and_places_nothing(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let mug =
+        api.post("/products", json!({"name": "Mug", "price_cents": 900, "stock": 5, "category": "kitchen"})).await;
+    let items = json!({"items": [{"product_id": mug.body["id"], "quantity": 1}]});
+    let (id, token) = api.customer("a@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let out = api.send(Method::POST, "/auth/logout", None, &[("authorization", &bearer)]).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    for body in [items.clone(), json!({"items": []}), json!("not an order")] {
+        let refused = api.send(Method::POST, "/orders", Some(body.clone()), &[("authorization", &bearer)]).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{body}: {}", refused.body);
+    }
+    let too_long = "k".repeat(256);
+    let keyed = [("authorization", bearer.as_str()), ("idempotency-key", too_long.as_str())];
+    assert_eq!(api.send(Method::POST, "/orders", Some(items.clone()), &keyed).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.get(&format!("/orders?customer_id={id}")).await.body["items"], json!([]), "nothing placed");
+
+    let login = api
+        .send(
+            Method::POST,
+            "/auth/login",
+            Some(json!({"email": "a@example.com", "password": CUSTOMER_PASSWORD})),
+            &[("authorization", "")],
+        )
+        .await;
+    let again = format!("Bearer {}", login.body["access_token"].as_str().expect("token"));
+    let placed = api.send(Method::POST, "/orders", Some(items), &[("authorization", &again)]).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+}
+
 /// The production argon2 cost works end to end (the other tests use a cheaper one).
 async fn production_password_cost_signs_up_and_logs_in(store: Arc<dyn Store>) {
     let auth = common::test_auth().with_cost(PasswordCost::default());
@@ -389,6 +423,7 @@ on_every_store!(
     failed_logins_are_rate_limited_per_address,
     tokens_expire_by_the_service_clock,
     logout_takes_effect_on_every_function,
+    an_order_with_a_revoked_token_is_refused_and_places_nothing,
     production_password_cost_signs_up_and_logs_in,
 );
 

@@ -9,7 +9,8 @@ use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
 use orderly::clock::FakeClock;
 use orderly::domain::{
-    CancelRequest, IdempotencyKey, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderSettings, Release, Services, Session,
+    Caller, CancelRequest, IdempotencyKey, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderSettings, Release, Services,
+    Session,
 };
 use orderly::model::{Address, OrderStatus, Principal, Role};
 use orderly::queue::Consumer;
@@ -53,6 +54,11 @@ fn customer() -> Session {
         jti: Uuid::now_v7(),
         expires_at: OffsetDateTime::now_utc() + Duration::hours(1),
     }
+}
+
+/// A session the service takes as confirmed (the HTTP tests cover confirming it).
+fn confirmed(session: &Session) -> Caller {
+    Caller::Confirmed(session.clone())
 }
 
 fn order_of(items: &[(Uuid, i64)]) -> NewOrder {
@@ -113,7 +119,7 @@ async fn orders_reserve_stock_and_snapshot_prices(store: Arc<dyn Store>) {
     let placed = w
         .orderly
         .orders
-        .place_order(&customer(), order_of(&[(mug, 3), (lamp, 2)]), None, "req-1")
+        .place_order(&confirmed(&customer()), order_of(&[(mug, 3), (lamp, 2)]), None, "req-1")
         .await
         .expect("placed");
     assert_eq!(placed.status_code, 201);
@@ -137,7 +143,7 @@ async fn insufficient_stock_writes_nothing_and_starts_no_cooldown(store: Arc<dyn
     let mug = product(&w.orderly, "Mug", 100, 5).await;
     let lamp = product(&w.orderly, "Lamp", 100, 1).await;
     let ada = customer();
-    let refused = w.orderly.orders.place_order(&ada, order_of(&[(mug, 2), (lamp, 2)]), None, "r").await;
+    let refused = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 2), (lamp, 2)]), None, "r").await;
     match refused {
         Err(orderly::Error::Conflict(detail)) => {
             assert!(detail.contains("Lamp") && !detail.contains("Mug"), "{detail}")
@@ -145,9 +151,9 @@ async fn insufficient_stock_writes_nothing_and_starts_no_cooldown(store: Arc<dyn
         other => panic!("{other:?}"),
     }
     assert_eq!((stock(&w.orderly, mug).await, stock(&w.orderly, lamp).await), (5, 1), "no line reserved");
-    let next = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "r").await.expect("placed");
+    let next = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "r").await.expect("placed");
     assert_eq!(next.status_code, 201, "no cooldown was started by the refusal");
-    let unknown = w.orderly.orders.place_order(&ada, order_of(&[(Uuid::now_v7(), 1)]), None, "r").await;
+    let unknown = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(Uuid::now_v7(), 1)]), None, "r").await;
     assert!(matches!(unknown, Err(orderly::Error::Validation(_))), "{unknown:?}");
 }
 
@@ -158,10 +164,11 @@ async fn the_cooldown_defers_and_releases_in_order(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 100, 50).await;
     let ada = customer();
     let start = w.clock.now_for_test();
-    let first = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "a").await.expect("first");
+    let first = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "a").await.expect("first");
     w.clock.advance(Duration::milliseconds(10));
-    let second = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "b").await.expect("second");
-    let third = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "c").await.expect("third");
+    let second =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "b").await.expect("second");
+    let third = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "c").await.expect("third");
     assert_eq!((first.status_code, second.status_code, third.status_code), (201, 202, 202));
     let (s2, b2) = status_of(&second.body);
     assert_eq!(s2, OrderStatus::ProcessingOrder);
@@ -171,7 +178,8 @@ async fn the_cooldown_defers_and_releases_in_order(store: Arc<dyn Store>) {
     assert_eq!(stock(&w.orderly, mug).await, 47, "deferred orders reserve stock too");
 
     // Other customers are not held up.
-    let bob = w.orderly.orders.place_order(&customer(), order_of(&[(mug, 1)]), None, "d").await.expect("bob");
+    let bob =
+        w.orderly.orders.place_order(&confirmed(&customer()), order_of(&[(mug, 1)]), None, "d").await.expect("bob");
     assert_eq!(bob.status_code, 201);
 
     let status = |id| {
@@ -195,10 +203,11 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 100, 50).await;
     let ada = customer();
     for expected in [201, 202, 202, 202] {
-        let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("placed");
+        let placed =
+            w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "x").await.expect("placed");
         assert_eq!(placed.status_code, expected);
     }
-    match w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await {
+    match w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "x").await {
         Err(orderly::Error::TooManyRequests { what, retry_after_secs }) => {
             assert_eq!(what, "too many orders are waiting for the cooldown");
             assert!((1..=300).contains(&retry_after_secs), "{retry_after_secs}")
@@ -207,7 +216,12 @@ async fn deferred_orders_are_capped_with_retry_after(store: Arc<dyn Store>) {
     }
     assert_eq!(stock(&w.orderly, mug).await, 46, "the refused order reserved nothing");
     w.clock.advance(Duration::seconds(301));
-    let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("a slot freed up");
+    let placed = w
+        .orderly
+        .orders
+        .place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "x")
+        .await
+        .expect("a slot freed up");
     assert_eq!(placed.status_code, 202);
 }
 
@@ -220,7 +234,8 @@ async fn cancelled_deferred_orders_give_their_slots_back(store: Arc<dyn Store>) 
     let start = w.clock.now_for_test();
     let mut deferred = Vec::new();
     for expected in [201, 202, 202, 202] {
-        let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "x").await.expect("placed");
+        let placed =
+            w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "x").await.expect("placed");
         assert_eq!(placed.status_code, expected);
         if expected == 202 {
             deferred.push(placed.id);
@@ -229,7 +244,8 @@ async fn cancelled_deferred_orders_give_their_slots_back(store: Arc<dyn Store>) 
     for id in deferred {
         w.orderly.orders.cancel_order(&ada, id, CancelRequest::default()).await.expect("cancelled");
     }
-    let next = w.orderly.orders.place_order(&ada, order_of(&[(mug, 1)]), None, "y").await.expect("a slot is free");
+    let next =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "y").await.expect("a slot is free");
     assert_eq!(next.status_code, 202, "still behind the pending order");
     let (_, body) = status_of(&next.body);
     assert_eq!(body["release_at"], json!(rfc3339(start + Duration::seconds(300))), "right behind it");
@@ -244,20 +260,29 @@ async fn unpaid_holds_are_capped(store: Arc<dyn Store>) {
     );
     let (mug, lamp) = (product(&w.orderly, "Mug", 100, 50).await, product(&w.orderly, "Lamp", 3_000, 50).await);
     let ada = customer();
-    let first = w.orderly.orders.place_order(&ada, order_of(&[(mug, 8)]), None, "a").await.expect("8 units");
+    let first =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 8)]), None, "a").await.expect("8 units");
     w.clock.advance(Duration::seconds(2));
-    let too_many = w.orderly.orders.place_order(&ada, order_of(&[(mug, 3)]), None, "b").await;
+    let too_many = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 3)]), None, "b").await;
     assert!(matches!(&too_many, Err(orderly::Error::Conflict(m)) if m.contains("unpaid")), "{too_many:?}");
-    w.orderly.orders.place_order(&ada, order_of(&[(lamp, 1)]), None, "c").await.expect("9 units, 3,800 cents");
+    w.orderly
+        .orders
+        .place_order(&confirmed(&ada), order_of(&[(lamp, 1)]), None, "c")
+        .await
+        .expect("9 units, 3,800 cents");
     w.clock.advance(Duration::seconds(2));
-    let too_dear = w.orderly.orders.place_order(&ada, order_of(&[(lamp, 1)]), None, "d").await;
+    let too_dear = w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(lamp, 1)]), None, "d").await;
     assert!(matches!(&too_dear, Err(orderly::Error::Conflict(m)) if m.contains("unpaid")), "{too_dear:?}");
     assert_eq!((stock(&w.orderly, mug).await, stock(&w.orderly, lamp).await), (42, 49), "refusals reserve nothing");
-    let others = w.orderly.orders.place_order(&customer(), order_of(&[(mug, 8)]), None, "e").await;
+    let others = w.orderly.orders.place_order(&confirmed(&customer()), order_of(&[(mug, 8)]), None, "e").await;
     assert!(others.is_ok(), "the cap is per customer");
 
     w.orderly.orders.cancel_order(&ada, first.id, CancelRequest::default()).await.expect("cancelled");
-    w.orderly.orders.place_order(&ada, order_of(&[(mug, 8)]), None, "f").await.expect("the hold was given back");
+    w.orderly
+        .orders
+        .place_order(&confirmed(&ada), order_of(&[(mug, 8)]), None, "f")
+        .await
+        .expect("the hold was given back");
     assert_eq!(OrderSettings::default().payment_deadline, Duration::minutes(30), "a short unpaid hold by default");
 }
 
@@ -266,15 +291,30 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     let mug = product(&w.orderly, "Mug", 100, 10).await;
     let ada = customer();
     let key = IdempotencyKey::parse("order-2026-0001").expect("key");
-    let first = w.orderly.orders.place_order(&ada, order_of(&[(mug, 2)]), Some(key.clone()), "a").await.expect("first");
-    let again =
-        w.orderly.orders.place_order(&ada, order_of(&[(mug, 2)]), Some(key.clone()), "b").await.expect("replay");
+    let first = w
+        .orderly
+        .orders
+        .place_order(&confirmed(&ada), order_of(&[(mug, 2)]), Some(key.clone()), "a")
+        .await
+        .expect("first");
+    let again = w
+        .orderly
+        .orders
+        .place_order(&confirmed(&ada), order_of(&[(mug, 2)]), Some(key.clone()), "b")
+        .await
+        .expect("replay");
     assert_eq!(again, first);
     assert_eq!(stock(&w.orderly, mug).await, 8, "one reservation");
-    let other_body = w.orderly.orders.place_order(&ada, order_of(&[(mug, 3)]), Some(key.clone()), "c").await;
+    let other_body =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 3)]), Some(key.clone()), "c").await;
     assert!(matches!(other_body, Err(orderly::Error::Validation(_))), "{other_body:?}");
     // Keys are per customer.
-    let bob = w.orderly.orders.place_order(&customer(), order_of(&[(mug, 2)]), Some(key), "d").await.expect("bob");
+    let bob = w
+        .orderly
+        .orders
+        .place_order(&confirmed(&customer()), order_of(&[(mug, 2)]), Some(key), "d")
+        .await
+        .expect("bob");
     assert_ne!(bob.id, first.id);
 
     // Replays racing each other still make one order.
@@ -284,7 +324,12 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     for _ in 0..8 {
         let (orderly, racer, key) = (w.orderly.clone(), racer.clone(), key.clone());
         racers.spawn(async move {
-            orderly.orders.place_order(&racer, order_of(&[(mug, 1)]), Some(key), "r").await.expect("placed").id
+            orderly
+                .orders
+                .place_order(&confirmed(&racer), order_of(&[(mug, 1)]), Some(key), "r")
+                .await
+                .expect("placed")
+                .id
         });
     }
     let ids = racers.join_all().await;
@@ -298,7 +343,7 @@ async fn an_idempotency_key_replays_the_first_answer(store: Arc<dyn Store>) {
     for _ in 0..6 {
         let (orderly, buyer, key) = (w.orderly.clone(), buyer.clone(), key.clone());
         racers.spawn(async move {
-            orderly.orders.place_order(&buyer, order_of(&[(last, 1)]), Some(key), "r").await.map(|p| p.id)
+            orderly.orders.place_order(&confirmed(&buyer), order_of(&[(last, 1)]), Some(key), "r").await.map(|p| p.id)
         });
     }
     let answers: Vec<_> = racers.join_all().await;
@@ -311,7 +356,8 @@ async fn cancelling_returns_stock_exactly_once(store: Arc<dyn Store>) {
     let w = world(store);
     let mug = product(&w.orderly, "Mug", 100, 10).await;
     let ada = customer();
-    let placed = w.orderly.orders.place_order(&ada, order_of(&[(mug, 4)]), None, "a").await.expect("placed");
+    let placed =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 4)]), None, "a").await.expect("placed");
     assert_eq!(stock(&w.orderly, mug).await, 6);
     let mut cancels = JoinSet::new();
     for _ in 0..5 {
@@ -332,8 +378,10 @@ async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn S
     let w = world(store);
     let mug = product(&w.orderly, "Mug", 100, 10).await;
     let ada = customer();
-    let pending = w.orderly.orders.place_order(&ada, order_of(&[(mug, 2)]), None, "a").await.expect("pending");
-    let deferred = w.orderly.orders.place_order(&ada, order_of(&[(mug, 3)]), None, "b").await.expect("deferred");
+    let pending =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 2)]), None, "a").await.expect("pending");
+    let deferred =
+        w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 3)]), None, "b").await.expect("deferred");
     assert_eq!(deferred.status_code, 202);
     // The release message is lost: only the sweep can release the order.
     w.queue.receive(QueueName::Orders, 10, Duration::days(2), Duration::ZERO).await.expect("swallow");
@@ -366,7 +414,9 @@ async fn a_thousand_customers_never_oversell(store: Arc<dyn Store>) {
     let mut buyers = JoinSet::new();
     for _ in 0..1000 {
         let orderly = w.orderly.clone();
-        buyers.spawn(async move { orderly.orders.place_order(&customer(), order_of(&[(hot, 1)]), None, "load").await });
+        buyers.spawn(async move {
+            orderly.orders.place_order(&confirmed(&customer()), order_of(&[(hot, 1)]), None, "load").await
+        });
     }
     let (mut accepted, mut refused) = (0, 0);
     for result in buyers.join_all().await {

@@ -14,9 +14,12 @@ use orderly::store::{SqliteStore, Store};
 use serde_json::json;
 
 static STATEMENTS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// Every statement in the order run, for the count of one request's reads.
+static RAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn record(sql: &str) {
     STATEMENTS.lock().expect("statements").insert(sql.to_owned());
+    RAN.lock().expect("ran").push(sql.to_owned());
 }
 
 /// Tables that grow with customers, orders or tokens.
@@ -77,6 +80,18 @@ async fn every_statement_of_a_journey_uses_an_index() {
     api.get(&format!("/payments?order_id={order}")).await;
     api.get("/payments").await;
     api.send(Method::GET, &format!("/payments/{}", paid.body["id"].as_str().expect("id")), None, &auth).await;
+    // A token's first request is an order: the order's read confirms the session (is the token
+    // revoked, is the customer there), with no session read of its own.
+    let (_, fresh) = api.customer("bea@example.com").await;
+    let fresh = format!("Bearer {fresh}");
+    let one = json!({"items": [{"product_id": mug_id, "quantity": 1}]});
+    RAN.lock().expect("ran").clear();
+    let placed = api.send(Method::POST, "/orders", Some(one), &[("authorization", fresh.as_str())]).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    let ran = std::mem::take(&mut *RAN.lock().expect("ran"));
+    assert_eq!(ran.iter().filter(|sql| sql.contains("FROM revoked_tokens")).count(), 1, "{ran:#?}");
+    assert!(!ran.iter().any(|sql| sql.contains("FROM customers WHERE id = ?1)")), "a session read: {ran:#?}");
+
     let cancel = format!("/orders/{}/cancel", deferred.body["id"].as_str().expect("id"));
     api.send(Method::POST, &cancel, None, &auth).await;
     api.get("/orders/metrics").await;

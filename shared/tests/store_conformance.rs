@@ -9,7 +9,9 @@ use common::entities::{all_pages, customer, next_version, now, product};
 use orderly::model::{
     Admin, AlertCause, Category, Email, Principal, Product, ProductName, Role, StockAdjustment, StockAlert, Username,
 };
-use orderly::store::{AdjustmentWrite, LowStockCheck, PageRequest, ProductFilter, Store, StoreError, UniqueKey};
+use orderly::store::{
+    AdjustmentWrite, LowStockCheck, PageRequest, ProductFilter, Store, StoreError, TokenCheck, UniqueKey,
+};
 use time::Duration;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -340,6 +342,22 @@ async fn sessions_end_with_revocation_or_a_missing_principal(store: Arc<dyn Stor
     assert!(!store.session_is_valid(&as_admin, other_jti, t).await.expect("check"), "no such admin");
     let stranger = Principal { id: Uuid::now_v7(), role: Role::Customer };
     assert!(!store.session_is_valid(&stranger, other_jti, t).await.expect("check"), "no such customer");
+
+    // The same answers from the read of an order's context, which confirms a session in passing.
+    let revoked_in_context = |jti: Uuid, at| {
+        let store = store.clone();
+        async move {
+            let check = TokenCheck { jti, now: at };
+            store.order_context(ada.id, &[], Some(check)).await.expect("context").token_revoked
+        }
+    };
+    assert!(revoked_in_context(jti, t).await, "revoked");
+    assert!(!revoked_in_context(other_jti, t).await, "only that token");
+    assert!(!revoked_in_context(jti, t + Duration::minutes(16)).await, "until it would have expired");
+    let asked_nothing = store.order_context(ada.id, &[], None).await.expect("context");
+    assert!(!asked_nothing.token_revoked && asked_nothing.customer.is_some());
+    let nobody = store.order_context(stranger.id, &[], Some(TokenCheck { jti: other_jti, now: t })).await;
+    assert!(nobody.expect("context").customer.is_none(), "no such customer");
 }
 
 /// Expired rows are collected in bounded batches, never a live one; a backend whose database

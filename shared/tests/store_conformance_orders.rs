@@ -112,7 +112,7 @@ async fn place_keyed(
 ) -> Result<(), StoreError> {
     let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
     let OrderContext { cooldown: read, products, .. } =
-        store.order_context(order.customer_id, &products).await.expect("context");
+        store.order_context(order.customer_id, &products, None).await.expect("context");
     let shards: Vec<u32> = products.iter().map(|p| p.as_ref().map_or(1, |p| p.stock_shards)).collect();
     let write = NewOrderWrite {
         order,
@@ -215,7 +215,7 @@ struct Footprint {
 async fn footprint(store: &dyn Store, order: &Order) -> Footprint {
     let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
     Footprint {
-        context: store.order_context(order.customer_id, &products).await.expect("context"),
+        context: store.order_context(order.customer_id, &products, None).await.expect("context"),
         order: store.get_order(order.id).await.expect("order"),
         idempotency: store.get_idempotency(order.customer_id, KEY).await.expect("idempotency"),
         payments: store
@@ -254,7 +254,7 @@ async fn placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key
         assert_eq!((stored.stock, stored.version), (left, 1), "reserved; the catalog version is not the stock's");
     }
     assert_eq!(store.get_order(placed.id).await.expect("get"), Some(placed.clone()));
-    let context = store.order_context(placed.customer_id, &[]).await.expect("context");
+    let context = store.order_context(placed.customer_id, &[], None).await.expect("context");
     assert_eq!(context.cooldown, Some(write.cooldown.clone()));
     assert_eq!(store.get_idempotency(placed.customer_id, KEY).await.expect("get"), Some(saved));
     assert_eq!(counters(&*store).await, (1, vec![(Pending, 1)], 0, 0));
@@ -373,7 +373,7 @@ async fn a_placement_needs_the_cooldown_as_it_was_read(store: Arc<dyn Store>) {
     refused(&*store, &first, StoreError::VersionConflict, store.insert_order(&unread)).await;
     store.insert_order(&placement(&first)).await.expect("no cooldown yet");
 
-    let read = store.order_context(customer, &[]).await.expect("context").cooldown.expect("a cooldown");
+    let read = store.order_context(customer, &[], None).await.expect("context").cooldown.expect("a cooldown");
     let second = order(customer, &[(&mug, 1)]);
     for stale in [None, Some(read.version + 1)] {
         let write = NewOrderWrite { expected_cooldown: stale, ..placement(&second) };
@@ -385,7 +385,7 @@ async fn a_placement_needs_the_cooldown_as_it_was_read(store: Arc<dyn Store>) {
         ..placement(&second)
     };
     store.insert_order(&later).await.expect("the cooldown as read");
-    let context = store.order_context(customer, &[]).await.expect("context");
+    let context = store.order_context(customer, &[], None).await.expect("context");
     assert_eq!(context.cooldown, Some(later.cooldown.clone()));
     assert_eq!((later.cooldown.slots.len(), later.cooldown.unpaid_units), (2, 2));
     assert_eq!(counters(&*store).await, (2, vec![(Pending, 2)], 0, 0));
@@ -400,14 +400,15 @@ async fn leaving_unpaid_gives_back_the_hold_and_a_cancelled_slot(store: Arc<dyn 
     let customer = Uuid::now_v7();
     let first = order(customer, &[(&mug, 2)]);
     place(&*store, &first).await.expect("first");
-    let read = store.order_context(customer, &[]).await.expect("context").cooldown.expect("cooldown");
+    let read = store.order_context(customer, &[], None).await.expect("context").cooldown.expect("cooldown");
     let slot = read.slots[0] + Duration::minutes(5);
     let deferred = next_version(&order(customer, &[(&mug, 3)]), |o| {
         o.status = ProcessingOrder;
         o.release_at = Some(slot);
     });
     place(&*store, &deferred).await.expect("deferred");
-    let cooldown = || async { store.order_context(customer, &[]).await.expect("context").cooldown.expect("cooldown") };
+    let cooldown =
+        || async { store.order_context(customer, &[], None).await.expect("context").cooldown.expect("cooldown") };
     let held = cooldown().await;
     assert_eq!((held.slots.clone(), held.unpaid_units, held.unpaid_cents), (vec![read.slots[0], slot], 5, 5000));
 

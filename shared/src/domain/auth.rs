@@ -41,6 +41,32 @@ impl Session {
     }
 }
 
+/// Who places an order: a session this instance has confirmed with the store lately, or a
+/// customer's session still to confirm, which the order's own read confirms (one read instead
+/// of two; see [`crate::domain::Orders::place_order`]).
+#[derive(Clone)]
+pub enum Caller {
+    Confirmed(Session),
+    Unconfirmed(Session, Sessions),
+}
+
+impl Caller {
+    pub fn session(&self) -> &Session {
+        match self {
+            Caller::Confirmed(session) | Caller::Unconfirmed(session, _) => session,
+        }
+    }
+
+    /// Confirms the session with the store, if it is not yet (for an answer given before the
+    /// order's read: a bad token is told 401 before anything else).
+    pub async fn confirm(&self) -> Result<()> {
+        match self {
+            Caller::Confirmed(_) => Ok(()),
+            Caller::Unconfirmed(session, sessions) => sessions.confirm(session).await,
+        }
+    }
+}
+
 /// A password as received: never printed, never logged.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
@@ -227,6 +253,10 @@ pub struct Sessions {
 /// Tokens this process found valid in the store lately, so a client's next requests skip the
 /// check: a revocation made through another process (another Lambda function) is honoured
 /// within `AuthConfig::session_cache`; one made through this process at once.
+/// Why a token is refused, whatever the reason: an invalid signature, an expiry, a revocation
+/// or an account gone all read the same.
+pub const TOKEN_REFUSED: &str = "the access token is invalid, expired or revoked";
+
 #[derive(Default)]
 struct CheckedSessions(Mutex<HashMap<Uuid, Instant>>);
 
@@ -284,7 +314,16 @@ impl Sessions {
     /// Verifies a bearer token: HS256 only, signed by a configured key, not expired by this
     /// service's clock, not revoked, and for an account that still exists.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
-        const REFUSED: &str = "the access token is invalid, expired or revoked";
+        let session = self.decode(token)?;
+        if !self.is_confirmed(&session) {
+            self.confirm(&session).await?;
+        }
+        Ok(session)
+    }
+
+    /// The session a bearer token carries, if it is signed by a configured key (HS256 only) and
+    /// not expired by this service's clock: what can be told without the store.
+    pub fn decode(&self, token: &str) -> Result<Session> {
         let mut validation = Validation::new(JwtAlgorithm::HS256);
         // Expiry is checked below against the injected clock, not the system's.
         validation.validate_exp = false;
@@ -294,23 +333,29 @@ impl Sessions {
             .decoding
             .iter()
             .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &validation).ok())
-            .ok_or(Error::Unauthorized(REFUSED))?
+            .ok_or(Error::Unauthorized(TOKEN_REFUSED))?
             .claims;
-        let now = self.clock.now();
-        let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| Error::Unauthorized(REFUSED))?;
-        if expires_at <= now {
-            return Err(Error::Unauthorized(REFUSED));
+        let expires_at =
+            OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| Error::Unauthorized(TOKEN_REFUSED))?;
+        if expires_at <= self.clock.now() {
+            return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
-        let session =
-            Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at };
-        let ttl = self.auth.session_cache;
-        if !self.checked.fresh(session.jti, ttl) {
-            if !self.store.session_is_valid(&session.principal, session.jti, now).await? {
-                return Err(Error::Unauthorized(REFUSED));
-            }
-            self.checked.remember(session.jti, ttl);
+        Ok(Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at })
+    }
+
+    /// Whether this instance confirmed the session with the store recently enough to trust it.
+    pub fn is_confirmed(&self, session: &Session) -> bool {
+        self.checked.fresh(session.jti, self.auth.session_cache)
+    }
+
+    /// Asks the store whether the session's token is revoked and its account gone (401 if
+    /// either), and remembers the answer for a while.
+    pub async fn confirm(&self, session: &Session) -> Result<()> {
+        if !self.store.session_is_valid(&session.principal, session.jti, self.clock.now()).await? {
+            return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
-        Ok(session)
+        self.checked.remember(session.jti, self.auth.session_cache);
+        Ok(())
     }
 
     /// Revokes the session's token until it would have expired anyway.

@@ -31,7 +31,10 @@ mod sweep;
 
 #[cfg(feature = "passwords")]
 pub use accounts::{Accounts, LoginRequest};
-pub use auth::{AccessToken, AuthConfig, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions};
+pub use auth::{
+    AccessToken, AuthConfig, Caller, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions,
+    TOKEN_REFUSED,
+};
 pub use back_office::{AdminMetrics, BackOffice, DeadLetters};
 #[cfg(feature = "passwords")]
 pub use customers::{CustomerPatch, Customers, NewCustomer};

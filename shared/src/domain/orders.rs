@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::auth::Session;
+use super::auth::{Caller, Session, TOKEN_REFUSED};
 use super::fulfillment::Fulfillment;
 use super::inventory::{low_stock_check, report_alert};
 use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::retry::backoff;
 use crate::store::{
-    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, Page, StoreError, TransitionWrite,
+    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, Page, StoreError, TokenCheck, TransitionWrite,
 };
 
 /// POST /orders body.
@@ -192,19 +192,34 @@ impl Orders {
     }
 
     /// Places an order for the signed-in customer: one atomic write reserves every line's
-    /// stock, stores the order, moves the cooldown on and records the idempotency key.
+    /// stock, stores the order, moves the cooldown on and records the idempotency key. A
+    /// session still to confirm is confirmed by the same read that fetches the order's
+    /// context (is the token revoked, is the customer there), or first, when the request is
+    /// refused before that read.
     pub async fn place_order(
         &self,
-        session: &Session,
+        caller: &Caller,
         input: NewOrder,
         key: Option<IdempotencyKey>,
         correlation_id: &str,
     ) -> Result<Placed> {
+        let session = caller.session();
         if session.is_admin() {
+            caller.confirm().await?;
             return Err(Error::Forbidden("orders are placed by customers"));
         }
         let customer_id = session.principal.id;
-        let request = parse_order(input)?;
+        let request = match parse_order(input) {
+            Ok(request) => request,
+            Err(invalid) => {
+                caller.confirm().await?;
+                return Err(invalid);
+            }
+        };
+        let mut token = match caller {
+            Caller::Unconfirmed(..) => Some(TokenCheck { jti: session.jti, now: self.ledger.now() }),
+            Caller::Confirmed(_) => None,
+        };
         // A request with a key already answered gets that answer, also when it raced the
         // first and lost (it then sees a moved cooldown, or the stock the first one took).
         let replay = |key: Option<IdempotencyKey>| {
@@ -224,7 +239,12 @@ impl Orders {
         };
         for attempt in 0..PLACEMENT_ATTEMPTS {
             let product_ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
-            let context = self.ledger.orders.order_context(customer_id, &product_ids).await?;
+            // The session is confirmed by the first attempt's read; later attempts trust it.
+            let checked = token.take();
+            let context = self.ledger.orders.order_context(customer_id, &product_ids, checked).await?;
+            if checked.is_some() && (context.token_revoked || context.customer.is_none()) {
+                return Err(Error::Unauthorized(TOKEN_REFUSED));
+            }
             let placement = match self.prepare(session, &request, context, key.as_ref(), correlation_id) {
                 Ok(placement) => placement,
                 Err(refusal) => return refused(refusal).await,

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::extract::{Id, Json, JsonOrEmpty, Query};
-use super::session::{AdminSession, Session};
+use super::session::{AdminSession, Caller, Session};
 use super::{ApiError, RequestId};
 use crate::domain::{
     CancelRequest, Fulfillment, FulfillmentRequest, IdempotencyKey, NewOrder, OrderQuery, Orders, Payments,
@@ -58,13 +58,20 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyK
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/orders", tag = "orders", summary = "Place an order (customers)", params(("Idempotency-Key" = Option<String>, Header, description = "Repeat the request with the same key to get the first answer again, never a second write (1-255 visible ASCII characters)")), request_body = crate::domain::NewOrder, responses((status = 201, description = "Accepted and pending payment", body = crate::model::Order, headers(("Location" = String, description = "The order's URI"))), (status = 202, description = "Accepted during the cooldown: processing order until release_at", body = crate::model::Order, headers(("Location" = String, description = "The order's URI"))), (status = 403, description = "Admins do not place orders", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not enough stock, or unpaid holds over the caps", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many orders wait for the cooldown; Retry-After", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn place(
     State(api): State<Arc<OrdersApi>>,
-    session: Session,
+    caller: Caller,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
-    Json(input): Json<NewOrder>,
+    body: Result<Json<NewOrder>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    let placed = api.orders.place_order(&session, input, key, &request_id).await?;
+    let (input, key) = match (body, idempotency_key(&headers)) {
+        (Ok(Json(input)), Ok(key)) => (input, key),
+        // Refused before the order's read: a bad session is still told first.
+        (Err(refused), _) | (_, Err(refused)) => {
+            caller.confirm().await?;
+            return Err(refused);
+        }
+    };
+    let placed = api.orders.place_order(&caller, input, key, &request_id).await?;
     let status = StatusCode::from_u16(placed.status_code).unwrap_or(StatusCode::CREATED);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], placed.body).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", placed.id)) {

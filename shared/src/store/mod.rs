@@ -139,6 +139,17 @@ pub struct OrderContext {
     pub customer: Option<Customer>,
     /// The requested products in request order; `None` for an unknown id.
     pub products: Vec<Option<Product>>,
+    /// Whether the token asked about ([`TokenCheck`]) is revoked; false when none was.
+    pub token_revoked: bool,
+}
+
+/// A customer's session confirmed in the read of their order's context, saving a read of its
+/// own: the token's id, and now (a revocation lasts until the token would have expired). The
+/// account's existence is the context's `customer`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenCheck {
+    pub jti: Uuid,
+    pub now: OffsetDateTime,
 }
 
 /// What a write that moves a product's stock expects of its low-stock state, so that the one
@@ -371,7 +382,14 @@ pub trait OrderStore: Send + Sync + 'static {
         false
     }
 
-    async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError>;
+    /// What placing an order reads, in one read: the customer's cooldown and record, the
+    /// products, and whether `token` is revoked when asked.
+    async fn order_context(
+        &self,
+        customer: Uuid,
+        products: &[Uuid],
+        token: Option<TokenCheck>,
+    ) -> Result<OrderContext, StoreError>;
     /// Places an order atomically: reserves every line, saves the order and its idempotency
     /// record, moves the cooldown and counts the order (`placed` and its status), or writes
     /// nothing and reports, when several conditions fail at once, the first of (on every backend):

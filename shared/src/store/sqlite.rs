@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use super::{
     AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite,
     NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
-    PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite, UniqueKey, attempt_key, counter_deltas,
-    counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
+    PaymentStore, ProductFilter, SessionStore, StoreError, TokenCheck, TransitionWrite, UniqueKey, attempt_key,
+    counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
 };
 use crate::clock::Clock;
 use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
@@ -499,16 +499,10 @@ impl SessionStore for SqliteStore {
         jti: Uuid,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let (id, jti, role) = (principal.id.to_string(), jti.to_string(), principal.role);
+        let (id, role) = (principal.id.to_string(), principal.role);
         self.db
             .read(move |tx| {
-                let revoked: bool = tx
-                    .row(
-                        "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
-                        params![jti, expired_before(now)],
-                        |row| row.get(0),
-                    )
-                    .map_err(backend)?;
+                let revoked = token_revoked(tx, jti, now)?;
                 let exists_sql = match role {
                     Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
                     Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
@@ -743,11 +737,20 @@ impl OrderStore for SqliteStore {
         self.feed.is_some()
     }
 
-    async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
+    async fn order_context(
+        &self,
+        customer: Uuid,
+        products: &[Uuid],
+        token: Option<TokenCheck>,
+    ) -> Result<OrderContext, StoreError> {
         let (customer, ids): (String, Vec<String>) =
             (customer.to_string(), products.iter().map(Uuid::to_string).collect());
         self.db
             .read(move |tx| {
+                let token_revoked = match token {
+                    Some(token) => token_revoked(tx, token.jti, token.now)?,
+                    None => false,
+                };
                 let cooldown = read_cooldown(tx, &customer)?;
                 let doc: Option<String> = tx
                     .row("SELECT doc FROM customers WHERE id = ?1", [&customer], |row| row.get(0))
@@ -762,7 +765,7 @@ impl OrderStore for SqliteStore {
                         doc.as_deref().map(from_doc::<Product>).transpose()
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?;
-                Ok(OrderContext { cooldown, customer, products })
+                Ok(OrderContext { cooldown, customer, products, token_revoked })
             })
             .await
     }
@@ -1347,6 +1350,16 @@ impl NoticeFeed {
             waited = true;
         }
     }
+}
+
+/// Whether the token `jti` is revoked (until it would have expired).
+fn token_revoked(tx: &Connection, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
+    tx.row(
+        "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
+        params![jti.to_string(), expired_before(now)],
+        |row| row.get(0),
+    )
+    .map_err(backend)
 }
 
 fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {

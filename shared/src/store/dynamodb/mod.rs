@@ -28,9 +28,9 @@ use time::OffsetDateTime;
 use super::{
     AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, FIRST_RELAY_AFTER, HoldRelease,
     Login, LowStockCheck, NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page,
-    PageRequest, PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TransitionWrite,
-    UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds,
-    token,
+    PageRequest, PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TokenCheck,
+    TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis,
+    hold_release, refunds, token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
@@ -1266,11 +1266,7 @@ impl SessionStore for DynamoStore {
         };
         let revoked = revoked_pk(jti);
         let found = self.batch_get(&self.tables.customers, vec![subject.clone(), revoked.clone()]).await?;
-        let still_revoked = found.get(&revoked).is_some_and(|item| match item.get("expires_at") {
-            Some(AttributeValue::N(v)) => v.parse::<i64>().is_ok_and(|t| t > now.unix_timestamp()),
-            _ => true,
-        });
-        Ok(found.contains_key(&subject) && !still_revoked)
+        Ok(found.contains_key(&subject) && !still_revoked(found.get(&revoked), now))
     }
 
     async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
@@ -1286,6 +1282,15 @@ impl SessionStore for DynamoStore {
             .map_err(|e| sdk_error("PutItem", e))?;
         Ok(())
     }
+}
+
+/// Whether a revocation item read (if any) still holds at `now`: until the token would have
+/// expired (an item without the time holds).
+fn still_revoked(item: Option<&Item>, now: OffsetDateTime) -> bool {
+    item.is_some_and(|item| match item.get("expires_at") {
+        Some(AttributeValue::N(v)) => v.parse::<i64>().is_ok_and(|t| t > now.unix_timestamp()),
+        _ => true,
+    })
 }
 
 #[async_trait]
@@ -1484,22 +1489,34 @@ impl OrderStore for DynamoStore {
         self.notices_by_stream
     }
 
-    async fn order_context(&self, customer: Uuid, products: &[Uuid]) -> Result<OrderContext, StoreError> {
+    async fn order_context(
+        &self,
+        customer: Uuid,
+        products: &[Uuid],
+        token: Option<TokenCheck>,
+    ) -> Result<OrderContext, StoreError> {
         let pks: Vec<String> = products.iter().map(|id| product_pk(*id)).collect();
-        // One read: the customer with their cooldown, and the products.
+        // One read: the customer with their cooldown (and the token's revocation, when asked),
+        // and the products.
         let (cooldown_key, customer_key) = (cooldown_pk(customer), customer_pk(customer));
+        let revoked_key = token.map(|token| revoked_pk(token.jti));
+        let customer_keys = [Some(cooldown_key.clone()), Some(customer_key.clone()), revoked_key.clone()];
         let mut found = self
             .batch_get_across(&[
-                (&self.tables.customers, vec![cooldown_key.clone(), customer_key.clone()]),
+                (&self.tables.customers, customer_keys.into_iter().flatten().collect()),
                 (&self.tables.products, pks.clone()),
             ])
             .await?;
+        let token_revoked = match (token, revoked_key) {
+            (Some(token), Some(key)) => still_revoked(found.get(&key), token.now),
+            _ => false,
+        };
         let cooldown = found.remove(&cooldown_key).map(cooldown_from_item).transpose()?;
         let placed_by = found.remove(&customer_key).map(from_item::<Customer>).transpose()?;
         let products: Vec<Option<Product>> =
             pks.iter().map(|key| found.remove(key).map(from_item).transpose()).collect::<Result<_, _>>()?;
         let products = self.with_shard_stock(products).await?;
-        Ok(OrderContext { cooldown, customer: placed_by, products })
+        Ok(OrderContext { cooldown, customer: placed_by, products, token_revoked })
     }
 
     async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
