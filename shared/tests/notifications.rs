@@ -19,7 +19,9 @@ use orderly::model::NoticeKind;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
 use orderly::store::sqlite::NoticeFeed;
 use orderly::store::{PageRequest, SqliteStore, Store};
-use orderly::workers::{FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker, deliver_fed};
+use orderly::workers::{
+    FulfillmentWorker, NotificationWorker, OrderWorker, PaymentWorker, deliver_fed, run_local_notice_relay,
+};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
@@ -337,19 +339,58 @@ mod store_relaying_its_notices {
     #[tokio::test]
     async fn a_feed_started_anew_brings_the_notices_not_sent_yet() {
         let w = relaying_world().await;
-        let (product, ada, ada_bearer) = w.customer_and_product("ada@example.com").await;
-        let (_, bob, bob_bearer) = w.customer_and_product("bob@example.com").await;
-        w.order(&ada_bearer, &product).await;
-        w.order(&bob_bearer, &product).await;
-        let sent: uuid::Uuid = w.listed(&ada, &ada_bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
-        let unsent: uuid::Uuid =
-            w.listed(&bob, &bob_bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+        let mut notices = Vec::new();
+        for email in ["ada@example.com", "bob@example.com", "cy@example.com"] {
+            let (product, customer, bearer) = w.customer_and_product(email).await;
+            w.order(&bearer, &product).await;
+            let id: uuid::Uuid =
+                w.listed(&customer, &bearer).await[0]["id"].as_str().expect("id").parse().expect("uuid");
+            notices.push(id);
+        }
+        let [sent, unsent, tried] = notices[..] else { panic!("three notices") };
         assert_eq!(w.orderly.notifier.deliver(sent).await.expect("deliver"), Delivery::Sent);
-        // The server stops before it delivers the other: a new feed starts where sending stopped.
+        // The server stops before it delivers the others: a new feed starts where sending stopped.
         let (store, _) = w.relaying.as_ref().expect("relaying");
         let mut restarted = store.notice_feed(MAX_RECEIVES).await.expect("feed").expect("relays");
-        assert_eq!(restarted.next(100, StdDuration::ZERO).await.expect("next"), [unsent]);
+        assert_eq!(restarted.next(100, StdDuration::ZERO).await.expect("next"), [unsent, tried]);
         assert!(restarted.next(100, StdDuration::ZERO).await.expect("next").is_empty());
+
+        // One tried as often as the queue would have (it dead-lettered it) is left alone, also
+        // when the feed starts before it.
+        w.mailer.set_failing(true);
+        for _ in 0..MAX_RECEIVES {
+            assert_eq!(w.orderly.notifier.deliver(tried).await.expect("deliver"), Delivery::Retry);
+            w.clock.advance(Duration::minutes(1));
+        }
+        let mut restarted = store.notice_feed(MAX_RECEIVES).await.expect("feed").expect("relays");
+        assert_eq!(restarted.next(100, StdDuration::ZERO).await.expect("next"), [unsent], "the tried one given up on");
+    }
+
+    /// The local server's relay, running: an order's notice is emailed without anything
+    /// asked of the queue, and the relay stops when told.
+    #[tokio::test]
+    async fn the_relay_emails_what_the_feed_brings_and_stops_when_told() {
+        let w = relaying_world().await;
+        let (product, customer, bearer) = w.customer_and_product("ada@example.com").await;
+        let (store, _) = w.relaying.as_ref().expect("relaying");
+        let feed = store.notice_feed(MAX_RECEIVES).await.expect("feed").expect("relays");
+        let worker: Arc<dyn orderly::queue::Consumer> = Arc::new(NotificationWorker::new(w.orderly.notifier.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(run_local_notice_relay(feed, worker, w.queue.clone(), async {
+            let _ = stopped.await;
+        }));
+        w.order(&bearer, &product).await;
+        for _ in 0..200 {
+            if !w.mailer.sent().is_empty() {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        assert_eq!(w.mailer.sent().len(), 1, "emailed by the relay");
+        assert!(w.listed(&customer, &bearer).await[0].get("sent_at").is_some());
+        no_notification_message(&w).await;
+        let _ = stop.send(());
+        tokio::time::timeout(StdDuration::from_secs(5), relay).await.expect("stops when told").expect("relay");
     }
 
     #[tokio::test]

@@ -91,6 +91,10 @@ async fn every_statement_of_a_journey_uses_an_index() {
     let ran = std::mem::take(&mut *RAN.lock().expect("ran"));
     assert_eq!(ran.iter().filter(|sql| sql.contains("FROM revoked_tokens")).count(), 1, "{ran:#?}");
     assert!(!ran.iter().any(|sql| sql.contains("FROM customers WHERE id = ?1)")), "a session read: {ran:#?}");
+    // Confirmed by that read, the session is trusted for a while, as after any check.
+    api.send(Method::GET, "/orders", None, &[("authorization", fresh.as_str())]).await;
+    let ran = std::mem::take(&mut *RAN.lock().expect("ran"));
+    assert!(!ran.iter().any(|sql| sql.contains("FROM revoked_tokens")), "checked again: {ran:#?}");
 
     let cancel = format!("/orders/{}/cancel", deferred.body["id"].as_str().expect("id"));
     api.send(Method::POST, &cancel, None, &auth).await;

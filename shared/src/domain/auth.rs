@@ -57,6 +57,20 @@ impl Caller {
         }
     }
 
+    fn into_session(self) -> Session {
+        match self {
+            Caller::Confirmed(session) | Caller::Unconfirmed(session, _) => session,
+        }
+    }
+
+    /// The caller's own read found the session valid (its token not revoked, its account
+    /// there): this process trusts it for a while, as after any other check.
+    pub fn confirmed_by_read(&self) {
+        if let Caller::Unconfirmed(session, sessions) = self {
+            sessions.remember(session);
+        }
+    }
+
     /// Confirms the session with the store, if it is not yet (for an answer given before the
     /// order's read: a bad token is told 401 before anything else).
     pub async fn confirm(&self) -> Result<()> {
@@ -250,13 +264,13 @@ pub struct Sessions {
     checked: Arc<CheckedSessions>,
 }
 
-/// Tokens this process found valid in the store lately, so a client's next requests skip the
-/// check: a revocation made through another process (another Lambda function) is honoured
-/// within `AuthConfig::session_cache`; one made through this process at once.
 /// Why a token is refused, whatever the reason: an invalid signature, an expiry, a revocation
 /// or an account gone all read the same.
 pub const TOKEN_REFUSED: &str = "the access token is invalid, expired or revoked";
 
+/// Tokens this process found valid in the store lately, so a client's next requests skip the
+/// check: a revocation made through another process (another Lambda function) is honoured
+/// within `AuthConfig::session_cache`; one made through this process at once.
 #[derive(Default)]
 struct CheckedSessions(Mutex<HashMap<Uuid, Instant>>);
 
@@ -314,16 +328,27 @@ impl Sessions {
     /// Verifies a bearer token: HS256 only, signed by a configured key, not expired by this
     /// service's clock, not revoked, and for an account that still exists.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
+        Ok(self.caller(token, false).await?.into_session())
+    }
+
+    /// [`Sessions::authenticate`], except that with `may_defer` a customer's session this
+    /// process has not confirmed lately is not looked up here but handed on to be confirmed
+    /// by the caller's own read ([`Caller::Unconfirmed`]).
+    pub async fn caller(&self, token: &str, may_defer: bool) -> Result<Caller> {
         let session = self.decode(token)?;
-        if !self.is_confirmed(&session) {
+        if self.is_confirmed(&session) {
+            Ok(Caller::Confirmed(session))
+        } else if may_defer && !session.is_admin() {
+            Ok(Caller::Unconfirmed(session, self.clone()))
+        } else {
             self.confirm(&session).await?;
+            Ok(Caller::Confirmed(session))
         }
-        Ok(session)
     }
 
     /// The session a bearer token carries, if it is signed by a configured key (HS256 only) and
     /// not expired by this service's clock: what can be told without the store.
-    pub fn decode(&self, token: &str) -> Result<Session> {
+    fn decode(&self, token: &str) -> Result<Session> {
         let mut validation = Validation::new(JwtAlgorithm::HS256);
         // Expiry is checked below against the injected clock, not the system's.
         validation.validate_exp = false;
@@ -343,19 +368,24 @@ impl Sessions {
         Ok(Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at })
     }
 
-    /// Whether this instance confirmed the session with the store recently enough to trust it.
-    pub fn is_confirmed(&self, session: &Session) -> bool {
+    /// Whether this process confirmed the session with the store recently enough to trust it.
+    fn is_confirmed(&self, session: &Session) -> bool {
         self.checked.fresh(session.jti, self.auth.session_cache)
     }
 
     /// Asks the store whether the session's token is revoked and its account gone (401 if
     /// either), and remembers the answer for a while.
-    pub async fn confirm(&self, session: &Session) -> Result<()> {
+    async fn confirm(&self, session: &Session) -> Result<()> {
         if !self.store.session_is_valid(&session.principal, session.jti, self.clock.now()).await? {
             return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
-        self.checked.remember(session.jti, self.auth.session_cache);
+        self.remember(session);
         Ok(())
+    }
+
+    /// Trusts the session for a while: the store has just found it valid.
+    fn remember(&self, session: &Session) {
+        self.checked.remember(session.jti, self.auth.session_cache);
     }
 
     /// Revokes the session's token until it would have expired anyway.

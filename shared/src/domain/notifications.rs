@@ -33,7 +33,8 @@ pub enum NoticeMessage {
 
 impl NoticeMessage {
     /// The queue message that delivers `notice_id`, carrying the flow's correlation id: what the
-    /// ledger sends after a write, or what a store that relays notices writes with it.
+    /// ledger sends after a write, and the delivery a relay (the stream, the notice feed) hands
+    /// to the worker.
     pub fn delivery(notice_id: Uuid, correlation_id: &str) -> Result<OutgoingMessage, String> {
         let body =
             serde_json::to_string(&NoticeMessage::Deliver { notice_id }).map_err(|e| format!("message JSON: {e}"))?;

@@ -242,8 +242,11 @@ impl Orders {
             // The session is confirmed by the first attempt's read; later attempts trust it.
             let checked = token.take();
             let context = self.ledger.orders.order_context(customer_id, &product_ids, checked).await?;
-            if checked.is_some() && (context.token_revoked || context.customer.is_none()) {
-                return Err(Error::Unauthorized(TOKEN_REFUSED));
+            if checked.is_some() {
+                if context.token_revoked || context.customer.is_none() {
+                    return Err(Error::Unauthorized(TOKEN_REFUSED));
+                }
+                caller.confirmed_by_read();
             }
             let placement = match self.prepare(session, &request, context, key.as_ref(), correlation_id) {
                 Ok(placement) => placement,

@@ -35,20 +35,19 @@ pub(super) async fn authenticate(State(sessions): State<Sessions>, mut request: 
         return ApiError::from(Error::Unauthorized("send the access token as Authorization: Bearer <token>"))
             .into_response();
     };
-    let session = match sessions.decode(token) {
-        Ok(session) => session,
-        Err(err) => return ApiError::from(err).into_response(),
-    };
-    tracing::Span::current().record("subject", tracing::field::display(session.principal.id));
-    if sessions.is_confirmed(&session) {
-        request.extensions_mut().insert(session);
-    } else if !session.is_admin() && confirms_session_itself(&request) {
-        request.extensions_mut().insert(Caller::Unconfirmed(session, sessions));
-    } else {
-        if let Err(err) = sessions.confirm(&session).await {
-            return ApiError::from(err).into_response();
+    match sessions.caller(token, confirms_session_itself(&request)).await {
+        Ok(caller) => {
+            tracing::Span::current().record("subject", tracing::field::display(caller.session().principal.id));
+            match caller {
+                Caller::Confirmed(session) => {
+                    request.extensions_mut().insert(session);
+                }
+                unconfirmed => {
+                    request.extensions_mut().insert(unconfirmed);
+                }
+            }
         }
-        request.extensions_mut().insert(session);
+        Err(err) => return ApiError::from(err).into_response(),
     }
     next.run(request).await
 }

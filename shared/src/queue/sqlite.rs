@@ -70,7 +70,7 @@ impl SqliteQueue {
     }
 
     /// The queue in a database opened with [`SCHEMA`] among its schemas: beside the store, so
-    /// the store's writes can enqueue messages in their own transaction.
+    /// both share one writer and one fsync per batch.
     pub fn on(db: EmbeddedDb, clock: Arc<dyn Clock>, max_receives: u32) -> Self {
         Self { db, clock, max_receives: max_receives.max(1) }
     }

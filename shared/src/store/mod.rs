@@ -368,7 +368,8 @@ pub trait CatalogStore: Send + Sync + 'static {
 }
 
 /// The notifications queue's message for a notice (`notice_id`, `correlation_id`): the domain's
-/// format, handed to a store that relays notices itself.
+/// format, handed to the stream relay (`dynamodb::stream`), which the store module cannot
+/// import from the domain.
 pub type DeliveryMessage = fn(Uuid, &str) -> Result<crate::queue::OutgoingMessage, String>;
 
 /// Orders with their stock reservations, cooldowns, idempotency records and counters.

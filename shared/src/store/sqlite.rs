@@ -191,7 +191,8 @@ impl SqliteStore {
     /// The store and the queue in one file (the local server): one writer and one fsync per
     /// batch for both. Notices are relayed from the notices table, as the orders table's stream
     /// relays them on AWS: run the store's [`SqliteStore::notice_feed`] to deliver them. A
-    /// notice nothing delivers is not lost: the sweep relays it through the notifications queue.
+    /// notice no delivery has tried is not lost if nothing runs it: the sweep relays it through
+    /// the notifications queue.
     pub fn open_with_queue(
         path: &Path,
         clock: Arc<dyn Clock>,
@@ -214,8 +215,10 @@ impl SqliteStore {
 
     /// The notices saved from now on, and those saved before and not sent yet (a crash may
     /// have cut their delivery short), in the order they were saved; `None` unless the store
-    /// relays notices itself ([`SqliteStore::open_with_queue`]). Notices delivered `gave_up_after`
-    /// times or more (the queue dead-lettered them) are not taken up again.
+    /// relays notices itself ([`SqliteStore::open_with_queue`]). A notice tried `gave_up_after`
+    /// times or more (the queue dead-lettered it, or the mail service kept refusing it) is not
+    /// brought again; one tried fewer times is, once per start (a refused one is then refused
+    /// again, and nothing is sent twice: deliveries claim the notice first).
     pub async fn notice_feed(&self, gave_up_after: u32) -> Result<Option<NoticeFeed>, StoreError> {
         let Some(saved) = &self.feed else { return Ok(None) };
         let after = self
@@ -230,7 +233,7 @@ impl SqliteStore {
                 .map_err(backend)
             })
             .await?;
-        Ok(Some(NoticeFeed { db: self.db.clone(), saved: saved.clone(), after }))
+        Ok(Some(NoticeFeed { db: self.db.clone(), saved: saved.clone(), after, gave_up_after }))
     }
 
     /// Wakes the notice feed after a write that saved `notice`.
@@ -1313,33 +1316,40 @@ pub struct NoticeFeed {
     saved: Arc<Notify>,
     /// The rowid of the last notice read.
     after: i64,
+    /// Tries after which a notice is left alone (see [`SqliteStore::notice_feed`]).
+    gave_up_after: u32,
 }
 
 impl NoticeFeed {
-    /// The ids of the next notices saved and not sent yet, oldest first, at most `limit`;
-    /// waits up to `patience` for one. Each is returned once.
+    /// The ids of the next notices saved, neither sent nor given up on, oldest first, at most
+    /// `limit`; waits up to `patience` for one. Each is returned once.
     pub async fn next(&mut self, limit: u32, patience: std::time::Duration) -> Result<Vec<Uuid>, StoreError> {
         let mut waited = false;
         loop {
             let after = self.after;
-            let rows: Vec<(i64, String, bool)> = self
+            let rows: Vec<(i64, String, bool, u32)> = self
                 .db
                 .read(move |tx| {
                     let mut stmt = tx
-                        .prepare_cached("SELECT rowid, id, sent FROM notices WHERE rowid > ?1 ORDER BY rowid LIMIT ?2")
+                        .prepare_cached(
+                            "SELECT rowid, id, sent, attempts FROM notices WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                        )
                         .map_err(backend)?;
                     let rows = stmt
-                        .query_map(params![after, limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                        .query_map(params![after, limit], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })
                         .map_err(backend)?;
                     rows.collect::<Result<_, _>>().map_err(backend)
                 })
                 .await?;
-            if let Some((last, _, _)) = rows.last() {
+            if let Some((last, ..)) = rows.last() {
                 self.after = *last;
+                let gave_up_after = self.gave_up_after;
                 return rows
                     .into_iter()
-                    .filter(|(_, _, sent)| !sent)
-                    .map(|(_, id, _)| id.parse().map_err(|e| StoreError::Backend(format!("notice id {id}: {e}"))))
+                    .filter(|(_, _, sent, attempts)| !sent && *attempts < gave_up_after)
+                    .map(|(_, id, ..)| id.parse().map_err(|e| StoreError::Backend(format!("notice id {id}: {e}"))))
                     .collect();
             }
             if waited {

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::notification_worker::deliver_relayed;
@@ -15,14 +17,16 @@ use crate::store::sqlite::NoticeFeed;
 const FEED_BATCH: u32 = 100;
 const FEED_BATCHES_IN_FLIGHT: usize = 4;
 /// How long the feed waits for a new notice before it looks again anyway.
-const FEED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
-/// Hand-offs tried per notice before the relay leaves it to the next start of the feed.
-const HAND_OFF_ATTEMPTS: u32 = 5;
+const FEED_PATIENCE: Duration = Duration::from_secs(1);
+/// The longest pause between tries of a hand-off that failed, or of a read of the feed.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
 
-/// The local server's relay: follows the embedded store's notice feed (see
-/// [`NoticeFeed`]) and delivers what it brings as the Lambda worker
-/// delivers what the orders table's stream brings ([`deliver_relayed`]), a batch at a time with a
-/// few batches in flight. Runs until `shutdown` resolves, then finishes the batches in hand.
+/// The local server's relay: follows the embedded store's notice feed (see [`NoticeFeed`]) and
+/// delivers what it brings as the Lambda worker delivers what the orders table's stream brings
+/// ([`deliver_relayed`]), a batch at a time with a few batches in flight. A notice neither sent
+/// nor handed to the queue is tried again, with growing pauses, until it is or the relay stops
+/// (the next start of the feed then takes it up). Runs until `shutdown` resolves, then lets
+/// the batches in hand finish their current try.
 pub async fn run_local_notice_relay(
     mut feed: NoticeFeed,
     consumer: Arc<dyn Consumer>,
@@ -30,6 +34,7 @@ pub async fn run_local_notice_relay(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
+    let (stop, stopped) = watch::channel(false);
     let mut in_flight = tokio::task::JoinSet::new();
     let mut failed_reads = 0u32;
     tracing::info!("notice relay started");
@@ -47,8 +52,10 @@ pub async fn run_local_notice_relay(
             Err(err) => {
                 failed_reads = failed_reads.saturating_add(1);
                 tracing::error!(error = %err, "reading the notice feed failed");
-                tokio::time::sleep(std::time::Duration::from_millis(250 << failed_reads.min(6))).await;
-                continue;
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(pause(failed_reads)) => continue,
+                }
             }
         };
         if notices.is_empty() {
@@ -57,22 +64,31 @@ pub async fn run_local_notice_relay(
         while in_flight.len() >= FEED_BATCHES_IN_FLIGHT {
             in_flight.join_next().await;
         }
-        let (consumer, queue) = (consumer.clone(), queue.clone());
+        let (consumer, queue, mut stopped) = (consumer.clone(), queue.clone(), stopped.clone());
         in_flight.spawn(async move {
             let mut notices = notices;
-            for attempt in 1..=HAND_OFF_ATTEMPTS {
+            for attempt in 1.. {
                 notices = deliver_fed(&*consumer, &*queue, &notices).await;
                 if notices.is_empty() {
                     return;
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+                tracing::warn!(notices = notices.len(), attempt, "notices neither sent nor handed to the queue");
+                tokio::select! {
+                    () = tokio::time::sleep(pause(attempt)) => {}
+                    // Left unsent: the next start of the feed takes them up.
+                    _ = stopped.wait_for(|stopped| *stopped) => return,
+                }
             }
-            // Still unsent: the next start of the feed takes them up again.
-            tracing::error!(notices = notices.len(), "notices neither delivered nor handed to the queue");
         });
     }
+    let _ = stop.send(true);
     while in_flight.join_next().await.is_some() {}
     tracing::info!("notice relay stopped");
+}
+
+/// 0.5 s, 1 s, 2 s … up to [`MAX_PAUSE`].
+fn pause(tries: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << tries.min(7))).min(MAX_PAUSE)
 }
 
 /// Delivers notices the feed brought, as [`deliver_relayed`] delivers the stream's; answers the
