@@ -1,6 +1,7 @@
 //! The one authentication mechanism every function shares: [`authenticate`] checks any
-//! presented bearer token before routing, and handlers state what they need with the
-//! [`Session`] and [`AdminSession`] extractors.
+//! presented bearer token before the handler runs (placing an order leaves the store's part to
+//! the order's own read: [`Caller`]), and handlers state what they need with the [`Session`],
+//! [`AdminSession`] and [`Caller`] extractors.
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;

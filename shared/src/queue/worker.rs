@@ -182,7 +182,7 @@ pub async fn run_local_worker(
             }
             Err(err) => {
                 failed_receives = failed_receives.saturating_add(1);
-                let pause = receive_backoff(failed_receives);
+                let pause = crate::retry::pause_after(failed_receives, MAX_RECEIVE_BACKOFF);
                 tracing::error!(queue = %name, error = %err, pause_ms = pause.as_millis() as u64, "receive failed");
                 tokio::select! {
                     () = &mut shutdown => break,
@@ -219,12 +219,6 @@ pub async fn run_local_worker(
         join_all_catching(settles.collect()).await;
     }
     tracing::info!(queue = %name, "queue worker stopped");
-}
-
-/// 0.5 s, 1 s, 2 s … up to [`MAX_RECEIVE_BACKOFF`].
-fn receive_backoff(failures: u32) -> std::time::Duration {
-    let millis = 250u64.saturating_mul(1 << failures.min(6));
-    std::time::Duration::from_millis(millis).min(MAX_RECEIVE_BACKOFF)
 }
 
 #[cfg(all(test, feature = "lambda"))]
@@ -293,12 +287,5 @@ mod tests {
         assert_eq!(failed, ["bad", "bug"]);
         let json = serde_json::to_value(&response).expect("serializes");
         assert_eq!(json["batchItemFailures"][0]["itemIdentifier"], "bad");
-    }
-
-    #[test]
-    fn receive_backoff_grows_and_stops() {
-        assert_eq!(receive_backoff(1), std::time::Duration::from_millis(500));
-        assert_eq!(receive_backoff(2), std::time::Duration::from_secs(1));
-        assert_eq!(receive_backoff(30), MAX_RECEIVE_BACKOFF);
     }
 }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::notification_worker::deliver_relayed;
 use crate::domain::NoticeMessage;
 use crate::queue::{Consumer, Delivery as QueueDelivery, Queue};
+use crate::retry::pause_after;
 use crate::store::sqlite::NoticeFeed;
 
 /// Notices read from the feed at a time, and batches being delivered at once.
@@ -38,10 +39,10 @@ pub async fn run_local_notice_relay(
     let mut in_flight = tokio::task::JoinSet::new();
     let mut failed_reads = 0u32;
     tracing::info!("notice relay started");
-    loop {
+    'relay: loop {
         let notices = tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = &mut shutdown => break 'relay,
             notices = feed.next(FEED_BATCH, FEED_PATIENCE) => notices,
         };
         let notices = match notices {
@@ -53,8 +54,8 @@ pub async fn run_local_notice_relay(
                 failed_reads = failed_reads.saturating_add(1);
                 tracing::error!(error = %err, "reading the notice feed failed");
                 tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(pause(failed_reads)) => continue,
+                    () = &mut shutdown => break 'relay,
+                    () = tokio::time::sleep(pause_after(failed_reads, MAX_PAUSE)) => continue,
                 }
             }
         };
@@ -62,7 +63,11 @@ pub async fn run_local_notice_relay(
             continue;
         }
         while in_flight.len() >= FEED_BATCHES_IN_FLIGHT {
-            in_flight.join_next().await;
+            tokio::select! {
+                // These stay unsent: the next start of the feed takes them up.
+                () = &mut shutdown => break 'relay,
+                _ = in_flight.join_next() => {}
+            }
         }
         let (consumer, queue, mut stopped) = (consumer.clone(), queue.clone(), stopped.clone());
         in_flight.spawn(async move {
@@ -74,7 +79,7 @@ pub async fn run_local_notice_relay(
                 }
                 tracing::warn!(notices = notices.len(), attempt, "notices neither sent nor handed to the queue");
                 tokio::select! {
-                    () = tokio::time::sleep(pause(attempt)) => {}
+                    () = tokio::time::sleep(pause_after(attempt, MAX_PAUSE)) => {}
                     // Left unsent: the next start of the feed takes them up.
                     _ = stopped.wait_for(|stopped| *stopped) => return,
                 }
@@ -84,11 +89,6 @@ pub async fn run_local_notice_relay(
     let _ = stop.send(true);
     while in_flight.join_next().await.is_some() {}
     tracing::info!("notice relay stopped");
-}
-
-/// 0.5 s, 1 s, 2 s … up to [`MAX_PAUSE`].
-fn pause(tries: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << tries.min(7))).min(MAX_PAUSE)
 }
 
 /// Delivers notices the feed brought, as [`deliver_relayed`] delivers the stream's; answers the
