@@ -18,9 +18,9 @@
 //! - **Several schemas, one file.** The store and the queue each bring their migrations as a
 //!   [`Schema`]; the local server keeps both in one file, so the store and the queue share one
 //!   writer and one fsync per batch (see `SqliteStore::open_with_queue`).
-//! - **Concurrent readers.** Reads run on a pool of read-only connections on the blocking pool;
-//!   WAL lets them read a consistent snapshot while the writer writes. An in-memory database
-//!   (tests) is one connection, so there reads are jobs for the writer too.
+//! - **Concurrent readers.** Reads run on the calling thread, each on a read-only connection
+//!   taken from a pool; WAL lets them read a consistent snapshot while the writer writes. An
+//!   in-memory database (tests) is one connection, so there reads are jobs for the writer too.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};

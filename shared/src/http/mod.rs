@@ -1,4 +1,5 @@
-//! HTTP: one router per Lambda function (`customers`, `products`), the extractors that turn
+//! HTTP: one router per Lambda function (`auth`, `customers`, `products`, `orders`, `payments`,
+//! `admin`, which also serves [`docs`]; `local_app` merges them all), the extractors that turn
 //! requests into domain input, and the single error → problem+json mapping ([`problem`]).
 //! [`app`] adds what every function shares: fallbacks, the body limit, request ids, logs.
 

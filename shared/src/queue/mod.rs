@@ -43,7 +43,7 @@ pub const CORRELATION_ID_ATTRIBUTE: &str = "correlation_id";
 /// The application's logical queues; each backend maps them to its own queues (URLs, rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueueName {
-    /// Deferred-order releases and expiries (order-worker).
+    /// Deferred-order releases (order-worker; the sweep expires unpaid orders).
     Orders,
     /// Payment attempts (payment-worker).
     Payments,

@@ -1,9 +1,10 @@
-//! The embedded queue: one table of messages in its own SQLite file (or `:memory:` in tests),
-//! with SQS standard-queue semantics — delays, visibility timeouts, receive counts and a
-//! dead-letter state reached after `max_receives` deliveries, like SQS's redrive policy. Each
-//! call is one write of the [`EmbeddedDb`] engine's group commit (atomic on its own), so
-//! concurrent receivers never get the same delivery, and WAL with `synchronous=FULL` means an
-//! acknowledged send survives a crash.
+//! The embedded queue: one table of messages, in its own SQLite file or in the store's
+//! ([`SqliteQueue::on`]; `:memory:` in tests), with SQS standard-queue semantics — delays,
+//! visibility timeouts, receive counts and a dead-letter state reached after `max_receives`
+//! deliveries, like SQS's redrive policy. Every change is one write of the [`EmbeddedDb`]
+//! engine's group commit (atomic on its own), so concurrent receivers never get the same
+//! delivery, and WAL with `synchronous=FULL` means an acknowledged send survives a crash. A
+//! receive reads on a reader connection before it writes, so an idle poll never wakes the writer.
 //!
 //! Time (delays, visibility) comes from the injected [`Clock`], so tests can move it with a
 //! `FakeClock`; the long poll's `wait` is real time, since it paces this process, not the data.

@@ -299,10 +299,10 @@ impl Queue for SqsQueue {
     }
 }
 
-/// Creates the three queues (`{prefix}orders`, …) and their dead-letter queues
+/// Creates the four queues (`{prefix}orders`, …) and their dead-letter queues
 /// (`{prefix}orders-dlq`, …), each queue redriving to its DLQ after `max_receives` deliveries.
-/// For tests and for the local server run against an emulator; production queues come from
-/// template.yaml. Creating queues that exist with the same attributes is harmless.
+/// For tests against an emulator (the local server never uses SQS); production queues come
+/// from template.yaml. Creating queues that exist with the same attributes is harmless.
 pub async fn create_queues(client: &Client, prefix: &str, max_receives: u32) -> Result<QueueUrls, QueueError> {
     let (orders, orders_dlq) = create_pair(client, prefix, QueueName::Orders, max_receives).await?;
     let (payments, payments_dlq) = create_pair(client, prefix, QueueName::Payments, max_receives).await?;

@@ -1384,7 +1384,7 @@ fn read_alert(tx: &Connection, id: &str) -> Result<Option<StockAlert>, StoreErro
     doc.as_deref().map(from_doc).transpose()
 }
 
-/// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
+/// The customer's cooldown row, if any.
 fn read_cooldown(tx: &Connection, customer: &str) -> Result<Option<Cooldown>, StoreError> {
     let row: Option<(i64, String, i64, i64, i64)> = tx
         .row(
@@ -1448,6 +1448,7 @@ fn release_hold(tx: &Connection, release: HoldRelease) -> Result<(), StoreError>
     write_cooldown(tx, &customer, &cooldown)
 }
 
+/// Saves an idempotency record unless a live one holds the key (`Duplicate` then).
 fn save_idempotency(tx: &Connection, record: &IdempotencyRecord, now: OffsetDateTime) -> Result<(), StoreError> {
     let taken = tx
         .exec(
