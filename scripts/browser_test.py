@@ -409,6 +409,9 @@ class Run:
         self.q(f"{row} [data-testid='product-edit']").click()
         self.wait(lambda: self.visible("#product-form"), "the edit form")
         check(self.q("#product-name").get_attribute("value") == "Desk Lamp", "the edit form is not the lamp's")
+        # An edit never sets the stock: the field is read-only and points at "Adjust stock".
+        check(self.q("#product-stock").get_attribute("disabled") is not None, "the stock field is editable in an edit")
+        check(self.visible("#product-stock-hint") and "Adjust stock" in self.q("#product-stock-hint").text, "no hint that stock moves through Adjust stock")
         # Someone else changes the product behind the page's back.
         product, headers = self.api.ok("GET", f"/products/{product_id}", token=self.admin)
         version = product["version"]
@@ -430,11 +433,15 @@ class Run:
         check(self.q("#product-price").get_attribute("value") == "45.00", "the price field changed under the user")
         check(str(changed["version"]) in self.q("#product-form-version").text, f"the version shown is {self.q('#product-form-version').text!r}")
         check("$47.00" in self.q("#product-conflict").text, f"the conflict box does not show the other change: {self.q('#product-conflict').text!r}")
+        # A stock move that leaves the version alone (like an order) lands before the save: the
+        # save keeps it, it does not put back the stock the form was opened with.
+        self.api.ok("POST", f"/admin/inventory/{product_id}/adjustments", {"delta": -1, "reason": "one broken on the shelf"}, self.admin, expect=(201,))
         # Saving again applies the user's edit over the current version.
         self.q("#product-save").click()
         self.wait(lambda: not self.visible("#product-panel") and "Saved" in self.notice_text(), "the second save")
         after, _ = self.api.ok("GET", f"/products/{product_id}", token=self.admin)
         check(after["description"] == typed and after["version"] == changed["version"] + 1, f"after the second save the API has {after}")
+        check(after["stock"] == changed["stock"] - 1, f"the save moved the stock: {changed['stock']} - 1 expected, the API has {after['stock']}")
 
     def test_hostile_name_is_text(self) -> None:
         product_id = self.ids["xss"]
@@ -562,6 +569,7 @@ class Run:
         self.q("#product-new").click()
         self.wait(lambda: self.visible("#product-form"), "the new-product form")
         check(self.q("#product-form-title").text == "New product", f"the form is titled {self.q('#product-form-title').text!r}")
+        check(self.q("#product-stock").get_attribute("disabled") is None and not self.visible("#product-stock-hint"), "a new product's stock cannot be typed")
         self.fill("#product-name", "Test Teapot")
         self.fill("#product-description", "Porcelain, 1 l")
         self.fill("#product-price", "abc")

@@ -341,6 +341,11 @@ async fn admins_work_orders(store: Arc<dyn Store>) {
     assert_eq!(seen.body["shipping_address"]["line1"], "2 New Road");
     assert!(seen.body.get("admin_note").is_none(), "{}", seen.body);
     assert!(!seen.body.to_string().contains("internal note"), "{}", seen.body);
+    let tracking =
+        api.send(Method::GET, &format!("/orders/{id}/tracking"), None, &[("authorization", &bearer(&ada_token))]).await;
+    let events: Vec<&str> =
+        tracking.body["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(events, ["placed"], "an amendment is no tracking event: {}", tracking.body);
 
     // A refused status change (an illegal move, a bad reason) refuses the whole amendment:
     // the address and note it carried are not written either.
@@ -372,10 +377,20 @@ async fn admins_work_orders(store: Arc<dyn Store>) {
     assert_eq!((&both.body["status"], &both.body["admin_note"]), (&json!("paid"), &json!("paid by phone")));
     assert_eq!(both.body["version"], version.as_u64().expect("version") + 1);
     assert_problem(&api.get(&format!("/orders/{id}/label")).await, StatusCode::CONFLICT);
-    let shipped = api.send(Method::PUT, &format!("/admin/orders/{id}"), Some(json!({"status": "shipped"})), &[]).await;
+    // Shipping with a last correction: one write (one version), the label printed from it.
+    let last = json!({"line1": "3 Final Road", "city": "York", "postal_code": "YO1 7HH", "country": "GB"});
+    let shipped = api
+        .send(
+            Method::PUT,
+            &format!("/admin/orders/{id}"),
+            Some(json!({"status": "shipped", "shipping_address": last})),
+            &[("if-match", &format!("\"{}\"", both.body["version"]))],
+        )
+        .await;
     assert_eq!((shipped.status, &shipped.body["status"]), (StatusCode::OK, &json!("shipped")), "{}", shipped.body);
+    assert_eq!(shipped.body["version"], both.body["version"].as_u64().expect("version") + 1);
     let label = api.get(&format!("/orders/{id}/label")).await;
-    assert!(label.body.as_str().is_some_and(|zpl| zpl.contains("2 New Road")), "{}", label.body);
+    assert!(label.body.as_str().is_some_and(|zpl| zpl.contains("3 Final Road")), "{}", label.body);
     let late =
         api.send(Method::PUT, &format!("/admin/orders/{id}"), Some(json!({"shipping_address": corrected})), &[]).await;
     assert_problem(&late, StatusCode::CONFLICT);
@@ -440,6 +455,11 @@ async fn admins_keep_inventory(store: Arc<dyn Store>) {
     let unknown = format!("/admin/inventory/{}/adjustments", uuid::Uuid::now_v7());
     assert_problem(&api.post(&unknown, json!({"delta": 1, "reason": "x"})).await, StatusCode::NOT_FOUND);
     assert_eq!(api.get(&format!("/admin/inventory/{kettle}")).await.body["stock"], 12, "refusals changed nothing");
+    let full = product(&api, "Pallet", 1_000_000_000, 0).await;
+    let over = api.post(&format!("/admin/inventory/{full}/adjustments"), json!({"delta": 1, "reason": "found"})).await;
+    assert_problem(&over, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(over.body["errors"][0]["field"], "delta", "{}", over.body);
+    assert_eq!(api.get(&format!("/admin/inventory/{full}")).await.body["stock"], 1_000_000_000);
 
     let version = api.get(&format!("/admin/inventory/{mug}")).await.headers[header::ETAG].clone();
     let body = json!({"name": "Mug", "price_cents": 1200, "stock": 3, "category": "kitchen"});

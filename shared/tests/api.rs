@@ -100,6 +100,11 @@ async fn invalid_products_get_field_errors(store: Arc<dyn Store>) {
 
 async fn products_crud_with_etags(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
+    let mut versioned = mug();
+    versioned["version"] = json!(3);
+    let refused = api.post("/products", versioned).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.body["errors"][0]["field"], "version", "{}", refused.body);
     let created = api.post("/products", mug()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.headers[header::ETAG], "\"1\"");
@@ -115,13 +120,13 @@ async fn products_crud_with_etags(store: Arc<dyn Store>) {
         .send(
             Method::PUT,
             &uri,
-            Some(json!({"name": "Red Mug", "price_cents": 999, "stock": 4, "category": "kitchen", "version": 2})),
+            Some(json!({"name": "Red Mug", "price_cents": 999, "stock": 10, "category": "kitchen", "version": 2})),
             &[],
         )
         .await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
     assert_eq!(replaced.body["description"], "", "PUT replaces every field");
-    assert_eq!(replaced.body["version"], 3);
+    assert_eq!((replaced.body["version"].as_i64(), replaced.body["stock"].as_i64()), (Some(3), Some(10)));
 
     let categories = api.get("/categories").await;
     assert_eq!(categories.body, json!({"items": [{"name": "kitchen", "product_count": 1}]}));
@@ -139,17 +144,17 @@ async fn a_stale_if_match_is_refused_and_changes_nothing(store: Arc<dyn Store>) 
     let api = Api::new(store).await;
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let uri = format!("/products/{id}");
-    api.send(Method::PATCH, &uri, Some(json!({"stock": 11})), &[]).await;
+    api.send(Method::PATCH, &uri, Some(json!({"price_cents": 1100})), &[]).await;
 
-    let stale = api.send(Method::PATCH, &uri, Some(json!({"stock": 0})), &[("if-match", "\"1\"")]).await;
+    let stale = api.send(Method::PATCH, &uri, Some(json!({"price_cents": 0})), &[("if-match", "\"1\"")]).await;
     assert_problem(&stale, StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.body["current_version"], 2);
-    let stale_body_version = api.send(Method::PATCH, &uri, Some(json!({"stock": 0, "version": 1})), &[]).await;
+    let stale_body_version = api.send(Method::PATCH, &uri, Some(json!({"price_cents": 0, "version": 1})), &[]).await;
     assert_problem(&stale_body_version, StatusCode::PRECONDITION_FAILED);
     let unchanged = api.get(&uri).await;
-    assert_eq!((unchanged.body["stock"].as_i64(), unchanged.body["version"].as_i64()), (Some(11), Some(2)));
+    assert_eq!((unchanged.body["price_cents"].as_i64(), unchanged.body["version"].as_i64()), (Some(1100), Some(2)));
 
-    let bad = api.send(Method::PATCH, &uri, Some(json!({"stock": 0})), &[("if-match", "yesterday")]).await;
+    let bad = api.send(Method::PATCH, &uri, Some(json!({"price_cents": 0})), &[("if-match", "yesterday")]).await;
     assert_problem(&bad, StatusCode::BAD_REQUEST);
 }
 
@@ -158,10 +163,11 @@ async fn concurrent_patches_at_one_version_let_exactly_one_win(store: Arc<dyn St
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let uri = format!("/products/{id}");
     let mut writers = JoinSet::new();
-    for stock in [1, 2] {
+    for price_cents in [1, 2] {
         let (api, uri) = (api.clone(), uri.clone());
         writers.spawn(async move {
-            api.send(Method::PATCH, &uri, Some(json!({"stock": stock})), &[("if-match", "\"1\"")]).await.status
+            let body = json!({"price_cents": price_cents});
+            api.send(Method::PATCH, &uri, Some(body), &[("if-match", "\"1\"")]).await.status
         });
     }
     let mut statuses = writers.join_all().await;
@@ -175,15 +181,71 @@ async fn unconditional_concurrent_patches_lose_no_field(store: Arc<dyn Store>) {
     let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
     let uri = format!("/products/{id}");
     let (a, b) = tokio::join!(
-        api.send(Method::PATCH, &uri, Some(json!({"stock": 77})), &[]),
+        api.send(Method::PATCH, &uri, Some(json!({"description": "Holds coffee"})), &[]),
         api.send(Method::PATCH, &uri, Some(json!({"price_cents": 5})), &[]),
     );
     assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
     let now = api.get(&uri).await.body;
     assert_eq!(
-        (now["stock"].as_i64(), now["price_cents"].as_i64(), now["version"].as_i64()),
-        (Some(77), Some(5), Some(3))
+        (now["description"].as_str(), now["price_cents"].as_i64(), now["version"].as_i64()),
+        (Some("Holds coffee"), Some(5), Some(3))
     );
+}
+
+/// Orders do not move the version, so If-Match cannot catch a stale stock figure: an edit whose
+/// `stock` is not the current stock is refused (409 naming it) and writes nothing, or it would
+/// give back units orders still hold. The current stock is accepted (no change), and stock
+/// moves by adjustments.
+async fn an_edit_never_undoes_the_stock_orders_took_since_its_read(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let id = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let uri = format!("/products/{id}");
+    let read = api.get(&uri).await;
+    assert_eq!((read.body["stock"].as_i64(), read.body["version"].as_i64()), (Some(10), Some(1)));
+    let version = read.headers[header::ETAG].to_str().expect("etag").to_owned();
+
+    let (_, token) = api.customer("ada@example.com").await;
+    let order = json!({"items": [{"product_id": id, "quantity": 2}]});
+    let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &format!("Bearer {token}"))]).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+
+    // The dashboard's rename: every field as read, stock 10 included, at the version read.
+    let renamed = json!({"name": "Green Mug", "description": "Holds tea", "price_cents": 1299, "stock": 10, "category": "kitchen"});
+    let stale_stock = [
+        api.send(Method::PUT, &uri, Some(renamed.clone()), &[("if-match", &version)]).await,
+        api.send(Method::PUT, &format!("/admin/inventory/{id}"), Some(renamed), &[("if-match", &version)]).await,
+        api.send(Method::PATCH, &uri, Some(json!({"stock": 10})), &[("if-match", &version)]).await,
+        api.send(Method::PATCH, &uri, Some(json!({"name": "Green Mug", "stock": 10})), &[]).await,
+    ];
+    for reply in &stale_stock {
+        assert_problem(reply, StatusCode::CONFLICT);
+        let detail = reply.body["detail"].as_str().expect("detail");
+        assert!(detail.contains("the stock is 8 now, not 10") && detail.contains("/adjustments"), "{detail}");
+    }
+    let after = api.get(&uri).await.body;
+    assert_eq!(
+        (after["stock"].as_i64(), after["version"].as_i64(), after["name"].as_str()),
+        (Some(8), Some(1), Some("Blue Mug")),
+        "the order's 2 units still count and nothing was written"
+    );
+
+    // The stock as it is now is no change: the rest of the edit applies.
+    let patched =
+        api.send(Method::PATCH, &uri, Some(json!({"price_cents": 1499, "stock": 8})), &[("if-match", &version)]).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(
+        (patched.body["price_cents"].as_i64(), patched.body["stock"].as_i64(), patched.body["version"].as_i64()),
+        (Some(1499), Some(8), Some(2))
+    );
+    // A stale version is still 412 first, whatever the stock.
+    let stale = api.send(Method::PATCH, &uri, Some(json!({"stock": 10})), &[("if-match", &version)]).await;
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED);
+
+    let restocked =
+        api.post(&format!("/admin/inventory/{id}/adjustments"), json!({"delta": 2, "reason": "found two"})).await;
+    assert_eq!(restocked.status, StatusCode::CREATED, "{}", restocked.body);
+    let now = api.get(&uri).await.body;
+    assert_eq!((now["stock"].as_i64(), now["version"].as_i64()), (Some(10), Some(2)));
 }
 
 /// 200 concurrent POSTs of one name (and of one email): exactly one 201, every other 409.
@@ -381,6 +443,93 @@ async fn public_catalog_reads_revalidate_with_etags(store: Arc<dyn Store>) {
     assert_eq!(product.headers[header::CACHE_CONTROL], "public, max-age=5");
 }
 
+/// A missing field is named by its full path (`items[0].quantity`, `card.cvc`), not by the
+/// object that lacks it; one missing at the top is named alone. Nothing is written.
+async fn missing_fields_are_named_by_their_full_path(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let product = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let (_, token) = api.customer("ada@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let order_id = uuid::Uuid::now_v7();
+    let card = |cvc: Option<&str>| {
+        let mut card = json!({"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2031});
+        if let Some(cvc) = cvc {
+            card["cvc"] = json!(cvc);
+        }
+        card
+    };
+    let cases = [
+        ("/orders", json!({"items": [{"product_id": product}]}), "items[0].quantity"),
+        ("/orders", json!({"items": [{"product_id": product, "quantity": 1}, {"quantity": 1}]}), "items[1].product_id"),
+        ("/orders", json!({"shipping_address": null}), "items"),
+        ("/payments", json!({"order_id": order_id, "method": "card", "card": card(None)}), "card.cvc"),
+        ("/payments", json!({"order_id": order_id, "card": card(Some("123"))}), "method"),
+    ];
+    for (uri, body, field) in cases {
+        let reply = api.send(Method::POST, uri, Some(body.clone()), &[("authorization", &bearer)]).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(reply.body["errors"], json!([{"field": field, "message": "is required"}]), "{uri} {body}");
+    }
+    assert_eq!(api.get("/orders").await.body["items"], json!([]), "no order was placed");
+    assert_eq!(api.get(&format!("/products/{product}")).await.body["stock"], 10, "no stock was held");
+}
+
+/// An asset name that is not UTF-8 names no asset: the same problem document as an unknown one.
+async fn an_asset_name_that_is_not_utf8_is_a_problem_404(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    for uri in ["/admin/assets/%FF", "/admin/assets/app%FF.js", "/admin/assets/%C3%28", "/admin/assets/nope.js"] {
+        let reply = api.send(Method::GET, uri, None, &[("authorization", "")]).await;
+        assert_problem(&reply, StatusCode::NOT_FOUND);
+    }
+    let script = api.send(Method::GET, "/admin/assets/app.js", None, &[("authorization", "")]).await;
+    assert_eq!(script.status, StatusCode::OK);
+}
+
+/// A chunked cancel declares no length: its body is still read, and one that is not JSON (or
+/// not declared as JSON) is refused and cancels nothing. An empty one is no body at all.
+async fn a_cancel_body_of_unknown_length_is_checked_like_any_other(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let product = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let (_, token) = api.customer("ada@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let order = json!({"items": [{"product_id": product, "quantity": 1}]});
+    let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer)]).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    let uri = format!("/orders/{}", placed.body["id"].as_str().expect("id"));
+    let cancel = format!("{uri}/cancel");
+    // No Content-Length and no size hint, as hyper hands over a chunked body.
+    let chunked = |content_type: Option<&str>, body: &'static [u8]| {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(&cancel)
+            .header(header::AUTHORIZATION, &bearer)
+            .header(header::TRANSFER_ENCODING, "chunked");
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        builder.body(Body::from_stream(Body::from(body).into_data_stream())).expect("request")
+    };
+    let cases: [(Option<&str>, &'static [u8], StatusCode); 5] = [
+        (None, b"junk \xff\xfe bytes", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (None, br#"{"reason": "undeclared JSON"}"#, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("text/plain"), b"junk", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("application/json"), b"junk", StatusCode::BAD_REQUEST),
+        (Some("application/json"), br#"{"reason": 7}"#, StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (content_type, body, expected) in cases {
+        let reply = api.raw(chunked(content_type, body)).await;
+        assert_problem(&reply, expected);
+    }
+    let unchanged = api.get(&uri).await;
+    assert_eq!(unchanged.body["status"], "pending", "{}", unchanged.body);
+    assert_eq!(api.get(&format!("/products/{product}")).await.body["stock"], 9, "the unit is still held");
+
+    let cancelled = api.raw(chunked(None, b"")).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(api.get(&format!("/products/{product}")).await.body["stock"], 10);
+}
+
 on_every_store!(
     public_catalog_reads_revalidate_with_etags,
     customers_sign_up_read_update_and_list,
@@ -390,7 +539,11 @@ on_every_store!(
     a_stale_if_match_is_refused_and_changes_nothing,
     concurrent_patches_at_one_version_let_exactly_one_win,
     unconditional_concurrent_patches_lose_no_field,
+    an_edit_never_undoes_the_stock_orders_took_since_its_read,
     two_hundred_concurrent_creates_admit_exactly_one,
     product_filters_over_http,
     malformed_requests_get_problem_documents,
+    missing_fields_are_named_by_their_full_path,
+    an_asset_name_that_is_not_utf8_is_a_problem_404,
+    a_cancel_body_of_unknown_length_is_checked_like_any_other,
 );

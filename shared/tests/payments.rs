@@ -442,10 +442,9 @@ async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
     assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");
 }
 
-/// A worker that dies while its charge is out at the gateway leaves a payment that may have
-/// been captured: past the charge window it is still not given up on (paying again is refused
-/// as in progress), and the redelivered charge asks the gateway again and settles it.
-async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn Store>) {
+/// A customer's payment whose worker died (was dropped) once its charge was out at the
+/// gateway, which never answered: the world, the customer's bearer, the order and the payment.
+async fn charge_out_with_a_dead_worker(store: Arc<dyn Store>) -> (World, String, String, common::http::Reply) {
     let gateway = Arc::new(FaultyGateway::new(false, true));
     let w = world_with_gateway(store, gateway.clone()).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
@@ -458,13 +457,19 @@ async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
     };
-    // The worker dies (is dropped) once its charge is out at the gateway, which never answers.
     tokio::select! {
         _ = w.run_payments() => panic!("the gateway never answers this charge"),
         () = out => {}
     }
     assert!(w.payment(&paid).await.at_gateway_since.is_some(), "marked before the charge went out");
+    (w, bearer, order, paid)
+}
 
+/// A worker that dies while its charge is out at the gateway leaves a payment that may have
+/// been captured: past the charge window it is still not given up on (paying again is refused
+/// as in progress), and the redelivered charge asks the gateway again and settles it.
+async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn Store>) {
+    let (w, _, order, paid) = charge_out_with_a_dead_worker(store).await;
     w.clock.advance(Duration::minutes(16)); // past the charge window; the delivery is visible again
     let bearer = w.login("ada@example.com").await;
     let again = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
@@ -474,6 +479,24 @@ async fn a_charge_lost_at_the_gateway_is_asked_again_not_given_up(store: Arc<dyn
     let settled = w.payment(&paid).await;
     assert_eq!((settled.status, settled.at_gateway_since), (PaymentStatus::Succeeded, None));
     assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
+}
+
+/// The order is cancelled while a dead worker's charge is out at the gateway, where it may
+/// have been captured: the redelivered charge asks the gateway again and refunds a capture,
+/// rather than failing a payment whose money may have been taken.
+async fn a_charge_out_at_the_gateway_when_its_order_is_cancelled_is_asked_again(store: Arc<dyn Store>) {
+    let (w, bearer, order, paid) = charge_out_with_a_dead_worker(store).await;
+    let cancelled =
+        w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await;
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+
+    w.clock.advance(Duration::minutes(1)); // the delivery is visible again
+    assert_eq!(w.run_payments().await, 1);
+    let settled = w.payment(&paid).await;
+    assert_eq!(settled.status, PaymentStatus::Refunded, "{settled:?}");
+    assert!(settled.gateway_reference.is_some(), "asked again: captured, then refunded");
+    assert!(w.store.pending_refunds(10).await.expect("pending").is_empty(), "the refund is confirmed");
+    assert_eq!(w.order(&order).await.status, OrderStatus::Cancelled);
 }
 
 /// The order is cancelled while the gateway is capturing: the capture is refunded.
@@ -586,6 +609,7 @@ on_every_store!(
     the_deadline_waits_for_a_payment_in_flight,
     a_stale_payment_expires_with_its_order,
     a_charge_lost_at_the_gateway_is_asked_again_not_given_up,
+    a_charge_out_at_the_gateway_when_its_order_is_cancelled_is_asked_again,
     duplicate_and_poisoned_messages_are_harmless,
     cancelling_a_paid_order_refunds_and_restocks,
     a_payment_for_a_cancelled_order_is_not_charged,

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use common::entities::{all_pages, next_version, now, product};
 use orderly::model::{
     AlertCause, CardSummary, IdempotencyRecord, Order, OrderCounters, OrderLine, OrderStatus, Payment, PaymentStatus,
-    Product, StockAdjustment, StockAlert,
+    Product, Recipient, StockAdjustment, StockAlert, notice_of_placement,
 };
 use orderly::store::{
-    AdjustmentWrite, Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, PageRequest, PaymentChange,
-    PaymentFilter, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
+    AdjustmentWrite, Cooldown, LowStockCheck, NewOrderWrite, NoticeClaim, OrderContext, OrderFilter, PageRequest,
+    PaymentChange, PaymentFilter, ProductFilter, Store, StoreError, TransitionWrite, UniqueKey,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
@@ -98,6 +98,30 @@ fn cooldown_after(read: Option<&Cooldown>, order: &Order) -> Cooldown {
         unpaid_cents: read.map_or(0, |c| c.unpaid_cents) + order.total_cents,
         expires_at: order.created_at + Duration::days(1),
     }
+}
+
+/// The sweep's relay finds a notice nobody claimed behind any number of notices claimed and
+/// never sent (refused by the mail service, dead-lettered): more of them than one read of the
+/// relay covers.
+async fn the_relay_finds_an_unclaimed_notice_behind_claimed_ones(store: Arc<dyn Store>) {
+    let kettle = product("Kettle", "kitchen", 1000, 100);
+    insert_products(&*store, &[&kettle]).await;
+    let mut notices = Vec::new();
+    for _ in 0..12 {
+        let mut placed = order(Uuid::now_v7(), &[(&kettle, 1)]);
+        placed.recipient = Some(Recipient { name: "Ada".into(), email: "ada@example.com".into(), phone: None });
+        let notice = notice_of_placement(&placed).expect("a notice");
+        let write = NewOrderWrite { notice: Some(&notice), ..placement(&placed) };
+        store.insert_order(&write).await.expect("placed");
+        notices.push(notice.id);
+    }
+    let later = now() + Duration::hours(1);
+    for id in &notices[..11] {
+        let claim = store.claim_notice(*id, later, later + Duration::minutes(1)).await.expect("claim");
+        assert!(matches!(claim, NoticeClaim::Claimed(_)), "{claim:?}");
+    }
+    let relayed: Vec<Uuid> = store.notices_to_relay(later, 1).await.expect("relay").iter().map(|n| n.id).collect();
+    assert_eq!(relayed, [notices[11]]);
 }
 
 /// Places `order` as the service does: conditioned on the cooldown as just read.
@@ -977,6 +1001,7 @@ async fn a_transition_reports_a_used_key_then_a_stale_read(store: Arc<dyn Store>
 }
 
 on_every_store!(
+    the_relay_finds_an_unclaimed_notice_behind_claimed_ones,
     a_used_key_refuses_a_second_adjustment_and_moves_nothing,
     an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check,
     placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,

@@ -1132,7 +1132,13 @@
     $("product-name").value = product ? product.name : "";
     $("product-description").value = product ? product.description || "" : "";
     $("product-price").value = product ? centsToInput(product.price_cents) : "";
+    // An edit never sets the stock (orders may have moved it since this read): it is shown,
+    // read-only, and moves through "Adjust stock"; only a new product takes a starting stock.
     $("product-stock").value = product ? String(product.stock) : "0";
+    $("product-stock").disabled = Boolean(product);
+    $("product-stock-hint").hidden = !product;
+    if (product) $("product-stock").setAttribute("aria-describedby", "product-stock-hint");
+    else $("product-stock").removeAttribute("aria-describedby");
     $("product-category").value = product ? product.category || "" : "";
     $("product-threshold").value = product && product.low_stock_threshold !== undefined && product.low_stock_threshold !== null
       ? String(product.low_stock_threshold) : "";
@@ -1143,7 +1149,9 @@
     $("product-name").focus();
   }
 
-  function readProductForm() {
+  // The body of a POST, or of a PUT but for its stock (`editing`): the PUT sends the stock as
+  // read just before it, since the server refuses any other.
+  function readProductForm(editing) {
     const errors = [];
     const body = {
       name: $("product-name").value.trim(),
@@ -1154,9 +1162,11 @@
     const price = parseMoney($("product-price").value);
     if (price === null) errors.push({ field: "price_cents", message: "an amount such as 12.99" });
     else body.price_cents = price;
-    const stock = parseInteger($("product-stock").value);
-    if (stock === null) errors.push({ field: "stock", message: "a whole number" });
-    else body.stock = stock;
+    if (!editing) {
+      const stock = parseInteger($("product-stock").value);
+      if (stock === null) errors.push({ field: "stock", message: "a whole number" });
+      else body.stock = stock;
+    }
     const thresholdText = $("product-threshold").value.trim();
     if (thresholdText) {
       const threshold = parseInteger(thresholdText);
@@ -1173,15 +1183,20 @@
     const form = $("product-form");
     clearMessages();
     clearFieldErrors(form);
-    const { body, errors } = readProductForm();
+    const editing = state.editing;
+    const { body, errors } = readProductForm(editing);
     if (errors.length) {
       clientInvalid(form, errors);
       return;
     }
-    const editing = state.editing;
     setBusy(form, true);
     try {
       if (editing) {
+        // The stock as it is now, so orders placed since the form opened still count; If-Match
+        // stays the version the form was opened at, so another catalog edit is still a 412.
+        const { data: now } = await api("GET", `/admin/inventory/${enc(editing.id)}`);
+        body.stock = now.stock;
+        $("product-stock").value = String(now.stock);
         const { data } = await api("PUT", `/admin/inventory/${enc(editing.id)}`, { body, ifMatch: editing.version });
         $("product-panel").hidden = true;
         state.editing = null;
@@ -1242,6 +1257,7 @@
         }
       }
       editing.original = fresh;
+      if (fresh.stock !== undefined) $("product-stock").value = String(fresh.stock);
     }
     box.replaceChildren(
       el("strong", null, `Conflict: the product is now at version ${version === undefined || version === null ? "?" : version}.`),

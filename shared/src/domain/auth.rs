@@ -390,8 +390,10 @@ impl Sessions {
 
     /// Revokes the session's token until it would have expired anyway.
     pub async fn logout(&self, session: &Session) -> Result<()> {
-        self.checked.forget(session.jti);
+        // Revoked, then forgotten: a check running meanwhile that found the token valid before
+        // the revocation is forgotten with it, not remembered after it.
         self.store.revoke_token(session.jti, session.expires_at).await?;
+        self.checked.forget(session.jti);
         tracing::info!(subject = %session.principal.id, "logged out");
         Ok(())
     }

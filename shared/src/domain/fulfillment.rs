@@ -123,26 +123,31 @@ impl Fulfillment {
         if order.status != OrderStatus::Paid {
             return Ok(None);
         }
-        let Some(mut updated) = self.ledger.next_order(&order, OrderEvent::ShipmentCreated, actor, None) else {
-            return Ok(None);
-        };
-        let tracking = tracking_number(order.id);
-        updated.shipment = Some(Shipment {
-            carrier: CARRIER.into(),
-            label_format: "zpl".into(),
-            label: zpl_label(&order, &tracking),
-            tracking_number: tracking,
-            created_at: updated.updated_at,
-        });
-        match self.ledger.write_transition(&order, updated, OrderEvent::ShipmentCreated).await {
-            Ok(shipped) => {
-                crate::telemetry::metric("OrdersShipped", 1);
-                Ok(Some(shipped))
-            }
+        match self.ship_as(&order, order.clone(), actor).await {
+            Ok(shipped) => Ok(Some(shipped)),
             // Someone else shipped or cancelled it meanwhile.
             Err(TransitionError::Illegal { .. } | TransitionError::Raced) => Ok(None),
             Err(TransitionError::Failed(err)) => Err(err),
         }
+    }
+
+    /// Ships `amended` (the stored `order` itself, or it with an admin's corrections) in one
+    /// write conditioned on `order`'s version; the label is printed from `amended`.
+    pub(super) async fn ship_as(&self, order: &Order, amended: Order, actor: &str) -> Result<Order, TransitionError> {
+        let Some(mut updated) = self.ledger.next_order(&amended, OrderEvent::ShipmentCreated, actor, None) else {
+            return Err(TransitionError::Illegal { from: amended.status, event: OrderEvent::ShipmentCreated });
+        };
+        let tracking = tracking_number(amended.id);
+        updated.shipment = Some(Shipment {
+            carrier: CARRIER.into(),
+            label_format: "zpl".into(),
+            label: zpl_label(&amended, &tracking),
+            tracking_number: tracking,
+            created_at: updated.updated_at,
+        });
+        let shipped = self.ledger.write_transition(order, updated, OrderEvent::ShipmentCreated).await?;
+        crate::telemetry::metric("OrdersShipped", 1);
+        Ok(shipped)
     }
 
     /// PUT /orders/{id}/fulfillment (admin): `ship` a paid order or `deliver` a shipped one.
@@ -173,6 +178,9 @@ impl Fulfillment {
         let mut events = Vec::new();
         for entry in &order.history {
             let event = match (entry.event, entry.status) {
+                // An amendment (a corrected address, the internal note) moves nothing for the
+                // customer to follow, and the note's edits are not theirs to see.
+                (None, _) if entry.change.is_some() => continue,
                 (None, OrderStatus::ProcessingOrder) => "deferred",
                 (None, _) => "placed",
                 (Some(OrderEvent::Released), _) => "released",

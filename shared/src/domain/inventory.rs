@@ -17,8 +17,8 @@ use crate::alerts::AlertPublisher;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{
-    AlertCause, IdempotencyRecord, OrderStatus, Product, StockAdjustment, StockAlert, crosses_threshold, int_in_range,
-    optional_text,
+    AlertCause, IdempotencyRecord, MAX_STOCK, OrderStatus, Product, StockAdjustment, StockAlert, crosses_threshold,
+    int_in_range, optional_text,
 };
 use crate::store::{
     AdjustmentWrite, AlertStore, CatalogStore, LowStockCheck, OrderFilter, OrderStore, Page, PageRequest,
@@ -208,6 +208,9 @@ impl Inventory {
         }
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let product = self.catalog.get_product(id).await?.ok_or(Error::NotFound("product"))?;
+            if product.stock.saturating_add(delta) > MAX_STOCK {
+                return Err(Error::invalid("delta", format!("would take the stock above {MAX_STOCK}")));
+            }
             let now = self.clock.now();
             let adjustment = StockAdjustment {
                 id: Uuid::now_v7(),

@@ -2,8 +2,9 @@
 //! [`crate::model::notice_of_transition`]); a relay brings each one to the notification worker
 //! (the orders table's stream on AWS, the notices table's feed locally), or else the ledger
 //! queues its delivery after the write; the notification worker renders and sends it
-//! ([`Notifier`]), claiming it first so a redelivered message never sends it twice; the sweep re-queues a notice whose message was
-//! lost ([`Notifier::relay`] via the sweep). Customers list their own ([`NoticeBoard`]).
+//! ([`Notifier`]), claiming it first so a redelivered message never sends it twice; the sweep
+//! re-queues a notice nobody claimed ([`relay_lost_notices`]). Customers list their own
+//! ([`NoticeBoard`]).
 
 use std::fmt::Write as _;
 use std::sync::Arc;

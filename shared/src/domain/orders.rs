@@ -409,7 +409,9 @@ impl Orders {
         }
     }
 
-    /// A customer's own orders, or (admins) everyone's, newest first.
+    /// A customer's own orders, or (admins) everyone's: newest first, except an admin's list
+    /// filtered by status alone, which is by due time, latest first (a pending order's payment
+    /// deadline, a deferred order's release, a later status's last change).
     pub async fn orders(&self, session: &Session, query: OrderQuery) -> Result<Page<Order>> {
         let status = query.status.as_deref().map(|s| OrderStatus::parse("status", s)).transpose();
         let page = super::page_request(query.limit, query.next_token.clone());
@@ -527,9 +529,9 @@ impl Orders {
         amended.updated_at = now;
         let changed = !changes.is_empty();
         let written = match event {
-            // Shipping creates the shipment from the stored order, so a corrected address is
-            // written first; a change in between makes the shipment's own write answer 409.
-            Some(OrderEvent::ShipmentCreated) | None => self.write_amendment(&order, amended, changed).await,
+            None => self.write_amendment(&order, amended, changed).await,
+            // The label is printed from the amended order, in the same write.
+            Some(OrderEvent::ShipmentCreated) => self.fulfillment.ship_as(&order, amended, &actor(session)).await,
             Some(event) => match self.ledger.next_order(&amended, event, &actor(session), reason) {
                 Some(next) => self.ledger.write_transition(&order, next, event).await,
                 None => return Err(Error::Internal("a checked transition did not apply".into())),
@@ -544,10 +546,7 @@ impl Orders {
             }
             Err(other) => return Err(other.into()),
         };
-        match event {
-            Some(OrderEvent::ShipmentCreated) => self.ship(session, id).await,
-            _ => Ok(written),
-        }
+        Ok(written)
     }
 
     /// Writes `amended` (address or note changes only) over `order`, if anything `changed`.

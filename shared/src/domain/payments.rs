@@ -245,11 +245,16 @@ impl Payments {
             // Without its message the payment would wait for ever: fail it so the customer can
             // pay again.
             tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; payment failed");
+            // Failed first: whatever else fails, the payment no longer blocks paying again (if
+            // this write fails too, the charge window fails it).
+            let failed = self.settle_failure(payment.id, "could not be queued; please retry").await;
             if let Some(key) = &key {
                 // A retry with the same key must try again, not replay this failed attempt.
-                self.ledger.orders.delete_idempotency(order.customer_id, key.as_str()).await?;
+                if let Err(err) = self.ledger.orders.delete_idempotency(order.customer_id, key.as_str()).await {
+                    tracing::error!(payment_id = %payment.id, error = %err, "the failed attempt's key stays");
+                }
             }
-            self.settle_failure(payment.id, "could not be queued; please retry").await?;
+            failed?;
             return Err(Error::Unavailable);
         }
         Ok(Placed { status_code: 202, body, id: payment.id })
@@ -257,18 +262,27 @@ impl Payments {
 
     /// An order can be paid while `pending` with no payment in flight or captured.
     /// A payment that was never charged within the window (dead-lettered, or the gateway down
-    /// all along) is failed first, and the order read again: it no longer blocks paying.
-    async fn payable(&self, session: &Session, order: Order) -> Result<Order> {
-        if order.status != OrderStatus::Pending {
-            return Err(Error::Conflict(format!("an order that is {} cannot be paid", order.status)));
+    /// all along) is failed first, and the order read again: it no longer blocks paying. The
+    /// order read again is checked like the first: a concurrent request may have failed that
+    /// payment first and placed its own, or the sweep expired the order.
+    async fn payable(&self, session: &Session, mut order: Order) -> Result<Order> {
+        for _ in 0..PAYABLE_READS {
+            if order.status != OrderStatus::Pending {
+                return Err(Error::Conflict(format!("an order that is {} cannot be paid", order.status)));
+            }
+            if !self.settle_if_stale(&order, OrderEvent::PaymentDeclined).await? {
+                return Err(Error::Conflict("this order already has a payment in progress".into()));
+            }
+            let Some(settled) = order.payment_id else {
+                return Ok(order);
+            };
+            let current = self.ledger.order_for(session, order.id).await?;
+            if current.status == OrderStatus::Pending && current.payment_id == Some(settled) {
+                return Ok(current);
+            }
+            order = current;
         }
-        if !self.settle_if_stale(&order, OrderEvent::PaymentDeclined).await? {
-            return Err(Error::Conflict("this order already has a payment in progress".into()));
-        }
-        match order.payment_id {
-            Some(_) => self.ledger.order_for(session, order.id).await,
-            None => Ok(order),
-        }
+        Err(Error::Conflict("the order changed meanwhile (another payment?); read it again".into()))
     }
 
     /// Whether `order` is free of a payment in progress. A pending payment older than the
@@ -371,9 +385,11 @@ impl Payments {
             self.settle_failure(payment_id, NOT_CHARGED_IN_TIME).await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::Declined);
         }
-        // Cancelled before the charge went out: no need to take the money and give it back.
+        // Cancelled before the charge went out: no need to take the money and give it back. One
+        // marked out at the gateway may have been captured: it is asked again below, and a
+        // capture is refunded as a late success.
         let order = self.ledger.orders.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
-        if order.is_none_or(|o| o.status == OrderStatus::Cancelled) {
+        if payment.at_gateway_since.is_none() && order.is_none_or(|o| o.status == OrderStatus::Cancelled) {
             self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::Declined);
         }
@@ -578,6 +594,8 @@ impl Payments {
     }
 }
 
+/// Reads of an order before paying it gives way to the payments racing it.
+const PAYABLE_READS: usize = 3;
 /// Why a payment that was never charged is failed.
 const NOT_CHARGED_IN_TIME: &str = "the payment could not be charged in time; please pay again";
 

@@ -10,14 +10,13 @@ use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{
-    AlertCause, Category, CategorySummary, FieldError, Product, ProductName, int_in_range, optional_multiline_text,
-    optional_text,
+    AlertCause, Category, CategorySummary, FieldError, MAX_STOCK, Product, ProductName, int_in_range,
+    optional_multiline_text, optional_text,
 };
 use crate::store::{CatalogStore, Page, ProductFilter, StoreError};
 
 /// Upper bounds that keep values sane (and far from integer overflow in any sum).
 pub const MAX_PRICE_CENTS: i64 = 100_000_000; // 1,000,000.00
-pub const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_DESCRIPTION: usize = 5_000;
 const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
 /// Enough to spread a flash sale's orders; few enough that an edit rewriting every shard stays
@@ -33,6 +32,8 @@ pub struct NewProduct {
     #[serde(default)]
     pub description: Option<String>,
     pub price_cents: i64,
+    /// The initial stock when creating. In a PUT it must equal the current stock (409 naming the
+    /// current stock otherwise): stock moves only through adjustments and orders.
     pub stock: i64,
     pub category: String,
     /// Defaults to 5.
@@ -47,7 +48,8 @@ pub struct NewProduct {
     pub version: Option<u64>,
 }
 
-/// PATCH /products/{id} body: only the fields present change.
+/// PATCH /products/{id} body: only the fields present change. The stock is not one of them:
+/// it moves through `POST /admin/inventory/{id}/adjustments` (a delta and a reason) and orders.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -55,6 +57,7 @@ pub struct ProductPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub price_cents: Option<i64>,
+    /// If present, must equal the current stock (409 naming the current stock otherwise).
     pub stock: Option<i64>,
     pub category: Option<String>,
     pub low_stock_threshold: Option<i64>,
@@ -137,7 +140,19 @@ impl ProductChanges {
         }
     }
 
-    fn apply_to(&self, product: &mut Product) {
+    /// Applies the changes to `product` as read. The stock is not set: a `stock` other than the
+    /// one read is refused, since the server cannot know what the client read and orders placed
+    /// since then must still count (stock moves by deltas only).
+    fn apply_to(&self, product: &mut Product) -> Result<()> {
+        if let Some(stock) = self.stock
+            && stock != product.stock
+        {
+            return Err(Error::Conflict(format!(
+                "the stock is {} now, not {stock}: stock moves through POST /admin/inventory/{}/adjustments \
+                 (a delta and a reason), so orders placed since your read still count",
+                product.stock, product.id
+            )));
+        }
         if let Some(v) = &self.name {
             product.name = v.clone();
         }
@@ -146,9 +161,6 @@ impl ProductChanges {
         }
         if let Some(v) = self.price_cents {
             product.price_cents = v;
-        }
-        if let Some(v) = self.stock {
-            product.stock = v;
         }
         if let Some(v) = &self.category {
             product.category = v.clone();
@@ -159,6 +171,7 @@ impl ProductChanges {
         if let Some(v) = self.stock_shards {
             product.stock_shards = v;
         }
+        Ok(())
     }
 }
 
@@ -201,6 +214,9 @@ impl Catalog {
     }
 
     pub async fn create_product(&self, input: NewProduct) -> Result<Product> {
+        if input.version.is_some() {
+            return Err(Error::invalid("version", "is for PUT: a new product has none yet"));
+        }
         let ProductChanges {
             name: Some(name),
             description: Some(description),
@@ -247,15 +263,18 @@ impl Catalog {
     }
 
     /// PATCH: applies `patch` to the current product. With an expected version (If-Match or
-    /// the body's `version`) a stale write is refused; without one, a concurrent change is
-    /// re-read and the patch re-applied, so no other writer's change is lost.
+    /// the body's `version`) a stale write is refused (412); without one, a concurrent change is
+    /// re-read and the patch re-applied, so no other writer's change is lost. A `stock` must
+    /// equal the current stock (409 otherwise, nothing written): the version does not cover the
+    /// stock, so only adjustments and orders move it, by deltas.
     pub async fn update_product(&self, id: Uuid, if_match: Option<u64>, patch: ProductPatch) -> Result<Product> {
         let changes = ProductChanges::parse(&patch)?;
         let expected = if_match.or(patch.version);
         self.write_product(id, expected, |product| changes.apply_to(product)).await
     }
 
-    /// PUT: replaces every client-settable field, with the same concurrency rule as PATCH.
+    /// PUT: replaces every client-settable field but the stock, which must equal the current
+    /// stock, with the same rules as PATCH.
     pub async fn replace_product(&self, id: Uuid, if_match: Option<u64>, input: NewProduct) -> Result<Product> {
         let expected = if_match.or(input.version);
         let changes = ProductChanges::parse(&ProductPatch::from(input))?;
@@ -263,19 +282,26 @@ impl Catalog {
     }
 
     /// One conditional write of `change` applied to the current product; re-read and
-    /// re-applied on a concurrent change when the client gave no expected version.
-    async fn write_product(&self, id: Uuid, expected: Option<u64>, change: impl Fn(&mut Product)) -> Result<Product> {
+    /// re-applied on a concurrent change when the client gave no expected version. `change`
+    /// sees the product as read in the same attempt, and an error from it writes nothing.
+    async fn write_product(
+        &self,
+        id: Uuid,
+        expected: Option<u64>,
+        change: impl Fn(&mut Product) -> Result<()>,
+    ) -> Result<Product> {
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let current = self.product(id).await?;
             check_version(&current, expected)?;
             let mut updated = current.clone();
-            change(&mut updated);
+            change(&mut updated)?;
             if updated == current {
                 return Ok(current);
             }
             updated.version = current.version + 1;
             let now = self.clock.now();
             updated.updated_at = now;
+            // An edit never moves the stock (delta 0); a threshold change can still cross.
             let check = low_stock_check(
                 &current,
                 updated.stock - current.stock,
@@ -284,7 +310,7 @@ impl Catalog {
                 now,
             );
             match self.store.update_product(&current, &updated, check.alert.as_ref()).await {
-                // Read back: the stock moved by the edit's delta and by any order meanwhile.
+                // Read back: orders may have moved the stock meanwhile.
                 Ok(()) => {
                     if let Some(alert) = &check.alert {
                         report_alert(alert);

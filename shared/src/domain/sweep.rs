@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use super::inventory::Alerts;
 use super::ledger::{Ledger, TransitionError};
 use super::notifications::relay_lost_notices;
 use super::orders::{DEADLINE_PASSED, Orders, Release, SYSTEM};
 use super::payments::{FulfillmentMessage, Payments};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Order, OrderEvent, OrderStatus};
 use crate::queue::QueueName;
 use crate::store::{ExpiryStore, NoticeStore};
@@ -66,20 +66,22 @@ impl Sweeper {
     }
 
     /// The scheduled sweep: releases deferred orders whose message was lost, and cancels
-    /// pending orders unpaid past their deadline (returning their stock).
+    /// pending orders unpaid past their deadline (returning their stock). Every step runs even
+    /// when an earlier one could not read its work; the first such error is answered at the
+    /// end, so the run still shows as failed.
     pub async fn sweep(&self) -> Result<SweepReport> {
-        const BATCH: u32 = 100;
         let now = self.ledger.now();
         let mut report = SweepReport::default();
+        let mut unread = None;
         // One order failing never stops the sweep of the others: it is logged and retried next time.
-        for order in self.ledger.orders.orders_due(OrderStatus::ProcessingOrder, now, BATCH).await? {
+        for order in self.orders_due(OrderStatus::ProcessingOrder, now, &mut unread).await {
             match self.orders.release_order(order.id).await {
                 Ok(Release::Released) => report.released += 1,
                 Ok(_) => {}
                 Err(err) => tracing::error!(order_id = %order.id, error = %err, "sweep could not release"),
             }
         }
-        for order in self.ledger.orders.orders_due(OrderStatus::Pending, now, BATCH).await? {
+        for order in self.orders_due(OrderStatus::Pending, now, &mut unread).await {
             let Some(order) = self.unpaid_and_not_paying(order).await else { continue };
             let (id, reason) = (order.id, Some(DEADLINE_PASSED.to_owned()));
             match self.ledger.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
@@ -93,7 +95,7 @@ impl Sweeper {
         }
         // Paid a while ago and still not shipped: the fulfillment message was lost (or is
         // dead-lettered); queue it again (shipping is idempotent).
-        for order in self.ledger.orders.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, BATCH).await? {
+        for order in self.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, &mut unread).await {
             let message = FulfillmentMessage::Ship { order_id: order.id };
             if self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
                 report.requeued_fulfillment += 1;
@@ -128,7 +130,24 @@ impl Sweeper {
         if report != SweepReport::default() {
             tracing::info!(?report, "sweep");
         }
-        Ok(report)
+        match unread {
+            Some(err) => Err(err),
+            None => Ok(report),
+        }
+    }
+
+    /// Up to a batch of orders in `status` due by `due_by`, oldest first; none if they cannot be
+    /// read, with the error logged and kept in `unread` (the first one).
+    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, unread: &mut Option<Error>) -> Vec<Order> {
+        const BATCH: u32 = 100;
+        match self.ledger.orders.orders_due(status, due_by, BATCH).await {
+            Ok(orders) => orders,
+            Err(err) => {
+                tracing::error!(%status, error = %err, "sweep could not read the orders due");
+                unread.get_or_insert(err.into());
+                Vec::new()
+            }
+        }
     }
 
     /// The order as it stands if no payment of it is being charged: a payment accepted before

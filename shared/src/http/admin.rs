@@ -2,7 +2,8 @@
 //! uses it. Every handler calls the same domain service as the matching route of the other
 //! functions (see [`crate::domain::BackOffice`]); only the paths and the views differ.
 
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,7 +64,11 @@ async fn dashboard() -> Response {
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/assets/{file}", tag = "admin", summary = "The dashboard's script and style", params(("file" = String, Path, description = "app.js or app.css")), responses((status = 200, description = "JavaScript or CSS", body = String, content_type = "text/javascript"), (status = 404, description = "No such file", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
-async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Result<Response, ApiError> {
+async fn asset(file: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+    // A segment that is not UTF-8 (`%FF`) names no file either: the same 404, as a problem.
+    let Ok(Path(file)) = file else {
+        return Err(ApiError::RouteNotFound);
+    };
     match file.as_str() {
         "app.js" => Ok(page("text/javascript; charset=utf-8", APP_JS)),
         "app.css" => Ok(page("text/css; charset=utf-8", APP_CSS)),
@@ -76,7 +81,7 @@ async fn metrics(State(office): State<BackOffice>, AdminSession(session): AdminS
     Ok(JsonResponse(office.metrics(&session).await?).into_response())
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/orders", tag = "admin", summary = "Orders, filtered, newest first", params(crate::domain::OrderQuery), responses((status = 200, description = "A page of orders", body = crate::store::Page<crate::model::Order>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/admin/orders", tag = "admin", summary = "Orders, filtered: newest first, or by due time when filtered by status alone", params(crate::domain::OrderQuery), responses((status = 200, description = "A page of orders", body = crate::store::Page<crate::model::Order>), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn orders(
     State(office): State<BackOffice>,
     AdminSession(session): AdminSession,
@@ -135,7 +140,7 @@ async fn create_product(
     Ok(created(office.catalog.create_product(input).await?))
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/admin/inventory/{id}", tag = "admin", summary = "Replace a product's fields", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::NewProduct, responses((status = 200, description = "The product as stored", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The name is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/admin/inventory/{id}", tag = "admin", summary = "Replace a product's fields", params(("id" = Uuid, Path, description = "Product id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::NewProduct, responses((status = 200, description = "The product as stored", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such product (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The name is taken, or the stock differs from the current stock (stock moves by adjustments)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn replace_product(
     State(office): State<BackOffice>,
     AdminSession(_): AdminSession,

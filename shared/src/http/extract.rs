@@ -117,40 +117,53 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })?;
-        // Syntax first, so a body that is not JSON at all is a 400 even if its start would
-        // already fail the typed parse below.
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                if !inner.is_data() {
-                    return ApiError::MalformedJson(inner.to_string());
-                }
-                // Drop serde's " at line 1 column 9": the field path says where.
-                let full = inner.to_string();
-                let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
-                let field = match path.as_str() {
-                    "." => field_named_in(&message).unwrap_or_else(|| "body".into()),
-                    other if message.starts_with("unknown field") => {
-                        let parent = other.rsplit_once('.').map_or("", |(parent, _)| parent);
-                        let name = field_named_in(&message).unwrap_or_default();
-                        if parent.is_empty() { name } else { format!("{parent}.{name}") }
-                    }
-                    other => other.to_owned(),
-                };
-                ApiError::Domain(Error::Validation(vec![FieldError::new(field, in_api_terms(&message))]))
-            })
-            .map(Json)
+        let bytes = body_bytes(request, state).await?;
+        parse_json(&bytes).map(Json)
     }
+}
+
+/// The whole body, within the body limit: 413 past it.
+async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })
+}
+
+/// A JSON body already read: 400 when not JSON, 422 naming the field when of the wrong shape.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, so a body that is not JSON at all is a 400 even if its start would
+    // already fail the typed parse below.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if !inner.is_data() {
+            return ApiError::MalformedJson(inner.to_string());
+        }
+        // Drop serde's " at line 1 column 9": the field path says where.
+        let full = inner.to_string();
+        let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+        let field = match path.as_str() {
+            "." => field_named_in(&message).unwrap_or_else(|| "body".into()),
+            other if message.starts_with("unknown field") => {
+                let parent = other.rsplit_once('.').map_or("", |(parent, _)| parent);
+                let name = field_named_in(&message).unwrap_or_default();
+                if parent.is_empty() { name } else { format!("{parent}.{name}") }
+            }
+            // serde reports a missing field at the path of the object that lacks it.
+            other if message.starts_with("missing field") => match field_named_in(&message) {
+                Some(name) => format!("{other}.{name}"),
+                None => other.to_owned(),
+            },
+            other => other.to_owned(),
+        };
+        ApiError::Domain(Error::Validation(vec![FieldError::new(field, in_api_terms(&message))]))
+    })
 }
 
 /// A query string; 400 naming the parameter when it does not parse.
@@ -212,24 +225,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
-/// An optional JSON body: an empty body (and no content type) is `T::default()`.
+/// An optional JSON body: an empty body is `T::default()`; any other body is held to
+/// [`Json`]'s rules (415 without a JSON content type, 413, 400, 422), however it was framed
+/// (a chunked body declares no length).
 pub struct JsonOrEmpty<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmpty<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let declared_length = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared_length == Some(0)
-            || (declared_length.is_none() && !request.headers().contains_key(header::CONTENT_TYPE))
-        {
+        let json = is_json(request.headers());
+        let bytes = body_bytes(request, state).await?;
+        if bytes.is_empty() {
             return Ok(JsonOrEmpty(T::default()));
         }
-        Json::<T>::from_request(request, state).await.map(|Json(value)| JsonOrEmpty(value))
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&bytes).map(JsonOrEmpty)
     }
 }
 

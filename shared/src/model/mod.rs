@@ -21,7 +21,7 @@ pub use order::{
     Recipient, Shipment,
 };
 pub use payment::{CardSummary, Payment, PaymentStatus};
-pub use product::{CategorySummary, Product};
+pub use product::{CategorySummary, MAX_STOCK, Product};
 
 use serde::Serialize;
 

@@ -130,10 +130,10 @@ pub struct OrderLine {
     pub line_total_cents: i64,
 }
 
-/// One entry of an order's audit trail.
 /// [`HistoryEntry::change`] of an internal-note edit: hidden from the customer.
 pub const INTERNAL_NOTE_CHANGE: &str = "internal note changed";
 
+/// One entry of an order's audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {

@@ -6,6 +6,9 @@ use uuid::Uuid;
 
 use super::fields::{Category, ProductName};
 
+/// The most units a product may hold: far from integer overflow in any sum.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Product {

@@ -174,8 +174,8 @@ fn notice_pk(id: Uuid) -> String {
     format!("{NOTICE_PREFIX}{id}")
 }
 
-/// A notice in the customer's list (`gsi1`) and, until sent, in the outbox (`gsi2`, sparse),
-/// with its delivery lease and relay time beside it.
+/// A notice in the customer's list (`gsi1`) and, until first claimed, in the relay's outbox
+/// (`gsi2`, sparse), with its delivery lease and relay time beside it.
 fn notice_item(notice: &Notice) -> Result<Item, StoreError> {
     let mut item = to_item(notice)?;
     item.insert("pk".into(), s(notice_pk(notice.id)));
@@ -596,15 +596,18 @@ impl DynamoStore {
     /// Runs a transaction, retrying with backoff while it only meets transaction conflicts
     /// or throttling; reports every action whose condition failed.
     async fn transact_reporting(&self, actions: Vec<TransactWriteItem>) -> Result<(), CancelledTransaction> {
+        // The token of an attempt DynamoDB said was still in progress: it is sent again, so that
+        // attempt completes (or is answered as done) instead of a new one running against it.
+        let mut in_progress: Option<String> = None;
         for attempt in 0..TRANSACTION_ATTEMPTS {
             // A token per attempt makes the SDK's own resend of this attempt (a lost response)
             // idempotent, instead of failing our conditions against our own write.
-            let attempt_token = Uuid::now_v7().to_string();
+            let attempt_token = in_progress.take().unwrap_or_else(|| Uuid::now_v7().to_string());
             let err = match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(actions.clone()))
-                .client_request_token(attempt_token)
+                .client_request_token(attempt_token.clone())
                 // What each write costs, for benchmarks and the SDK's debug logs; it is free.
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
@@ -620,6 +623,7 @@ impl DynamoStore {
                     .map(|r| (r.code().unwrap_or("None").to_owned(), r.item().cloned()))
                     .collect(),
                 Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    in_progress = Some(attempt_token);
                     vec![("TransactionConflict".into(), None)]
                 }
                 _ => return Err(CancelledTransaction::Store(sdk_error("TransactWriteItems", err))),
@@ -1771,7 +1775,10 @@ impl NoticeStore for DynamoStore {
             .update_item()
             .table_name(&self.tables.orders)
             .set_key(Some(pk(notice_pk(id))))
-            .update_expression("SET lease_until_ms = :until ADD attempts :one")
+            // Claimed once, a notice is the worker's and its queue's to retry: it leaves the
+            // relay's index, so notices claimed and never sent (refused, dead-lettered) cannot
+            // pile up ahead of the ones the relay is for.
+            .update_expression("SET lease_until_ms = :until ADD attempts :one REMOVE gsi2pk, gsi2sk")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(sent_at) AND lease_until_ms <= :now")
             .expression_attribute_values(":until", n(epoch_millis(lease_until)))
             .expression_attribute_values(":now", n(epoch_millis(now)))
