@@ -25,7 +25,10 @@ What it does:
    API Gateway response, or a worker's raw answer such as an SQS batch response) against the
    expectations, checks what the invocation put on the queues (`queues`: received from moto and
    deleted) and wrote to the function's log (`logs_contain`), and records captures.
-5. Prints one line per invocation and `N passed, M failed`; exits non-zero on any failure.
+5. Checks every DynamoDB, SQS and SES call the functions made against their IAM policies in
+   template.yaml: each function's AWS endpoints are recording proxies of its own, forwarding to
+   the emulators (scripts/iam_calls.py). A call its role does not allow is a failure.
+6. Prints one line per invocation and `N passed, M failed`; exits non-zero on any failure.
    Every event file in events/ must be invoked by the manifest: an unused one is a failure.
 
 Every child runs in its own process group and is stopped on exit, also on failure or a signal;
@@ -47,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from iam_calls import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -212,6 +217,9 @@ def base_env(endpoint: str, sqs_endpoint: str, prefix: str) -> dict[str, str]:
     env["CUSTOMERS_TABLE"] = f"{prefix}customers"
     env["PRODUCTS_TABLE"] = f"{prefix}products"
     env["ORDERS_TABLE"] = f"{prefix}orders"
+    # As template.yaml's Globals set it: notices reach the notification worker through the
+    # orders table's stream (the manifest's stream events), so writers queue none.
+    env["NOTICE_RELAY"] = "stream"
     # A fresh signing secret per run: the functions refuse to start without one.
     env["JWT_SECRET"] = secrets.token_urlsafe(48)
     env.pop("JWT_PREVIOUS_SECRET", None)
@@ -288,19 +296,28 @@ def start_watch(children: Children, env: dict[str, str]) -> int:
 class Functions:
     """The prebuilt function binaries, each a Lambda execution environment polling the watch server."""
 
-    def __init__(self, children: Children, env: dict[str, str], port: int) -> None:
+    def __init__(self, children: Children, env: dict[str, str], port: int, recorder: Recorder) -> None:
         self.children = children
         self.env = env
         self.port = port
+        self.recorder = recorder
         self.procs: dict[str, subprocess.Popen] = {}
         self.starts: dict[str, int] = {}
+        # Each function's AWS endpoints: recording proxies of its own (see scripts/iam_calls.py).
+        self.endpoints: dict[str, dict[str, str]] = {}
 
     def start(self, function: str) -> None:
         binary = BIN_DIR / function
         require_file(binary, "build it with `cargo build --workspace --all-targets`")
         self.starts[function] = self.starts.get(function, 0) + 1
+        if function not in self.endpoints:
+            self.endpoints[function] = {
+                var: self.recorder.endpoint(function, self.env[var])
+                for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2")
+            }
         env = {
             **self.env,
+            **self.endpoints[function],
             "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.port}/.rt/{function}",
             "AWS_LAMBDA_FUNCTION_NAME": function,
             "AWS_LAMBDA_FUNCTION_VERSION": "1",
@@ -755,6 +772,7 @@ def run() -> int:
     sqs = sqs_client(env)
     log_dir = Path(tempfile.mkdtemp(prefix="orderly-lambda-events-"))
     children = Children(log_dir)
+    recorder = Recorder()
     passed = failed = 0
     print(
         f"tables and queues {prefix}*, DynamoDB at {endpoint}, SQS at {sqs_endpoint}, logs in {log_dir}",
@@ -767,7 +785,7 @@ def run() -> int:
         create_tables(children, env, manifest.get("setup", {}))
         port = start_watch(children, env)
         print(f"cargo lambda watch --only-lambda-apis on 127.0.0.1:{port}", file=sys.stderr)
-        functions = Functions(children, env, port)
+        functions = Functions(children, env, port, recorder)
         for function in dict.fromkeys(e["function"] for e in entries):
             functions.start(function)
         time.sleep(0.5)  # a binary that cannot start at all shows it here, not as a timeout
@@ -832,6 +850,18 @@ def run() -> int:
                 print(f"FAIL  {function:<18} {event:<45} {status}\n  {err}")
             sys.stdout.flush()
 
+        # Every DynamoDB, SQS and SES call the functions made is allowed by their roles.
+        checked, denied = recorder.problems(ROOT / "template.yaml", env)
+        for problem in denied:
+            failed += 1
+            print(f"FAIL  {'iam':<18} {problem}")
+        if checked and not denied:
+            passed += 1
+            print(f"PASS  {'iam':<18} {checked} kinds of call by {len(recorder.needs)} functions, each allowed by template.yaml")
+        elif not checked:
+            failed += 1
+            print(f"FAIL  {'iam':<18} no AWS call was recorded: the recording proxies saw nothing")
+
         invoked = {e["event"] for e in entries}
         for path in sorted(EVENTS.glob("*.json")):
             if path == MANIFEST or path.name in invoked:
@@ -852,6 +882,7 @@ def run() -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         children.stop_all()
+        recorder.close()
         delete_tables(env, prefix)
         delete_queues(sqs, prefix)
         if failed:

@@ -1,0 +1,186 @@
+"""The AWS calls each Lambda function makes, checked against template.yaml's IAM policies.
+
+cfn-lint checks the template's shape, not that a function's role allows what its code does: a
+route whose role lacks one action answers 500 only once deployed. scripts/lambda_events_test.py
+points every function's DynamoDB, SQS and SES endpoints at a recording proxy of its own
+(`Recorder.endpoint`), which forwards each request to the emulator unchanged and notes the IAM
+action and resource it needs; `Recorder.problems` then names every call the function's policies
+in template.yaml do not allow.
+
+What counts (as IAM authorizes it):
+- DynamoDB: the operation on its table, or on the index for a `Query`/`Scan` with `IndexName`;
+  `BatchGetItem`/`BatchWriteItem` on each table named; a `TransactWriteItems` as `PutItem`,
+  `UpdateItem`, `DeleteItem` or `ConditionCheckItem` per action, `TransactGetItems` as `GetItem`.
+- SQS: the action on the queue (`SendMessageBatch` is `sqs:SendMessage`).
+- SES v2: sending is `ses:SendEmail` (its identity is not checked here).
+
+Tables and queues are named by the Globals environment (`ORDERS_TABLE: !Ref OrdersTable`), so a
+physical name in a request maps back to its template resource through the harness's values of
+the same variables. Resources are matched as the template writes them: `!GetAtt X.Arn`, and
+`!Sub ${X.Arn}/index/<name or *>`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+# Hop-by-hop headers, not forwarded either way.
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "content-length"}
+
+# A call's need: (action, kind, name, index) with kind "table", "queue" or "ses".
+Need = tuple[str, str, str, str | None]
+
+
+def needs_of(target: str, path: str, body: bytes) -> list[Need]:
+    """What one request needs, from its X-Amz-Target (JSON protocols) or its path (SES v2)."""
+    if path.startswith("/v2/email/outbound-emails"):
+        return [("ses:SendEmail", "ses", "*", None)]
+    service, _, operation = target.partition(".")
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        request = {}
+    if service.startswith("DynamoDB"):
+        if operation in ("TransactWriteItems", "TransactGetItems"):
+            needs = []
+            for item in request.get("TransactItems", []):
+                for kind, action in item.items():
+                    needs.append((f"dynamodb:{TRANSACT_ACTIONS.get(kind, kind)}", "table", action.get("TableName", "?"), None))
+            return needs
+        if "RequestItems" in request:
+            return [(f"dynamodb:{operation}", "table", table, None) for table in request["RequestItems"]]
+        return [(f"dynamodb:{operation}", "table", request.get("TableName", "?"), request.get("IndexName"))]
+    if service == "AmazonSQS":
+        action = SQS_ACTIONS.get(operation, operation)
+        return [(f"sqs:{action}", "queue", request.get("QueueUrl", "?"), None)]
+    return [(f"unknown:{target or path}", "?", "?", None)]
+
+
+class Recorder:
+    """One recording proxy per (function, upstream); every need seen, per function."""
+
+    def __init__(self) -> None:
+        self.needs: dict[str, set[Need]] = defaultdict(set)
+        self.servers: list[ThreadingHTTPServer] = []
+        self.lock = threading.Lock()
+
+    def endpoint(self, function: str, upstream: str) -> str:
+        """A URL that forwards to `upstream`, recording what `function` asks of it."""
+        target = urlsplit(upstream)
+        recorder = self
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                with recorder.lock:
+                    recorder.needs[function].update(needs_of(self.headers.get("X-Amz-Target", ""), self.path, body))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                try:
+                    connection.request("POST", self.path, body=body, headers=headers)
+                    reply = connection.getresponse()
+                    answer = reply.read()
+                    self.send_response(reply.status, reply.reason)
+                    for key, value in reply.getheaders():
+                        if key.lower() not in HOP_HEADERS:
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                finally:
+                    connection.close()
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+    def problems(self, template_path: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+        """(calls checked, one line per call a function's policies do not allow)."""
+        from cfnlint.decode import decode_str  # the venv's cfn-lint, as validate-template uses
+
+        template, _ = decode_str(template_path.read_text(encoding="utf-8"))
+        resources = template["Resources"]
+        physical = physical_names(template, env)
+        checked, problems = 0, []
+        for function, needs in sorted(self.needs.items()):
+            statements = function_statements(resources, function)
+            if statements is None:
+                problems.append(f"{function}: no AWS::Serverless::Function builds this binary")
+                continue
+            for action, kind, name, index in sorted(needs, key=str):
+                checked += 1
+                logical = physical.get(name, name) if kind in ("table", "queue") else name
+                if not any(allows(s, action, kind, logical, index) for s in statements):
+                    on = f"{logical}" + (f" index {index}" if index else "")
+                    problems.append(f"{function}: {action} on {on} is not allowed by its policies in template.yaml")
+        return checked, problems
+
+
+def physical_names(template: dict, env: dict[str, str]) -> dict[str, str]:
+    """Physical table names and queue URLs, as the harness set them, to template logical ids."""
+    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    names = {}
+    for variable, value in variables.items():
+        if isinstance(value, dict) and "Ref" in value and variable in env:
+            names[env[variable]] = value["Ref"]
+    return names
+
+
+def function_statements(resources: dict, binary: str) -> list[dict] | None:
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        if resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary") != binary:
+            continue
+        statements = []
+        for policy in resource.get("Properties", {}).get("Policies", []):
+            if isinstance(policy, dict):
+                statements.extend(s for s in policy.get("Statement", []) if s.get("Effect") == "Allow")
+        return statements
+    return None
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def allows(statement: dict, action: str, kind: str, logical: str, index: str | None) -> bool:
+    if action not in as_list(statement.get("Action", [])):
+        return False
+    return any(covers(resource, kind, logical, index) for resource in as_list(statement.get("Resource", [])))
+
+
+def covers(resource: Any, kind: str, logical: str, index: str | None) -> bool:
+    if kind == "ses":
+        return True
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        target = resource["Fn::GetAtt"]
+        target = target.split(".") if isinstance(target, str) else target
+        return index is None and target[0] == logical
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
+        match = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/(\S+)", text)
+        return bool(match) and index is not None and match[1] == logical and match[2] in ("*", index)
+    return False
