@@ -580,7 +580,7 @@ impl PaymentGateway for FaultyGateway {
 }
 
 /// A refund the gateway does not confirm stays recorded (written with the cancellation) and
-/// the sweep retries it until it is confirmed.
+/// the sweep retries it until it is confirmed, behind the refunds not tried since.
 async fn unconfirmed_refunds_are_retried_by_the_sweep(store: Arc<dyn Store>) {
     let gateway = Arc::new(FaultyGateway::new(true, false));
     let w = world_with_gateway(store, gateway.clone()).await;
@@ -593,8 +593,15 @@ async fn unconfirmed_refunds_are_retried_by_the_sweep(store: Arc<dyn Store>) {
     let payment = w.order(&order).await.payment_id.expect("payment");
     assert_eq!(w.store.pending_refunds(10).await.expect("pending"), [payment]);
     assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 0, "the gateway is still down");
+    // Tried and not confirmed: it waits behind a refund not tried since.
+    let (bob, second, _) = w.pending_order("bob@example.com").await;
+    w.pay(&bob, &second, simulated::SUCCEEDS).await;
+    w.run_payments().await;
+    w.api.send(Method::POST, &format!("/orders/{second}/cancel"), None, &[("authorization", &bob)]).await;
+    let second = w.order(&second).await.payment_id.expect("payment");
+    assert_eq!(w.store.pending_refunds(10).await.expect("pending"), [second, payment]);
     gateway.refunds_down.store(false, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 1);
+    assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 2);
     assert!(w.store.pending_refunds(10).await.expect("pending").is_empty());
     assert_eq!(w.orderly.sweeper.sweep().await.expect("sweep").refunds_confirmed, 0, "confirmed once");
 }

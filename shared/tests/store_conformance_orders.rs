@@ -876,6 +876,38 @@ async fn a_refund_stays_pending_until_confirmed(store: Arc<dyn Store>) {
     assert!(store.pending_refunds(10).await.expect("refunds").is_empty());
 }
 
+/// A pending refund put off goes behind the others, so one the gateway keeps refusing cannot
+/// hold up the refunds after it; putting off one confirmed meanwhile does nothing.
+async fn pending_refunds_are_tried_in_turn(store: Arc<dyn Store>) {
+    let mug = product("Mug", "kitchen", 1299, 10);
+    insert_products(&*store, &[&mug]).await;
+    let mut refunds = Vec::new();
+    for _ in 0..3 {
+        let placed = order(Uuid::now_v7(), &[(&mug, 1)]);
+        place(&*store, &placed).await.expect("placed");
+        let succeeded = payment(&placed, PaymentStatus::Succeeded);
+        let paid = advance(&*store, &placed, Paid, Some(PaymentChange::Insert(&succeeded))).await;
+        let (refunded, cancelled) = (paid_as(&succeeded, PaymentStatus::Refunded), moved(&paid, Cancelled));
+        let write = TransitionWrite {
+            restock: true,
+            payment: Some(PaymentChange::Update { previous: &succeeded, updated: &refunded }),
+            ..transition(&paid, &cancelled)
+        };
+        store.transition_order(&write).await.expect("refund");
+        refunds.push(succeeded.id);
+    }
+    refunds.sort();
+    assert_eq!(store.pending_refunds(10).await.expect("refunds"), refunds);
+    let [first, second, third] = refunds[..] else { panic!("three refunds") };
+    store.postpone_refund(first, now() + Duration::minutes(5)).await.expect("postpone");
+    store.postpone_refund(second, now() + Duration::minutes(1)).await.expect("postpone");
+    assert_eq!(store.pending_refunds(10).await.expect("refunds"), [third, second, first]);
+    assert_eq!(store.pending_refunds(1).await.expect("refunds"), [third], "the one not put off comes first");
+    store.confirm_refund(second).await.expect("confirm");
+    store.postpone_refund(second, now()).await.expect("putting off a confirmed refund is harmless");
+    assert_eq!(store.pending_refunds(10).await.expect("refunds"), [third, first]);
+}
+
 async fn payments_list_newest_first_by_order_and_overall(store: Arc<dyn Store>) {
     let mug = product("Mug", "kitchen", 1299, 10);
     insert_products(&*store, &[&mug]).await;
@@ -1002,6 +1034,7 @@ async fn a_transition_reports_a_used_key_then_a_stale_read(store: Arc<dyn Store>
 
 on_every_store!(
     the_relay_finds_an_unclaimed_notice_behind_claimed_ones,
+    pending_refunds_are_tried_in_turn,
     a_used_key_refuses_a_second_adjustment_and_moves_nothing,
     an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check,
     placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,

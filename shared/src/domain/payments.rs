@@ -578,7 +578,8 @@ impl Payments {
         Err(Error::Unavailable)
     }
 
-    /// The sweep's part for payments: retries every refund not yet confirmed by the gateway.
+    /// The sweep's part for payments: retries the refunds the gateway has not confirmed yet, those
+    /// not tried lately first; one still not confirmed waits behind the others for a while.
     pub(crate) async fn retry_refunds(&self) -> Result<u32> {
         let mut confirmed = 0;
         for payment_id in self.ledger.payments.pending_refunds(100).await? {
@@ -588,12 +589,17 @@ impl Payments {
             };
             if self.ledger.refund(&payment).await.is_ok() {
                 confirmed += 1;
+            } else {
+                let later = self.ledger.now() + REFUND_RETRY_AFTER;
+                self.ledger.payments.postpone_refund(payment_id, later).await?;
             }
         }
         Ok(confirmed)
     }
 }
 
+/// How long a refund the gateway did not confirm waits behind the others.
+const REFUND_RETRY_AFTER: time::Duration = time::Duration::minutes(5);
 /// Reads of an order before paying it gives way to the payments racing it.
 const PAYABLE_READS: usize = 3;
 /// Why a payment that was never charged is failed.

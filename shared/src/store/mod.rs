@@ -439,9 +439,15 @@ pub trait OrderStore: Send + Sync + 'static {
 pub trait PaymentStore: Send + Sync + 'static {
     async fn get_payment(&self, id: Uuid) -> Result<Option<Payment>, StoreError>;
 
-    /// Payments marked `refunded` whose refund the gateway has not confirmed yet. A transition
-    /// that marks a payment `refunded` records it here in the same atomic step (an outbox).
+    /// Payments marked `refunded` whose refund the gateway has not confirmed yet, those to try
+    /// next first (by the time set by [`PaymentStore::postpone_refund`], then by id). A
+    /// transition that marks a payment `refunded` records it here in the same atomic step (an
+    /// outbox), to try at once.
     async fn pending_refunds(&self, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Puts a pending refund behind the others until `until`: one the gateway keeps refusing
+    /// cannot hold up the refunds after it. Nothing if it was confirmed meanwhile.
+    async fn postpone_refund(&self, payment: Uuid, until: OffsetDateTime) -> Result<(), StoreError>;
 
     async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError>;
 

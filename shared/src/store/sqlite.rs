@@ -167,6 +167,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notices_by_customer ON notices (customer_id, id);
     CREATE INDEX notices_unsent ON notices (sent, id);
 "#,
+    // Pending refunds are tried in turn: one the gateway keeps refusing goes behind the others.
+    r#"
+    ALTER TABLE refunds_pending ADD COLUMN retry_after INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX refunds_pending_by_retry ON refunds_pending (retry_after, payment_id);
+"#,
 ];
 
 #[derive(Clone)]
@@ -1074,13 +1079,26 @@ impl PaymentStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let mut stmt = tx
-                    .prepare_cached("SELECT payment_id FROM refunds_pending ORDER BY payment_id LIMIT ?1")
+                    .prepare_cached("SELECT payment_id FROM refunds_pending ORDER BY retry_after, payment_id LIMIT ?1")
                     .map_err(backend)?;
                 let rows = stmt.query_map([limit], |row| row.get::<_, String>(0)).map_err(backend)?;
                 rows.map(|id| {
                     Uuid::parse_str(&id.map_err(backend)?).map_err(|e| StoreError::Backend(format!("corrupt id: {e}")))
                 })
                 .collect()
+            })
+            .await
+    }
+
+    async fn postpone_refund(&self, payment: Uuid, until: OffsetDateTime) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                tx.exec(
+                    "UPDATE refunds_pending SET retry_after = ?2 WHERE payment_id = ?1",
+                    params![payment.to_string(), epoch_millis(until)],
+                )
+                .map_err(backend)?;
+                Ok(())
             })
             .await
     }

@@ -279,8 +279,14 @@ fn refund_item(payment: Uuid) -> Item {
     let mut item = pk(refund_pk(payment));
     item.insert("payment_id".into(), s(payment.to_string()));
     item.insert("gsi2pk".into(), s("REFUNDS_PENDING"));
-    item.insert("gsi2sk".into(), s(payment.to_string()));
+    item.insert("gsi2sk".into(), s(refund_turn(payment, 0)));
     item
+}
+
+/// A pending refund's place in `REFUNDS_PENDING`: when to try it next (epoch ms, zero-padded so
+/// the keys sort by it), then the payment.
+fn refund_turn(payment: Uuid, retry_after_ms: i64) -> String {
+    format!("{retry_after_ms:020}#{payment}")
 }
 
 #[derive(Deserialize)]
@@ -1727,6 +1733,12 @@ impl PaymentStore for DynamoStore {
         let query = IndexQuery::new(&self.tables.orders, "gsi2", "REFUNDS_PENDING");
         let page = self.list_by_index(query, &PageRequest::first(limit), |_: &PendingRefund| true).await?;
         Ok(page.items.into_iter().map(|r| r.payment_id).collect())
+    }
+
+    async fn postpone_refund(&self, payment: Uuid, until: OffsetDateTime) -> Result<(), StoreError> {
+        let values = HashMap::from([(":turn".to_owned(), s(refund_turn(payment, epoch_millis(until))))]);
+        let (update, condition) = ("SET gsi2sk = :turn", "attribute_exists(pk)");
+        self.update_unless_done(&self.tables.orders, refund_pk(payment), update, condition, values).await.map(|_| ())
     }
 
     async fn confirm_refund(&self, payment: Uuid) -> Result<(), StoreError> {
