@@ -424,7 +424,7 @@ class Run:
         description = self.q("#product-description")
         description.clear()
         description.send_keys(typed)
-        self.expect_console(f"/admin/inventory/{product_id}", 412)
+        self.expect_console(f"/products/{product_id}", 412)
         self.q("#product-save").click()
         self.wait(lambda: "Someone else changed this product" in self.message_text(), "the conflict message")
         check(self.q("#message").get_attribute("data-status") == "412", f"the message is not the 412: {self.message_text()!r}")

@@ -13,6 +13,11 @@ What counts (as IAM authorizes it):
   `UpdateItem`, `DeleteItem` or `ConditionCheckItem` per action, `TransactGetItems` as `GetItem`.
 - SQS: the action on the queue (`SendMessageBatch` is `sqs:SendMessage`).
 - SES v2: sending is `ses:SendEmail` (its identity is not checked here).
+- SNS is not checked: the harness names no alert topic, so the order worker only logs alerts.
+
+Policies are read as the template writes them: `Allow` statements with `Action` and `Resource`
+(actions may use `*`, compared case-insensitively). A statement this check cannot judge (a
+`Deny`, a `Condition`, `NotAction` or `NotResource`) fails the check rather than being guessed at.
 
 Tables and queues are named by the Globals environment (`ORDERS_TABLE: !Ref OrdersTable`), so a
 physical name in a request maps back to its template resource through the harness's values of
@@ -22,6 +27,7 @@ the same variables. Resources are matched as the template writes them: `!GetAtt 
 
 from __future__ import annotations
 
+import fnmatch
 import http.client
 import json
 import re
@@ -85,14 +91,25 @@ class Recorder:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - the http.server name
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+            def read_body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+
+            def forward(self) -> None:
+                body = self.read_body()
                 with recorder.lock:
                     recorder.needs[function].update(needs_of(self.headers.get("X-Amz-Target", ""), self.path, body))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 try:
-                    connection.request("POST", self.path, body=body, headers=headers)
+                    connection.request(self.command, target.path.rstrip("/") + self.path, body=body, headers=headers)
                     reply = connection.getresponse()
                     answer = reply.read()
                     self.send_response(reply.status, reply.reason)
@@ -104,6 +121,8 @@ class Recorder:
                     self.wfile.write(answer)
                 finally:
                     connection.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = forward  # noqa: N815
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
         server.daemon_threads = True
@@ -128,6 +147,10 @@ class Recorder:
             statements = function_statements(resources, function)
             if statements is None:
                 problems.append(f"{function}: no AWS::Serverless::Function builds this binary")
+                continue
+            unjudged = [s.get("Sid", "?") for s in statements if not judged(s)]
+            if unjudged:
+                problems.append(f"{function}: statements {unjudged} use Deny, Condition or Not*, which this check cannot judge")
                 continue
             for action, kind, name, index in sorted(needs, key=str):
                 checked += 1
@@ -155,9 +178,9 @@ def function_statements(resources: dict, binary: str) -> list[dict] | None:
         if resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary") != binary:
             continue
         statements = []
-        for policy in resource.get("Properties", {}).get("Policies", []):
+        for policy in as_list(resource.get("Properties", {}).get("Policies", [])):
             if isinstance(policy, dict):
-                statements.extend(s for s in policy.get("Statement", []) if s.get("Effect") == "Allow")
+                statements.extend(as_list(policy.get("Statement", [])))
         return statements
     return None
 
@@ -166,19 +189,25 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def judged(statement: dict) -> bool:
+    """An `Allow` of `Action` on `Resource`, without conditions: what `allows` can decide."""
+    return statement.get("Effect") == "Allow" and not ({"Condition", "NotAction", "NotResource"} & statement.keys())
+
+
 def allows(statement: dict, action: str, kind: str, logical: str, index: str | None) -> bool:
-    if action not in as_list(statement.get("Action", [])):
+    patterns = [str(a).lower() for a in as_list(statement.get("Action", []))]
+    if not any(fnmatch.fnmatchcase(action.lower(), pattern) for pattern in patterns):
         return False
     return any(covers(resource, kind, logical, index) for resource in as_list(statement.get("Resource", [])))
 
 
 def covers(resource: Any, kind: str, logical: str, index: str | None) -> bool:
-    if kind == "ses":
+    if resource == "*" or kind == "ses":
         return True
     if isinstance(resource, dict) and "Fn::GetAtt" in resource:
         target = resource["Fn::GetAtt"]
-        target = target.split(".") if isinstance(target, str) else target
-        return index is None and target[0] == logical
+        target = target.split(".", 1) if isinstance(target, str) else target
+        return index is None and list(target) == [logical, "Arn"]
     if isinstance(resource, dict) and "Fn::Sub" in resource:
         text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
         match = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/(\S+)", text)

@@ -1158,7 +1158,9 @@
       category: $("product-category").value.trim(),
     };
     const description = $("product-description").value;
+    // An edit is a PATCH: an emptied description is sent, to clear it.
     if (description.trim()) body.description = description;
+    else if (editing) body.description = "";
     const price = parseMoney($("product-price").value);
     if (price === null) errors.push({ field: "price_cents", message: "an amount such as 12.99" });
     else body.price_cents = price;
@@ -1192,12 +1194,10 @@
     setBusy(form, true);
     try {
       if (editing) {
-        // The stock as it is now, so orders placed since the form opened still count; If-Match
-        // stays the version the form was opened at, so another catalog edit is still a 412.
-        const { data: now } = await api("GET", `/admin/inventory/${enc(editing.id)}`);
-        body.stock = now.stock;
-        $("product-stock").value = String(now.stock);
-        const { data } = await api("PUT", `/admin/inventory/${enc(editing.id)}`, { body, ifMatch: editing.version });
+        // A PATCH of the form's fields: the stock (moved by orders and adjustments only) and the
+        // stock shards stay as they are. If-Match is the version the form was opened at, so
+        // another catalog edit is a 412.
+        const { data } = await api("PATCH", `/products/${enc(editing.id)}`, { body, ifMatch: editing.version });
         $("product-panel").hidden = true;
         state.editing = null;
         showNotice(`Saved “${data && data.name ? data.name : body.name}” (version ${data && data.version !== undefined ? data.version : "?"}).`);

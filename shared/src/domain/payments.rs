@@ -389,7 +389,8 @@ impl Payments {
         // marked out at the gateway may have been captured: it is asked again below, and a
         // capture is refunded as a late success.
         let order = self.ledger.orders.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
-        if payment.at_gateway_since.is_none() && order.is_none_or(|o| o.status == OrderStatus::Cancelled) {
+        let cancelled = order.as_ref().is_some_and(|o| o.status == OrderStatus::Cancelled);
+        if order.is_none() || (cancelled && payment.at_gateway_since.is_none()) {
             self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::Declined);
         }
@@ -589,16 +590,19 @@ impl Payments {
             };
             if self.ledger.refund(&payment).await.is_ok() {
                 confirmed += 1;
-            } else {
-                let later = self.ledger.now() + REFUND_RETRY_AFTER;
-                self.ledger.payments.postpone_refund(payment_id, later).await?;
+            } else if let Err(err) =
+                self.ledger.payments.postpone_refund(payment_id, self.ledger.now() + REFUND_RETRY_AFTER).await
+            {
+                // It keeps its turn; the others are still tried.
+                tracing::warn!(%payment_id, error = %err, "refund not put behind the others");
             }
         }
         Ok(confirmed)
     }
 }
 
-/// How long a refund the gateway did not confirm waits behind the others.
+/// How far a refund the gateway did not confirm moves its turn on: it goes behind the refunds
+/// due before then (with fewer than a sweep's worth pending, it is still tried every sweep).
 const REFUND_RETRY_AFTER: time::Duration = time::Duration::minutes(5);
 /// Reads of an order before paying it gives way to the payments racing it.
 const PAYABLE_READS: usize = 3;

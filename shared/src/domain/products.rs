@@ -140,19 +140,23 @@ impl ProductChanges {
         }
     }
 
-    /// Applies the changes to `product` as read. The stock is not set: a `stock` other than the
-    /// one read is refused, since the server cannot know what the client read and orders placed
-    /// since then must still count (stock moves by deltas only).
-    fn apply_to(&self, product: &mut Product) -> Result<()> {
-        if let Some(stock) = self.stock
-            && stock != product.stock
-        {
-            return Err(Error::Conflict(format!(
+    /// A `stock` other than the product's as first read is refused: the server cannot know what
+    /// the client read, and orders placed since then must still count (stock moves by deltas
+    /// only). Checked once, on the first read: an order that moves the stock while the edit is
+    /// written makes the edit go again, not fail.
+    fn check_stock(&self, product: &Product) -> Result<()> {
+        match self.stock {
+            Some(stock) if stock != product.stock => Err(Error::Conflict(format!(
                 "the stock is {} now, not {stock}: stock moves through POST /admin/inventory/{}/adjustments \
                  (a delta and a reason), so orders placed since your read still count",
                 product.stock, product.id
-            )));
+            ))),
+            _ => Ok(()),
         }
+    }
+
+    /// Applies the changes to `product` as read; never the stock (see `check_stock`).
+    fn apply_to(&self, product: &mut Product) {
         if let Some(v) = &self.name {
             product.name = v.clone();
         }
@@ -171,7 +175,6 @@ impl ProductChanges {
         if let Some(v) = self.stock_shards {
             product.stock_shards = v;
         }
-        Ok(())
     }
 }
 
@@ -270,7 +273,7 @@ impl Catalog {
     pub async fn update_product(&self, id: Uuid, if_match: Option<u64>, patch: ProductPatch) -> Result<Product> {
         let changes = ProductChanges::parse(&patch)?;
         let expected = if_match.or(patch.version);
-        self.write_product(id, expected, |product| changes.apply_to(product)).await
+        self.write_product(id, expected, &changes).await
     }
 
     /// PUT: replaces every client-settable field but the stock, which must equal the current
@@ -278,23 +281,21 @@ impl Catalog {
     pub async fn replace_product(&self, id: Uuid, if_match: Option<u64>, input: NewProduct) -> Result<Product> {
         let expected = if_match.or(input.version);
         let changes = ProductChanges::parse(&ProductPatch::from(input))?;
-        self.write_product(id, expected, |product| changes.apply_to(product)).await
+        self.write_product(id, expected, &changes).await
     }
 
-    /// One conditional write of `change` applied to the current product; re-read and
-    /// re-applied on a concurrent change when the client gave no expected version. `change`
-    /// sees the product as read in the same attempt, and an error from it writes nothing.
-    async fn write_product(
-        &self,
-        id: Uuid,
-        expected: Option<u64>,
-        change: impl Fn(&mut Product) -> Result<()>,
-    ) -> Result<Product> {
+    /// One conditional write of `changes` applied to the current product; re-read and
+    /// re-applied on a concurrent change when the client gave no expected version. The stock is
+    /// checked against the first read only (see `ProductChanges::check_stock`).
+    async fn write_product(&self, id: Uuid, expected: Option<u64>, changes: &ProductChanges) -> Result<Product> {
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let current = self.product(id).await?;
             check_version(&current, expected)?;
+            if attempt == 0 {
+                changes.check_stock(&current)?;
+            }
             let mut updated = current.clone();
-            change(&mut updated)?;
+            changes.apply_to(&mut updated);
             if updated == current {
                 return Ok(current);
             }

@@ -12,7 +12,7 @@
 //! above the line, a crossing, a quantity no shard can give) rewrites every shard conditioned
 //! on all of them, so it knows the exact sum and records the one crossing. Units coming back
 //! with a threshold, and edits that move units between shards (a new shard count, price or
-//! threshold, a stock set by hand), rewrite every shard the same way.
+//! threshold), rewrite every shard the same way.
 
 use std::collections::HashMap;
 
