@@ -303,13 +303,7 @@ impl Catalog {
             let now = self.clock.now();
             updated.updated_at = now;
             // An edit never moves the stock (delta 0); a threshold change can still cross.
-            let check = low_stock_check(
-                &current,
-                updated.stock - current.stock,
-                updated.low_stock_threshold,
-                AlertCause::Edit,
-                now,
-            );
+            let check = low_stock_check(&current, 0, updated.low_stock_threshold, AlertCause::Edit, now);
             match self.store.update_product(&current, &updated, check.alert.as_ref()).await {
                 // Read back: orders may have moved the stock meanwhile.
                 Ok(()) => {
