@@ -342,6 +342,32 @@ async fn the_deadline_waits_for_a_payment_in_flight(store: Arc<dyn Store>) {
     assert_eq!(w.order(&order).await.status, OrderStatus::Paid, "charged once, never refunded");
 }
 
+/// More orders waiting on a payment in flight than the sweep reads at once: it still reads on
+/// past them and expires the newer order nobody paid (it used to read only the 100 oldest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_waiting_on_their_payment_do_not_hide_newer_ones_from_the_sweep() {
+    let w = world(common::sqlite_store()).await;
+    let mut waiting = Vec::new();
+    for i in 0..101 {
+        let email = format!("waiting{i}@example.com");
+        let (_, order, _) = w.pending_order(&email).await;
+        waiting.push((email, order));
+    }
+    w.clock.advance(Duration::minutes(1));
+    let (_, unpaid, _) = w.pending_order("late@example.com").await;
+    w.clock.advance(Duration::minutes(28));
+    for (email, order) in &waiting {
+        let bearer = w.login(email).await;
+        assert_eq!(w.pay(&bearer, order, simulated::SUCCEEDS).await.status, StatusCode::ACCEPTED);
+    }
+    w.clock.advance(Duration::minutes(3)); // every order is past its deadline; no payment is stale
+
+    let report = w.orderly.sweeper.sweep().await.expect("sweep");
+    assert_eq!(report.expired, 1, "only the order nobody paid");
+    assert_eq!(w.order(&unpaid).await.status, OrderStatus::Cancelled);
+    assert_eq!(w.order(&waiting[0].1).await.status, OrderStatus::Pending, "its payment settles it");
+}
+
 #[tokio::test]
 async fn the_breaker_opens_on_repeated_gateway_failures() {
     let w = world_with(common::sqlite_store(), 1.0).await;

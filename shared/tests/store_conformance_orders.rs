@@ -973,13 +973,28 @@ async fn orders_list_by_customer_and_status_and_come_due_oldest_first(store: Arc
     let due = |by: i64, limit| {
         let store = Arc::clone(&store);
         async move {
-            let due = store.orders_due(Pending, t + Duration::minutes(by), limit).await.expect("due");
+            let due = all_pages(limit, |p| {
+                let store = Arc::clone(&store);
+                async move { store.orders_due(Pending, t + Duration::minutes(by), &p).await }
+            })
+            .await;
             due.into_iter().map(|o| o.id).collect::<Vec<_>>()
         }
     };
     assert_eq!(due(20, 10).await, ids(&[4, 1, 2]), "due at or before, oldest first");
-    assert_eq!(due(60, 2).await, ids(&[4, 1]));
+    assert_eq!(due(20, 2).await, ids(&[4, 1, 2]), "a page at a time");
     assert!(due(0, 10).await.is_empty());
+
+    // The sweep changes what it read before it reads on: an order leaving the status after its
+    // page was read neither stops the next page nor is met again.
+    let (page_one, page_two) = (ids(&[4, 1]), ids(&[2, 0]));
+    let first = store.orders_due(Pending, t + Duration::minutes(60), &PageRequest::first(2)).await.expect("due");
+    assert_eq!(first.items.iter().map(|o| o.id).collect::<Vec<_>>(), page_one);
+    advance(&*store, &orders[4], Paid, None).await;
+    let next = PageRequest { limit: 2, token: first.next_token };
+    let rest = store.orders_due(Pending, t + Duration::minutes(60), &next).await.expect("next page");
+    assert_eq!(rest.items.iter().map(|o| o.id).collect::<Vec<_>>(), page_two);
+    assert_eq!(rest.next_token, None);
 }
 
 async fn a_placement_reports_a_used_key_then_a_stale_read_then_short_stock(store: Arc<dyn Store>) {

@@ -15,7 +15,7 @@ use super::payments::{FulfillmentMessage, Payments};
 use crate::error::{Error, Result};
 use crate::model::{Order, OrderEvent, OrderStatus};
 use crate::queue::QueueName;
-use crate::store::{ExpiryStore, NoticeStore};
+use crate::store::{ExpiryStore, NoticeStore, PageRequest};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
@@ -39,6 +39,11 @@ const NOTICE_RELAY_EVERY: Duration = Duration::minutes(10);
 /// after downtime) is worked off over the next runs.
 const EXPIRED_BATCH: u32 = 1_000;
 const EXPIRED_BATCHES_PER_SWEEP: u32 = 10;
+
+/// Orders due read per status and sweep: `DUE_PAGES` pages of `DUE_PAGE`. A larger backlog
+/// (say, after downtime) is worked off over the next runs.
+const DUE_PAGE: u32 = 100;
+const DUE_PAGES: usize = 10;
 
 /// How long a paid order may wait for its shipment before the sweep queues it again.
 const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
@@ -136,18 +141,30 @@ impl Sweeper {
         }
     }
 
-    /// Up to a batch of orders in `status` due by `due_by`, oldest first; none if they cannot be
-    /// read, with the error logged and kept in `unread` (the first one).
+    /// Orders in `status` due by `due_by`, oldest first, up to `DUE_PAGES` pages of `DUE_PAGE`:
+    /// read page by page, so orders the sweep must leave for now (a payment out at the gateway,
+    /// a release that keeps failing) never hide newer ones behind them, unless there are
+    /// thousands. What could not be read is logged, and the first error kept in `unread`.
     async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, unread: &mut Option<Error>) -> Vec<Order> {
-        const BATCH: u32 = 100;
-        match self.ledger.orders.orders_due(status, due_by, BATCH).await {
-            Ok(orders) => orders,
-            Err(err) => {
-                tracing::error!(%status, error = %err, "sweep could not read the orders due");
-                unread.get_or_insert(err.into());
-                Vec::new()
+        let mut due = Vec::new();
+        let mut page = PageRequest::first(DUE_PAGE);
+        for _ in 0..DUE_PAGES {
+            match self.ledger.orders.orders_due(status, due_by, &page).await {
+                Ok(read) => {
+                    due.extend(read.items);
+                    match read.next_token {
+                        Some(token) => page.token = Some(token),
+                        None => break,
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%status, error = %err, "sweep could not read the orders due");
+                    unread.get_or_insert(err.into());
+                    break;
+                }
             }
         }
+        due
     }
 
     /// The order as it stands if no payment of it is being charged: a payment accepted before

@@ -422,13 +422,15 @@ pub trait OrderStore: Send + Sync + 'static {
     ///    not at its `previous.version`, or the payment of an `Insert` exists already.
     async fn transition_order(&self, write: &TransitionWrite<'_>) -> Result<(), StoreError>;
 
-    /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest first.
+    /// Orders in `status` whose due time ([`Order::due_at`]) is at or before `due_by`, oldest
+    /// first, a page at a time: orders changed after their page was read are not met again,
+    /// so work left on one page (say, a payment still at the gateway) never hides the next.
     async fn orders_due(
         &self,
         status: OrderStatus,
         due_by: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<Order>, StoreError>;
+        page: &PageRequest,
+    ) -> Result<Page<Order>, StoreError>;
 
     async fn order_counters(&self) -> Result<OrderCounters, StoreError>;
 }

@@ -311,6 +311,14 @@ fn decode_after(page: &PageRequest) -> Result<Option<String>, StoreError> {
     page.token.as_deref().map(|t| token::decode::<After>(t).map(|a| a.after)).transpose()
 }
 
+/// A position in the orders by due time, `<due>#<id>`.
+fn due_position(after: &str) -> Result<(i64, String), StoreError> {
+    match after.split_once('#') {
+        Some((due, id)) => Ok((due.parse().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned())),
+        None => Err(StoreError::InvalidPageToken),
+    }
+}
+
 /// Turns `limit + 1` fetched rows into a page, with a token only when more rows exist.
 fn into_page<T>(mut rows: Vec<(String, T)>, limit: u32) -> Result<Page<T>, StoreError> {
     let limit = limit as usize;
@@ -898,13 +906,11 @@ impl OrderStore for SqliteStore {
                 // By due time when listing one status across customers, else newest first; the
                 // position is `<due>#<id>` or `<id>`.
                 let by_due = customer.is_none() && status.is_some();
-                let (due_after, id_after) = match after.as_deref().map(|a| a.split_once('#')) {
-                    Some(Some((due, id))) if by_due => {
-                        (due.parse::<i64>().map_err(|_| StoreError::InvalidPageToken)?, id.to_owned())
-                    }
-                    Some(None) if !by_due => (0, after.clone().unwrap_or_default()),
+                let (due_after, id_after) = match after {
+                    Some(after) if by_due => due_position(&after)?,
+                    Some(after) if !after.contains('#') => (0, after),
                     None => (i64::MAX, "~".to_owned()),
-                    _ => return Err(StoreError::InvalidPageToken),
+                    Some(_) => return Err(StoreError::InvalidPageToken),
                 };
                 // Placement times are RFC 3339 in the document: compared as instants.
                 let sql = if by_due {
@@ -1028,20 +1034,32 @@ impl OrderStore for SqliteStore {
         &self,
         status: OrderStatus,
         due_by: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<Order>, StoreError> {
-        let due_by = epoch_millis(due_by);
+        page: &PageRequest,
+    ) -> Result<Page<Order>, StoreError> {
+        let (due_after, id_after) = match decode_after(page)? {
+            Some(after) => due_position(&after)?,
+            None => (i64::MIN, String::new()),
+        };
+        let (due_by, limit) = (epoch_millis(due_by), page.limit);
         self.db
             .read(move |tx| {
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT doc FROM orders WHERE status = ?1 AND due_at <= ?2 ORDER BY due_at, id LIMIT ?3",
+                        "SELECT due_at, id, doc FROM orders WHERE status = ?1 AND due_at <= ?2 AND (due_at, id) > (?3, ?4)
+                         ORDER BY due_at, id LIMIT ?5",
                     )
                     .map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![status.as_str(), due_by, limit], |row| row.get::<_, String>(0))
-                    .map_err(backend)?;
-                rows.map(|doc| from_doc(&doc.map_err(backend)?)).collect()
+                    .query_map(params![status.as_str(), due_by, due_after, id_after, limit + 1], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                    })
+                    .map_err(backend)?
+                    .map(|row| {
+                        let (due, id, doc) = row.map_err(backend)?;
+                        Ok((format!("{due}#{id}"), from_doc::<Order>(&doc)?))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                into_page(rows, limit)
             })
             .await
     }

@@ -1701,13 +1701,13 @@ impl OrderStore for DynamoStore {
         &self,
         status: OrderStatus,
         due_by: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<Order>, StoreError> {
+        page: &PageRequest,
+    ) -> Result<Page<Order>, StoreError> {
         let query = IndexQuery {
             sort_at_most: Some(format!("{:015}#~", epoch_millis(due_by))),
             ..IndexQuery::new(&self.tables.orders, "gsi2", status_partition(status))
         };
-        Ok(self.list_by_index(query, &PageRequest::first(limit), |o: &Order| o.status == status).await?.items)
+        self.list_by_index(query, page, |o: &Order| o.status == status).await
     }
 
     async fn order_counters(&self) -> Result<OrderCounters, StoreError> {
