@@ -9,14 +9,16 @@ use std::time::Duration as StdDuration;
 
 use axum::http::{Method, StatusCode};
 use common::http::{Api, assert_problem};
+use orderly::clock::Clock;
 use orderly::clock::FakeClock;
+use orderly::domain::PaymentMessage;
 use orderly::domain::Services;
 use orderly::gateway::{
     CardDetails, CardToken, ChargeOutcome, CircuitBreaker, GatewayError, PaymentGateway, SimulatedGateway, simulated,
 };
-use orderly::model::{NoticeKind, OrderStatus, PaymentStatus};
-use orderly::queue::{Delivery, Queue, QueueName, SqliteQueue, process_batch};
-use orderly::store::{PageRequest, PaymentFilter, Store};
+use orderly::model::{CardSummary, NoticeKind, OrderStatus, PaymentStatus};
+use orderly::queue::{Delivery, OutgoingMessage, Queue, QueueName, SqliteQueue, process_batch};
+use orderly::store::{PageRequest, PaymentChange, PaymentFilter, Store, TransitionWrite};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -342,6 +344,87 @@ async fn the_deadline_waits_for_a_payment_in_flight(store: Arc<dyn Store>) {
     assert_eq!(w.order(&order).await.status, OrderStatus::Paid, "charged once, never refunded");
 }
 
+impl World {
+    /// Queues a charge the way `POST /payments` does, before its payment is recorded: the id.
+    async fn queue_charge_ahead_of_its_payment(&self) -> Uuid {
+        let payment_id = Uuid::now_v7();
+        let token = CardToken("tok_sim_ok_queued_ahead".into()); // the simulated gateway's form
+        let body = serde_json::to_string(&PaymentMessage::Charge { payment_id, token }).expect("json");
+        let message = OutgoingMessage { body, correlation_id: None };
+        self.queue.send(QueueName::Payments, &message, Duration::ZERO).await.expect("send");
+        payment_id
+    }
+}
+
+/// The request that queued a charge died before recording its payment (the crash the order of
+/// the two steps is for): the worker retries twice, a minute apart, then drops the charge,
+/// charging nothing and dead-lettering nothing, and the order is still payable.
+async fn a_charge_whose_payment_was_never_recorded_is_dropped(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (bearer, order, _) = w.pending_order("ada@example.com").await;
+    let orphan = w.queue_charge_ahead_of_its_payment().await;
+    for delivery in 1..=3 {
+        assert_eq!(w.run_payments().await, 1, "delivery {delivery}");
+        w.clock.advance(Duration::seconds(60));
+    }
+    assert_eq!(w.run_payments().await, 0, "dropped at the third delivery");
+    assert_eq!(w.queue.dead_letter_count(QueueName::Payments).await.expect("count"), 0);
+    assert!(w.store.get_payment(orphan).await.expect("get").is_none());
+
+    let paid = w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    assert_eq!(paid.status, StatusCode::ACCEPTED, "{}", paid.body);
+    w.run_payments().await;
+    assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
+}
+
+/// The worker got to a charge before its request recorded the payment: the delivery is tried
+/// again, and charges the payment once it is there.
+async fn a_charge_that_arrives_before_its_payment_waits_for_it(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (_, order, _) = w.pending_order("ada@example.com").await;
+    let payment_id = w.queue_charge_ahead_of_its_payment().await;
+    assert_eq!(w.run_payments().await, 1);
+    assert!(w.store.get_payment(payment_id).await.expect("get").is_none(), "nothing charged or written");
+
+    // Recorded as the request records it: pending, in flight on its order, in one write.
+    let placed = w.order(&order).await;
+    let now = w.clock.now();
+    let payment = orderly::model::Payment {
+        id: payment_id,
+        order_id: placed.id,
+        customer_id: placed.customer_id,
+        amount_cents: placed.total_cents,
+        status: PaymentStatus::Pending,
+        method: "card".into(),
+        card: CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2031 },
+        gateway_reference: None,
+        at_gateway_since: None,
+        failure_reason: None,
+        correlation_id: "test".into(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut in_flight = placed.clone();
+    in_flight.payment_id = Some(payment_id);
+    in_flight.version += 1;
+    let write = TransitionWrite {
+        previous: &placed,
+        updated: &in_flight,
+        restock: false,
+        payment: Some(PaymentChange::Insert(&payment)),
+        idempotency: None,
+        notice: None,
+    };
+    w.store.transition_order(&write).await.expect("recorded");
+
+    w.clock.advance(Duration::seconds(60));
+    assert_eq!(w.run_payments().await, 1);
+    let charged = w.store.get_payment(payment_id).await.expect("get").expect("payment");
+    assert_eq!(charged.status, PaymentStatus::Succeeded);
+    assert_eq!(w.order(&order).await.status, OrderStatus::Paid);
+}
+
 /// More orders waiting on a payment in flight than the sweep reads at once: it still reads on
 /// past them and expires the newer order nobody paid (it used to read only the 100 oldest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -649,6 +732,8 @@ on_every_store!(
     a_payment_that_succeeds_after_cancellation_is_refunded,
     admin_status_changes_keep_their_side_effects,
     unconfirmed_refunds_are_retried_by_the_sweep,
+    a_charge_whose_payment_was_never_recorded_is_dropped,
+    a_charge_that_arrives_before_its_payment_waits_for_it,
 );
 
 /// After a journey with every test card, no card number or CVC is in the store, the queue or

@@ -154,8 +154,14 @@ impl Payments {
         Self { ledger }
     }
 
-    /// POST /payments: validates the card, tokenizes it, records a `pending` payment marked in
-    /// flight on its order (one conditional write), and queues the charge. 202 with the payment.
+    /// POST /payments: validates the card, tokenizes it, queues the charge, then records a
+    /// `pending` payment marked in flight on its order (one conditional write). 202 with the
+    /// payment.
+    ///
+    /// Queued first because the card token lives only in the message: a crash between the two
+    /// steps then leaves a message whose payment never appears, which the worker drops
+    /// ([`ChargeResult::Unrecorded`]), never a recorded payment that nothing will charge. A
+    /// charge that cannot be queued writes nothing (503: pay again).
     pub async fn create_payment(
         &self,
         session: &Session,
@@ -224,6 +230,11 @@ impl Payments {
             idempotency: idempotency.as_ref(),
             notice: None,
         };
+        let message = PaymentMessage::Charge { payment_id: payment.id, token };
+        if let Err(err) = self.ledger.send(QueueName::Payments, &message, correlation_id, time::Duration::ZERO).await {
+            tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; nothing recorded");
+            return Err(Error::Unavailable);
+        }
         match self.ledger.commit(write).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
@@ -240,23 +251,6 @@ impl Payments {
             Err(other) => return Err(other.into()),
         }
         tracing::info!(payment_id = %payment.id, order_id = %order.id, amount_cents = payment.amount_cents, brand = %payment.card.brand, last4 = %payment.card.last4, "payment accepted");
-        let message = PaymentMessage::Charge { payment_id: payment.id, token };
-        if let Err(err) = self.ledger.send(QueueName::Payments, &message, correlation_id, time::Duration::ZERO).await {
-            // Without its message the payment would wait for ever: fail it so the customer can
-            // pay again.
-            tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; payment failed");
-            // Failed first: whatever else fails, the payment no longer blocks paying again (if
-            // this write fails too, the charge window fails it).
-            let failed = self.settle_failure(payment.id, "could not be queued; please retry").await;
-            if let Some(key) = &key {
-                // A retry with the same key must try again, not replay this failed attempt.
-                if let Err(err) = self.ledger.orders.delete_idempotency(order.customer_id, key.as_str()).await {
-                    tracing::error!(payment_id = %payment.id, error = %err, "the failed attempt's key stays");
-                }
-            }
-            failed?;
-            return Err(Error::Unavailable);
-        }
         Ok(Placed { status_code: 202, body, id: payment.id })
     }
 
@@ -371,10 +365,8 @@ impl Payments {
     /// The payment worker's charge: asks the gateway once and records the outcome. A payment
     /// no longer `pending` (a redelivered message) is left alone.
     pub async fn charge(&self, payment_id: Uuid, token: &CardToken) -> std::result::Result<ChargeResult, ChargeError> {
-        let Some(payment) =
-            self.ledger.payments.get_payment(payment_id).await.map_err(|e| ChargeError::Store(e.into()))?
-        else {
-            return Ok(ChargeResult::NotApplicable);
+        let Some(payment) = self.recorded_payment(payment_id).await.map_err(ChargeError::Store)? else {
+            return Ok(ChargeResult::Unrecorded);
         };
         if payment.status != PaymentStatus::Pending {
             return Ok(ChargeResult::NotApplicable);
@@ -425,6 +417,20 @@ impl Payments {
             }
             Err(transient) => Err(ChargeError::Gateway(transient)),
         }
+    }
+
+    /// The payment a charge is for. The charge is queued just before its payment is recorded,
+    /// so a worker may get there first: a missing payment is read a few more times, briefly.
+    async fn recorded_payment(&self, id: Uuid) -> Result<Option<Payment>> {
+        for attempt in 0..UNRECORDED_READS {
+            if let Some(payment) = self.ledger.payments.get_payment(id).await? {
+                return Ok(Some(payment));
+            }
+            if attempt + 1 < UNRECORDED_READS {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+        Ok(None)
     }
 
     /// Marks the payment as out at the gateway (or back), if it is still pending: one
@@ -606,6 +612,8 @@ impl Payments {
 const REFUND_RETRY_AFTER: time::Duration = time::Duration::minutes(5);
 /// Reads of an order before paying it gives way to the payments racing it.
 const PAYABLE_READS: usize = 3;
+/// Reads of a charge's payment before the charge is put off as not recorded yet.
+const UNRECORDED_READS: usize = 3;
 /// Why a payment that was never charged is failed.
 const NOT_CHARGED_IN_TIME: &str = "the payment could not be charged in time; please pay again";
 
@@ -616,8 +624,11 @@ pub enum ChargeResult {
     Declined,
     /// Captured for an order cancelled meanwhile: refunded.
     RefundedLate,
-    /// Not `pending` any more (a duplicate message) or gone.
+    /// Not `pending` any more (a duplicate message).
     NotApplicable,
+    /// No such payment: not recorded yet, or never (the request that queued the charge failed
+    /// or crashed before recording it). The worker tries again a few times, then drops it.
+    Unrecorded,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -403,9 +403,6 @@ pub trait OrderStore: Send + Sync + 'static {
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
-    /// Forgets a saved answer that turned out not to stand (its request failed afterwards).
-    async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError>;
-
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
 
     async fn list_orders(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, StoreError>;

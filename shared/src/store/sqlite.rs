@@ -872,17 +872,6 @@ impl OrderStore for SqliteStore {
             .await
     }
 
-    async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError> {
-        let (customer, key) = (customer.to_string(), key.to_owned());
-        self.db
-            .write(move |tx| {
-                tx.exec("DELETE FROM idempotency WHERE customer_id = ?1 AND key = ?2", [&customer, &key])
-                    .map_err(backend)?;
-                Ok(())
-            })
-            .await
-    }
-
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         self.db
             .read(move |tx| {

@@ -12,6 +12,13 @@ fn retry_after(receive_count: u32) -> Duration {
     Duration::seconds(5 * 2i64.pow(receive_count.saturating_sub(1).min(6)))
 }
 
+/// A charge is queued just before its payment is recorded, and the request doing both gives up
+/// within seconds (the API's timeout). A payment still missing at the third delivery, at least
+/// two minutes after the first (the retry below here, the queue's 60 s visibility timeout on
+/// AWS), will never be recorded: its charge is dropped, before the dead-letter queue's five.
+const UNRECORDED_RECEIVES: u32 = 3;
+const UNRECORDED_RETRY_AFTER: Duration = Duration::seconds(60);
+
 pub struct PaymentWorker {
     payments: Payments,
     breaker: CircuitBreaker,
@@ -87,6 +94,14 @@ impl Consumer for PaymentWorker {
                     };
                 }
                 match self.guarded(delivery, self.payments.charge(payment_id, &token)).await {
+                    Ok(ChargeResult::Unrecorded) if delivery.receive_count < UNRECORDED_RECEIVES => {
+                        tracing::warn!(payment_id = %payment_id, receive_count = delivery.receive_count, "charge for a payment not recorded yet; will retry");
+                        Outcome::Retry { after: UNRECORDED_RETRY_AFTER }
+                    }
+                    Ok(ChargeResult::Unrecorded) => {
+                        tracing::warn!(payment_id = %payment_id, "charge for a payment never recorded (its request failed); dropped");
+                        Outcome::Done
+                    }
                     Ok(result) => {
                         tracing::info!(payment_id = %payment_id, ?result, "charge handled");
                         if result == ChargeResult::NotApplicable {

@@ -1565,17 +1565,6 @@ impl OrderStore for DynamoStore {
         self.get(&self.tables.orders, idempotency_pk(customer, key)).await
     }
 
-    async fn delete_idempotency(&self, customer: Uuid, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.tables.orders)
-            .set_key(Some(pk(idempotency_pk(customer, key))))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DeleteItem", e))?;
-        Ok(())
-    }
-
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         self.get(&self.tables.orders, order_pk(id)).await
     }
