@@ -17,7 +17,7 @@ use orderly::gateway::{
     CardDetails, CardToken, ChargeOutcome, CircuitBreaker, GatewayError, PaymentGateway, SimulatedGateway, simulated,
 };
 use orderly::model::{CardSummary, NoticeKind, OrderStatus, PaymentStatus};
-use orderly::queue::{Delivery, OutgoingMessage, Queue, QueueName, SqliteQueue, process_batch};
+use orderly::queue::{Delivery, OutgoingMessage, Queue, QueueError, QueueName, SqliteQueue, process_batch};
 use orderly::store::{PageRequest, PaymentChange, PaymentFilter, Store, TransitionWrite};
 use orderly::workers::{FulfillmentWorker, OrderWorker, PaymentWorker};
 use serde_json::{Value, json};
@@ -349,7 +349,8 @@ impl World {
     async fn queue_charge_ahead_of_its_payment(&self) -> Uuid {
         let payment_id = Uuid::now_v7();
         let token = CardToken("tok_sim_ok_queued_ahead".into()); // the simulated gateway's form
-        let body = serde_json::to_string(&PaymentMessage::Charge { payment_id, token }).expect("json");
+        let charge = PaymentMessage::Charge { payment_id, token, queued_at: Some(self.clock.now()) };
+        let body = serde_json::to_string(&charge).expect("json");
         let message = OutgoingMessage { body, correlation_id: None };
         self.queue.send(QueueName::Payments, &message, Duration::ZERO).await.expect("send");
         payment_id
@@ -357,8 +358,9 @@ impl World {
 }
 
 /// The request that queued a charge died before recording its payment (the crash the order of
-/// the two steps is for): the worker retries twice, a minute apart, then drops the charge,
-/// charging nothing and dead-lettering nothing, and the order is still payable.
+/// the two steps is for): the worker retries twice, a minute apart, then drops the charge two
+/// minutes after it was queued, charging nothing and dead-lettering nothing, and the order is
+/// still payable.
 async fn a_charge_whose_payment_was_never_recorded_is_dropped(store: Arc<dyn Store>) {
     let w = world(store).await;
     let (bearer, order, _) = w.pending_order("ada@example.com").await;
@@ -460,6 +462,99 @@ async fn the_breaker_opens_on_repeated_gateway_failures() {
     }
     w.run_payments().await;
     assert!(w.payments.breaker().is_open(), "three transient failures in a row open it");
+}
+
+/// A charge that never reached the gateway (its payment not recorded yet) is no verdict on it:
+/// two failures, then such a charge, then a third failure opens the breaker.
+#[tokio::test]
+async fn a_charge_without_its_payment_does_not_reset_the_breaker() {
+    let w = world_with(common::sqlite_store(), 1.0).await;
+    for i in 0..2 {
+        let (bearer, order, _) = w.pending_order(&format!("c{i}@example.com")).await;
+        w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    }
+    assert_eq!(w.run_payments().await, 2, "two transient failures");
+    w.queue_charge_ahead_of_its_payment().await;
+    assert_eq!(w.run_payments().await, 1, "not recorded yet");
+    let (bearer, order, _) = w.pending_order("c2@example.com").await;
+    w.pay(&bearer, &order, simulated::SUCCEEDS).await;
+    assert_eq!(w.run_payments().await, 1);
+    assert!(w.payments.breaker().is_open(), "three gateway failures in a row, whatever came between");
+}
+
+/// The charge could not be queued: 503, nothing recorded, the order still payable, and a retry
+/// with the same key goes through (no saved answer stands in its way).
+#[tokio::test]
+async fn a_charge_that_cannot_be_queued_records_nothing() {
+    let clock = Arc::new(FakeClock::new(OffsetDateTime::now_utc()));
+    let inner = Arc::new(SqliteQueue::in_memory(clock.clone(), MAX_RECEIVES).expect("queue"));
+    let queue = Arc::new(SendsFail { inner, failing: std::sync::atomic::AtomicBool::new(true) });
+    let store = common::sqlite_store();
+    let orderly = common::orderly_with(store.clone(), clock.clone(), common::test_auth())
+        .with_queue(queue.clone())
+        .with_gateway(Arc::new(SimulatedGateway::default()))
+        .services();
+    let api = Api::over(orderly.clone()).await;
+    let product = json!({"name": "Kettle", "price_cents": 1250, "stock": 10, "category": "kitchen"});
+    let product = api.post("/products", product).await.body["id"].as_str().expect("product").to_owned();
+    let (_, token) = api.customer("ada@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let order = json!({"items": [{"product_id": product, "quantity": 1}],
+                       "shipping_address": {"line1": "1 Main St", "city": "Leeds", "postal_code": "LS1 1AA", "country": "GB"}});
+    let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer)]).await;
+    let order_id = placed.body["id"].as_str().expect("order").to_owned();
+    let body = json!({"order_id": order_id, "method": "card",
+                      "card": {"number": simulated::SUCCEEDS, "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    let headers = [("authorization", bearer.as_str()), ("idempotency-key", "pay-1")];
+
+    let refused = api.send(Method::POST, "/payments", Some(body.clone()), &headers).await;
+    assert_problem(&refused, StatusCode::SERVICE_UNAVAILABLE);
+    let unpaid = store.get_order(order_id.parse().expect("uuid")).await.expect("get").expect("order");
+    assert_eq!((unpaid.payment_id, unpaid.version), (None, 1), "nothing recorded");
+    let filter = PaymentFilter { order: Some(unpaid.id), status: None };
+    let listed = store.list_payments(&filter, &PageRequest::first(10)).await.expect("payments");
+    assert!(listed.items.is_empty());
+
+    queue.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let accepted = api.send(Method::POST, "/payments", Some(body), &headers).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "the same key tries again: {}", accepted.body);
+}
+
+/// The embedded queue, whose sends fail while `failing` is set.
+struct SendsFail {
+    inner: Arc<SqliteQueue>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Queue for SendsFail {
+    async fn send(&self, queue: QueueName, message: &OutgoingMessage, delay: Duration) -> Result<(), QueueError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("the queue is down".into()));
+        }
+        self.inner.send(queue, message, delay).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: u32,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.receive(queue, max, visibility, wait).await
+    }
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(queue, receipt).await
+    }
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        self.inner.change_visibility(queue, receipt, visibility).await
+    }
+    async fn dead_letters(&self, queue: QueueName, max: u32) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.dead_letters(queue, max).await
+    }
+    async fn dead_letter_count(&self, queue: QueueName) -> Result<u64, QueueError> {
+        self.inner.dead_letter_count(queue).await
+    }
 }
 
 /// Every message type delivered twice, and a poisoned message inside a batch.

@@ -63,7 +63,14 @@ impl fmt::Debug for CardInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PaymentMessage {
-    Charge { payment_id: Uuid, token: CardToken },
+    Charge {
+        payment_id: Uuid,
+        token: CardToken,
+        /// When `POST /payments` queued it, just before recording the payment; a postponed
+        /// charge keeps it. Absent from messages queued before it was added.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+        queued_at: Option<OffsetDateTime>,
+    },
 }
 
 /// The fulfillment queue's messages.
@@ -160,8 +167,10 @@ impl Payments {
     ///
     /// Queued first because the card token lives only in the message: a crash between the two
     /// steps then leaves a message whose payment never appears, which the worker drops
-    /// ([`ChargeResult::Unrecorded`]), never a recorded payment that nothing will charge. A
-    /// charge that cannot be queued writes nothing (503: pay again).
+    /// ([`ChargeResult::NeverRecorded`]), never a recorded payment that nothing will charge. A
+    /// charge that cannot be queued writes nothing (503: pay again), and neither does a write
+    /// not done within [`RECORD_WITHIN`] of the queueing (the worker gives up on the payment
+    /// at [`UNRECORDED_GIVE_UP`]).
     pub async fn create_payment(
         &self,
         session: &Session,
@@ -230,12 +239,16 @@ impl Payments {
             idempotency: idempotency.as_ref(),
             notice: None,
         };
-        let message = PaymentMessage::Charge { payment_id: payment.id, token };
+        let message = PaymentMessage::Charge { payment_id: payment.id, token, queued_at: Some(now) };
         if let Err(err) = self.ledger.send(QueueName::Payments, &message, correlation_id, time::Duration::ZERO).await {
             tracing::error!(payment_id = %payment.id, error = %err, "charge not queued; nothing recorded");
             return Err(Error::Unavailable);
         }
-        match self.ledger.commit(write).await {
+        let recorded = tokio::time::timeout(RECORD_WITHIN, self.ledger.commit(write)).await.unwrap_or_else(|_| {
+            tracing::error!(payment_id = %payment.id, "payment not recorded in time after its charge was queued");
+            Err(StoreError::Unavailable("recording the payment took too long".into()))
+        });
+        match recorded {
             Ok(()) => {}
             Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
                 if let Some(key) = &key
@@ -313,12 +326,10 @@ impl Payments {
     /// failures. The charge window still bounds how long a payment may wait.
     pub async fn postpone_charge(
         &self,
-        payment_id: Uuid,
-        token: &CardToken,
+        message: &PaymentMessage,
         correlation_id: &str,
         delay: time::Duration,
     ) -> Result<()> {
-        let message = PaymentMessage::Charge { payment_id, token: token.clone() };
         self.ledger.send(QueueName::Payments, &message, correlation_id, delay).await
     }
 
@@ -363,10 +374,19 @@ impl Payments {
     }
 
     /// The payment worker's charge: asks the gateway once and records the outcome. A payment
-    /// no longer `pending` (a redelivered message) is left alone.
-    pub async fn charge(&self, payment_id: Uuid, token: &CardToken) -> std::result::Result<ChargeResult, ChargeError> {
+    /// no longer `pending` (a redelivered message) is left alone. `queued_at`: when the charge
+    /// was queued, which tells a payment not recorded yet from one that never will be.
+    pub async fn charge(
+        &self,
+        payment_id: Uuid,
+        token: &CardToken,
+        queued_at: Option<OffsetDateTime>,
+    ) -> std::result::Result<ChargeResult, ChargeError> {
         let Some(payment) = self.recorded_payment(payment_id).await.map_err(ChargeError::Store)? else {
-            return Ok(ChargeResult::Unrecorded);
+            return Ok(match queued_at {
+                Some(at) if self.ledger.now() - at < UNRECORDED_GIVE_UP => ChargeResult::NotRecordedYet,
+                _ => ChargeResult::NeverRecorded,
+            });
         };
         if payment.status != PaymentStatus::Pending {
             return Ok(ChargeResult::NotApplicable);
@@ -375,7 +395,7 @@ impl Payments {
         // unless an earlier charge may have gone through, which is asked about again below.
         if self.is_stale(&payment) && payment.at_gateway_since.is_none() {
             self.settle_failure(payment_id, NOT_CHARGED_IN_TIME).await.map_err(ChargeError::Store)?;
-            return Ok(ChargeResult::Declined);
+            return Ok(ChargeResult::GivenUp);
         }
         // Cancelled before the charge went out: no need to take the money and give it back. One
         // marked out at the gateway may have been captured: it is asked again below, and a
@@ -384,7 +404,7 @@ impl Payments {
         let cancelled = order.as_ref().is_some_and(|o| o.status == OrderStatus::Cancelled);
         if order.is_none() || (cancelled && payment.at_gateway_since.is_none()) {
             self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
-            return Ok(ChargeResult::Declined);
+            return Ok(ChargeResult::GivenUp);
         }
         // Marked first, so a crash after a capture never leaves a payment that looks uncharged.
         if !self.mark_at_gateway(&payment, true).await.map_err(ChargeError::Store)? {
@@ -614,6 +634,15 @@ const REFUND_RETRY_AFTER: time::Duration = time::Duration::minutes(5);
 const PAYABLE_READS: usize = 3;
 /// Reads of a charge's payment before the charge is put off as not recorded yet.
 const UNRECORDED_READS: usize = 3;
+/// How long after queueing its charge `POST /payments` may still record the payment; past it
+/// the request answers 503 and writes nothing (on Lambda the function's 10 s timeout comes
+/// first).
+pub const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// How old a charge whose payment is still missing must be before the worker drops it: well
+/// past [`RECORD_WITHIN`], so the payment can no longer appear, and reached by the third
+/// delivery a minute apart (the worker's retry locally, the queue's 60 s visibility timeout on
+/// AWS), before the dead-letter queue's fifth.
+pub const UNRECORDED_GIVE_UP: time::Duration = time::Duration::minutes(2);
 /// Why a payment that was never charged is failed.
 const NOT_CHARGED_IN_TIME: &str = "the payment could not be charged in time; please pay again";
 
@@ -624,11 +653,22 @@ pub enum ChargeResult {
     Declined,
     /// Captured for an order cancelled meanwhile: refunded.
     RefundedLate,
+    /// Failed without asking the gateway: past the charge window, or its order cancelled.
+    GivenUp,
     /// Not `pending` any more (a duplicate message).
     NotApplicable,
-    /// No such payment: not recorded yet, or never (the request that queued the charge failed
-    /// or crashed before recording it). The worker tries again a few times, then drops it.
-    Unrecorded,
+    /// No such payment yet: the request that queued the charge may still be recording it.
+    NotRecordedYet,
+    /// No such payment, [`UNRECORDED_GIVE_UP`] after the charge was queued: its request failed
+    /// or crashed before recording it, and never will.
+    NeverRecorded,
+}
+
+impl ChargeResult {
+    /// Whether the gateway gave a verdict (the circuit breaker counts only those).
+    pub fn heard_from_gateway(self) -> bool {
+        matches!(self, Self::Captured | Self::Declined | Self::RefundedLate)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! publishes low-stock alerts from their outbox, and relays notices whose message was lost.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use time::{Duration, OffsetDateTime};
 
@@ -44,6 +45,10 @@ const EXPIRED_BATCHES_PER_SWEEP: u32 = 10;
 /// (say, after downtime) is worked off over the next runs.
 const DUE_PAGE: u32 = 100;
 const DUE_PAGES: usize = 10;
+/// Wall-clock time each of the order steps (release, expire, ship again) may take per sweep;
+/// what is left waits for the next run. Three of them leave the other steps room within the
+/// order worker's 30 s Lambda timeout.
+const STEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// How long a paid order may wait for its shipment before the sweep queues it again.
 const UNSHIPPED_GRACE: Duration = Duration::minutes(5);
@@ -79,14 +84,22 @@ impl Sweeper {
         let mut report = SweepReport::default();
         let mut unread = None;
         // One order failing never stops the sweep of the others: it is logged and retried next time.
-        for order in self.orders_due(OrderStatus::ProcessingOrder, now, &mut unread).await {
+        let step = Instant::now();
+        for order in self.orders_due(OrderStatus::ProcessingOrder, now, step, &mut unread).await {
+            if step.elapsed() > STEP_BUDGET {
+                break;
+            }
             match self.orders.release_order(order.id).await {
                 Ok(Release::Released) => report.released += 1,
                 Ok(_) => {}
                 Err(err) => tracing::error!(order_id = %order.id, error = %err, "sweep could not release"),
             }
         }
-        for order in self.orders_due(OrderStatus::Pending, now, &mut unread).await {
+        let step = Instant::now();
+        for order in self.orders_due(OrderStatus::Pending, now, step, &mut unread).await {
+            if step.elapsed() > STEP_BUDGET {
+                break;
+            }
             let Some(order) = self.unpaid_and_not_paying(order).await else { continue };
             let (id, reason) = (order.id, Some(DEADLINE_PASSED.to_owned()));
             match self.ledger.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
@@ -100,7 +113,11 @@ impl Sweeper {
         }
         // Paid a while ago and still not shipped: the fulfillment message was lost (or is
         // dead-lettered); queue it again (shipping is idempotent).
-        for order in self.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, &mut unread).await {
+        let step = Instant::now();
+        for order in self.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, step, &mut unread).await {
+            if step.elapsed() > STEP_BUDGET {
+                break;
+            }
             let message = FulfillmentMessage::Ship { order_id: order.id };
             if self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
                 report.requeued_fulfillment += 1;
@@ -141,14 +158,24 @@ impl Sweeper {
         }
     }
 
-    /// Orders in `status` due by `due_by`, oldest first, up to `DUE_PAGES` pages of `DUE_PAGE`:
-    /// read page by page, so orders the sweep must leave for now (a payment out at the gateway,
-    /// a release that keeps failing) never hide newer ones behind them, unless there are
-    /// thousands. What could not be read is logged, and the first error kept in `unread`.
-    async fn orders_due(&self, status: OrderStatus, due_by: OffsetDateTime, unread: &mut Option<Error>) -> Vec<Order> {
+    /// Orders in `status` due by `due_by`, oldest first, up to `DUE_PAGES` pages of `DUE_PAGE`
+    /// read within the step's budget (it started at `step`): read page by page, so orders the
+    /// sweep must leave for now (a payment out at the gateway, a release that keeps failing)
+    /// never hide newer ones behind them, unless there are thousands. What could not be read
+    /// is logged, and the first error kept in `unread`.
+    async fn orders_due(
+        &self,
+        status: OrderStatus,
+        due_by: OffsetDateTime,
+        step: Instant,
+        unread: &mut Option<Error>,
+    ) -> Vec<Order> {
         let mut due = Vec::new();
         let mut page = PageRequest::first(DUE_PAGE);
         for _ in 0..DUE_PAGES {
+            if step.elapsed() > STEP_BUDGET {
+                break;
+            }
             match self.ledger.orders.orders_due(status, due_by, &page).await {
                 Ok(read) => {
                     due.extend(read.items);

@@ -12,11 +12,8 @@ fn retry_after(receive_count: u32) -> Duration {
     Duration::seconds(5 * 2i64.pow(receive_count.saturating_sub(1).min(6)))
 }
 
-/// A charge is queued just before its payment is recorded, and the request doing both gives up
-/// within seconds (the API's timeout). A payment still missing at the third delivery, at least
-/// two minutes after the first (the retry below here, the queue's 60 s visibility timeout on
-/// AWS), will never be recorded: its charge is dropped, before the dead-letter queue's five.
-const UNRECORDED_RECEIVES: u32 = 3;
+/// When a charge's payment is not recorded yet, the next look (locally; on AWS the queue's
+/// 60 s visibility timeout decides). See `UNRECORDED_GIVE_UP` for when the charge is dropped.
 const UNRECORDED_RETRY_AFTER: Duration = Duration::seconds(60);
 
 pub struct PaymentWorker {
@@ -33,16 +30,22 @@ impl PaymentWorker {
         &self.breaker
     }
 
-    /// Runs one gateway call the breaker let through; a transient failure counts against it.
-    async fn guarded<T>(
+    /// Runs one charge the breaker let through; a transient failure counts against the gateway,
+    /// a verdict for it, and a charge that never reached it (its payment settled or missing)
+    /// neither.
+    async fn guarded(
         &self,
         delivery: &Delivery,
-        call: impl std::future::Future<Output = Result<T, ChargeError>>,
-    ) -> Result<T, Outcome> {
+        call: impl std::future::Future<Output = Result<ChargeResult, ChargeError>>,
+    ) -> Result<ChargeResult, Outcome> {
         match call.await {
-            Ok(value) => {
-                self.breaker.record_success();
-                Ok(value)
+            Ok(result) => {
+                if result.heard_from_gateway() {
+                    self.breaker.record_success();
+                } else {
+                    self.breaker.release();
+                }
+                Ok(result)
             }
             Err(ChargeError::Gateway(GatewayError::Transient(detail))) => {
                 self.breaker.record_failure();
@@ -75,14 +78,14 @@ impl Consumer for PaymentWorker {
                 return Outcome::Done;
             }
         };
-        match message {
-            PaymentMessage::Charge { payment_id, token } => {
+        match &message {
+            &PaymentMessage::Charge { payment_id, ref token, queued_at } => {
                 if let Err(wait) = self.breaker.permit() {
                     // The gateway is resting: send the charge again for later and let this
                     // delivery go, so a bystander's payment never runs out of deliveries.
                     let wait = Duration::try_from(wait).unwrap_or(Duration::seconds(30));
                     let correlation_id = delivery.correlation_id.as_deref().unwrap_or(&delivery.message_id);
-                    return match self.payments.postpone_charge(payment_id, &token, correlation_id, wait).await {
+                    return match self.payments.postpone_charge(&message, correlation_id, wait).await {
                         Ok(()) => {
                             tracing::warn!(payment_id = %payment_id, wait_s = wait.whole_seconds(), "gateway circuit open; charge postponed");
                             Outcome::Done
@@ -93,12 +96,12 @@ impl Consumer for PaymentWorker {
                         }
                     };
                 }
-                match self.guarded(delivery, self.payments.charge(payment_id, &token)).await {
-                    Ok(ChargeResult::Unrecorded) if delivery.receive_count < UNRECORDED_RECEIVES => {
+                match self.guarded(delivery, self.payments.charge(payment_id, token, queued_at)).await {
+                    Ok(ChargeResult::NotRecordedYet) => {
                         tracing::warn!(payment_id = %payment_id, receive_count = delivery.receive_count, "charge for a payment not recorded yet; will retry");
                         Outcome::Retry { after: UNRECORDED_RETRY_AFTER }
                     }
-                    Ok(ChargeResult::Unrecorded) => {
+                    Ok(ChargeResult::NeverRecorded) => {
                         tracing::warn!(payment_id = %payment_id, "charge for a payment never recorded (its request failed); dropped");
                         Outcome::Done
                     }
