@@ -2,7 +2,7 @@
 
 cfn-lint checks the template's shape, not that a function's role allows what its code does: a
 route whose role lacks one action answers 500 only once deployed. scripts/lambda_events_test.py
-points every function's DynamoDB, SQS and SES endpoints at a recording proxy of its own
+points every function's DynamoDB, SQS, SES and SNS endpoints at a recording proxy of its own
 (`Recorder.endpoint`), which forwards each request to the emulator unchanged and notes the IAM
 action and resource it needs; `Recorder.problems` then names every call the function's policies
 in template.yaml do not allow.
@@ -13,16 +13,17 @@ What counts (as IAM authorizes it):
   `UpdateItem`, `DeleteItem` or `ConditionCheckItem` per action, `TransactGetItems` as `GetItem`.
 - SQS: the action on the queue (`SendMessageBatch` is `sqs:SendMessage`).
 - SES v2: sending is `ses:SendEmail` (its identity is not checked here).
-- SNS is not checked: the harness names no alert topic, so the order worker only logs alerts.
+- SNS (its query protocol): the action on the topic named by `TopicArn`.
 
 Policies are read as the template writes them: `Allow` statements with `Action` and `Resource`
 (actions may use `*`, compared case-insensitively). A statement this check cannot judge (a
 `Deny`, a `Condition`, `NotAction` or `NotResource`) fails the check rather than being guessed at.
 
-Tables and queues are named by the Globals environment (`ORDERS_TABLE: !Ref OrdersTable`), so a
-physical name in a request maps back to its template resource through the harness's values of
-the same variables. Resources are matched as the template writes them: `!GetAtt X.Arn`, and
-`!Sub ${X.Arn}/index/<name or *>`.
+Tables, queues and topics are named by environment variables (`ORDERS_TABLE: !Ref OrdersTable`
+in the Globals, `LOW_STOCK_TOPIC_ARN: !Ref LowStockTopic` in a function's own), so a physical
+name in a request maps back to its template resource through the harness's values of the same
+variables. Resources are matched as the template writes them: `!GetAtt X.Arn`,
+`!Sub ${X.Arn}/index/<name or *>`, and `!Ref X` (a topic's ARN).
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
 SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage", "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
 # Hop-by-hop headers, not forwarded either way.
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "content-length"}
 
-# A call's need: (action, kind, name, index) with kind "table", "queue" or "ses".
+# A call's need: (action, kind, name, index) with kind "table", "queue", "topic" or "ses".
 Need = tuple[str, str, str, str | None]
 
 
@@ -51,6 +52,11 @@ def needs_of(target: str, path: str, body: bytes) -> list[Need]:
     """What one request needs, from its X-Amz-Target (JSON protocols) or its path (SES v2)."""
     if path.startswith("/v2/email/outbound-emails"):
         return [("ses:SendEmail", "ses", "*", None)]
+    if not target:
+        # The query protocol (SNS): a form body naming the action and the topic.
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if "Action" in form and "TopicArn" in form:
+            return [(f"sns:{form['Action'][0]}", "topic", form["TopicArn"][0], None)]
     service, _, operation = target.partition(".")
     try:
         request = json.loads(body or b"{}")
@@ -154,7 +160,7 @@ class Recorder:
                 continue
             for action, kind, name, index in sorted(needs, key=str):
                 checked += 1
-                logical = physical.get(name, name) if kind in ("table", "queue") else name
+                logical = physical.get(name, name) if kind in ("table", "queue", "topic") else name
                 if not any(allows(s, action, kind, logical, index) for s in statements):
                     on = f"{logical}" + (f" index {index}" if index else "")
                     problems.append(f"{function}: {action} on {on} is not allowed by its policies in template.yaml")
@@ -162,13 +168,39 @@ class Recorder:
 
 
 def physical_names(template: dict, env: dict[str, str]) -> dict[str, str]:
-    """Physical table names and queue URLs, as the harness set them, to template logical ids."""
-    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    """Physical table names, queue URLs and topic ARNs, as the harness set them, to template
+    logical ids: through the Globals' environment variables and each function's own."""
     names = {}
-    for variable, value in variables.items():
-        if isinstance(value, dict) and "Ref" in value and variable in env:
-            names[env[variable]] = value["Ref"]
+    for variable, logical in referenced_variables(template.get("Globals", {}).get("Function", {})).items():
+        if variable in env:
+            names[env[variable]] = logical
+    for resource in template.get("Resources", {}).values():
+        for variable, logical in referenced_variables(resource.get("Properties", {})).items():
+            if variable in env:
+                names[env[variable]] = logical
     return names
+
+
+def function_variables(template_path: Path, physical: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each function binary's own environment variables that name a resource the harness made
+    (`physical`: logical id to physical name), as template.yaml sets them."""
+    from cfnlint.decode import decode_str
+
+    template, _ = decode_str(template_path.read_text(encoding="utf-8"))
+    variables: dict[str, dict[str, str]] = {}
+    for resource in template["Resources"].values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        own = referenced_variables(resource.get("Properties", {}))
+        variables[binary] = {name: physical[logical] for name, logical in own.items() if logical in physical}
+    return variables
+
+
+def referenced_variables(function: dict) -> dict[str, str]:
+    """A function's (or the Globals') environment variables set to `!Ref <logical id>`."""
+    variables = function.get("Environment", {}).get("Variables", {})
+    return {name: value["Ref"] for name, value in variables.items() if isinstance(value, dict) and "Ref" in value}
 
 
 def function_statements(resources: dict, binary: str) -> list[dict] | None:
@@ -204,6 +236,8 @@ def allows(statement: dict, action: str, kind: str, logical: str, index: str | N
 def covers(resource: Any, kind: str, logical: str, index: str | None) -> bool:
     if resource == "*" or kind == "ses":
         return True
+    if isinstance(resource, dict) and "Ref" in resource:
+        return kind == "topic" and resource["Ref"] == logical
     if isinstance(resource, dict) and "Fn::GetAtt" in resource:
         target = resource["Fn::GetAtt"]
         target = target.split(".", 1) if isinstance(target, str) else target

@@ -25,9 +25,11 @@ What it does:
    API Gateway response, or a worker's raw answer such as an SQS batch response) against the
    expectations, checks what the invocation put on the queues (`queues`: received from moto and
    deleted) and wrote to the function's log (`logs_contain`), and records captures.
-5. Checks every DynamoDB, SQS and SES call the functions made against their IAM policies in
-   template.yaml: each function's AWS endpoints are recording proxies of its own, forwarding to
-   the emulators (scripts/iam_calls.py). A call its role does not allow is a failure.
+5. Checks every DynamoDB, SQS, SES and SNS call the functions made against their IAM policies
+   in template.yaml: each function's AWS endpoints are recording proxies of its own, forwarding
+   to the emulators (scripts/iam_calls.py). A call its role does not allow is a failure. The
+   order worker gets the alert topic (created in moto) as template.yaml gives it to it, so the
+   sweep publishes its low-stock alerts to SNS.
 6. Prints one line per invocation and `N passed, M failed`; exits non-zero on any failure.
    Every event file in events/ must be invoked by the manifest: an unused one is a failure.
 
@@ -51,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iam_calls import Recorder
+from iam_calls import Recorder, function_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -209,6 +211,8 @@ def base_env(endpoint: str, sqs_endpoint: str, prefix: str) -> dict[str, str]:
     env["AWS_ENDPOINT_URL_SQS"] = sqs_endpoint
     # moto emulates SES too: the notification worker sends there, from a verified sender.
     env["AWS_ENDPOINT_URL_SESV2"] = sqs_endpoint
+    # ... and SNS: the order worker publishes low-stock alerts to the topic template.yaml gives it.
+    env["AWS_ENDPOINT_URL_SNS"] = sqs_endpoint
     env["MAIL_FROM"] = MAIL_FROM
     env.setdefault("AWS_REGION", "us-east-1")
     env.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -296,9 +300,13 @@ def start_watch(children: Children, env: dict[str, str]) -> int:
 class Functions:
     """The prebuilt function binaries, each a Lambda execution environment polling the watch server."""
 
-    def __init__(self, children: Children, env: dict[str, str], port: int, recorder: Recorder) -> None:
+    def __init__(
+        self, children: Children, env: dict[str, str], port: int, recorder: Recorder, own: dict[str, dict[str, str]]
+    ) -> None:
         self.children = children
         self.env = env
+        # Each function's own variables from template.yaml (the order worker's alert topic).
+        self.own = own
         self.port = port
         self.recorder = recorder
         self.procs: dict[str, subprocess.Popen] = {}
@@ -313,10 +321,11 @@ class Functions:
         if function not in self.endpoints:
             self.endpoints[function] = {
                 var: self.recorder.endpoint(function, self.env[var])
-                for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2")
+                for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL_SNS")
             }
         env = {
             **self.env,
+            **self.own.get(function, {}),
             **self.endpoints[function],
             "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.port}/.rt/{function}",
             "AWS_LAMBDA_FUNCTION_NAME": function,
@@ -378,6 +387,23 @@ def verify_sender(env: dict[str, str]) -> None:
         ses.create_email_identity(EmailIdentity=address)
     except Exception as err:  # noqa: BLE001 - any failure here means no sending
         raise HarnessError(f"cannot verify {address} in moto's SES at {env['AWS_ENDPOINT_URL_SESV2']}: {err}") from None
+
+
+def create_topic(env: dict[str, str], prefix: str) -> dict[str, str]:
+    """Creates the low-stock alert topic in moto's SNS: template logical id to its ARN."""
+    import boto3
+
+    sns = boto3.client(
+        "sns",
+        endpoint_url=env["AWS_ENDPOINT_URL_SNS"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        return {"LowStockTopic": sns.create_topic(Name=f"{prefix}low-stock")["TopicArn"]}
+    except Exception as err:  # noqa: BLE001 - any failure here means no topic
+        raise HarnessError(f"cannot create the alert topic in moto's SNS at {env['AWS_ENDPOINT_URL_SNS']}: {err}") from None
 
 
 def create_queues(sqs: Any, prefix: str) -> dict[str, str]:
@@ -785,7 +811,8 @@ def run() -> int:
         create_tables(children, env, manifest.get("setup", {}))
         port = start_watch(children, env)
         print(f"cargo lambda watch --only-lambda-apis on 127.0.0.1:{port}", file=sys.stderr)
-        functions = Functions(children, env, port, recorder)
+        own = function_variables(ROOT / "template.yaml", create_topic(env, prefix))
+        functions = Functions(children, env, port, recorder, own)
         for function in dict.fromkeys(e["function"] for e in entries):
             functions.start(function)
         time.sleep(0.5)  # a binary that cannot start at all shows it here, not as a timeout
@@ -851,7 +878,8 @@ def run() -> int:
             sys.stdout.flush()
 
         # Every DynamoDB, SQS and SES call the functions made is allowed by their roles.
-        checked, denied = recorder.problems(ROOT / "template.yaml", env)
+        every_own = {name: value for variables in own.values() for name, value in variables.items()}
+        checked, denied = recorder.problems(ROOT / "template.yaml", {**env, **every_own})
         for problem in denied:
             failed += 1
             print(f"FAIL  {'iam':<18} {problem}")
