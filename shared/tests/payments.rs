@@ -640,7 +640,11 @@ async fn a_payment_for_a_cancelled_order_is_not_charged(store: Arc<dyn Store>) {
     let cancel =
         w.api.send(Method::POST, &format!("/orders/{order}/cancel"), None, &[("authorization", &bearer)]).await;
     assert_eq!(cancel.body["status"], "cancelled", "{}", cancel.body);
-    w.run_payments().await;
+    // Failed with the cancellation, in its write: it never shows pending on a cancelled order,
+    // even if its charge never comes (dead-lettered).
+    let payment = w.payment(&paid).await;
+    assert_eq!((payment.status, payment.failure_reason.as_deref()), (PaymentStatus::Failed, Some("order cancelled")));
+    assert_eq!(w.run_payments().await, 1, "the charge comes and finds it settled");
     let payment = w.payment(&paid).await;
     assert_eq!((payment.status, payment.gateway_reference), (PaymentStatus::Failed, None), "never captured");
     assert_eq!(w.run_fulfillment().await, 0, "nothing to ship");

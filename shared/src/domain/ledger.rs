@@ -20,6 +20,9 @@ use crate::model::{
 use crate::queue::{MAX_DELAY, OutgoingMessage, Queue, QueueName};
 use crate::store::{OrderStore, PaymentChange, PaymentStore, StoreError, TransitionWrite};
 
+/// Why a payment whose order was cancelled before its charge went out is failed.
+pub(crate) const ORDER_CANCELLED: &str = "order cancelled";
+
 /// An `Idempotency-Key` header: 1–255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
@@ -256,23 +259,31 @@ impl Ledger {
     ) -> Result<Order, TransitionError> {
         let next = updated.status;
         let restock = next == OrderStatus::Cancelled && order.status.holds_stock();
-        // Cancelling a paid order refunds its captured payment in the same write. A payment not
-        // captured (yet) is left alone: if it ever is, the worker refunds it as a late success.
-        let refund = match (order.status, next, order.payment_id) {
-            (OrderStatus::Paid, OrderStatus::Cancelled, Some(payment_id)) => {
+        // Cancelling settles the order's payment in the same write: a captured one is refunded;
+        // one whose charge has not gone out to the gateway is failed, so it never shows
+        // `pending` on a cancelled order (its charge, if it ever comes, finds it settled). One
+        // out at the gateway may be captured still: it is left to the charge, which refunds a
+        // capture as a late success.
+        let settled = match (next, order.payment_id) {
+            (OrderStatus::Cancelled, Some(payment_id)) if order.status != OrderStatus::Cancelled => {
                 let payment = self
                     .payments
                     .get_payment(payment_id)
                     .await
                     .map_err(Error::from)?
                     .ok_or(Error::NotFound("payment"))?;
-                (payment.status == PaymentStatus::Succeeded).then(|| {
-                    let mut refunded = payment.clone();
-                    refunded.status = PaymentStatus::Refunded;
-                    refunded.version += 1;
-                    refunded.updated_at = updated.updated_at;
-                    (payment, refunded)
-                })
+                let mut settled = payment.clone();
+                settled.status = match payment.status {
+                    PaymentStatus::Succeeded if order.status == OrderStatus::Paid => PaymentStatus::Refunded,
+                    PaymentStatus::Pending if payment.at_gateway_since.is_none() => {
+                        settled.failure_reason = Some(ORDER_CANCELLED.to_owned());
+                        PaymentStatus::Failed
+                    }
+                    _ => payment.status,
+                };
+                settled.version += 1;
+                settled.updated_at = updated.updated_at;
+                (settled.status != payment.status).then_some((payment, settled))
             }
             _ => None,
         };
@@ -280,7 +291,7 @@ impl Ledger {
             previous: order,
             updated: &updated,
             restock,
-            payment: refund.as_ref().map(|(previous, updated)| PaymentChange::Update { previous, updated }),
+            payment: settled.as_ref().map(|(previous, updated)| PaymentChange::Update { previous, updated }),
             idempotency: None,
             notice: None,
         };
@@ -290,7 +301,7 @@ impl Ledger {
                 if next == OrderStatus::Cancelled && order.status != OrderStatus::Cancelled {
                     crate::telemetry::metric("OrdersCancelled", 1);
                 }
-                if let Some((_, refunded)) = &refund {
+                if let Some((_, refunded)) = settled.as_ref().filter(|(_, p)| p.status == PaymentStatus::Refunded) {
                     // Recorded as pending in the same write: if the gateway does not confirm
                     // now, the sweep retries it.
                     let _ = self.refund(refunded).await;

@@ -403,7 +403,7 @@ impl Payments {
         let order = self.ledger.orders.get_order(payment.order_id).await.map_err(|e| ChargeError::Store(e.into()))?;
         let cancelled = order.as_ref().is_some_and(|o| o.status == OrderStatus::Cancelled);
         if order.is_none() || (cancelled && payment.at_gateway_since.is_none()) {
-            self.settle_failure(payment_id, "order cancelled").await.map_err(ChargeError::Store)?;
+            self.settle_failure(payment_id, super::ledger::ORDER_CANCELLED).await.map_err(ChargeError::Store)?;
             return Ok(ChargeResult::GivenUp);
         }
         // Marked first, so a crash after a capture never leaves a payment that looks uncharged.
