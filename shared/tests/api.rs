@@ -530,6 +530,52 @@ async fn a_cancel_body_of_unknown_length_is_checked_like_any_other(store: Arc<dy
     assert_eq!(api.get(&format!("/products/{product}")).await.body["stock"], 10);
 }
 
+/// A customer's record and an order carry their version as an ETag, and the writes on them
+/// honour If-Match: a stale one answers 412 and changes nothing.
+async fn customer_and_order_writes_honour_if_match(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let (customer, token) = api.customer("ada@example.com").await;
+    let bearer = format!("Bearer {token}");
+    let auth = |if_match: &'static str| [("authorization", bearer.as_str()), ("if-match", if_match)];
+    let uri = format!("/customers/{customer}");
+    let read = api.send(Method::GET, &uri, None, &[("authorization", &bearer)]).await;
+    assert_eq!(read.headers[header::ETAG], "\"1\"");
+    let rename = json!({"name": "Ada Lovelace"});
+    let stale = api.send(Method::PATCH, &uri, Some(rename.clone()), &auth("\"9\"")).await;
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.body["current_version"], 1, "{}", stale.body);
+    let unchanged = api.send(Method::GET, &uri, None, &[("authorization", &bearer)]).await;
+    assert_eq!((unchanged.body["name"].as_str(), unchanged.body["version"].as_u64()), (Some("Customer"), Some(1)));
+    let renamed = api.send(Method::PATCH, &uri, Some(rename), &auth("\"1\"")).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!(renamed.headers[header::ETAG], "\"2\"");
+
+    let product = api.post("/products", mug()).await.body["id"].as_str().expect("id").to_owned();
+    let order = json!({"items": [{"product_id": product, "quantity": 1}]});
+    let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer)]).await;
+    let order_uri = format!("/orders/{}", placed.body["id"].as_str().expect("id"));
+    let moved = api
+        .send(Method::PUT, &format!("{order_uri}/status"), Some(json!({"status": "paid"})), &[("if-match", "\"4\"")])
+        .await;
+    assert_problem(&moved, StatusCode::PRECONDITION_FAILED);
+    let cancel = api.send(Method::POST, &format!("{order_uri}/cancel"), None, &auth("\"2\"")).await;
+    assert_problem(&cancel, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(cancel.body["current_version"], 1, "{}", cancel.body);
+    let still = api.send(Method::GET, &order_uri, None, &[("authorization", &bearer)]).await;
+    assert_eq!(
+        (still.body["status"].as_str(), still.headers[header::ETAG].to_str().ok()),
+        (Some("pending"), Some("\"1\""))
+    );
+    let cancelled = api.send(Method::POST, &format!("{order_uri}/cancel"), None, &auth("\"1\"")).await;
+    assert_eq!(
+        (cancelled.status, cancelled.body["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{}",
+        cancelled.body
+    );
+    assert_eq!(cancelled.headers[header::ETAG], "\"2\"");
+}
+
 on_every_store!(
     public_catalog_reads_revalidate_with_etags,
     customers_sign_up_read_update_and_list,
@@ -546,4 +592,5 @@ on_every_store!(
     missing_fields_are_named_by_their_full_path,
     an_asset_name_that_is_not_utf8_is_a_problem_404,
     a_cancel_body_of_unknown_length_is_checked_like_any_other,
+    customer_and_order_writes_honour_if_match,
 );

@@ -242,7 +242,7 @@ async fn cancelled_deferred_orders_give_their_slots_back(store: Arc<dyn Store>) 
         }
     }
     for id in deferred {
-        w.orderly.orders.cancel_order(&ada, id, CancelRequest::default()).await.expect("cancelled");
+        w.orderly.orders.cancel_order(&ada, id, None, CancelRequest::default()).await.expect("cancelled");
     }
     let next =
         w.orderly.orders.place_order(&confirmed(&ada), order_of(&[(mug, 1)]), None, "y").await.expect("a slot is free");
@@ -277,7 +277,7 @@ async fn unpaid_holds_are_capped(store: Arc<dyn Store>) {
     let others = w.orderly.orders.place_order(&confirmed(&customer()), order_of(&[(mug, 8)]), None, "e").await;
     assert!(others.is_ok(), "the cap is per customer");
 
-    w.orderly.orders.cancel_order(&ada, first.id, CancelRequest::default()).await.expect("cancelled");
+    w.orderly.orders.cancel_order(&ada, first.id, None, CancelRequest::default()).await.expect("cancelled");
     w.orderly
         .orders
         .place_order(&confirmed(&ada), order_of(&[(mug, 8)]), None, "f")
@@ -363,7 +363,7 @@ async fn cancelling_returns_stock_exactly_once(store: Arc<dyn Store>) {
     for _ in 0..5 {
         let (orderly, ada) = (w.orderly.clone(), ada.clone());
         let id = placed.id;
-        cancels.spawn(async move { orderly.orders.cancel_order(&ada, id, Default::default()).await.is_ok() });
+        cancels.spawn(async move { orderly.orders.cancel_order(&ada, id, None, Default::default()).await.is_ok() });
     }
     let succeeded = cancels.join_all().await.into_iter().filter(|ok| *ok).count();
     assert_eq!(succeeded, 1);
@@ -371,7 +371,7 @@ async fn cancelling_returns_stock_exactly_once(store: Arc<dyn Store>) {
     let order = w.store.get_order(placed.id).await.expect("get").expect("order");
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.history.len(), 2, "placement and cancellation in the audit trail");
-    assert!(w.orderly.orders.cancel_order(&customer(), placed.id, Default::default()).await.is_err());
+    assert!(w.orderly.orders.cancel_order(&customer(), placed.id, None, Default::default()).await.is_err());
 }
 
 async fn the_sweep_expires_unpaid_orders_and_releases_lost_ones(store: Arc<dyn Store>) {

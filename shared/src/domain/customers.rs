@@ -98,7 +98,9 @@ impl Customers {
         CustomerDirectory::new(self.store.clone())
     }
 
-    pub async fn update_customer(&self, id: Uuid, patch: CustomerPatch) -> Result<Customer> {
+    /// PATCH /customers/{id}: changes the given fields. `if_match`: the version the caller
+    /// read; a stale one answers 412 and changes nothing.
+    pub async fn update_customer(&self, id: Uuid, if_match: Option<u64>, patch: CustomerPatch) -> Result<Customer> {
         let name = patch.name.as_deref().map(|n| PersonName::parse("name", n)).transpose();
         let email = patch.email.as_deref().map(|e| Email::parse("email", e)).transpose();
         let phone = patch.phone.as_deref().map(|p| parse_phone(Some(p))).transpose();
@@ -109,6 +111,11 @@ impl Customers {
         };
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let current = self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))?;
+            if let Some(expected) = if_match
+                && expected != current.version
+            {
+                return Err(Error::PreconditionFailed { current_version: current.version });
+            }
             let mut updated = current.clone();
             if let Some(n) = &name {
                 updated.name = n.clone();

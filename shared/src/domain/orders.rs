@@ -447,20 +447,34 @@ impl Orders {
     }
 
     /// POST /orders/{id}/cancel: the owner or an admin; stock comes back in the same write.
-    pub async fn cancel_order(&self, session: &Session, id: Uuid, request: CancelRequest) -> Result<Order> {
+    pub async fn cancel_order(
+        &self,
+        session: &Session,
+        id: Uuid,
+        if_match: Option<u64>,
+        request: CancelRequest,
+    ) -> Result<Order> {
         let reason = parse_reason(request.reason)?.unwrap_or_else(|| {
             format!("cancelled by {}", if session.is_admin() { "an admin" } else { "the customer" })
         });
         let order = self.ledger.order_for(session, id).await?;
+        require_version(&order, if_match)?;
         Ok(as_seen_by(session, self.ledger.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await?))
     }
 
     /// PUT /orders/{id}/status (admin): moves an order along the transition table only.
-    pub async fn change_status(&self, session: &Session, id: Uuid, change: StatusChange) -> Result<Order> {
+    pub async fn change_status(
+        &self,
+        session: &Session,
+        id: Uuid,
+        if_match: Option<u64>,
+        change: StatusChange,
+    ) -> Result<Order> {
         session.require_admin()?;
         let target = OrderStatus::parse("status", &change.status).map_err(|e| Error::Validation(vec![e]))?;
         let reason = parse_reason(change.reason)?;
         let order = self.ledger.order_for(session, id).await?;
+        require_version(&order, if_match)?;
         let event = status_event(&order, target)?;
         match event {
             // Shipping creates the shipment (tracking number, label) like the worker does.
@@ -497,11 +511,7 @@ impl Orders {
             (a, n, t, r) => return Err(super::field_errors([a.err(), n.err(), t.err(), r.err()])),
         };
         let order = self.ledger.order_for(session, id).await?;
-        if let Some(expected) = if_match
-            && expected != order.version
-        {
-            return Err(Error::PreconditionFailed { current_version: order.version });
-        }
+        require_version(&order, if_match)?;
         let event = target.filter(|t| *t != order.status).map(|t| status_event(&order, t)).transpose()?;
         if address.is_some() && !order.status.holds_stock() {
             return Err(Error::Conflict(format!("the address of a {} order cannot change", order.status)));
@@ -643,6 +653,16 @@ fn as_seen_by(session: &Session, order: Order) -> Order {
 }
 
 /// An optional free-text reason: trimmed, at most 500 characters, no control characters.
+/// 412 when the caller read another version of the order than the one stored (`If-Match`).
+fn require_version(order: &Order, if_match: Option<u64>) -> Result<()> {
+    match if_match {
+        Some(expected) if expected != order.version => {
+            Err(Error::PreconditionFailed { current_version: order.version })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn parse_reason(raw: Option<String>) -> Result<Option<String>> {
     optional_text("reason", raw.as_deref(), 500).map_err(|e| Error::Validation(vec![e]))
 }

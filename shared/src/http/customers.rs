@@ -3,14 +3,15 @@
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 
 use super::ApiError;
-use super::extract::{Id, Json, Query, SourceAddress};
+use super::extract::{Id, IfMatch, Json, Query, SourceAddress};
 use super::session::{AdminSession, Session};
 use crate::domain::{CustomerPatch, CustomerQuery, Customers, NewCustomer, NoticeBoard, NoticeQuery};
+use crate::model::Customer;
 
 pub fn routes(customers: Customers, notices: NoticeBoard) -> Router {
     Router::new()
@@ -51,18 +52,25 @@ async fn list(
     Ok(JsonResponse(customers.directory().customers(&session, query).await?))
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/customers/{id}", tag = "customers", summary = "Read a customer (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id")), responses((status = 200, description = "The customer", body = crate::model::Customer), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
-async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) -> Result<impl IntoResponse, ApiError> {
-    Ok(JsonResponse(customers.directory().customer(&session, id).await?))
+#[cfg_attr(feature = "openapi", utoipa::path(get, path = "/customers/{id}", tag = "customers", summary = "Read a customer (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id")), responses((status = 200, description = "The customer", body = crate::model::Customer, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
+    Ok(versioned(customers.directory().customer(&session, id).await?))
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/customers/{id}", tag = "customers", summary = "Change a customer's record (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id")), request_body = crate::domain::CustomerPatch, responses((status = 200, description = "The customer as stored", body = crate::model::Customer), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The email is taken", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/customers/{id}", tag = "customers", summary = "Change a customer's record (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::CustomerPatch, responses((status = 200, description = "The customer as stored", body = crate::model::Customer, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The email is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn update(
     State(customers): State<Customers>,
     session: Session,
     Id(id): Id,
+    IfMatch(expected): IfMatch,
     Json(patch): Json<CustomerPatch>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     session.require_self_or_admin(id, "customer")?;
-    Ok(JsonResponse(customers.update_customer(id, patch).await?))
+    Ok(versioned(customers.update_customer(id, expected, patch).await?))
+}
+
+/// A customer with their version as the ETag, for `If-Match` on the next change.
+fn versioned(customer: Customer) -> Response {
+    let version = customer.version;
+    super::with_version(JsonResponse(customer).into_response(), version)
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::extract::{Id, Json, JsonOrEmpty, Query};
+use super::extract::{Id, IfMatch, Json, JsonOrEmpty, Query};
 use super::session::{AdminSession, Caller, Session};
 use super::{ApiError, RequestId};
 use crate::domain::{
@@ -177,24 +177,32 @@ async fn status(
     }))
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/orders/{id}/status", tag = "orders", summary = "Move an order along the transition table (admin)", params(("id" = Uuid, Path, description = "Order id")), request_body = crate::domain::StatusChange, responses((status = 200, description = "The order", body = crate::model::Order), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not along the transition table", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(put, path = "/orders/{id}/status", tag = "orders", summary = "Move an order along the transition table (admin)", params(("id" = Uuid, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::StatusChange, responses((status = 200, description = "The order", body = crate::model::Order, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "Not along the transition table", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn change_status(
     State(api): State<Arc<OrdersApi>>,
     AdminSession(session): AdminSession,
     Id(id): Id,
+    IfMatch(expected): IfMatch,
     Json(change): Json<StatusChange>,
-) -> Result<JsonResponse<Order>, ApiError> {
-    Ok(JsonResponse(api.orders.change_status(&session, id, change).await?))
+) -> Result<Response, ApiError> {
+    Ok(versioned(api.orders.change_status(&session, id, expected, change).await?))
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", summary = "Cancel an order (its customer or an admin)", params(("id" = Uuid, Path, description = "Order id")), request_body = crate::domain::CancelRequest, responses((status = 200, description = "The cancelled order", body = crate::model::Order), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "It cannot be cancelled any more", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", summary = "Cancel an order (its customer or an admin)", params(("id" = Uuid, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::CancelRequest, responses((status = 200, description = "The cancelled order", body = crate::model::Order, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "It cannot be cancelled any more", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn cancel(
     State(api): State<Arc<OrdersApi>>,
     session: Session,
     Id(id): Id,
+    IfMatch(expected): IfMatch,
     JsonOrEmpty(request): JsonOrEmpty<CancelRequest>,
-) -> Result<JsonResponse<Order>, ApiError> {
-    Ok(JsonResponse(api.orders.cancel_order(&session, id, request).await?))
+) -> Result<Response, ApiError> {
+    Ok(versioned(api.orders.cancel_order(&session, id, expected, request).await?))
+}
+
+/// An order with its version as the ETag, for `If-Match` on the next write.
+fn versioned(order: Order) -> Response {
+    let version = order.version;
+    super::with_version(JsonResponse(order).into_response(), version)
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/metrics", tag = "orders", summary = "Order counters (admin)", responses((status = 200, description = "Counts by status, average processing time, revenue", body = crate::domain::OrderMetrics), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
