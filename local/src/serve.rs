@@ -13,12 +13,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::response::IntoResponse;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use orderly::http::{ApiError, MAX_BODY_BYTES};
+use orderly::http::{ApiError, MAX_BODY_BYTES, answered_before_the_app};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -65,20 +64,16 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let (parts, body) = request.into_parts();
                 // Bodies are small (64 KiB at most): read whole, within the time allowed.
-                let body =
-                    match tokio::time::timeout(limits.body_read, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-                        Ok(Ok(body)) => Body::from(body.to_bytes()),
-                        Ok(Err(err)) if err.is::<LengthLimitError>() => {
-                            return Ok(ApiError::PayloadTooLarge.into_response());
-                        }
-                        Ok(Err(err)) => {
-                            return Ok(
-                                ApiError::MalformedJson(format!("the body could not be read: {err}")).into_response()
-                            );
-                        }
-                        Err(_) => return Ok(ApiError::BodyTimeout.into_response()),
-                    };
-                app.oneshot(Request::from_parts(parts, body)).await
+                let read = tokio::time::timeout(limits.body_read, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+                let refused = match read {
+                    Ok(Ok(body)) => {
+                        return app.oneshot(Request::from_parts(parts, Body::from(body.to_bytes()))).await;
+                    }
+                    Ok(Err(err)) if err.is::<LengthLimitError>() => ApiError::PayloadTooLarge,
+                    Ok(Err(err)) => ApiError::MalformedJson(format!("the body could not be read: {err}")),
+                    Err(_) => ApiError::BodyTimeout,
+                };
+                Ok(answered_before_the_app(&Request::from_parts(parts, Body::empty()), refused))
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

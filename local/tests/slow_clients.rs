@@ -63,6 +63,21 @@ fn a_body_that_never_comes_gets_408() {
     let answer = read_to_close(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json") && answer.contains("request-timeout"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nx-request-id: "), "{answer}");
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413_with_a_request_id() {
+    let server = server("large");
+    let body = format!("{{\"name\": \"{}\"}}", "a".repeat(70_000));
+    let request = format!(
+        "POST /customers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: big-body-1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = send_raw(&server, request.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nx-request-id: big-body-1\r\n"), "{answer}");
 }
 
 #[test]
@@ -73,6 +88,7 @@ fn oversized_requests_get_problem_documents() {
     let answer = send_raw(&server, long_uri(20_000).as_bytes());
     assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
     assert!(answer.contains("application/problem+json") && answer.contains("uri-too-long"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nx-request-id: "), "{answer}");
     // Past 64 KiB hyper refuses the URI itself: still 414, without a body (documented).
     assert!(send_raw(&server, long_uri(100_000).as_bytes()).starts_with("HTTP/1.1 414"));
 
@@ -84,6 +100,7 @@ fn oversized_requests_get_problem_documents() {
     let answer = send_raw(&server, many.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     assert!(answer.contains("application/problem+json") && answer.contains("headers-too-large"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nx-request-id: "), "{answer}");
 
     // Not HTTP at all: hyper answers 400 itself, without a body (documented in the README).
     let garbage = send_raw(&server, b"\x16\x03\x01 hello there\r\n\r\n");

@@ -46,12 +46,24 @@ pub fn app(routes: Router, sessions: Sessions) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(sessions, session::authenticate))
-        .layer(middleware::from_fn(trace_request))
         .layer(middleware::from_fn(refuse_oversized))
+        .layer(middleware::from_fn(trace_request))
+}
+
+/// An answer a server gives before the request reaches the app (the local server's 413 and 408
+/// while it reads the body): with a request id and a log line, like the app's own answers.
+pub fn answered_before_the_app(request: &Request, error: ApiError) -> Response {
+    let request_id = request_id(request);
+    let mut response = error.into_response();
+    tracing::info!(%request_id, method = %request.method(), path = %request.uri().path(), status = response.status().as_u16(), "request refused before the app");
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
 }
 
 /// 414 for a URI, 431 for headers beyond the limits: as problem documents, before anything
-/// else reads the request.
+/// but the request id reads the request.
 async fn refuse_oversized(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let header_bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
