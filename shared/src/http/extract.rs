@@ -74,6 +74,11 @@ fn in_api_terms(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("invalid type: ")
         && let Some((got, expected)) = rest.split_once(", expected ")
     {
+        // An integer too large for any integer type arrives as a float: say so, not "decimal".
+        let value = got.split('`').nth(1).and_then(|v| v.parse::<f64>().ok());
+        if got.starts_with("floating") && value.is_some_and(|v| v.fract() == 0.0 && v.abs() >= 9.2e18) {
+            return format!("is too large: must be {}", expected_in_api_terms(expected));
+        }
         let got = got.split([' ', '`']).next().unwrap_or(got);
         let got = match got {
             "map" => "an object",
@@ -103,6 +108,10 @@ fn in_api_terms(message: &str) -> String {
     }
     if message.contains("was not true or false") || message.contains("was not `true` or `false`") {
         return "must be true or false".into();
+    }
+    // serde reads an object from an array too, and then complains about its length.
+    if message.starts_with("invalid length") && message.contains("expected struct") {
+        return "must be an object, not an array".into();
     }
     if message.starts_with("invalid length") {
         return format!("has the wrong length: {}", message.replace('`', ""));
@@ -321,6 +330,9 @@ mod tests {
             ("missing field `price_cents`", "is required"),
             ("unknown variant `fly`, expected `ship` or `deliver`", "must be ship or deliver"),
             ("invalid digit found in string", "must be a whole number"),
+            ("invalid type: floating point `1e+20`, expected i64", "is too large: must be an integer"),
+            ("invalid type: floating point `1.5`, expected i64", "must be an integer, not a decimal number"),
+            ("invalid length 0, expected struct NewOrder with 2 elements", "must be an object, not an array"),
         ];
         for (serde, api) in cases {
             assert_eq!(in_api_terms(serde), api, "{serde}");
