@@ -16,6 +16,8 @@
 //!   rules such as `COOLDOWN_SECONDS`).
 //!
 //! `orderly-local openapi` prints the OpenAPI document (what `docs/openapi.json` holds).
+//! `orderly-local redrive <queue>` moves a queue's dead letters back onto it (the server may be
+//! running: its workers then deliver them).
 //!
 //! Queues are always the embedded durable queue, drained by in-process workers: in the store's
 //! file (`orderly.sqlite3`) with the embedded store, whose notices a relay delivers from the
@@ -63,6 +65,9 @@ async fn main() -> Result<(), BoxError> {
     let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, queue, notice_feed) = open_store_and_queue(&data_dir, clock.clone()).await?;
+    if std::env::args().nth(1).as_deref() == Some("redrive") {
+        return redrive(&queue, std::env::args().nth(2).as_deref()).await;
+    }
     let services = Services::new(
         store,
         clock,
@@ -130,6 +135,19 @@ async fn main() -> Result<(), BoxError> {
     let _ = stop.send(true);
     while background.join_next().await.is_some() {}
     tracing::info!("orderly-local stopped");
+    Ok(())
+}
+
+/// `orderly-local redrive <queue>`: moves the queue's dead letters back onto it, for the
+/// workers of a running (or the next) server to deliver again: the local counterpart of the SQS
+/// console's DLQ redrive.
+async fn redrive(queue: &SqliteQueue, name: Option<&str>) -> Result<(), BoxError> {
+    let names = QueueName::ALL.map(QueueName::as_str).join(", ");
+    let Some(name) = QueueName::ALL.into_iter().find(|q| Some(q.as_str()) == name) else {
+        return Err(format!("usage: orderly-local redrive <queue>, the queue one of {names}").into());
+    };
+    let moved = queue.redrive(name).await?;
+    println!("{moved} dead letter(s) of the {name} queue moved back onto it");
     Ok(())
 }
 

@@ -76,6 +76,22 @@ impl SqliteQueue {
         Self { db, clock, max_receives: max_receives.max(1) }
     }
 
+    /// Moves `queue`'s dead letters back onto it, as new: visible now, with every delivery
+    /// again (what the SQS console's DLQ redrive does on AWS). Returns how many moved.
+    pub async fn redrive(&self, queue: QueueName) -> Result<usize, QueueError> {
+        let now = unix_millis(self.clock.now());
+        self.db
+            .write(move |tx| {
+                tx.exec(
+                    "UPDATE messages SET dead = 0, receive_count = 0, receipt = NULL, visible_at = ?2
+                     WHERE queue = ?1 AND dead = 1",
+                    params![queue.as_str(), now],
+                )
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
     /// Moves every message of the queue file at `old` into this queue, then renames that file
     /// to `<old>.imported`: the local server's queue once had a file of its own, and what was
     /// queued there before an upgrade must still be delivered. A lease held in the old file is
@@ -456,6 +472,13 @@ mod tests {
         assert_eq!((dead.len(), dead[0].receive_count, dead[0].receipt.as_str()), (1, 2, ""));
         clock.advance(Duration::hours(1));
         assert!(receive_now(&queue).await.is_empty(), "dead letters are never delivered again");
+
+        // Redriven by hand: delivered again, with all its deliveries.
+        assert_eq!(queue.redrive(QueueName::Payments).await.expect("redrive"), 0, "another queue's");
+        assert_eq!(queue.redrive(QueueName::Orders).await.expect("redrive"), 1);
+        assert_eq!(queue.dead_letter_count(QueueName::Orders).await.expect("count"), 0);
+        let again = receive_now(&queue).await;
+        assert_eq!(again.iter().map(|d| (d.body.as_str(), d.receive_count)).collect::<Vec<_>>(), [("poison", 1)]);
     }
 
     #[tokio::test]
