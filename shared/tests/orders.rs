@@ -544,6 +544,11 @@ async fn orders_over_http(store: Arc<dyn Store>) {
         )
         .await;
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+    let two_keys = [("authorization", bob.as_str()), ("idempotency-key", "k-a"), ("idempotency-key", "k-b")];
+    let one_line = json!({"items": [{"product_id": mug, "quantity": 1}]});
+    let reply = api.send(Method::POST, "/orders", Some(one_line), &two_keys).await;
+    assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.body["errors"][0]["field"], "Idempotency-Key", "{}", reply.body);
     assert_problem(
         &api.send(Method::POST, "/orders", Some(json!({"items": [{"product_id": mug, "quantity": 1}]})), &[]).await,
         StatusCode::FORBIDDEN,

@@ -19,7 +19,7 @@ use crate::domain::{
     CancelRequest, Fulfillment, FulfillmentRequest, IdempotencyKey, NewOrder, OrderQuery, Orders, Payments,
     StatusChange, Tracking,
 };
-use crate::error::Error;
+use crate::error::{Error, FieldError};
 use crate::model::{Order, OrderStatus, Payment};
 
 /// The services the orders routes call, shared behind one `Arc`: axum clones a route's state
@@ -43,14 +43,15 @@ pub fn routes(orders: Orders, payments: Payments, fulfillment: Fulfillment) -> R
         .with_state(Arc::new(OrdersApi { orders, payments, fulfillment }))
 }
 
+/// The request's `Idempotency-Key`, if any; two of them are refused (which one would hold?).
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    headers
-        .get("idempotency-key")
-        .map(|value| {
-            let text = value.to_str().unwrap_or("\u{0}");
-            IdempotencyKey::parse(text).map_err(|e| ApiError::Domain(Error::Validation(vec![e])))
-        })
-        .transpose()
+    let invalid = |e| ApiError::Domain(Error::Validation(vec![e]));
+    let mut keys = headers.get_all("idempotency-key").iter();
+    match (keys.next(), keys.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => IdempotencyKey::parse(value.to_str().unwrap_or("\u{0}")).map(Some).map_err(invalid),
+        (Some(_), Some(_)) => Err(invalid(FieldError::new("Idempotency-Key", "must be sent once"))),
+    }
 }
 
 /// 201 for a `pending` order, 202 for a deferred (`processing order`) one; a replayed
