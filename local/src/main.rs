@@ -61,13 +61,13 @@ async fn main() -> Result<(), BoxError> {
     }
     orderly::telemetry::init_local();
     let data_dir = PathBuf::from(var_or("ORDERLY_DATA_DIR", DEFAULT_DATA_DIR));
+    if std::env::args().nth(1).as_deref() == Some("redrive") {
+        return redrive(&data_dir, std::env::args().nth(2).as_deref()).await;
+    }
     std::fs::create_dir_all(&data_dir)?;
     let auth_config = auth_from_env(Some(development_secret(&data_dir)?))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, queue, notice_feed) = open_store_and_queue(&data_dir, clock.clone()).await?;
-    if std::env::args().nth(1).as_deref() == Some("redrive") {
-        return redrive(&queue, std::env::args().nth(2).as_deref()).await;
-    }
     let services = Services::new(
         store,
         clock,
@@ -141,11 +141,23 @@ async fn main() -> Result<(), BoxError> {
 /// `orderly-local redrive <queue>`: moves the queue's dead letters back onto it, for the
 /// workers of a running (or the next) server to deliver again: the local counterpart of the SQS
 /// console's DLQ redrive.
-async fn redrive(queue: &SqliteQueue, name: Option<&str>) -> Result<(), BoxError> {
+/// It opens only the queue's file (the store's with the embedded store, `queues.sqlite3` with
+/// DynamoDB), as the server's `ORDERLY_STORE` names it, and never creates one.
+async fn redrive(data_dir: &Path, name: Option<&str>) -> Result<(), BoxError> {
     let names = QueueName::ALL.map(QueueName::as_str).join(", ");
     let Some(name) = QueueName::ALL.into_iter().find(|q| Some(q.as_str()) == name) else {
         return Err(format!("usage: orderly-local redrive <queue>, the queue one of {names}").into());
     };
+    let file = match var_or("ORDERLY_STORE", "sqlite").as_str() {
+        "dynamodb" => data_dir.join("queues.sqlite3"),
+        _ => data_dir.join("orderly.sqlite3"),
+    };
+    if !file.exists() {
+        return Err(
+            format!("no queue at {} (ORDERLY_DATA_DIR and ORDERLY_STORE as the server's)", file.display()).into()
+        );
+    }
+    let queue = SqliteQueue::open(&file, Arc::new(SystemClock), MAX_RECEIVES)?;
     let moved = queue.redrive(name).await?;
     println!("{moved} dead letter(s) of the {name} queue moved back onto it");
     Ok(())

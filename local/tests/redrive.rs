@@ -47,6 +47,10 @@ async fn dead_letters_go_back_onto_their_queue() {
         kill_one(&queue, &clock, QueueName::Fulfillment, "a shipment").await;
     }
 
+    let nowhere = redrive(&dir.join("empty"), "payments");
+    assert!(!nowhere.status.success());
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("no queue at"), "never creates one");
+    assert!(!dir.join("empty").exists());
     let unknown = redrive(&dir, "refunds");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("orders, payments, fulfillment, notifications"));

@@ -459,7 +459,11 @@ impl Orders {
         });
         let order = self.ledger.order_for(session, id).await?;
         require_version(&order, if_match)?;
-        Ok(as_seen_by(session, self.ledger.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await?))
+        match self.ledger.apply(order, OrderEvent::Cancelled, &actor(session), Some(reason)).await {
+            Ok(cancelled) => Ok(as_seen_by(session, cancelled)),
+            Err(TransitionError::Raced) if if_match.is_some() => Err(self.precondition_failed(session, id).await),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// PUT /orders/{id}/status (admin): moves an order along the transition table only.
@@ -476,10 +480,28 @@ impl Orders {
         let order = self.ledger.order_for(session, id).await?;
         require_version(&order, if_match)?;
         let event = status_event(&order, target)?;
-        match event {
-            // Shipping creates the shipment (tracking number, label) like the worker does.
-            OrderEvent::ShipmentCreated => self.ship(session, order.id).await,
-            _ => Ok(self.ledger.apply(order, event, &actor(session), reason).await?),
+        let written = match event {
+            // Shipping creates the shipment (tracking number, label) like the worker does; under
+            // If-Match, from the order as checked.
+            OrderEvent::ShipmentCreated if if_match.is_some() => {
+                self.fulfillment.ship_as(&order, order.clone(), &actor(session)).await
+            }
+            OrderEvent::ShipmentCreated => return self.ship(session, order.id).await,
+            _ => self.ledger.apply(order, event, &actor(session), reason).await,
+        };
+        match written {
+            Ok(written) => Ok(written),
+            Err(TransitionError::Raced) if if_match.is_some() => Err(self.precondition_failed(session, id).await),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The If-Match contract when a write lost to someone else's change after the version was
+    /// checked: 412 with the version now stored.
+    async fn precondition_failed(&self, session: &Session, id: Uuid) -> Error {
+        match self.ledger.order_for(session, id).await {
+            Ok(current) => Error::PreconditionFailed { current_version: current.version },
+            Err(err) => err,
         }
     }
 
@@ -550,10 +572,7 @@ impl Orders {
         let written = match written {
             Ok(written) => written,
             // The If-Match contract: someone else's change in between answers 412.
-            Err(TransitionError::Raced) => {
-                let current = self.ledger.order_for(session, id).await?;
-                return Err(Error::PreconditionFailed { current_version: current.version });
-            }
+            Err(TransitionError::Raced) => return Err(self.precondition_failed(session, id).await),
             Err(other) => return Err(other.into()),
         };
         Ok(written)
@@ -652,7 +671,6 @@ fn as_seen_by(session: &Session, order: Order) -> Order {
     if session.is_admin() { order } else { order.for_customer() }
 }
 
-/// An optional free-text reason: trimmed, at most 500 characters, no control characters.
 /// 412 when the caller read another version of the order than the one stored (`If-Match`).
 fn require_version(order: &Order, if_match: Option<u64>) -> Result<()> {
     match if_match {
@@ -663,6 +681,7 @@ fn require_version(order: &Order, if_match: Option<u64>) -> Result<()> {
     }
 }
 
+/// An optional free-text reason: trimmed, at most 500 characters, no control characters.
 fn parse_reason(raw: Option<String>) -> Result<Option<String>> {
     optional_text("reason", raw.as_deref(), 500).map_err(|e| Error::Validation(vec![e]))
 }

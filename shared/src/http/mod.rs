@@ -55,7 +55,7 @@ pub fn app(routes: Router, sessions: Sessions) -> Router {
 pub fn answered_before_the_app(request: &Request, error: ApiError) -> Response {
     let request_id = request_id(request);
     let mut response = error.into_response();
-    tracing::info!(%request_id, method = %request.method(), path = %request.uri().path(), status = response.status().as_u16(), "request refused before the app");
+    tracing::info!(%request_id, method = %request.method(), path = logged_path(request), status = response.status().as_u16(), "request refused before the app");
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -163,6 +163,16 @@ fn gateway_request_id(_: &Request) -> Option<String> {
     None
 }
 
+/// The request's path for a log line, cut at the longest URI the app serves.
+fn logged_path(request: &Request) -> &str {
+    let path = request.uri().path();
+    let mut end = path.len().min(MAX_URI_BYTES);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 /// The request's id, for handlers that pass it on (as a queued message's correlation id).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -174,7 +184,7 @@ async fn trace_request(mut request: Request, next: Next) -> Response {
         "request",
         request_id = %request_id,
         method = %request.method(),
-        path = %request.uri().path(),
+        path = logged_path(&request),
         subject = tracing::field::Empty,
     );
     let started = Instant::now();
