@@ -11,9 +11,10 @@ server (for SQS) up:
 What it does:
 1. Creates a fresh set of tables (names prefixed `lambda-<random>-`) with the project's own code:
    `target/debug/orderly-local` with ORDERLY_STORE=dynamodb creates missing tables at start-up.
-   Creates the three queues and their dead-letter queues (same prefix) in moto with boto3, each
+   Creates the four queues and their dead-letter queues (same prefix) in moto with boto3, each
    redriving to its DLQ after 5 receives, as template.yaml does; the functions get their URLs
-   (ORDERS_QUEUE_URL, ..., FULFILLMENT_DLQ_URL) and AWS_ENDPOINT_URL_SQS.
+   (ORDERS_QUEUE_URL, ..., NOTIFICATIONS_DLQ_URL) and AWS_ENDPOINT_URL_SQS. Creates the
+   low-stock alert topic in moto's SNS too, and verifies the mail sender in its SES.
 2. Starts `cargo lambda watch --only-lambda-apis` on 127.0.0.1 and a free port: the Lambda
    runtime API and invoke API, without cargo-lambda building or starting anything.
 3. Starts the prebuilt target/debug/<function> binaries with AWS_LAMBDA_RUNTIME_API pointing at
@@ -355,33 +356,31 @@ class Functions:
             raise HarnessError(f"{function} exited with status {proc.returncode} at start-up:\n" + self.children.log_tail(function))
 
 
-def sqs_client(env: dict[str, str]) -> Any:
+def aws_client(service: str, endpoint_variable: str, env: dict[str, str], **timeouts: Any) -> Any:
+    """A boto3 client for an emulator, at the endpoint `env[endpoint_variable]` names;
+    `timeouts` go to botocore's Config (connect_timeout, read_timeout, retries)."""
     try:
         import boto3
         from botocore.config import Config
     except ImportError:
         raise HarnessError("boto3 is missing from the .tools/py venv: run scripts/setup-tools.sh") from None
     return boto3.client(
-        "sqs",
-        endpoint_url=env["AWS_ENDPOINT_URL_SQS"],
+        service,
+        endpoint_url=env[endpoint_variable],
         region_name=env["AWS_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2}),
+        config=Config(**timeouts),
     )
+
+
+def sqs_client(env: dict[str, str]) -> Any:
+    return aws_client("sqs", "AWS_ENDPOINT_URL_SQS", env, connect_timeout=2, read_timeout=10, retries={"max_attempts": 2})
 
 
 def verify_sender(env: dict[str, str]) -> None:
     """Verifies MAIL_FROM's address in moto's SES, as the stack's operator does in SES."""
-    import boto3
-
-    ses = boto3.client(
-        "sesv2",
-        endpoint_url=env["AWS_ENDPOINT_URL_SESV2"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    ses = aws_client("sesv2", "AWS_ENDPOINT_URL_SESV2", env)
     address = MAIL_FROM.split("<")[1].rstrip(">")
     try:
         ses.create_email_identity(EmailIdentity=address)
@@ -391,15 +390,7 @@ def verify_sender(env: dict[str, str]) -> None:
 
 def create_topic(env: dict[str, str], prefix: str) -> dict[str, str]:
     """Creates the low-stock alert topic in moto's SNS: template logical id to its ARN."""
-    import boto3
-
-    sns = boto3.client(
-        "sns",
-        endpoint_url=env["AWS_ENDPOINT_URL_SNS"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    sns = aws_client("sns", "AWS_ENDPOINT_URL_SNS", env)
     try:
         return {"LowStockTopic": sns.create_topic(Name=f"{prefix}low-stock")["TopicArn"]}
     except Exception as err:  # noqa: BLE001 - any failure here means no topic
@@ -442,18 +433,8 @@ def delete_tables(env: dict[str, str], prefix: str) -> None:
     """Best effort: drops every table of this run (whatever tables the code created), so an
     endpoint that outlives the run keeps nothing of it."""
     try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        return
-    try:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
+        client = aws_client(
+            "dynamodb", "AWS_ENDPOINT_URL_DYNAMODB", env, connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}
         )
         names = [n for page in client.get_paginator("list_tables").paginate() for n in page["TableNames"]]
         for name in names:

@@ -84,22 +84,14 @@ impl Sweeper {
         let mut report = SweepReport::default();
         let mut unread = None;
         // One order failing never stops the sweep of the others: it is logged and retried next time.
-        let step = Instant::now();
-        for order in self.orders_due(OrderStatus::ProcessingOrder, now, step, &mut unread).await {
-            if step.elapsed() > STEP_BUDGET {
-                break;
-            }
+        for order in self.orders_due(OrderStatus::ProcessingOrder, now, &mut unread).await {
             match self.orders.release_order(order.id).await {
                 Ok(Release::Released) => report.released += 1,
                 Ok(_) => {}
                 Err(err) => tracing::error!(order_id = %order.id, error = %err, "sweep could not release"),
             }
         }
-        let step = Instant::now();
-        for order in self.orders_due(OrderStatus::Pending, now, step, &mut unread).await {
-            if step.elapsed() > STEP_BUDGET {
-                break;
-            }
+        for order in self.orders_due(OrderStatus::Pending, now, &mut unread).await {
             let Some(order) = self.unpaid_and_not_paying(order).await else { continue };
             let (id, reason) = (order.id, Some(DEADLINE_PASSED.to_owned()));
             match self.ledger.apply(order, OrderEvent::PaymentDeadlinePassed, SYSTEM, reason).await {
@@ -113,11 +105,7 @@ impl Sweeper {
         }
         // Paid a while ago and still not shipped: the fulfillment message was lost (or is
         // dead-lettered); queue it again (shipping is idempotent).
-        let step = Instant::now();
-        for order in self.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, step, &mut unread).await {
-            if step.elapsed() > STEP_BUDGET {
-                break;
-            }
+        for order in self.orders_due(OrderStatus::Paid, now - UNSHIPPED_GRACE, &mut unread).await {
             let message = FulfillmentMessage::Ship { order_id: order.id };
             if self.ledger.send(QueueName::Fulfillment, &message, &order.correlation_id, Duration::ZERO).await.is_ok() {
                 report.requeued_fulfillment += 1;
@@ -158,18 +146,18 @@ impl Sweeper {
         }
     }
 
-    /// Orders in `status` due by `due_by`, oldest first, up to `DUE_PAGES` pages of `DUE_PAGE`
-    /// read within the step's budget (it started at `step`): read page by page, so orders the
-    /// sweep must leave for now (a payment out at the gateway, a release that keeps failing)
-    /// never hide newer ones behind them, unless there are thousands. What could not be read
-    /// is logged, and the first error kept in `unread`.
+    /// Orders in `status` due by `due_by`, oldest first, up to `DUE_PAGES` pages of `DUE_PAGE`,
+    /// for one step of the sweep: read page by page, so orders the sweep must leave for now (a
+    /// payment out at the gateway, a release that keeps failing) never hide newer ones behind
+    /// them, unless there are thousands. Reading and handing out stop once the step has had its
+    /// `STEP_BUDGET`. What could not be read is logged, and the first error kept in `unread`.
     async fn orders_due(
         &self,
         status: OrderStatus,
         due_by: OffsetDateTime,
-        step: Instant,
         unread: &mut Option<Error>,
-    ) -> Vec<Order> {
+    ) -> impl Iterator<Item = Order> + use<> {
+        let step = Instant::now();
         let mut due = Vec::new();
         let mut page = PageRequest::first(DUE_PAGE);
         for _ in 0..DUE_PAGES {
@@ -191,7 +179,7 @@ impl Sweeper {
                 }
             }
         }
-        due
+        due.into_iter().take_while(move |_| step.elapsed() <= STEP_BUDGET)
     }
 
     /// The order as it stands if no payment of it is being charged: a payment accepted before
