@@ -163,8 +163,47 @@ async fn a_guesser_cannot_lock_the_owner_out(store: Arc<dyn Store>) {
     assert!(owner.is_ok(), "the owner gets in from home: {owner:?}");
 }
 
+/// An address with several wrong parts names every one of them in one answer (sign-up, and an
+/// order's shipping address alongside its other errors); nothing is stored.
+async fn every_wrong_part_of_an_address_is_named(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let address = json!({"line1": " ", "line2": "Flat\u{7}2", "city": "", "postal_code": "", "country": "Britain"});
+    let refused = api
+        .post(
+            "/customers",
+            json!({"name": "", "email": "a@example.com", "password": "long enough pw", "address": address}),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        field_errors(&refused),
+        ["name", "address.line1", "address.line2", "address.city", "address.postal_code", "address.country"],
+        "{}",
+        refused.body
+    );
+    assert_eq!(api.get("/customers").await.body["items"], json!([]), "nothing was stored");
+
+    let kettle = product(&api, "Kettle", 5).await;
+    let (_, token) = api.customer("buyer@example.com").await;
+    let order = json!({
+        "items": [{"product_id": kettle["id"], "quantity": 0}],
+        "shipping_address": {"line1": "1 High St", "city": "", "postal_code": "", "country": "GB"},
+    });
+    let refused =
+        api.send(Method::POST, "/orders", Some(order), &[("authorization", &format!("Bearer {token}"))]).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        field_errors(&refused),
+        ["items[0].quantity", "shipping_address.city", "shipping_address.postal_code"],
+        "{}",
+        refused.body
+    );
+    assert_eq!(api.get(&format!("/products/{}", kettle["id"].as_str().expect("id"))).await.body["stock"], 5);
+}
+
 on_every_store!(
     control_characters_are_refused_in_free_text,
+    every_wrong_part_of_an_address_is_named,
     header_details_follow_http,
     concurrent_correct_logins_are_never_refused,
     a_guesser_cannot_lock_the_owner_out,

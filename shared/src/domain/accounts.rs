@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::Invalid as _;
 use super::auth::{AccessToken, AuthConfig, Password, Sessions, too_many};
 use super::field_errors;
 use super::passwords::Hasher;
@@ -51,7 +52,7 @@ impl Accounts {
     pub async fn ensure_admin(&self, username: &str, password: Password) -> Result<Admin> {
         let username = match (Username::parse("username", username), password.check_new("password")) {
             (Ok(u), Ok(())) => u,
-            (u, p) => return Err(field_errors([u.err(), p.err()])),
+            (u, p) => return Err(field_errors([u.invalid(), p.invalid()])),
         };
         let admin = Admin { id: Uuid::now_v7(), username, created_at: self.clock.now() };
         let hash = self.hasher.hash(password).await?;

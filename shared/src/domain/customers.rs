@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use std::net::IpAddr;
 
+use super::Invalid as _;
 use super::auth::{LoginLimits, Password, too_many};
 use super::directory::CustomerDirectory;
 use super::passwords::Hasher;
@@ -75,7 +76,9 @@ impl Customers {
         let password = input.password.check_new("password");
         let (name, email, phone, address) = match (name, email, phone, address, password) {
             (Ok(n), Ok(e), Ok(p), Ok(a), Ok(())) => (n, e, p, a),
-            (n, e, p, a, pw) => return Err(field_errors([n.err(), e.err(), pw.err(), p.err(), a.err()])),
+            (n, e, p, a, pw) => {
+                return Err(field_errors([n.invalid(), e.invalid(), pw.invalid(), p.invalid(), a.invalid()]));
+            }
         };
         let now = self.clock.now();
         if let Some(ip) = source {
@@ -107,7 +110,7 @@ impl Customers {
         let address = patch.address.map(|a| Address::parse("address", a)).transpose();
         let (name, email, phone, address) = match (name, email, phone, address) {
             (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
-            (n, e, p, a) => return Err(field_errors([n.err(), e.err(), p.err(), a.err()])),
+            (n, e, p, a) => return Err(field_errors([n.invalid(), e.invalid(), p.invalid(), a.invalid()])),
         };
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let current = self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))?;

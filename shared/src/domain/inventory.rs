@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::Invalid as _;
 use super::auth::Session;
 use super::ledger::{IdempotencyKey, saved_answer};
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, page_request};
@@ -200,7 +201,7 @@ impl Inventory {
             (Ok(0), _) => return Err(Error::invalid("delta", "must not be zero")),
             (Ok(delta), Ok(Some(reason))) => (delta, reason),
             (Ok(_), Ok(None)) => return Err(Error::invalid("reason", "is required: say why the stock changes")),
-            (d, r) => return Err(super::field_errors([d.err(), r.err()])),
+            (d, r) => return Err(super::field_errors([d.invalid(), r.invalid()])),
         };
         let fingerprint = serde_json::json!({"product_id": id, "delta": delta, "reason": reason}).to_string();
         if let Some(replayed) = self.replay(session, id, key.as_ref(), &fingerprint).await? {

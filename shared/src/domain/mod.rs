@@ -102,7 +102,24 @@ pub fn page_request(limit: Option<u32>, next_token: Option<String>) -> Result<Pa
     Ok(PageRequest { limit, token })
 }
 
-/// Collects the errors of independently parsed fields.
-fn field_errors<const N: usize>(errors: [Option<FieldError>; N]) -> Error {
+/// Collects the errors of independently parsed fields, so one answer names every bad field.
+fn field_errors<const N: usize>(errors: [Vec<FieldError>; N]) -> Error {
     Error::Validation(errors.into_iter().flatten().collect())
+}
+
+/// The field errors of one parsed input: none, one, or several (an address's parts).
+trait Invalid {
+    fn invalid(self) -> Vec<FieldError>;
+}
+
+impl<T> Invalid for std::result::Result<T, FieldError> {
+    fn invalid(self) -> Vec<FieldError> {
+        self.err().into_iter().collect()
+    }
+}
+
+impl<T> Invalid for std::result::Result<T, Vec<FieldError>> {
+    fn invalid(self) -> Vec<FieldError> {
+        self.err().unwrap_or_default()
+    }
 }

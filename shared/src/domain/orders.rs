@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::Invalid as _;
 use super::auth::{Caller, Session, TOKEN_REFUSED};
 use super::fulfillment::Fulfillment;
 use super::inventory::{low_stock_check, report_alert};
@@ -151,7 +152,7 @@ fn parse_order(input: NewOrder) -> Result<OrderRequest> {
     let address = match input.shipping_address.clone().map(|a| Address::parse("shipping_address", a)).transpose() {
         Ok(a) => a,
         Err(e) => {
-            errors.push(e);
+            errors.extend(e);
             None
         }
     };
@@ -530,7 +531,7 @@ impl Orders {
         let reason = optional_text("reason", amendment.reason.as_deref(), 500);
         let (address, note, target, reason) = match (address, note, target, reason) {
             (Ok(address), Ok(note), Ok(target), Ok(reason)) => (address, note, target, reason),
-            (a, n, t, r) => return Err(super::field_errors([a.err(), n.err(), t.err(), r.err()])),
+            (a, n, t, r) => return Err(super::field_errors([a.invalid(), n.invalid(), t.invalid(), r.invalid()])),
         };
         let order = self.ledger.order_for(session, id).await?;
         require_version(&order, if_match)?;

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
+use super::Invalid as _;
 use super::inventory::{low_stock_check, report_alert};
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
@@ -136,7 +137,15 @@ impl ProductChanges {
                 Ok(low_stock_threshold),
                 Ok(stock_shards),
             ) => Ok(Self { name, description, price_cents, stock, category, low_stock_threshold, stock_shards }),
-            (n, d, p, s, c, t, k) => Err(field_errors([n.err(), d.err(), p.err(), s.err(), c.err(), t.err(), k.err()])),
+            (n, d, p, s, c, t, k) => Err(field_errors([
+                n.invalid(),
+                d.invalid(),
+                p.invalid(),
+                s.invalid(),
+                c.invalid(),
+                t.invalid(),
+                k.invalid(),
+            ])),
         }
     }
 
@@ -186,7 +195,7 @@ impl ProductQuery {
         let q = optional_text("q", self.q.as_deref(), 200);
         let (category, min_price, max_price, q) = match (category, min, max, q) {
             (Ok(c), Ok(min), Ok(max), Ok(q)) => (c, min, max, q),
-            (c, min, max, q) => return Err(field_errors([c.err(), min.err(), max.err(), q.err()])),
+            (c, min, max, q) => return Err(field_errors([c.invalid(), min.invalid(), max.invalid(), q.invalid()])),
         };
         if let (Some(min), Some(max)) = (min_price, max_price)
             && min > max

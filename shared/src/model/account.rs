@@ -22,23 +22,26 @@ pub struct Address {
 }
 
 impl Address {
-    pub fn parse(field: &str, raw: Address) -> Result<Address, FieldError> {
-        let required =
-            |name: &str, value: &str, max: usize| match optional_text(&format!("{field}.{name}"), Some(value), max)? {
-                Some(v) => Ok(v),
-                None => Err(FieldError::new(format!("{field}.{name}"), "must not be empty")),
-            };
-        let country = raw.country.trim().to_ascii_uppercase();
-        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(FieldError::new(format!("{field}.country"), "must be a two-letter country code like GB"));
+    /// Checks every part, and names every one that is wrong (all the empty lines of an address
+    /// at once, not the first of them).
+    pub fn parse(field: &str, raw: Address) -> Result<Address, Vec<FieldError>> {
+        let required = |name: &str, value: &str, max: usize| {
+            let path = format!("{field}.{name}");
+            optional_text(&path, Some(value), max)?.ok_or_else(|| FieldError::new(path, "must not be empty"))
+        };
+        let country = Some(raw.country.trim().to_ascii_uppercase())
+            .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
+            .ok_or_else(|| FieldError::new(format!("{field}.country"), "must be a two-letter country code like GB"));
+        let line1 = required("line1", &raw.line1, 200);
+        let line2 = optional_text(&format!("{field}.line2"), raw.line2.as_deref(), 200);
+        let city = required("city", &raw.city, 100);
+        let postal_code = required("postal_code", &raw.postal_code, 20);
+        match (line1, line2, city, postal_code, country) {
+            (Ok(line1), Ok(line2), Ok(city), Ok(postal_code), Ok(country)) => {
+                Ok(Address { line1, line2, city, postal_code, country })
+            }
+            (l1, l2, c, p, cc) => Err([l1.err(), l2.err(), c.err(), p.err(), cc.err()].into_iter().flatten().collect()),
         }
-        Ok(Address {
-            line1: required("line1", &raw.line1, 200)?,
-            line2: optional_text(&format!("{field}.line2"), raw.line2.as_deref(), 200)?,
-            city: required("city", &raw.city, 100)?,
-            postal_code: required("postal_code", &raw.postal_code, 20)?,
-            country,
-        })
     }
 }
 
