@@ -119,6 +119,7 @@ class Run:
         self.data_dir = data_dir
         self.ids: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
+        self.emails: dict[str, str] = {}
         self.admin = ""
         # Console entries the tests provoke on purpose: (URL prefix, HTTP status).
         self.expected_console: list[tuple[str, int]] = []
@@ -154,6 +155,7 @@ class Run:
             }
             payload, _ = api.ok("POST", "/customers", body)
             self.ids[key] = payload["id"]
+            self.emails[key] = email
             self.tokens[key] = api.login({"email": email, "password": "correct horse battery"})
         # Ada orders and pays: the workers mark it paid and ship it.
         self.ids["ada_order"] = self.place("ada", [("mug", 2)])
@@ -630,6 +632,17 @@ class Run:
         # Customers: everyone who signed up.
         self.goto("#/customers", "customers")
         check(sorted(self.row_ids("#customers-body")) == sorted(self.ids[k] for k in ("ada", "bob", "cyd", "dee")), "the customers list differs")
+        # Finding a customer by the email they write from, in any letter case.
+        self.fill("#customers-email", self.emails["bob"].upper())
+        self.reloads("customers", lambda: self.q("#customers-apply").click())
+        check(self.row_ids("#customers-body") == [self.ids["bob"]], f"finding Bob by email: {self.row_ids('#customers-body')}")
+        check("email=" in self.js("return location.hash;"), "the search is not in the address bar")
+        self.fill("#customers-email", "nobody@example.com")
+        self.reloads("customers", lambda: self.q("#customers-apply").click())
+        check(self.row_ids("#customers-body") == [], "an unknown email finds someone")
+        check("No customer signs in with this email" in self.q("#customers-body").text, f"empty search: {self.q('#customers-body').text!r}")
+        self.reloads("customers", lambda: self.q("#customers-reset").click())
+        check(len(self.row_ids("#customers-body")) == 4 and self.q("#customers-email").get_attribute("value") == "", "Clear does not list everyone again")
         # Paging through next_token, three products a page.
         self.goto("#/inventory?limit=3", "inventory")
         first = self.row_ids("#inventory-body")

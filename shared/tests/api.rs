@@ -59,6 +59,45 @@ async fn customers_sign_up_read_update_and_list(store: Arc<dyn Store>) {
     assert_problem(&missing, StatusCode::NOT_FOUND);
 }
 
+/// Staff find a customer by the email they write from, in any letter case, on both list
+/// routes; an email nobody signs in with finds no one, a malformed one is a 422, and a customer
+/// may not search. An email change moves the customer to the new email.
+async fn staff_find_a_customer_by_email(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let (ada, ada_token) = api.customer("Ada@Example.com").await;
+    api.customer("bob@example.com").await;
+    let found = |reply: &common::http::Reply| -> Vec<String> {
+        let items = reply.body["items"].as_array().expect("items");
+        items.iter().map(|c| c["id"].as_str().expect("id").to_owned()).collect()
+    };
+    for route in ["/customers", "/admin/customers"] {
+        let reply = api.get(&format!("{route}?email=ADA%40example.COM")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(found(&reply), std::slice::from_ref(&ada), "{route}: {}", reply.body);
+        assert_eq!(reply.body["next_token"], Value::Null);
+        let nobody = api.get(&format!("{route}?email=nobody%40example.com")).await;
+        assert_eq!(found(&nobody), Vec::<String>::new(), "{route}: {}", nobody.body);
+    }
+    let malformed = api.get("/customers?email=admin").await;
+    assert_problem(&malformed, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(malformed.body["errors"][0]["field"], "email", "{}", malformed.body);
+    let by_customer = api
+        .send(
+            Method::GET,
+            "/customers?email=bob%40example.com",
+            None,
+            &[("authorization", &format!("Bearer {ada_token}"))],
+        )
+        .await;
+    assert_problem(&by_customer, StatusCode::FORBIDDEN);
+
+    let moved =
+        api.send(Method::PATCH, &format!("/customers/{ada}"), Some(json!({"email": "ada@new.example"})), &[]).await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    assert_eq!(found(&api.get("/customers?email=ada%40example.com").await), Vec::<String>::new());
+    assert_eq!(found(&api.get("/customers?email=Ada%40New.Example").await), [ada]);
+}
+
 async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
     let reply = api
@@ -580,6 +619,7 @@ on_every_store!(
     public_catalog_reads_revalidate_with_etags,
     customers_sign_up_read_update_and_list,
     invalid_customers_get_field_errors,
+    staff_find_a_customer_by_email,
     invalid_products_get_field_errors,
     products_crud_with_etags,
     a_stale_if_match_is_refused_and_changes_nothing,

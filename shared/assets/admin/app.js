@@ -1555,12 +1555,21 @@
 
   let customersPager;
 
+  function onCustomersFilter(event) {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    const email = $("customers-email").value.trim();
+    if (email) params.set("email", email);
+    go(listHash("customers", params));
+  }
+
   async function loadCustomers() {
     const section = $("view-customers");
     const seq = nextSeq("customers");
     setViewState(section, "loading");
+    const email = $("customers-email").value.trim();
     try {
-      const { data } = await api("GET", "/admin/customers", { query: { limit: pageSize, next_token: customersPager.token } });
+      const { data } = await api("GET", "/admin/customers", { query: { limit: pageSize, next_token: customersPager.token, email } });
       if (!current("customers", seq)) return;
       const items = (data && data.items) || [];
       if (items.length) {
@@ -1572,7 +1581,7 @@
           el("td", null, when(c.created_at)),
           el("td", null, el("a", { href: `#/orders?customer_id=${enc(c.id)}` }, "Orders")))));
       } else {
-        emptyRow($("customers-body"), 6, "No customers yet.");
+        emptyRow($("customers-body"), 6, email ? "No customer signs in with this email." : "No customers yet.");
       }
       customersPager.update(data && data.next_token, items.length);
       setViewState(section, "ready");
@@ -1584,7 +1593,8 @@
     }
   }
 
-  VIEWS.customers = () => {
+  VIEWS.customers = ({ params }) => {
+    $("customers-email").value = params.get("email") || "";
     customersPager.reset();
     loadCustomers();
   };
@@ -1611,6 +1621,8 @@
     });
 
     $("orders-filter").addEventListener("submit", onOrdersFilter);
+    $("customers-filter").addEventListener("submit", onCustomersFilter);
+    $("customers-reset").addEventListener("click", () => go("#/customers"));
     $("orders-reset").addEventListener("click", () => go("#/orders"));
 
     $("order-reload").addEventListener("click", () => {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::auth::Session;
 use crate::error::{Error, Result};
-use crate::model::Customer;
+use crate::model::{Customer, Email, Role};
 use crate::store::{AccountStore, Page};
 
 /// GET /customers and GET /admin/customers query.
@@ -18,6 +18,9 @@ use crate::store::{AccountStore, Page};
 pub struct CustomerQuery {
     pub limit: Option<u32>,
     pub next_token: Option<String>,
+    /// Finds the customer who signs in with this email, in any letter case: a page of that one
+    /// customer, or an empty page.
+    pub email: Option<String>,
 }
 
 #[derive(Clone)]
@@ -36,10 +39,19 @@ impl CustomerDirectory {
         self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))
     }
 
-    /// Every customer in sign-up order (admins).
+    /// Every customer in sign-up order, or the one with an email (admins: finding who wrote
+    /// in to the shop).
     pub async fn customers(&self, session: &Session, query: CustomerQuery) -> Result<Page<Customer>> {
         session.require_admin()?;
         let page = super::page_request(query.limit, query.next_token)?;
-        Ok(self.store.list_customers(&page).await?)
+        let Some(email) = query.email else {
+            return Ok(self.store.list_customers(&page).await?);
+        };
+        let email = Email::parse("email", &email).map_err(|invalid| Error::Validation(vec![invalid]))?;
+        let found = match self.store.find_login(&email.key()).await? {
+            Some(login) if login.role == Role::Customer => self.store.get_customer(login.subject).await?,
+            _ => None,
+        };
+        Ok(Page { items: found.into_iter().collect(), next_token: None })
     }
 }
