@@ -12,7 +12,10 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
-    #[error("the resource has changed: current version is {current_version}")]
+    #[error(
+        "If-Match does not name the current version, {current_version}: the resource has changed since it \
+         was read, or the tag is weak (W/ never matches); read it again, or send If-Match: \"{current_version}\""
+    )]
     PreconditionFailed { current_version: u64 },
     #[error("{0}")]
     BadRequest(String),

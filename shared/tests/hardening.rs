@@ -100,6 +100,12 @@ async fn header_details_follow_http(store: Arc<dyn Store>) {
     let uri = format!("/products/{}", mug["id"].as_str().expect("id"));
     let weak = api.send(Method::PATCH, &uri, Some(json!({"price_cents": 1})), &[("if-match", "W/\"1\"")]).await;
     assert_problem(&weak, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(weak.body["current_version"], 1, "{}", weak.body);
+    let detail = weak.body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("weak") && detail.contains("If-Match: \"1\""),
+        "the answer says why and what to send: {detail}"
+    );
     assert_eq!(api.get(&uri).await.body["price_cents"], 500, "nothing changed");
     let strong = api.send(Method::PATCH, &uri, Some(json!({"price_cents": 1})), &[("if-match", "\"1\"")]).await;
     assert_eq!(strong.status, StatusCode::OK, "{}", strong.body);
