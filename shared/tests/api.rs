@@ -98,6 +98,50 @@ async fn staff_find_a_customer_by_email(store: Arc<dyn Store>) {
     assert_eq!(found(&api.get("/customers?email=Ada%40New.Example").await), [ada]);
 }
 
+/// PATCH is a merge patch: `null` removes what may be removed (a customer's phone and address,
+/// a product's description) and is refused with a 422 naming the field where nothing may be
+/// removed (a name, an email, a price), changing nothing.
+async fn null_removes_what_may_be_removed_and_nothing_else(store: Arc<dyn Store>) {
+    let api = Api::new(store).await;
+    let signed_up = api
+        .post(
+            "/customers",
+            json!({"name": "Ada", "email": "ada@example.com", "password": "correct horse battery", "phone": "+44 20 7946 0000",
+                   "address": {"line1": "1 Analytical St", "city": "London", "postal_code": "N1 1AA", "country": "GB"}}),
+        )
+        .await;
+    let customer = format!("/customers/{}", signed_up.body["id"].as_str().expect("id"));
+    for field in ["name", "email"] {
+        let refused = api.send(Method::PATCH, &customer, Some(json!({field: null, "phone": null})), &[]).await;
+        assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.body["errors"][0]["field"], field, "{}", refused.body);
+    }
+    assert_eq!(api.get(&customer).await.body, signed_up.body, "nothing changed");
+    let removed = api.send(Method::PATCH, &customer, Some(json!({"phone": null, "address": null})), &[]).await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert_eq!((&removed.body["phone"], &removed.body["address"]), (&Value::Null, &Value::Null), "{}", removed.body);
+    assert_eq!((removed.body["name"].as_str(), removed.body["version"].as_u64()), (Some("Ada"), Some(2)));
+    let untouched = api.send(Method::PATCH, &customer, Some(json!({})), &[]).await;
+    assert_eq!(untouched.body, removed.body, "an empty patch changes nothing");
+
+    let created = api
+        .post(
+            "/products",
+            json!({"name": "Mug", "description": "Stoneware", "price_cents": 500, "stock": 3, "category": "kitchen"}),
+        )
+        .await;
+    let product = format!("/products/{}", created.body["id"].as_str().expect("id"));
+    for field in ["name", "price_cents", "category", "stock", "low_stock_threshold", "stock_shards"] {
+        let refused = api.send(Method::PATCH, &product, Some(json!({field: null})), &[]).await;
+        assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.body["errors"][0]["field"], field, "{}", refused.body);
+    }
+    assert_eq!(api.get(&product).await.body, created.body, "nothing changed");
+    let cleared = api.send(Method::PATCH, &product, Some(json!({"description": null})), &[]).await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
+    assert_eq!((cleared.body["description"].as_str(), cleared.body["name"].as_str()), (Some(""), Some("Mug")));
+}
+
 async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {
     let api = Api::new(store).await;
     let reply = api
@@ -620,6 +664,7 @@ on_every_store!(
     customers_sign_up_read_update_and_list,
     invalid_customers_get_field_errors,
     staff_find_a_customer_by_email,
+    null_removes_what_may_be_removed_and_nothing_else,
     invalid_products_get_field_errors,
     products_crud_with_etags,
     a_stale_if_match_is_refused_and_changes_nothing,

@@ -36,10 +36,18 @@ pub struct NewCustomer {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerPatch {
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub email: Option<String>,
-    pub phone: Option<String>,
-    pub address: Option<Address>,
+    /// `null` (or an empty string) removes it.
+    #[serde(default, deserialize_with = "crate::model::removable")]
+    pub phone: Option<Option<String>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "crate::model::removable")]
+    pub address: Option<Option<Address>>,
 }
 
 fn parse_phone(raw: Option<&str>) -> Result<Option<String>, FieldError> {
@@ -106,8 +114,8 @@ impl Customers {
     pub async fn update_customer(&self, id: Uuid, if_match: Option<u64>, patch: CustomerPatch) -> Result<Customer> {
         let name = patch.name.as_deref().map(|n| PersonName::parse("name", n)).transpose();
         let email = patch.email.as_deref().map(|e| Email::parse("email", e)).transpose();
-        let phone = patch.phone.as_deref().map(|p| parse_phone(Some(p))).transpose();
-        let address = patch.address.map(|a| Address::parse("address", a)).transpose();
+        let phone = patch.phone.map(|p| parse_phone(p.as_deref())).transpose();
+        let address = patch.address.map(|a| a.map(|a| Address::parse("address", a)).transpose()).transpose();
         let (name, email, phone, address) = match (name, email, phone, address) {
             (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
             (n, e, p, a) => return Err(field_errors([n.invalid(), e.invalid(), p.invalid(), a.invalid()])),
@@ -130,7 +138,7 @@ impl Customers {
                 updated.phone = p.clone();
             }
             if let Some(a) = &address {
-                updated.address = Some(a.clone());
+                updated.address = a.clone();
             }
             if updated == current {
                 return Ok(current);

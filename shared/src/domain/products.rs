@@ -55,13 +55,27 @@ pub struct NewProduct {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductPatch {
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub name: Option<String>,
-    pub description: Option<String>,
+    /// `null` (or an empty string) removes it.
+    #[serde(default, deserialize_with = "crate::model::removable")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub price_cents: Option<i64>,
     /// If present, must equal the current stock (409 naming the current stock otherwise).
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub stock: Option<i64>,
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub category: Option<String>,
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub low_stock_threshold: Option<i64>,
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub stock_shards: Option<u32>,
     /// Expected current version; the `If-Match` header takes precedence.
     pub version: Option<u64>,
@@ -91,7 +105,7 @@ impl From<NewProduct> for ProductPatch {
     fn from(input: NewProduct) -> Self {
         Self {
             name: Some(input.name),
-            description: Some(input.description.unwrap_or_default()),
+            description: Some(input.description),
             price_cents: Some(input.price_cents),
             stock: Some(input.stock),
             category: Some(input.category),
@@ -118,8 +132,10 @@ impl ProductChanges {
         let name = patch.name.as_deref().map(|n| ProductName::parse("name", n)).transpose();
         let description = patch
             .description
-            .as_deref()
-            .map(|d| optional_multiline_text("description", Some(d), MAX_DESCRIPTION).map(Option::unwrap_or_default))
+            .as_ref()
+            .map(|d| {
+                optional_multiline_text("description", d.as_deref(), MAX_DESCRIPTION).map(Option::unwrap_or_default)
+            })
             .transpose();
         let price = patch.price_cents.map(|p| int_in_range("price_cents", p, 0, MAX_PRICE_CENTS)).transpose();
         let stock = patch.stock.map(|s| int_in_range("stock", s, 0, MAX_STOCK)).transpose();

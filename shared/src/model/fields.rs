@@ -3,9 +3,25 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::FieldError;
+
+/// A PATCH member (RFC 7396 merge patch) that may be left out but not removed, such as a
+/// product's name: `null` is refused (a 422 naming the field) instead of leaving the field
+/// alone. With `#[serde(default, deserialize_with = "not_null")]` on an `Option<T>`.
+pub fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A PATCH member that may be removed, such as a customer's phone: left out is `None` (left as
+/// it is), `null` is `Some(None)` (removed), a value `Some(Some(value))`. With
+/// `#[serde(default, deserialize_with = "removable")]` on an `Option<Option<T>>`.
+pub fn removable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
 
 fn trimmed_len_between(field: &str, raw: &str, min: usize, max: usize) -> Result<String, FieldError> {
     let value = raw.trim();

@@ -12,7 +12,8 @@ mod product;
 
 pub use account::{Address, Admin, Customer, Principal, Role};
 pub use fields::{
-    Category, Email, PersonName, ProductName, Username, int_in_range, optional_multiline_text, optional_text,
+    Category, Email, PersonName, ProductName, Username, int_in_range, not_null, optional_multiline_text, optional_text,
+    removable,
 };
 pub use inventory::{AlertCause, StockAdjustment, StockAlert, crosses_threshold};
 pub use notice::{Notice, NoticeKind, NoticePayment, notice_of_placement, notice_of_transition};
