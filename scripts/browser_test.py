@@ -25,6 +25,7 @@ import tempfile
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -643,6 +644,10 @@ class Run:
         check("No customer signs in with this email" in self.q("#customers-body").text, f"empty search: {self.q('#customers-body').text!r}")
         self.reloads("customers", lambda: self.q("#customers-reset").click())
         check(len(self.row_ids("#customers-body")) == 4 and self.q("#customers-email").get_attribute("value") == "", "Clear does not list everyone again")
+        # A search opened from its address (a link, a bookmark) fills the form and filters.
+        self.goto(f"#/customers?email={urllib.parse.quote(self.emails['cyd'])}", "customers")
+        check(self.q("#customers-email").get_attribute("value") == self.emails["cyd"], "the form does not show the search")
+        check(self.row_ids("#customers-body") == [self.ids["cyd"]], f"the address's search: {self.row_ids('#customers-body')}")
         # Paging through next_token, three products a page.
         self.goto("#/inventory?limit=3", "inventory")
         first = self.row_ids("#inventory-body")

@@ -13,8 +13,8 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     #[error(
-        "If-Match does not name the current version, {current_version}: the resource has changed since it \
-         was read, or the tag is weak (W/ never matches); read it again, or send If-Match: \"{current_version}\""
+        "the current version is {current_version}, not the one given (a weak W/ ETag never matches): read it \
+         again and re-apply your change with its version"
     )]
     PreconditionFailed { current_version: u64 },
     #[error("{0}")]

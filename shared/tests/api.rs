@@ -131,7 +131,7 @@ async fn null_removes_what_may_be_removed_and_nothing_else(store: Arc<dyn Store>
         )
         .await;
     let product = format!("/products/{}", created.body["id"].as_str().expect("id"));
-    for field in ["name", "price_cents", "category", "stock", "low_stock_threshold", "stock_shards"] {
+    for field in ["name", "price_cents", "category", "stock", "low_stock_threshold", "stock_shards", "version"] {
         let refused = api.send(Method::PATCH, &product, Some(json!({field: null})), &[]).await;
         assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(refused.body["errors"][0]["field"], field, "{}", refused.body);
@@ -140,6 +140,18 @@ async fn null_removes_what_may_be_removed_and_nothing_else(store: Arc<dyn Store>
     let cleared = api.send(Method::PATCH, &product, Some(json!({"description": null})), &[]).await;
     assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
     assert_eq!((cleared.body["description"].as_str(), cleared.body["name"].as_str()), (Some(""), Some("Mug")));
+    let described = api.send(Method::PATCH, &product, Some(json!({"description": "Blue"})), &[]).await;
+    assert_eq!(described.body["description"], "Blue", "{}", described.body);
+    let replaced = api
+        .send(
+            Method::PUT,
+            &product,
+            Some(json!({"name": "Mug", "price_cents": 500, "stock": 3, "category": "kitchen"})),
+            &[],
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    assert_eq!(replaced.body["description"], "", "a PUT without a description clears it");
 }
 
 async fn invalid_customers_get_field_errors(store: Arc<dyn Store>) {

@@ -19,7 +19,8 @@ pub struct CustomerQuery {
     pub limit: Option<u32>,
     pub next_token: Option<String>,
     /// Finds the customer who signs in with this email, in any letter case: a page of that one
-    /// customer, or an empty page.
+    /// customer, or an empty page (`limit` and `next_token` do not apply); a malformed email
+    /// is a 422. Encode a `+` in it as `%2B`.
     pub email: Option<String>,
 }
 

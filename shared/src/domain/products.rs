@@ -78,6 +78,8 @@ pub struct ProductPatch {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub stock_shards: Option<u32>,
     /// Expected current version; the `If-Match` header takes precedence.
+    #[serde(default, deserialize_with = "crate::model::not_null")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub version: Option<u64>,
 }
 
