@@ -128,7 +128,7 @@ async fn inventory_item(
 ) -> Result<Response, ApiError> {
     let item = office.inventory.item(id).await?;
     let version = item.product.version;
-    Ok(super::with_version(JsonResponse(item).into_response(), version))
+    Ok(super::versioned_json(item, version))
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/admin/inventory", tag = "admin", summary = "Create a product", request_body = crate::domain::NewProduct, responses((status = 201, description = "Created", body = crate::model::Product, headers(("ETag" = String, description = "The version, for If-Match"), ("Location" = String, description = "The product's URI"))), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "A product with this name exists", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]

@@ -11,7 +11,6 @@ use super::ApiError;
 use super::extract::{Id, IfMatch, Json, Query, SourceAddress};
 use super::session::{AdminSession, Session};
 use crate::domain::{CustomerPatch, CustomerQuery, Customers, NewCustomer, NoticeBoard, NoticeQuery};
-use crate::model::Customer;
 
 pub fn routes(customers: Customers, notices: NoticeBoard) -> Router {
     Router::new()
@@ -54,7 +53,9 @@ async fn list(
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/customers/{id}", tag = "customers", summary = "Read a customer (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id")), responses((status = 200, description = "The customer", body = crate::model::Customer, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) -> Result<Response, ApiError> {
-    Ok(versioned(customers.directory().customer(&session, id).await?))
+    let customer = customers.directory().customer(&session, id).await?;
+    let version = customer.version;
+    Ok(super::versioned_json(customer, version))
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/customers/{id}", tag = "customers", summary = "Change a customer's record (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::CustomerPatch, responses((status = 200, description = "The customer as stored", body = crate::model::Customer, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The email is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
@@ -66,11 +67,7 @@ async fn update(
     Json(patch): Json<CustomerPatch>,
 ) -> Result<Response, ApiError> {
     session.require_self_or_admin(id, "customer")?;
-    Ok(versioned(customers.update_customer(id, expected, patch).await?))
-}
-
-/// A customer with their version as the ETag, for `If-Match` on the next change.
-fn versioned(customer: Customer) -> Response {
+    let customer = customers.update_customer(id, expected, patch).await?;
     let version = customer.version;
-    super::with_version(JsonResponse(customer).into_response(), version)
+    Ok(super::versioned_json(customer, version))
 }

@@ -97,6 +97,11 @@ pub(crate) fn with_version(mut response: Response, version: u64) -> Response {
     response
 }
 
+/// A JSON answer with the resource's version as its ETag (see [`with_version`]).
+pub(crate) fn versioned_json(body: impl serde::Serialize, version: u64) -> Response {
+    with_version(axum::Json(body).into_response(), version)
+}
+
 /// How long a browser or CDN may reuse a public catalog answer without asking again.
 pub(crate) const CATALOG_CACHE_CONTROL: &str = "public, max-age=5";
 

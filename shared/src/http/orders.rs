@@ -114,7 +114,7 @@ pub(super) async fn order_with_payments(
     let order = orders.order_for(session, id).await?;
     let payments = payments.payments_of(order.id).await?;
     let version = order.version;
-    Ok(super::with_version(JsonResponse(OrderWithPayments { order, payments }).into_response(), version))
+    Ok(super::versioned_json(OrderWithPayments { order, payments }, version))
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/{id}/tracking", tag = "orders", summary = "Tracking: carrier, number, events", params(("id" = Uuid, Path, description = "Order id")), responses((status = 200, description = "Tracking", body = crate::domain::Tracking), (status = 404, description = "No such order (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
@@ -203,7 +203,7 @@ async fn cancel(
 /// An order with its version as the ETag, for `If-Match` on the next write.
 fn versioned(order: Order) -> Response {
     let version = order.version;
-    super::with_version(JsonResponse(order).into_response(), version)
+    super::versioned_json(order, version)
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/orders/metrics", tag = "orders", summary = "Order counters (admin)", responses((status = 200, description = "Counts by status, average processing time, revenue", body = crate::domain::OrderMetrics), (status = 403, description = "Admins only", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
