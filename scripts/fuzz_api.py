@@ -90,8 +90,11 @@ def main() -> int:
                            "--workers", "1", "--seed", "1", "--no-color",
                            "--phases", "examples,coverage,fuzzing,stateful"]
                 if token:
-                    # Logging out would revoke the very token the rest of the run uses.
-                    command += ["--header", f"Authorization: Bearer {token}", "--exclude-path", "/auth/logout"]
+                    # Logging out (here or everywhere) or a password change would end the very
+                    # token the rest of the run uses; the anonymous run still reaches them.
+                    command += ["--header", f"Authorization: Bearer {token}"]
+                    for path in ["/auth/logout", "/auth/logout-everywhere", "/auth/password"]:
+                        command += ["--exclude-path", path]
                 if subprocess.run(command, cwd=data).returncode != 0:
                     failed.append(who)
         finally:

@@ -47,6 +47,7 @@ EXPECTED = {
     "the admin's note is on the order": '"admin_note":"left with the neighbour"',
     "the overview counts revenue and dead letters": '"dead_letters":[{"queue":"orders"',
     "the customer lists their notices": '"kind":"order_shipped"',
+    "a password change refuses the old token and answers a new one": "401\n200\n",
     "logout takes effect at once": "204\n401\n",
     "delete answers 204 then 404": "204\n404\n",
 }

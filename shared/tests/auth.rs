@@ -414,6 +414,146 @@ async fn an_order_with_a_revoked_token_is_refused_and_places_nothing(store: Arc<
     assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
 }
 
+/// A password change checks the current password, ends every session of the account (this
+/// one, another device's, one this process had just confirmed, one confirmed by an order's own
+/// read) and answers a token that works; the old password no longer logs in.
+async fn a_password_change_ends_every_session_and_answers_a_new_token(store: Arc<dyn Store>) {
+    let (orderly, clock) = clocked(store);
+    let api = Api::over(orderly).await;
+    let mug =
+        api.post("/products", json!({"name": "Mug", "price_cents": 900, "stock": 5, "category": "kitchen"})).await;
+    let order = json!({"items": [{"product_id": mug.body["id"], "quantity": 1}]});
+    let (id, phone) = api.customer("a@example.com").await;
+    let laptop = login_as(&api, "a@example.com", CUSTOMER_PASSWORD).await;
+    let (_, other_customer) = api.customer("b@example.com").await;
+    let me = format!("/customers/{id}");
+    let bearer = |token: &str| format!("Bearer {token}");
+    let get_me = |token: String| {
+        let (api, me) = (&api, me.clone());
+        async move { api.send(Method::GET, &me, None, &[("authorization", &format!("Bearer {token}"))]).await.status }
+    };
+    assert_eq!(get_me(laptop.clone()).await, StatusCode::OK, "confirmed, so trusted for a while in this process");
+    clock.advance(Duration::seconds(1));
+
+    let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let phone_bearer = bearer(&phone);
+    let headers = [("authorization", phone_bearer.as_str())];
+    let wrong =
+        api.send(Method::POST, "/auth/password", Some(change("not my password", "brand new password")), &headers).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+    common::http::assert_problem(&wrong, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.body["errors"][0]["field"], "current_password", "{}", wrong.body);
+    let short = api.send(Method::POST, "/auth/password", Some(change(CUSTOMER_PASSWORD, "short")), &headers).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(short.body["errors"][0]["field"], "new_password", "{}", short.body);
+    let same =
+        api.send(Method::POST, "/auth/password", Some(change(CUSTOMER_PASSWORD, CUSTOMER_PASSWORD)), &headers).await;
+    assert_eq!(same.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(same.body["errors"][0]["field"], "new_password", "{}", same.body);
+    let extra = json!({"current_password": CUSTOMER_PASSWORD, "new_password": "brand new password", "x": 1});
+    assert_eq!(
+        api.send(Method::POST, "/auth/password", Some(extra), &headers).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(get_me(phone.clone()).await, StatusCode::OK, "refused changes end nothing");
+    assert_eq!(login(&api, "a@example.com", CUSTOMER_PASSWORD).await, StatusCode::OK, "nor change the password");
+
+    let changed =
+        api.send(Method::POST, "/auth/password", Some(change(CUSTOMER_PASSWORD, "brand new password")), &headers).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()), Some(&b"no-store"[..]));
+    let fresh = changed.body["access_token"].as_str().expect("a new token").to_owned();
+    assert_eq!(get_me(fresh.clone()).await, StatusCode::OK, "the new token works");
+    assert_eq!(get_me(phone.clone()).await, StatusCode::UNAUTHORIZED, "the token used is refused");
+    assert_eq!(get_me(laptop.clone()).await, StatusCode::UNAUTHORIZED, "another device's, though just confirmed here");
+    let placed = api.send(Method::POST, "/orders", Some(order.clone()), &[("authorization", &bearer(&laptop))]).await;
+    assert_eq!(placed.status, StatusCode::UNAUTHORIZED, "an order confirms in its own read: refused there too");
+    assert_eq!(login(&api, "a@example.com", CUSTOMER_PASSWORD).await, StatusCode::UNAUTHORIZED, "the old password");
+    assert_eq!(login(&api, "a@example.com", "brand new password").await, StatusCode::OK, "the new one");
+    let other = api.send(Method::GET, "/products", None, &[("authorization", &bearer(&other_customer))]).await;
+    assert_eq!(other.status, StatusCode::OK, "other accounts' sessions go on");
+    let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer(&fresh))]).await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+
+    // A wrong current password is a failed login, under the same limit (5 here): two are used
+    // (the wrong current password above, the old password's login), so three more guesses are
+    // answered and then even the right password waits for the window. A stolen token is no way
+    // round the limits.
+    let fresh_bearer = bearer(&fresh);
+    let fresh_headers = [("authorization", fresh_bearer.as_str())];
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let guess = change("guess guess guess", "another new password");
+        statuses.push(api.send(Method::POST, "/auth/password", Some(guess), &fresh_headers).await.status.as_u16());
+    }
+    assert_eq!(statuses, [422, 422, 422, 429]);
+    let right = change("brand new password", "another new password");
+    assert_eq!(
+        api.send(Method::POST, "/auth/password", Some(right), &fresh_headers).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login(&api, "a@example.com", "brand new password").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "shared with logins"
+    );
+}
+
+/// An admin changes their own password the same way.
+async fn an_admin_changes_their_password(store: Arc<dyn Store>) {
+    let (orderly, clock) = clocked(store);
+    let api = Api::over(orderly).await;
+    clock.advance(Duration::seconds(1));
+    let change = json!({"current_password": ADMIN_PASSWORD, "new_password": "a new admin password"});
+    let changed = api.post("/auth/password", change).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.body["role"], "admin");
+    assert_eq!(api.get("/admin/metrics").await.status, StatusCode::UNAUTHORIZED, "the old token is refused");
+    let fresh = format!("Bearer {}", changed.body["access_token"].as_str().expect("token"));
+    let metrics = api.send(Method::GET, "/admin/metrics", None, &[("authorization", &fresh)]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let new_login = json!({"username": "admin", "password": "a new admin password"});
+    assert_eq!(
+        api.send(Method::POST, "/auth/login", Some(new_login), &[("authorization", "")]).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Logging out everywhere refuses every token of the account issued until then, wherever it was
+/// issued; a later login works.
+async fn logging_out_everywhere_refuses_every_earlier_token(store: Arc<dyn Store>) {
+    let (orderly, clock) = clocked(store);
+    let api = Api::over(orderly).await;
+    let (id, phone) = api.customer("a@example.com").await;
+    let laptop = login_as(&api, "a@example.com", CUSTOMER_PASSWORD).await;
+    let (_, other_customer) = api.customer("b@example.com").await;
+    clock.advance(Duration::seconds(1));
+    let me = format!("/customers/{id}");
+    let status = |token: &str, method: Method, uri: &str| {
+        let (api, bearer, uri) = (&api, format!("Bearer {token}"), uri.to_owned());
+        async move { api.send(method, &uri, None, &[("authorization", &bearer)]).await.status }
+    };
+    assert_eq!(status(&laptop, Method::GET, &me).await, StatusCode::OK);
+    assert_eq!(status(&phone, Method::POST, "/auth/logout-everywhere").await, StatusCode::NO_CONTENT);
+    assert_eq!(status(&phone, Method::GET, &me).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&laptop, Method::GET, &me).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&laptop, Method::POST, "/auth/logout-everywhere").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&other_customer, Method::GET, "/products").await, StatusCode::OK, "other accounts go on");
+    let again = login_as(&api, "a@example.com", CUSTOMER_PASSWORD).await;
+    assert_eq!(status(&again, Method::GET, &me).await, StatusCode::OK, "a later login works");
+}
+
+async fn login(api: &Api, email: &str, password: &str) -> StatusCode {
+    let body = json!({"email": email, "password": password});
+    api.send(Method::POST, "/auth/login", Some(body), &[("authorization", "")]).await.status
+}
+
+async fn login_as(api: &Api, email: &str, password: &str) -> String {
+    let body = json!({"email": email, "password": password});
+    let reply = api.send(Method::POST, "/auth/login", Some(body), &[("authorization", "")]).await;
+    reply.body["access_token"].as_str().unwrap_or_else(|| panic!("login failed: {}", reply.body)).to_owned()
+}
+
 /// The production argon2 cost works end to end (the other tests use a cheaper one).
 async fn production_password_cost_signs_up_and_logs_in(store: Arc<dyn Store>) {
     let auth = common::test_auth().with_cost(PasswordCost::default());
@@ -430,6 +570,9 @@ on_every_store!(
     tokens_expire_by_the_service_clock,
     logout_takes_effect_on_every_function,
     an_order_with_a_revoked_token_is_refused_and_places_nothing,
+    a_password_change_ends_every_session_and_answers_a_new_token,
+    an_admin_changes_their_password,
+    logging_out_everywhere_refuses_every_earlier_token,
     production_password_cost_signs_up_and_logs_in,
 );
 

@@ -52,6 +52,7 @@ fn customer() -> Session {
     Session {
         principal: Principal { id: Uuid::now_v7(), role: Role::Customer },
         jti: Uuid::now_v7(),
+        issued_at: OffsetDateTime::now_utc(),
         expires_at: OffsetDateTime::now_utc() + Duration::hours(1),
     }
 }

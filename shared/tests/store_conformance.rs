@@ -10,7 +10,8 @@ use orderly::model::{
     Admin, AlertCause, Category, Email, Principal, Product, ProductName, Role, StockAdjustment, StockAlert, Username,
 };
 use orderly::store::{
-    AdjustmentWrite, LowStockCheck, PageRequest, ProductFilter, Store, StoreError, TokenCheck, UniqueKey,
+    AccountLogin, AdjustmentWrite, LowStockCheck, PageRequest, PasswordChange, ProductFilter, Store, StoreError,
+    TokenCheck, UniqueKey,
 };
 use time::Duration;
 use tokio::task::JoinSet;
@@ -326,38 +327,134 @@ async fn sessions_end_with_revocation_or_a_missing_principal(store: Arc<dyn Stor
     let ada = customer("ada@example.com");
     store.insert_customer(&ada, HASH).await.expect("customer");
     let principal = Principal { id: ada.id, role: Role::Customer };
-    let (jti, other_jti) = (Uuid::now_v7(), Uuid::now_v7());
     let t = now();
-    assert!(store.session_is_valid(&principal, jti, t).await.expect("check"));
+    let (jti, other_jti) = (Uuid::now_v7(), Uuid::now_v7());
+    let token = |jti, at| TokenCheck { jti, issued_at: t - Duration::minutes(1), now: at };
+    assert!(store.session_is_valid(&principal, token(jti, t)).await.expect("check"));
 
     store.revoke_token(jti, t + Duration::minutes(15)).await.expect("revoke");
-    assert!(!store.session_is_valid(&principal, jti, t).await.expect("check"), "revoked");
-    assert!(store.session_is_valid(&principal, other_jti, t).await.expect("check"), "only that token");
+    assert!(!store.session_is_valid(&principal, token(jti, t)).await.expect("check"), "revoked");
+    assert!(store.session_is_valid(&principal, token(other_jti, t)).await.expect("check"), "only that token");
     assert!(
-        store.session_is_valid(&principal, jti, t + Duration::minutes(16)).await.expect("check"),
+        store.session_is_valid(&principal, token(jti, t + Duration::minutes(16))).await.expect("check"),
         "a revocation is judged by its expiry, not by when TTL deletes it"
     );
 
     let as_admin = Principal { id: ada.id, role: Role::Admin };
-    assert!(!store.session_is_valid(&as_admin, other_jti, t).await.expect("check"), "no such admin");
+    assert!(!store.session_is_valid(&as_admin, token(other_jti, t)).await.expect("check"), "no such admin");
     let stranger = Principal { id: Uuid::now_v7(), role: Role::Customer };
-    assert!(!store.session_is_valid(&stranger, other_jti, t).await.expect("check"), "no such customer");
+    assert!(!store.session_is_valid(&stranger, token(other_jti, t)).await.expect("check"), "no such customer");
 
     // The same answers from the read of an order's context, which confirms a session in passing.
-    let revoked_in_context = |jti: Uuid, at| {
+    let revoked_in_context = |check: TokenCheck| {
         let store = store.clone();
-        async move {
-            let check = TokenCheck { jti, now: at };
-            store.order_context(ada.id, &[], Some(check)).await.expect("context").token_revoked
-        }
+        async move { store.order_context(ada.id, &[], Some(check)).await.expect("context").token_revoked }
     };
-    assert!(revoked_in_context(jti, t).await, "revoked");
-    assert!(!revoked_in_context(other_jti, t).await, "only that token");
-    assert!(!revoked_in_context(jti, t + Duration::minutes(16)).await, "until it would have expired");
+    assert!(revoked_in_context(token(jti, t)).await, "revoked");
+    assert!(!revoked_in_context(token(other_jti, t)).await, "only that token");
+    assert!(!revoked_in_context(token(jti, t + Duration::minutes(16))).await, "until it would have expired");
     let asked_nothing = store.order_context(ada.id, &[], None).await.expect("context");
     assert!(!asked_nothing.token_revoked && asked_nothing.customer.is_some());
-    let nobody = store.order_context(stranger.id, &[], Some(TokenCheck { jti: other_jti, now: t })).await;
+    let nobody = store.order_context(stranger.id, &[], Some(token(other_jti, t))).await;
     assert!(nobody.expect("context").customer.is_none(), "no such customer");
+}
+
+/// Ending an account's sessions refuses its tokens issued before then, to the millisecond,
+/// until they would all have expired; other accounts' tokens and later ones stay valid, and
+/// an earlier end never replaces a later one.
+async fn ending_sessions_refuses_the_accounts_earlier_tokens(store: Arc<dyn Store>) {
+    let (ada, bob) = (customer("ada@example.com"), customer("bob@example.com"));
+    store.insert_customer(&ada, HASH).await.expect("ada");
+    store.insert_customer(&bob, HASH).await.expect("bob");
+    let (ada_p, bob_p) =
+        (Principal { id: ada.id, role: Role::Customer }, Principal { id: bob.id, role: Role::Customer });
+    let t = now();
+    let issued = |at| TokenCheck { jti: Uuid::now_v7(), issued_at: at, now: t };
+    let valid = |principal: Principal, check: TokenCheck| {
+        let store = store.clone();
+        async move {
+            let checked = store.session_is_valid(&principal, check).await.expect("check");
+            let context = store.order_context(principal.id, &[], Some(check)).await.expect("context");
+            assert_eq!(checked, !context.token_revoked, "the context's read judges the token the same way");
+            checked
+        }
+    };
+    store.end_sessions(&ada_p, t, t + Duration::minutes(15)).await.expect("end");
+    assert!(!valid(ada_p, issued(t - Duration::milliseconds(1))).await, "issued a millisecond before");
+    assert!(!valid(ada_p, issued(t - Duration::minutes(10))).await);
+    assert!(valid(ada_p, issued(t)).await, "issued at the end itself: the token a change hands out");
+    assert!(valid(ada_p, issued(t + Duration::seconds(1))).await, "issued after");
+    assert!(valid(bob_p, issued(t - Duration::minutes(10))).await, "another account's tokens");
+    let later = TokenCheck { now: t + Duration::minutes(16), ..issued(t - Duration::minutes(10)) };
+    assert!(valid(ada_p, later).await, "judged by the end's own expiry, not by when it is collected");
+
+    store.end_sessions(&ada_p, t - Duration::minutes(5), t + Duration::minutes(10)).await.expect("an earlier end");
+    assert!(!valid(ada_p, issued(t - Duration::milliseconds(1))).await, "the later end stands");
+    store.end_sessions(&ada_p, t + Duration::seconds(2), t + Duration::minutes(15)).await.expect("a later end");
+    assert!(!valid(ada_p, issued(t + Duration::seconds(1))).await, "a later end moves it on");
+}
+
+/// A password change stores the new hash and ends the account's sessions in one write, only
+/// if the login is still the one read: a change or an email move meanwhile is a conflict and
+/// writes nothing.
+async fn password_changes_check_the_login_read_and_end_sessions(store: Arc<dyn Store>) {
+    let ada = customer("ada@example.com");
+    store.insert_customer(&ada, "ada-hash").await.expect("customer");
+    let admin =
+        Admin { id: Uuid::now_v7(), username: Username::parse("username", "root").expect("valid"), created_at: now() };
+    store.insert_admin(&admin, "admin-hash").await.expect("admin");
+    let ada_p = Principal { id: ada.id, role: Role::Customer };
+    let admin_p = Principal { id: admin.id, role: Role::Admin };
+    assert_eq!(
+        store.login_of(&ada_p).await.expect("read"),
+        Some(AccountLogin { login: "ada@example.com".into(), password_hash: "ada-hash".into() })
+    );
+    let root = store.login_of(&admin_p).await.expect("read").expect("admin login");
+    assert_eq!((root.login.as_str(), root.password_hash.as_str()), ("root", "admin-hash"));
+    let stranger = Principal { id: Uuid::now_v7(), role: Role::Customer };
+    assert_eq!(store.login_of(&stranger).await.expect("read"), None);
+    assert_eq!(store.login_of(&Principal { role: Role::Admin, ..ada_p }).await.expect("read"), None, "not an admin");
+
+    let t = now();
+    let old_token = TokenCheck { jti: Uuid::now_v7(), issued_at: t - Duration::seconds(1), now: t };
+    let read = store.login_of(&ada_p).await.expect("read").expect("login");
+    let change = |principal, login, hash| PasswordChange {
+        principal,
+        login,
+        new_hash: hash,
+        sessions_before: t,
+        sessions_until: t + Duration::minutes(15),
+    };
+    store.change_password(change(&ada_p, &read, "new-hash")).await.expect("change");
+    assert_eq!(store.find_login("ada@example.com").await.expect("find").expect("login").password_hash, "new-hash");
+    assert!(!store.session_is_valid(&ada_p, old_token).await.expect("check"), "earlier tokens refused");
+    assert!(
+        store.session_is_valid(&ada_p, TokenCheck { issued_at: t, ..old_token }).await.expect("check"),
+        "the new token is valid"
+    );
+    assert!(
+        matches!(store.change_password(change(&ada_p, &read, "stale-hash")).await, Err(StoreError::VersionConflict)),
+        "checked against a hash no longer stored"
+    );
+
+    // An email move between the read and the change: the login read is not this account's now.
+    let fresh = store.login_of(&ada_p).await.expect("read").expect("login");
+    let moved = next_version(&ada, |c| {
+        c.email = Email::parse("email", "countess@example.com").expect("valid");
+        c.version = 2;
+    });
+    store.update_customer(&ada, &moved).await.expect("email change");
+    assert!(
+        matches!(store.change_password(change(&ada_p, &fresh, "late-hash")).await, Err(StoreError::VersionConflict)),
+        "the login moved"
+    );
+    let login = store.find_login("countess@example.com").await.expect("find").expect("moved login");
+    assert_eq!(login.password_hash, "new-hash", "nothing written by the refused changes");
+
+    let root_token = TokenCheck { jti: Uuid::now_v7(), issued_at: t - Duration::seconds(1), now: t };
+    store.change_password(change(&admin_p, &root, "admin-new")).await.expect("admin change");
+    assert_eq!(store.find_login("root").await.expect("find").expect("login").password_hash, "admin-new");
+    assert!(!store.session_is_valid(&admin_p, root_token).await.expect("check"), "the admin's earlier tokens");
 }
 
 /// Expired rows are collected in bounded batches, never a live one; a backend whose database
@@ -377,14 +474,22 @@ async fn expired_rows_are_collected_in_batches_and_live_ones_kept(store: Arc<dyn
         store.acquire_attempt(key, 10, past_window).await.expect("a past window's counter");
     }
     store.acquire_attempt("account:a", 10, t + Duration::minutes(15)).await.expect("this window's counter");
+    let gone = customer("gone@example.com");
+    store.insert_customer(&gone, HASH).await.expect("customer");
+    let gone = Principal { id: gone.id, role: Role::Customer };
+    store.end_sessions(&gone, t - Duration::minutes(20), t - Duration::minutes(5)).await.expect("an expired end");
+    store.end_sessions(&principal, t, t + Duration::minutes(15)).await.expect("a live end");
 
     let first = store.delete_expired(t, 2).await.expect("delete");
     assert!(first == 0 || first == 2, "at most the limit: {first}");
     if first == 2 {
-        assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 3, "the rest, and only the expired");
+        assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 4, "the rest, and only the expired");
         assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 0);
     }
-    assert!(!store.session_is_valid(&principal, live, t).await.expect("check"), "a live revocation stays");
+    let live_token = TokenCheck { jti: live, issued_at: t - Duration::minutes(1), now: t };
+    assert!(!store.session_is_valid(&principal, live_token).await.expect("check"), "a live revocation stays");
+    let before_the_end = TokenCheck { jti: Uuid::now_v7(), ..live_token };
+    assert!(!store.session_is_valid(&principal, before_the_end).await.expect("check"), "a live end stays");
     let counts = store.attempt_counts(&["account:a".to_owned()], t + Duration::minutes(15)).await.expect("counts");
     assert_eq!(counts, [1], "a live counter stays");
 }
@@ -573,6 +678,8 @@ on_every_store!(
     stock_moves_record_exactly_the_crossing_they_were_read_for,
     logins_lead_to_customers_and_admins_and_follow_email_changes,
     sessions_end_with_revocation_or_a_missing_principal,
+    ending_sessions_refuses_the_accounts_earlier_tokens,
+    password_changes_check_the_login_read_and_end_sessions,
     attempt_counters_are_atomic_and_per_window,
     expired_rows_are_collected_in_batches_and_live_ones_kept,
     customers_round_trip,

@@ -1,6 +1,7 @@
-//! Authentication and authorization: access tokens (HS256 JWT) and their revocation until they
-//! would expire ([`Sessions`]), the settings of passwords and login limits, and the access
-//! rules every handler applies through [`Session`]. Hashing itself is in `passwords`.
+//! Authentication and authorization: access tokens (HS256 JWT), their revocation and the end of
+//! all of an account's sessions, each until the tokens would expire ([`Sessions`]), the settings
+//! of passwords and login limits, and the access rules every handler applies through
+//! [`Session`]. Hashing itself is in `passwords`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,17 +16,25 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Principal, Role};
-use crate::store::SessionStore;
+use crate::store::{SessionStore, TokenCheck};
 
 /// A verified, unrevoked access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub principal: Principal,
     pub jti: Uuid,
+    /// To the millisecond: a password change refuses the tokens issued before it, and the
+    /// token it issues itself is valid.
+    pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
 
 impl Session {
+    /// What the store judges of this token at `now`.
+    pub fn check(&self, now: OffsetDateTime) -> TokenCheck {
+        TokenCheck { jti: self.jti, issued_at: self.issued_at, now }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.principal.role == Role::Admin
     }
@@ -233,8 +242,26 @@ struct Claims {
     sub: Uuid,
     role: Role,
     jti: Uuid,
-    iat: i64,
+    /// Seconds with milliseconds (a JWT NumericDate may have a fraction): see
+    /// [`Session::issued_at`].
+    iat: f64,
     exp: i64,
+}
+
+/// `t` as a JWT NumericDate to the millisecond: seconds since the epoch with a fraction.
+#[cfg_attr(not(feature = "passwords"), allow(dead_code, reason = "only logins sign tokens"))]
+fn numeric_date(t: OffsetDateTime) -> f64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0
+}
+
+/// A NumericDate read back to the millisecond (an integer one, as tokens signed before
+/// milliseconds had, to its second); `None` for a value no date has.
+fn from_numeric_date(seconds: f64) -> Option<OffsetDateTime> {
+    let millis = (seconds * 1000.0).round();
+    if !millis.is_finite() || millis.abs() > 1e15 {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000).ok()
 }
 
 #[derive(Serialize)]
@@ -272,7 +299,13 @@ pub const TOKEN_REFUSED: &str = "the access token is invalid, expired or revoked
 /// check: a revocation made through another process (another Lambda function) is honoured
 /// within `AuthConfig::session_cache`; one made through this process at once.
 #[derive(Default)]
-struct CheckedSessions(Mutex<HashMap<Uuid, Instant>>);
+struct CheckedSessions(Mutex<HashMap<Uuid, Checked>>);
+
+/// When a token was found valid, and whose it is.
+struct Checked {
+    at: Instant,
+    subject: Uuid,
+}
 
 /// Past this many remembered tokens, the stale ones are dropped (and all, if none is stale).
 const MAX_CHECKED_SESSIONS: usize = 10_000;
@@ -280,22 +313,26 @@ const MAX_CHECKED_SESSIONS: usize = 10_000;
 impl CheckedSessions {
     fn fresh(&self, jti: Uuid, ttl: std::time::Duration) -> bool {
         let checked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        checked.get(&jti).is_some_and(|at| at.elapsed() < ttl)
+        checked.get(&jti).is_some_and(|checked| checked.at.elapsed() < ttl)
     }
 
-    fn remember(&self, jti: Uuid, ttl: std::time::Duration) {
+    fn remember(&self, session: &Session, ttl: std::time::Duration) {
         let mut checked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if checked.len() >= MAX_CHECKED_SESSIONS {
-            checked.retain(|_, at| at.elapsed() < ttl);
+            checked.retain(|_, checked| checked.at.elapsed() < ttl);
             if checked.len() >= MAX_CHECKED_SESSIONS {
                 checked.clear();
             }
         }
-        checked.insert(jti, Instant::now());
+        checked.insert(session.jti, Checked { at: Instant::now(), subject: session.principal.id });
     }
 
     fn forget(&self, jti: Uuid) {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&jti);
+    }
+
+    fn forget_account(&self, subject: Uuid) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, checked| checked.subject != subject);
     }
 }
 
@@ -312,7 +349,7 @@ impl Sessions {
             sub: principal.id,
             role: principal.role,
             jti: Uuid::now_v7(),
-            iat: now.unix_timestamp(),
+            iat: numeric_date(now),
             exp: expires.unix_timestamp(),
         };
         let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(JwtAlgorithm::HS256), &claims, &self.auth.encoding)
@@ -365,7 +402,13 @@ impl Sessions {
         if expires_at <= self.clock.now() {
             return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
-        Ok(Session { principal: Principal { id: claims.sub, role: claims.role }, jti: claims.jti, expires_at })
+        let issued_at = from_numeric_date(claims.iat).ok_or(Error::Unauthorized(TOKEN_REFUSED))?;
+        Ok(Session {
+            principal: Principal { id: claims.sub, role: claims.role },
+            jti: claims.jti,
+            issued_at,
+            expires_at,
+        })
     }
 
     /// Whether this process confirmed the session with the store recently enough to trust it.
@@ -376,7 +419,7 @@ impl Sessions {
     /// Asks the store whether the session's token is revoked and its account gone (401 if
     /// either), and remembers the answer for a while.
     async fn confirm(&self, session: &Session) -> Result<()> {
-        if !self.store.session_is_valid(&session.principal, session.jti, self.clock.now()).await? {
+        if !self.store.session_is_valid(&session.principal, session.check(self.clock.now())).await? {
             return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
         self.remember(session);
@@ -385,7 +428,7 @@ impl Sessions {
 
     /// Trusts the session for a while: the store has just found it valid.
     fn remember(&self, session: &Session) {
-        self.checked.remember(session.jti, self.auth.session_cache);
+        self.checked.remember(session, self.auth.session_cache);
     }
 
     /// Revokes the session's token until it would have expired anyway.
@@ -396,5 +439,46 @@ impl Sessions {
         self.checked.forget(session.jti);
         tracing::info!(subject = %session.principal.id, "logged out");
         Ok(())
+    }
+
+    /// Ends every session of the account: each of its tokens issued until now is refused until
+    /// it would have expired, wherever it was issued.
+    pub async fn logout_everywhere(&self, session: &Session) -> Result<()> {
+        let now = self.clock.now();
+        self.store.end_sessions(&session.principal, now, self.sessions_until(now)).await?;
+        self.forget_account(session.principal.id);
+        tracing::info!(subject = %session.principal.id, "logged out everywhere");
+        Ok(())
+    }
+
+    /// When every token issued until `now` has expired.
+    pub(crate) fn sessions_until(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now + self.auth.token_ttl
+    }
+
+    /// Forgets this process's confirmations of the account's tokens (after their sessions were
+    /// ended: refused here at once, elsewhere within the session cache's bound).
+    pub(crate) fn forget_account(&self, subject: Uuid) {
+        self.checked.forget_account(subject);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token's `iat` comes back as the millisecond it was issued at, for every millisecond:
+    /// a password change's own token must not read as issued before the change.
+    #[test]
+    fn numeric_dates_round_trip_to_the_millisecond() {
+        let start = OffsetDateTime::from_unix_timestamp(1_795_420_800).expect("a date");
+        for ms in (0..20_000).chain([86_399_999, 3_155_760_000_000]) {
+            let at = start + Duration::milliseconds(ms) + Duration::microseconds(999);
+            let whole_ms = start + Duration::milliseconds(ms);
+            assert_eq!(from_numeric_date(numeric_date(at)), Some(whole_ms), "{ms}");
+        }
+        assert_eq!(from_numeric_date(1_795_420_800.0), Some(start), "an integer iat, as older tokens have");
+        assert_eq!(from_numeric_date(f64::NAN), None);
+        assert_eq!(from_numeric_date(1e300), None);
     }
 }

@@ -30,7 +30,7 @@ mod services;
 mod sweep;
 
 #[cfg(feature = "passwords")]
-pub use accounts::{Accounts, LoginRequest};
+pub use accounts::{Accounts, LoginRequest, PasswordChangeRequest};
 pub use auth::{
     AccessToken, AuthConfig, Caller, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions,
     TOKEN_REFUSED,

@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::retry::backoff;
 use crate::store::{
-    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, Page, StoreError, TokenCheck, TransitionWrite,
+    Cooldown, LowStockCheck, NewOrderWrite, OrderContext, OrderFilter, Page, StoreError, TransitionWrite,
 };
 
 /// POST /orders body.
@@ -218,7 +218,7 @@ impl Orders {
             }
         };
         let mut token = match caller {
-            Caller::Unconfirmed(..) => Some(TokenCheck { jti: session.jti, now: self.ledger.now() }),
+            Caller::Unconfirmed(..) => Some(session.check(self.ledger.now())),
             Caller::Confirmed(_) => None,
         };
         // A request with a key already answered gets that answer, also when it raced the

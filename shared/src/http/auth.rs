@@ -1,4 +1,5 @@
-//! The `auth` function: logging in (under the failed-login limits) and logging out.
+//! The `auth` function: logging in (under the failed-login limits), changing a password, and
+//! logging out, on this device or everywhere.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -9,13 +10,19 @@ use axum::{Json as JsonResponse, Router};
 use super::ApiError;
 use super::extract::{Json, SourceAddress};
 use super::session::Session;
-use crate::domain::{Accounts, LoginRequest, Sessions};
+use crate::domain::{Accounts, LoginRequest, PasswordChangeRequest, Sessions};
 
 pub fn routes(accounts: Accounts, sessions: Sessions) -> Router {
     Router::new()
         .route("/auth/login", post(login))
+        .route("/auth/password", post(change_password))
         .with_state(accounts)
-        .merge(Router::new().route("/auth/logout", post(logout)).with_state(sessions))
+        .merge(
+            Router::new()
+                .route("/auth/logout", post(logout))
+                .route("/auth/logout-everywhere", post(logout_everywhere))
+                .with_state(sessions),
+        )
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/auth/login", tag = "auth", summary = "Log in (a customer by email, an admin by username)", request_body = crate::domain::LoginRequest, responses((status = 200, description = "An access token", body = crate::domain::AccessToken), (status = 401, description = "Wrong credentials", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many failed logins; Retry-After says when to try again", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
@@ -26,6 +33,23 @@ async fn login(
 ) -> Result<impl IntoResponse, ApiError> {
     let token = accounts.login(request, source).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], JsonResponse(token)))
+}
+
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/auth/password", tag = "auth", summary = "Change your password; every session of the account ends", description = "Checks `current_password` (a wrong one counts as a failed login, under the same limits), stores `new_password` and refuses every token of the account issued before now, this one included, wherever it was issued. The answer is a new token: use it from now on.", request_body = crate::domain::PasswordChangeRequest, responses((status = 200, description = "The password is changed; a new access token", body = crate::domain::AccessToken), (status = 401, description = "No token, or a token invalid, expired or revoked", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The password or the email changed meanwhile", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 422, description = "The current password is wrong, or the new one too short, too long or the same", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many failed logins; Retry-After says when to try again", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+async fn change_password(
+    State(accounts): State<Accounts>,
+    session: Session,
+    SourceAddress(source): SourceAddress,
+    Json(request): Json<PasswordChangeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = accounts.change_password(&session, request, source).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], JsonResponse(token)))
+}
+
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/auth/logout-everywhere", tag = "auth", summary = "Revoke every token of your account", description = "Every token of the account issued until now is refused, this one included, wherever it was issued (a lost phone, a shared computer). Log in again to go on.", responses((status = 204, description = "Every session ended")), security(("bearer" = []))))]
+async fn logout_everywhere(State(sessions): State<Sessions>, session: Session) -> Result<StatusCode, ApiError> {
+    sessions.logout_everywhere(&session).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg_attr(feature = "openapi", utoipa::path(post, path = "/auth/logout", tag = "auth", summary = "Revoke this token", responses((status = 204, description = "Revoked")), security(("bearer" = []))))]

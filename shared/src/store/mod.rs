@@ -139,16 +139,20 @@ pub struct OrderContext {
     pub customer: Option<Customer>,
     /// The requested products in request order; `None` for an unknown id.
     pub products: Vec<Option<Product>>,
-    /// Whether the token asked about ([`TokenCheck`]) is revoked; false when none was.
+    /// Whether the token asked about ([`TokenCheck`]) is refused (revoked, or issued before the
+    /// account's sessions were ended); false when none was asked about.
     pub token_revoked: bool,
 }
 
-/// A customer's session confirmed in the read of their order's context, saving a read of its
-/// own: the token's id, and now (a revocation lasts until the token would have expired). The
-/// account's existence is the context's `customer`.
+/// A token as the store judges it: its id (revoked by a logout), when it was issued (refused
+/// if before the account's sessions were ended: a password change, a logout everywhere), and
+/// now (either lasts until the token would have expired). Also confirmed in the read of an
+/// order's context, saving a read of its own; the account's existence is then the context's
+/// `customer`.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenCheck {
     pub jti: Uuid,
+    pub issued_at: OffsetDateTime,
     pub now: OffsetDateTime,
 }
 
@@ -288,6 +292,31 @@ impl fmt::Debug for Login {
     }
 }
 
+/// An account's login name (lower case) and password hash, found by the account's id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountLogin {
+    pub login: String,
+    pub password_hash: String,
+}
+
+impl fmt::Debug for AccountLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountLogin").field("login", &self.login).finish_non_exhaustive()
+    }
+}
+
+/// A new password hash for an account, replacing the one it was checked against, and the end of
+/// every session the account had: tokens issued before `sessions_before` are refused until
+/// `sessions_until`, when the last of them has expired anyway.
+#[derive(Clone, Copy)]
+pub struct PasswordChange<'a> {
+    pub principal: &'a Principal,
+    pub login: &'a AccountLogin,
+    pub new_hash: &'a str,
+    pub sessions_before: OffsetDateTime,
+    pub sessions_until: OffsetDateTime,
+}
+
 /// Customers, admins and their logins, and the failed-login counters.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
@@ -309,6 +338,14 @@ pub trait AccountStore: Send + Sync + 'static {
     /// The account a lower-case login name belongs to.
     async fn find_login(&self, login: &str) -> Result<Option<Login>, StoreError>;
 
+    /// The login name and password hash of the account `principal`, if it exists.
+    async fn login_of(&self, principal: &Principal) -> Result<Option<AccountLogin>, StoreError>;
+
+    /// Stores the new password hash and ends the account's sessions, in one write, if the
+    /// account's login is still `change.login` (the name and the hash): else `VersionConflict`
+    /// (the password or the email changed meanwhile), and nothing is written.
+    async fn change_password(&self, change: PasswordChange<'_>) -> Result<(), StoreError>;
+
     /// Takes one of `limit` attempts in the counter `key` for the window ending at
     /// `window_end`, atomically; false when none is left (and then nothing is counted).
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError>;
@@ -321,12 +358,20 @@ pub trait AccountStore: Send + Sync + 'static {
 /// What every authenticated request checks: revocations and whether the principal still exists.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// True while the token `jti` is not revoked and its principal still exists.
-    async fn session_is_valid(&self, principal: &Principal, jti: Uuid, now: OffsetDateTime)
-    -> Result<bool, StoreError>;
+    /// True while the token is not refused ([`TokenCheck`]) and its principal still exists.
+    async fn session_is_valid(&self, principal: &Principal, token: TokenCheck) -> Result<bool, StoreError>;
 
     /// Refuses the token `jti` until `expires_at` (when it would expire anyway).
     async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Refuses every token of `principal` issued before `before`, until `until` (when the last
+    /// of them has expired anyway). An earlier end never replaces a later one.
+    async fn end_sessions(
+        &self,
+        principal: &Principal,
+        before: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 }
 
 /// Products and their categories.

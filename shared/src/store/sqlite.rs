@@ -16,10 +16,11 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login, NewOrderWrite,
-    NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PaymentChange, PaymentFilter,
-    PaymentStore, ProductFilter, SessionStore, StoreError, TokenCheck, TransitionWrite, UniqueKey, attempt_key,
-    counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds, token,
+    AccountLogin, AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, HoldRelease, Login,
+    NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page, PageRequest, PasswordChange,
+    PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TokenCheck, TransitionWrite,
+    UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis, hold_release, refunds,
+    token,
 };
 use crate::clock::Clock;
 use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
@@ -171,6 +172,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE refunds_pending ADD COLUMN retry_after INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX refunds_pending_by_retry ON refunds_pending (retry_after, payment_id);
+"#,
+    // An account's sessions ended (a password change, a logout everywhere): its tokens issued
+    // before `before_ms` are refused until `expires_at`, when they have all expired anyway.
+    r#"
+    CREATE TABLE sessions_ended (
+        subject_id TEXT PRIMARY KEY,
+        before_ms  INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX sessions_ended_by_expiry ON sessions_ended (expires_at);
 "#,
 ];
 
@@ -441,6 +452,44 @@ impl AccountStore for SqliteStore {
             .await
     }
 
+    async fn login_of(&self, principal: &Principal) -> Result<Option<AccountLogin>, StoreError> {
+        let (id, role) = (principal.id.to_string(), principal.role);
+        self.db
+            .read(move |tx| {
+                let sql = match role {
+                    Role::Customer => "SELECT email_key, password_hash FROM customers WHERE id = ?1",
+                    Role::Admin => "SELECT username_key, password_hash FROM admins WHERE id = ?1",
+                };
+                tx.row(sql, [id], |row| Ok(AccountLogin { login: row.get(0)?, password_hash: row.get(1)? }))
+                    .optional()
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn change_password(&self, change: PasswordChange<'_>) -> Result<(), StoreError> {
+        let (id, role) = (change.principal.id.to_string(), change.principal.role);
+        let (login, previous, new) =
+            (change.login.login.clone(), change.login.password_hash.clone(), change.new_hash.to_owned());
+        let (before, until) = (change.sessions_before, change.sessions_until);
+        self.db
+            .write(move |tx| {
+                let sql = match role {
+                    Role::Customer => {
+                        "UPDATE customers SET password_hash = ?2 WHERE id = ?1 AND email_key = ?3 AND password_hash = ?4"
+                    }
+                    Role::Admin => {
+                        "UPDATE admins SET password_hash = ?2 WHERE id = ?1 AND username_key = ?3 AND password_hash = ?4"
+                    }
+                };
+                if tx.exec(sql, params![id, new, login, previous]).map_err(backend)? != 1 {
+                    return Err(StoreError::VersionConflict);
+                }
+                end_sessions(tx, &id, before, until)
+            })
+            .await
+    }
+
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
         let key = attempt_key(key, window_end);
         let expires_at = window_end.unix_timestamp();
@@ -484,6 +533,7 @@ impl ExpiryStore for SqliteStore {
                 for (table, expired_before) in [
                     ("login_attempts", seconds),
                     ("revoked_tokens", seconds),
+                    ("sessions_ended", seconds),
                     ("cooldowns", seconds),
                     ("idempotency", millis),
                 ] {
@@ -509,16 +559,11 @@ impl ExpiryStore for SqliteStore {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn session_is_valid(
-        &self,
-        principal: &Principal,
-        jti: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    async fn session_is_valid(&self, principal: &Principal, token: TokenCheck) -> Result<bool, StoreError> {
         let (id, role) = (principal.id.to_string(), principal.role);
         self.db
             .read(move |tx| {
-                let revoked = token_revoked(tx, jti, now)?;
+                let revoked = token_refused(tx, &id, token)?;
                 let exists_sql = match role {
                     Role::Customer => "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1)",
                     Role::Admin => "SELECT EXISTS (SELECT 1 FROM admins WHERE id = ?1)",
@@ -542,6 +587,16 @@ impl SessionStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn end_sessions(
+        &self,
+        principal: &Principal,
+        before: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let subject = principal.id.to_string();
+        self.db.write(move |tx| end_sessions(tx, &subject, before, until)).await
     }
 }
 
@@ -764,7 +819,7 @@ impl OrderStore for SqliteStore {
         self.db
             .read(move |tx| {
                 let token_revoked = match token {
-                    Some(token) => token_revoked(tx, token.jti, token.now)?,
+                    Some(token) => token_refused(tx, &customer, token)?,
                     None => false,
                 };
                 let cooldown = read_cooldown(tx, &customer)?;
@@ -1387,14 +1442,33 @@ impl NoticeFeed {
     }
 }
 
-/// Whether the token `jti` is revoked (until it would have expired).
-fn token_revoked(tx: &Connection, jti: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
+/// Whether the token of the account `subject` is refused: revoked, or issued before the
+/// account's sessions were ended (either until it would have expired).
+fn token_refused(tx: &Connection, subject: &str, token: TokenCheck) -> Result<bool, StoreError> {
     tx.row(
-        "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)",
-        params![jti.to_string(), expired_before(now)],
+        "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1 AND expires_at > ?2)
+             OR EXISTS (SELECT 1 FROM sessions_ended WHERE subject_id = ?3 AND before_ms > ?4 AND expires_at > ?2)",
+        params![token.jti.to_string(), expired_before(token.now), subject, epoch_millis(token.issued_at)],
         |row| row.get(0),
     )
     .map_err(backend)
+}
+
+/// Ends the sessions of the account `subject` begun before `before`, keeping a later end.
+fn end_sessions(
+    tx: &Connection,
+    subject: &str,
+    before: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<(), StoreError> {
+    tx.exec(
+        "INSERT INTO sessions_ended (subject_id, before_ms, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (subject_id) DO UPDATE SET before_ms = MAX(before_ms, excluded.before_ms),
+                                                expires_at = MAX(expires_at, excluded.expires_at)",
+        params![subject, epoch_millis(before), until.unix_timestamp()],
+    )
+    .map_err(backend)?;
+    Ok(())
 }
 
 fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {

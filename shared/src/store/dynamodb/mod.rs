@@ -26,11 +26,11 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use super::{
-    AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, FIRST_RELAY_AFTER, HoldRelease,
-    Login, LowStockCheck, NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore, Page,
-    PageRequest, PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore, StoreError, TokenCheck,
-    TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis, from_epoch_millis,
-    hold_release, refunds, token,
+    AccountLogin, AccountStore, AdjustmentWrite, AlertStore, CatalogStore, Cooldown, ExpiryStore, FIRST_RELAY_AFTER,
+    HoldRelease, Login, LowStockCheck, NewOrderWrite, NoticeClaim, NoticeStore, OrderContext, OrderFilter, OrderStore,
+    Page, PageRequest, PasswordChange, PaymentChange, PaymentFilter, PaymentStore, ProductFilter, SessionStore,
+    StoreError, TokenCheck, TransitionWrite, UniqueKey, attempt_key, counter_deltas, counters_from, epoch_millis,
+    from_epoch_millis, hold_release, refunds, token,
 };
 use crate::model::{
     Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
@@ -154,6 +154,9 @@ fn admin_pk(id: Uuid) -> String {
 }
 fn revoked_pk(jti: Uuid) -> String {
     format!("REVOKED#{jti}")
+}
+fn sessions_ended_pk(subject: Uuid) -> String {
+    format!("SESSIONS_ENDED#{subject}")
 }
 fn attempts_pk(key: &str, window_end: OffsetDateTime) -> String {
     format!("ATTEMPTS#{}", attempt_key(key, window_end))
@@ -568,6 +571,26 @@ impl DynamoStore {
         let mut item = to_item(&LoginItem { subject_id, role, password_hash: password_hash.to_owned() })?;
         item.insert("pk".into(), s(login_pk(login)));
         self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)
+    }
+
+    /// Ends the account's sessions begun before `before`, in a password change's transaction.
+    /// Unconditional: the change's own condition orders changes, and a condition here would
+    /// fail the change for good behind an end a skewed clock dated later.
+    fn end_sessions_update(
+        &self,
+        principal: &Principal,
+        before: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(sessions_ended_pk(principal.id))))
+            .update_expression(END_SESSIONS)
+            .set_expression_attribute_names(Some(end_sessions_names()))
+            .set_expression_attribute_values(Some(end_sessions_values(before, until)))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     fn count_category(&self, category: &Category, delta: i64) -> Result<TransactWriteItem, StoreError> {
@@ -1218,6 +1241,45 @@ impl AccountStore for DynamoStore {
         Ok(item.map(|i| Login { subject: i.subject_id, role: i.role, password_hash: i.password_hash }))
     }
 
+    async fn login_of(&self, principal: &Principal) -> Result<Option<AccountLogin>, StoreError> {
+        let table = &self.tables.customers;
+        let login = match principal.role {
+            Role::Customer => self.get::<Customer>(table, customer_pk(principal.id)).await?.map(|c| c.email.key()),
+            Role::Admin => {
+                self.get::<Admin>(table, admin_pk(principal.id)).await?.map(|a| a.username.as_str().to_owned())
+            }
+        };
+        let Some(login) = login else { return Ok(None) };
+        let item: Option<LoginItem> = self.get(table, login_pk(&login)).await?;
+        // A login moved by an email change between the two reads is not this account's any more.
+        Ok(item
+            .filter(|item| item.subject_id == principal.id)
+            .map(|item| AccountLogin { login, password_hash: item.password_hash }))
+    }
+
+    async fn change_password(&self, change: PasswordChange<'_>) -> Result<(), StoreError> {
+        let table = &self.tables.customers;
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(pk(login_pk(&change.login.login))))
+            .update_expression("SET password_hash = :new")
+            .condition_expression("subject_id = :id AND password_hash = :previous")
+            .expression_attribute_values(":new", s(change.new_hash))
+            .expression_attribute_values(":id", s(change.principal.id.to_string()))
+            .expression_attribute_values(":previous", s(change.login.password_hash.clone()))
+            .build()
+            .map_err(build_err)?;
+        let actions = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.end_sessions_update(change.principal, change.sessions_before, change.sessions_until)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(TransactionError::ConditionFailed(_)) => Err(StoreError::VersionConflict),
+            Err(TransactionError::Store(e)) => Err(e),
+        }
+    }
+
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
         let result = self
             .client
@@ -1263,20 +1325,41 @@ impl ExpiryStore for DynamoStore {
 
 #[async_trait]
 impl SessionStore for DynamoStore {
-    async fn session_is_valid(
-        &self,
-        principal: &Principal,
-        jti: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        // One round trip for both questions: is the token revoked, does its principal exist.
+    async fn session_is_valid(&self, principal: &Principal, token: TokenCheck) -> Result<bool, StoreError> {
+        // One round trip for both questions: is the token refused, does its principal exist.
         let subject = match principal.role {
             Role::Customer => customer_pk(principal.id),
             Role::Admin => admin_pk(principal.id),
         };
-        let revoked = revoked_pk(jti);
-        let found = self.batch_get(&self.tables.customers, vec![subject.clone(), revoked.clone()]).await?;
-        Ok(found.contains_key(&subject) && !still_revoked(found.get(&revoked), now))
+        let mut keys = token_keys(principal.id, token);
+        keys.push(subject.clone());
+        let found = self.batch_get(&self.tables.customers, keys).await?;
+        Ok(found.contains_key(&subject) && !token_refused(&found, principal.id, token))
+    }
+
+    async fn end_sessions(
+        &self,
+        principal: &Principal,
+        before: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.customers)
+            .set_key(Some(pk(sessions_ended_pk(principal.id))))
+            .update_expression(END_SESSIONS)
+            .condition_expression("attribute_not_exists(before_ms) OR before_ms < :before")
+            .set_expression_attribute_names(Some(end_sessions_names()))
+            .set_expression_attribute_values(Some(end_sessions_values(before, until)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later end is already there: it covers this one.
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(sdk_error("UpdateItem", err)),
+        }
     }
 
     async fn revoke_token(&self, jti: Uuid, expires_at: OffsetDateTime) -> Result<(), StoreError> {
@@ -1292,6 +1375,37 @@ impl SessionStore for DynamoStore {
             .map_err(|e| sdk_error("PutItem", e))?;
         Ok(())
     }
+}
+
+/// Sets an account's ended sessions: tokens issued before `:before` refused until `:until`.
+const END_SESSIONS: &str = "SET before_ms = :before, expires_at = :until, #ttl = :until";
+
+fn end_sessions_names() -> HashMap<String, String> {
+    HashMap::from([("#ttl".to_owned(), schema::TTL_ATTRIBUTE.to_owned())])
+}
+
+fn end_sessions_values(before: OffsetDateTime, until: OffsetDateTime) -> Item {
+    HashMap::from([(":before".to_owned(), n(epoch_millis(before))), (":until".to_owned(), n(until.unix_timestamp()))])
+}
+
+/// The items that say whether a token of `subject` is refused: its revocation and the
+/// account's ended sessions.
+fn token_keys(subject: Uuid, token: TokenCheck) -> Vec<String> {
+    vec![revoked_pk(token.jti), sessions_ended_pk(subject)]
+}
+
+/// Whether the token is refused by the items [`token_keys`] read: revoked, or issued before the
+/// account's sessions were ended (either until it would have expired).
+fn token_refused(found: &HashMap<String, Item>, subject: Uuid, token: TokenCheck) -> bool {
+    let ended = found.get(&sessions_ended_pk(subject)).is_some_and(|item| {
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+            _ => None,
+        };
+        number("before_ms").is_some_and(|before| before > epoch_millis(token.issued_at))
+            && number("expires_at").is_some_and(|until| until > token.now.unix_timestamp())
+    });
+    ended || still_revoked(found.get(&revoked_pk(token.jti)), token.now)
 }
 
 /// Whether a revocation item read (if any) still holds at `now`: until the token would have
@@ -1509,18 +1623,12 @@ impl OrderStore for DynamoStore {
         // One read: the customer with their cooldown (and the token's revocation, when asked),
         // and the products.
         let (cooldown_key, customer_key) = (cooldown_pk(customer), customer_pk(customer));
-        let revoked_key = token.map(|token| revoked_pk(token.jti));
-        let customer_keys = [Some(cooldown_key.clone()), Some(customer_key.clone()), revoked_key.clone()];
+        let mut customer_keys = token.map(|token| token_keys(customer, token)).unwrap_or_default();
+        customer_keys.extend([cooldown_key.clone(), customer_key.clone()]);
         let mut found = self
-            .batch_get_across(&[
-                (&self.tables.customers, customer_keys.into_iter().flatten().collect()),
-                (&self.tables.products, pks.clone()),
-            ])
+            .batch_get_across(&[(&self.tables.customers, customer_keys), (&self.tables.products, pks.clone())])
             .await?;
-        let token_revoked = match (token, revoked_key) {
-            (Some(token), Some(key)) => still_revoked(found.get(&key), token.now),
-            _ => false,
-        };
+        let token_revoked = token.is_some_and(|token| token_refused(&found, customer, token));
         let cooldown = found.remove(&cooldown_key).map(cooldown_from_item).transpose()?;
         let placed_by = found.remove(&customer_key).map(from_item::<Customer>).transpose()?;
         let products: Vec<Option<Product>> =

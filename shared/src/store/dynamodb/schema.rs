@@ -11,6 +11,7 @@
 //! | customers | login (unique email or username, password hash) | `LOGIN#<lower login>` | – | – |
 //! | customers | admin | `ADMIN#<id>` | – | – |
 //! | customers | revoked token (TTL) | `REVOKED#<jti>` | – | – |
+//! | customers | an account's ended sessions (TTL) | `SESSIONS_ENDED#<account id>` | – | – |
 //! | customers | failed-login counter (TTL) | `ATTEMPTS#<kind>:<key>#<window end>` | – | – |
 //! | products | product | `PRODUCT#<id>` | `PRODUCT` / lower name | `IN_CATEGORY#<slug>` / lower name |
 //! | products | name guard | `PRODUCT_NAME#<lower name>` | – | – |
