@@ -48,6 +48,7 @@ EXPECTED = {
     "the overview counts revenue and dead letters": '"dead_letters":[{"queue":"orders"',
     "the customer lists their notices": '"kind":"order_shipped"',
     "a password change refuses the old token and answers a new one": "401\n200\n",
+    "a password reset is accepted": "202\n",
     "logout takes effect at once": "204\n401\n",
     "delete answers 204 then 404": "204\n404\n",
 }
@@ -62,6 +63,7 @@ EXPECTED_NOTICES = {
     "has shipped": 1,
     "was delivered": 1,
     "was cancelled": 1,            # the deferred order cancelled
+    "Reset your Orderly password": 1,
 }
 
 
@@ -133,7 +135,7 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.1)
             result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
-            wait_for_outbox(Path(data) / "outbox", len(EXPECTED_NOTICES))
+            wait_for_outbox(Path(data) / "outbox", sum(EXPECTED_NOTICES.values()))
         finally:
             server.terminate()
             server.wait(timeout=10)

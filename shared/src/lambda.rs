@@ -49,7 +49,7 @@ impl ColdStart {
     pub fn accounts(&self, sessions: Sessions) -> Result<Accounts, String> {
         let auth = self.auth()?;
         let hasher = Hasher::per_core(auth.cost);
-        Ok(Accounts::new(self.store.clone(), self.clock.clone(), auth, sessions, hasher))
+        Ok(Accounts::new(self.store.clone(), self.clock.clone(), auth, sessions, hasher, self.queue()?))
     }
 
     #[cfg(feature = "passwords")]

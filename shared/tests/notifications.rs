@@ -442,8 +442,92 @@ async fn with_the_stream_relaying_an_order_sends_no_notice_message() {
     assert_eq!(w.mailer.sent().len(), 1);
 }
 
+/// A forgotten password: the reset is asked anonymously (the same answer for an unknown email),
+/// its code arrives by email through the notifications queue, and sets a new password once,
+/// ending every session; a used, wrong or expired code is refused, and so are too many asks.
+async fn a_forgotten_password_is_reset_with_the_emailed_code(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (customer, token) = w.api.customer("reset@example.com").await;
+    let anonymous = [("authorization", "")];
+    let post = |uri: &'static str, body: Value| {
+        let api = &w.api;
+        async move { api.send(Method::POST, uri, Some(body), &[("authorization", "")]).await }
+    };
+    let asked = post("/auth/password-reset", json!({"email": "RESET@example.com"})).await;
+    assert_eq!((asked.status, &asked.body), (StatusCode::ACCEPTED, &Value::Null));
+    let unknown = post("/auth/password-reset", json!({"email": "nobody@example.com"})).await;
+    assert_eq!((unknown.status, &unknown.body), (StatusCode::ACCEPTED, &Value::Null), "the same answer");
+    assert_problem(
+        &post("/auth/password-reset", json!({"email": "not an email"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert_eq!(common::drain(w.queue.as_ref(), QueueName::Notifications, &w.notices).await, 1, "one email");
+    let sent = w.mailer.sent();
+    let email = sent.last().expect("the reset email");
+    assert_eq!((email.to_email.as_str(), email.subject.as_str()), ("reset@example.com", "Reset your Orderly password"));
+    let code =
+        email.text.lines().find_map(|line| line.strip_prefix("Your reset code is: ")).expect("the code").to_owned();
+    assert!(email.html.contains(&code));
+    let me = format!("/customers/{customer}");
+    let notices = w.api.get(&format!("{me}/notifications")).await;
+    assert_eq!(notices.body["items"], json!([]), "a reset is not a notice: its code is kept nowhere readable");
+    w.clock.advance(Duration::seconds(1));
+
+    let confirm = |code: &str, password: &str| json!({"code": code, "new_password": password});
+    let wrong = post("/auth/password-reset/confirm", confirm("not-the-code", "a brand new password")).await;
+    assert_problem(&wrong, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.body["errors"][0]["field"], "code");
+    let short = post("/auth/password-reset/confirm", confirm(&code, "short")).await;
+    assert_eq!(short.body["errors"][0]["field"], "new_password", "{}", short.body);
+    let reset = post("/auth/password-reset/confirm", confirm(&code, "a brand new password")).await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
+    let fresh = format!("Bearer {}", reset.body["access_token"].as_str().expect("a new token"));
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        w.api.send(Method::GET, &me, None, &[("authorization", &bearer)]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(w.api.send(Method::GET, &me, None, &[("authorization", &fresh)]).await.status, StatusCode::OK);
+    let login = |password: &str| json!({"email": "reset@example.com", "password": password});
+    assert_eq!(
+        w.api.send(Method::POST, "/auth/login", Some(login(CUSTOMER_PASSWORD)), &anonymous).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        w.api.send(Method::POST, "/auth/login", Some(login("a brand new password")), &anonymous).await.status,
+        StatusCode::OK
+    );
+    let again = post("/auth/password-reset/confirm", confirm(&code, "yet another password")).await;
+    assert_eq!(
+        (again.status, &again.body["errors"][0]["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("code")),
+        "once only"
+    );
+
+    // A code works for 30 minutes.
+    assert_eq!(post("/auth/password-reset", json!({"email": "reset@example.com"})).await.status, StatusCode::ACCEPTED);
+    common::drain(w.queue.as_ref(), QueueName::Notifications, &w.notices).await;
+    let late = w.mailer.sent().last().expect("a second email").text.clone();
+    let late = late.lines().find_map(|line| line.strip_prefix("Your reset code is: ")).expect("code").to_owned();
+    assert_ne!(late, code);
+    w.clock.advance(Duration::minutes(31));
+    let expired = post("/auth/password-reset/confirm", confirm(&late, "yet another password")).await;
+    assert_eq!(expired.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", expired.body);
+
+    // Three asks per email in a login window (the clock is now in the next one).
+    for _ in 0..3 {
+        assert_eq!(
+            post("/auth/password-reset", json!({"email": "reset@example.com"})).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    let flood = post("/auth/password-reset", json!({"email": "reset@example.com"})).await;
+    assert_problem(&flood, StatusCode::TOO_MANY_REQUESTS);
+}
+
 on_every_store!(
     every_change_sends_exactly_one_notice,
+    a_forgotten_password_is_reset_with_the_emailed_code,
     a_notice_is_sent_once_however_often_it_is_asked,
     failing_mail_is_retried_then_dead_lettered_and_lost_messages_relayed,
     notices_are_private_and_carry_no_secrets,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use common::entities::{all_pages, customer, next_version, now, product};
 use orderly::model::{
-    Admin, AlertCause, Category, Email, Principal, Product, ProductName, Role, StockAdjustment, StockAlert, Username,
+    Admin, AlertCause, Category, Email, PasswordReset, Principal, Product, ProductName, Role, StockAdjustment,
+    StockAlert, Username,
 };
 use orderly::store::{
     AccountLogin, AdjustmentWrite, LowStockCheck, PageRequest, PasswordChange, ProductFilter, Store, StoreError,
@@ -424,6 +425,7 @@ async fn password_changes_check_the_login_read_and_end_sessions(store: Arc<dyn S
         new_hash: hash,
         sessions_before: t,
         sessions_until: t + Duration::minutes(15),
+        reset: None,
     };
     store.change_password(change(&ada_p, &read, "new-hash")).await.expect("change");
     assert_eq!(store.find_login("ada@example.com").await.expect("find").expect("login").password_hash, "new-hash");
@@ -455,6 +457,65 @@ async fn password_changes_check_the_login_read_and_end_sessions(store: Arc<dyn S
     store.change_password(change(&admin_p, &root, "admin-new")).await.expect("admin change");
     assert_eq!(store.find_login("root").await.expect("find").expect("login").password_hash, "admin-new");
     assert!(!store.session_is_valid(&admin_p, root_token).await.expect("check"), "the admin's earlier tokens");
+
+    // A later end (a logout everywhere while the change was hashing) stands: the change goes
+    // through without moving it back.
+    store.end_sessions(&admin_p, t + Duration::seconds(2), t + Duration::minutes(15)).await.expect("a later end");
+    let root = store.login_of(&admin_p).await.expect("read").expect("admin login");
+    store.change_password(change(&admin_p, &root, "admin-newer")).await.expect("the change, under a later end");
+    assert_eq!(store.find_login("root").await.expect("find").expect("login").password_hash, "admin-newer");
+    let between = TokenCheck { jti: Uuid::now_v7(), issued_at: t + Duration::seconds(1), now: t };
+    assert!(!store.session_is_valid(&admin_p, between).await.expect("check"), "the later end still holds");
+}
+
+/// A password reset is found by its hash, and a change that uses it up does so once, only while
+/// it is live; a refused one writes nothing (neither the hash nor the end of the sessions).
+async fn password_resets_are_used_once_and_only_while_live(store: Arc<dyn Store>) {
+    let ada = customer("ada@example.com");
+    store.insert_customer(&ada, "ada-hash").await.expect("customer");
+    let principal = Principal { id: ada.id, role: Role::Customer };
+    let t = now();
+    let reset = |hash: &str, expires_at| PasswordReset {
+        id: Uuid::now_v7(),
+        token_hash: hash.to_owned(),
+        customer_id: ada.id,
+        login: "ada@example.com".into(),
+        expires_at,
+        used_at: None,
+    };
+    let (live, expired) = (reset("aa11", t + Duration::minutes(30)), reset("bb22", t - Duration::seconds(1)));
+    store.insert_password_reset(&live).await.expect("live reset");
+    store.insert_password_reset(&expired).await.expect("expired reset");
+    assert_eq!(store.find_password_reset("aa11").await.expect("find"), Some(live.clone()));
+    assert_eq!(store.find_password_reset("cc33").await.expect("find"), None);
+
+    let earlier_token = TokenCheck { jti: Uuid::now_v7(), issued_at: t - Duration::seconds(1), now: t };
+    let change = |login, hash, reset| PasswordChange {
+        principal: &principal,
+        login,
+        new_hash: hash,
+        sessions_before: t,
+        sessions_until: t + Duration::minutes(15),
+        reset: Some(reset),
+    };
+    let read = store.login_of(&principal).await.expect("read").expect("login");
+    assert!(
+        matches!(store.change_password(change(&read, "too-late", &expired)).await, Err(StoreError::VersionConflict)),
+        "an expired reset"
+    );
+    assert_eq!(store.login_of(&principal).await.expect("read"), Some(read.clone()), "no hash written");
+    assert!(store.session_is_valid(&principal, earlier_token).await.expect("check"), "no session ended");
+
+    store.change_password(change(&read, "reset-hash", &live)).await.expect("a live reset");
+    assert_eq!(store.find_password_reset("aa11").await.expect("find").and_then(|r| r.used_at), Some(t), "used up");
+    assert!(!store.session_is_valid(&principal, earlier_token).await.expect("check"), "sessions ended");
+    let fresh = store.login_of(&principal).await.expect("read").expect("login");
+    assert_eq!(fresh.password_hash, "reset-hash");
+    assert!(
+        matches!(store.change_password(change(&fresh, "again", &live)).await, Err(StoreError::VersionConflict)),
+        "once only"
+    );
+    assert_eq!(store.login_of(&principal).await.expect("read").expect("login").password_hash, "reset-hash");
 }
 
 /// Expired rows are collected in bounded batches, never a live one; a backend whose database
@@ -479,11 +540,20 @@ async fn expired_rows_are_collected_in_batches_and_live_ones_kept(store: Arc<dyn
     let gone = Principal { id: gone.id, role: Role::Customer };
     store.end_sessions(&gone, t - Duration::minutes(20), t - Duration::minutes(5)).await.expect("an expired end");
     store.end_sessions(&principal, t, t + Duration::minutes(15)).await.expect("a live end");
+    let expired_reset = PasswordReset {
+        id: Uuid::now_v7(),
+        token_hash: "expired".into(),
+        customer_id: ada.id,
+        login: "ada@example.com".into(),
+        expires_at: t - Duration::minutes(1),
+        used_at: None,
+    };
+    store.insert_password_reset(&expired_reset).await.expect("an expired reset");
 
     let first = store.delete_expired(t, 2).await.expect("delete");
     assert!(first == 0 || first == 2, "at most the limit: {first}");
     if first == 2 {
-        assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 4, "the rest, and only the expired");
+        assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 5, "the rest, and only the expired");
         assert_eq!(store.delete_expired(t, 100).await.expect("delete"), 0);
     }
     let live_token = TokenCheck { jti: live, issued_at: t - Duration::minutes(1), now: t };
@@ -680,6 +750,7 @@ on_every_store!(
     sessions_end_with_revocation_or_a_missing_principal,
     ending_sessions_refuses_the_accounts_earlier_tokens,
     password_changes_check_the_login_read_and_end_sessions,
+    password_resets_are_used_once_and_only_while_live,
     attempt_counters_are_atomic_and_per_window,
     expired_rows_are_collected_in_batches_and_live_ones_kept,
     customers_round_trip,

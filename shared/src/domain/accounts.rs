@@ -1,20 +1,26 @@
-//! Accounts: logging in under the failed-login limits, changing a password (which ends every
-//! session of the account), and admins (created by the operator, never over the API).
+//! Accounts: logging in under the failed-login limits, changing a password or resetting a
+//! forgotten one by email (either ends every session of the account), and admins (created by
+//! the operator, never over the API).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::Invalid as _;
-use super::auth::{AccessToken, AuthConfig, Password, Session, Sessions, TOKEN_REFUSED, too_many};
+use super::auth::{AccessToken, AuthConfig, Password, Session, Sessions, too_many};
 use super::field_errors;
+use super::notifications::NoticeMessage;
 use super::passwords::Hasher;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::model::{Admin, Principal, Username};
-use crate::store::{AccountStore, PasswordChange, StoreError};
+use crate::model::{Admin, Email, PasswordReset, Principal, Role, Username};
+use crate::queue::{OutgoingMessage, Queue, QueueName};
+use crate::store::{AccountLogin, AccountStore, PasswordChange, StoreError};
 
 /// POST /auth/login body: an email (customers) or a username (admins), and the password.
 #[derive(Debug, Deserialize)]
@@ -35,13 +41,46 @@ pub struct PasswordChangeRequest {
     pub new_password: Password,
 }
 
+/// POST /auth/password-reset body: the email of the account whose password is forgotten.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"email": "ada@example.com"})))]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// POST /auth/password-reset/confirm body: the code the reset email gave, and the new password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"code": "the code from the email", "new_password": "a longer, better passphrase"})))]
+pub struct PasswordResetConfirmation {
+    pub code: String,
+    pub new_password: Password,
+}
+
+impl std::fmt::Debug for PasswordResetConfirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordResetConfirmation(<redacted>)")
+    }
+}
+
+/// How long an emailed reset code works.
+pub const PASSWORD_RESET_TTL: Duration = Duration::minutes(30);
+
+/// Reset emails one address may be sent per login window: enough for a lost email or two,
+/// too few to flood an inbox.
+const RESETS_PER_ACCOUNT: u32 = 3;
+
 const INVALID_CREDENTIALS: &str = "invalid credentials";
+
+const RESET_CODE_REFUSED: &str = "is not a live reset code (unknown, used, expired, or for an email the account no \
+                                  longer has): ask for a new one";
 
 /// The failed-login counters a login name and source address fill, each with its limit, in
 /// the fixed window ending at `window_end`.
 struct FailureCounters {
     counters: Vec<(String, u32)>,
-    window_end: time::OffsetDateTime,
+    window_end: OffsetDateTime,
 }
 
 #[derive(Clone)]
@@ -51,6 +90,8 @@ pub struct Accounts {
     auth: Arc<AuthConfig>,
     sessions: Sessions,
     hasher: Hasher,
+    /// The notifications queue carries reset emails to the notification worker.
+    queue: Arc<dyn Queue>,
 }
 
 impl Accounts {
@@ -60,8 +101,9 @@ impl Accounts {
         auth: Arc<AuthConfig>,
         sessions: Sessions,
         hasher: Hasher,
+        queue: Arc<dyn Queue>,
     ) -> Self {
-        Self { store, clock, auth, sessions, hasher }
+        Self { store, clock, auth, sessions, hasher, queue }
     }
 
     /// Creates an admin, or leaves an existing one with that username as it is.
@@ -123,8 +165,12 @@ impl Accounts {
     ) -> Result<AccessToken> {
         request.new_password.check_new("new_password").map_err(|e| Error::Validation(vec![e]))?;
         let principal = session.principal;
-        // Gone since the session was confirmed: the token is as good as refused.
-        let login = self.store.login_of(&principal).await?.ok_or(Error::Unauthorized(TOKEN_REFUSED))?;
+        let conflict = || {
+            Error::Conflict("the account's password or email changed meanwhile: retry with its current password".into())
+        };
+        // Accounts are never deleted, so none found means its login moved with an email change
+        // between the two reads (on DynamoDB).
+        let login = self.store.login_of(&principal).await?.ok_or_else(conflict)?;
         let now = self.clock.now();
         let failures = self.failure_counters(&login.login, source, now).await?;
         let unchanged = request.current_password.0 == request.new_password.0;
@@ -136,26 +182,122 @@ impl Accounts {
         if unchanged {
             return Err(Error::invalid("new_password", "must differ from the current password"));
         }
-        let new_hash = self.hasher.hash(request.new_password).await?;
+        self.replace_password(principal, &login, request.new_password, None, conflict).await
+    }
+
+    /// Emails a reset code to the customer who signs in with `email`, if there is one (an admin
+    /// asks the operator). The answer is the same either way; requests are limited per address
+    /// (as sign-ups are) and per email.
+    pub async fn request_password_reset(&self, request: PasswordResetRequest, source: Option<IpAddr>) -> Result<()> {
+        let email = Email::parse("email", &request.email).map_err(|e| Error::Validation(vec![e]))?;
+        let login_key = email.key();
+        let now = self.clock.now();
+        let window_end = self.auth.limits.window_end(now)?;
+        let mut counters = vec![(format!("reset:account:{login_key}"), RESETS_PER_ACCOUNT)];
+        if let Some(ip) = source {
+            counters.push((format!("reset:address:{ip}"), self.auth.limits.sign_ups_per_address));
+        }
+        for (key, limit) in &counters {
+            if !self.store.acquire_attempt(key, *limit, window_end).await? {
+                return Err(too_many(now, window_end, "too many password resets"));
+            }
+        }
+        let customer = match self.store.find_login(&login_key).await? {
+            Some(login) if login.role == Role::Customer => self.store.get_customer(login.subject).await?,
+            _ => None,
+        };
+        let Some(customer) = customer else {
+            tracing::info!("password reset asked for an email no customer has");
+            return Ok(());
+        };
+        let code = new_reset_code()?;
+        let reset = PasswordReset {
+            id: Uuid::now_v7(),
+            token_hash: reset_code_hash(&code),
+            customer_id: customer.id,
+            login: login_key,
+            expires_at: now + PASSWORD_RESET_TTL,
+            used_at: None,
+        };
+        self.store.insert_password_reset(&reset).await?;
+        // Saved before it is sent: a send that fails leaves a reset nobody knows the code of,
+        // which expires; the customer asks again.
+        let message = NoticeMessage::PasswordReset {
+            reset_id: reset.id,
+            to_name: customer.name.as_str().to_owned(),
+            to_email: customer.email.as_str().to_owned(),
+            code,
+            expires_at: reset.expires_at,
+        };
+        let body = serde_json::to_string(&message).map_err(|e| Error::Internal(format!("message JSON: {e}")))?;
+        let outgoing = OutgoingMessage::new(body).with_correlation_id(reset.id.to_string());
+        if let Err(err) = self.queue.send(QueueName::Notifications, &outgoing, Duration::ZERO).await {
+            tracing::warn!(reset_id = %reset.id, error = %err, "reset email not queued");
+            return Err(Error::Unavailable);
+        }
+        tracing::info!(subject = %customer.id, reset_id = %reset.id, "password reset emailed");
+        Ok(())
+    }
+
+    /// Sets a new password with an emailed reset code, which works once, for
+    /// [`PASSWORD_RESET_TTL`], and only while the account still has the email it went to. Ends
+    /// every session of the account, as a change does; the answer is a new token.
+    pub async fn reset_password(&self, request: PasswordResetConfirmation) -> Result<AccessToken> {
+        request.new_password.check_new("new_password").map_err(|e| Error::Validation(vec![e]))?;
+        let refused = || Error::invalid("code", RESET_CODE_REFUSED);
+        let code = request.code.trim();
+        if code.is_empty() || code.len() > 100 {
+            return Err(refused());
+        }
+        let now = self.clock.now();
+        let reset = self
+            .store
+            .find_password_reset(&reset_code_hash(code))
+            .await?
+            .filter(|reset| reset.used_at.is_none() && reset.expires_at > now)
+            .ok_or_else(refused)?;
+        let principal = Principal { id: reset.customer_id, role: Role::Customer };
+        let login =
+            self.store.login_of(&principal).await?.filter(|login| login.login == reset.login).ok_or_else(refused)?;
+        self.replace_password(principal, &login, request.new_password, Some(&reset), refused).await
+    }
+
+    /// Stores `new_password` for the account in place of the hash read in `login` (using up
+    /// `reset`, if any) and ends every session of the account, in one write; then ends them
+    /// again as of after that write, because a login that read the old hash while the write
+    /// was under way carries a time between the two; answers a token issued at that later
+    /// instant, so it is valid. `conflict`: the answer when the write finds the login or the
+    /// reset changed since they were read.
+    async fn replace_password(
+        &self,
+        principal: Principal,
+        login: &AccountLogin,
+        new_password: Password,
+        reset: Option<&PasswordReset>,
+        conflict: impl FnOnce() -> Error,
+    ) -> Result<AccessToken> {
+        let new_hash = self.hasher.hash(new_password).await?;
+        let now = self.clock.now();
         let change = PasswordChange {
             principal: &principal,
-            login: &login,
+            login,
             new_hash: &new_hash,
             sessions_before: now,
             sessions_until: self.sessions.sessions_until(now),
+            reset,
         };
         match self.store.change_password(change).await {
             Ok(()) => {}
-            Err(StoreError::VersionConflict) => {
-                return Err(Error::Conflict(
-                    "the account's password or email changed meanwhile: sign in again and retry".into(),
-                ));
-            }
+            Err(StoreError::VersionConflict) => return Err(conflict()),
             Err(other) => return Err(other.into()),
         }
-        self.sessions.forget_account(principal.id);
-        tracing::info!(subject = %principal.id, "password changed; every session ended");
-        self.sessions.issue(principal, now)
+        let written = self.clock.now();
+        if let Err(err) = self.sessions.end_sessions(principal, written).await {
+            // The write's own end stands: only a login racing the write could outlive it.
+            tracing::warn!(subject = %principal.id, error = %err, "sessions not ended again after the write");
+        }
+        tracing::info!(subject = %principal.id, reset = reset.is_some(), "password changed; every session ended");
+        self.sessions.issue(principal, written)
     }
 
     /// The counters a failed login (or password check) for `login_key` from `source` fills,
@@ -166,7 +308,7 @@ impl Accounts {
         &self,
         login_key: &str,
         source: Option<IpAddr>,
-        now: time::OffsetDateTime,
+        now: OffsetDateTime,
     ) -> Result<FailureCounters> {
         let limits = self.auth.limits;
         let window_end = limits.window_end(now)?;
@@ -189,4 +331,18 @@ impl Accounts {
         }
         Ok(())
     }
+}
+
+/// A reset code: 32 random bytes, URL-safe base64 (43 characters).
+fn new_reset_code() -> Result<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| Error::Internal("no randomness for a reset code".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What the store keeps of a reset code: its SHA-256, lower-case hex. The code is random
+/// enough that a plain hash is safe (nothing to guess, unlike a password).
+fn reset_code_hash(code: &str) -> String {
+    digest(&SHA256, code.as_bytes()).as_ref().iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -56,27 +56,29 @@ impl Session {
 #[derive(Clone)]
 pub enum Caller {
     Confirmed(Session),
-    Unconfirmed(Session, Sessions),
+    /// With when it was handed on: before the caller's read, so what that read finds is
+    /// remembered only if nothing was forgotten since ([`CheckedSessions::remember`]).
+    Unconfirmed(Session, Sessions, Instant),
 }
 
 impl Caller {
     pub fn session(&self) -> &Session {
         match self {
-            Caller::Confirmed(session) | Caller::Unconfirmed(session, _) => session,
+            Caller::Confirmed(session) | Caller::Unconfirmed(session, ..) => session,
         }
     }
 
     fn into_session(self) -> Session {
         match self {
-            Caller::Confirmed(session) | Caller::Unconfirmed(session, _) => session,
+            Caller::Confirmed(session) | Caller::Unconfirmed(session, ..) => session,
         }
     }
 
     /// The caller's own read found the session valid (its token not revoked, its account
     /// there): this process trusts it for a while, as after any other check.
     pub fn confirmed_by_read(&self) {
-        if let Caller::Unconfirmed(session, sessions) = self {
-            sessions.remember(session);
+        if let Caller::Unconfirmed(session, sessions, since) = self {
+            sessions.remember(session, *since);
         }
     }
 
@@ -85,7 +87,7 @@ impl Caller {
     pub async fn confirm(&self) -> Result<()> {
         match self {
             Caller::Confirmed(_) => Ok(()),
-            Caller::Unconfirmed(session, sessions) => sessions.confirm(session).await,
+            Caller::Unconfirmed(session, sessions, _) => sessions.confirm(session).await,
         }
     }
 }
@@ -242,26 +244,12 @@ struct Claims {
     sub: Uuid,
     role: Role,
     jti: Uuid,
-    /// Seconds with milliseconds (a JWT NumericDate may have a fraction): see
-    /// [`Session::issued_at`].
-    iat: f64,
+    iat: i64,
+    /// `iat` to the millisecond (see [`Session::issued_at`]). A claim of its own, so `iat` stays
+    /// the integer every version reads: during a deploy both run at once (docs/deploying.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
     exp: i64,
-}
-
-/// `t` as a JWT NumericDate to the millisecond: seconds since the epoch with a fraction.
-#[cfg_attr(not(feature = "passwords"), allow(dead_code, reason = "only logins sign tokens"))]
-fn numeric_date(t: OffsetDateTime) -> f64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0
-}
-
-/// A NumericDate read back to the millisecond (an integer one, as tokens signed before
-/// milliseconds had, to its second); `None` for a value no date has.
-fn from_numeric_date(seconds: f64) -> Option<OffsetDateTime> {
-    let millis = (seconds * 1000.0).round();
-    if !millis.is_finite() || millis.abs() > 1e15 {
-        return None;
-    }
-    OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000).ok()
 }
 
 #[derive(Serialize)]
@@ -299,7 +287,15 @@ pub const TOKEN_REFUSED: &str = "the access token is invalid, expired or revoked
 /// check: a revocation made through another process (another Lambda function) is honoured
 /// within `AuthConfig::session_cache`; one made through this process at once.
 #[derive(Default)]
-struct CheckedSessions(Mutex<HashMap<Uuid, Checked>>);
+struct CheckedSessions(Mutex<CheckedState>);
+
+#[derive(Default)]
+struct CheckedState {
+    by_jti: HashMap<Uuid, Checked>,
+    /// When a token or an account was last forgotten: a check that began before it may have
+    /// read the store before the revocation, so it is not remembered.
+    last_forget: Option<Instant>,
+}
 
 /// When a token was found valid, and whose it is.
 struct Checked {
@@ -311,13 +307,21 @@ struct Checked {
 const MAX_CHECKED_SESSIONS: usize = 10_000;
 
 impl CheckedSessions {
-    fn fresh(&self, jti: Uuid, ttl: std::time::Duration) -> bool {
-        let checked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        checked.get(&jti).is_some_and(|checked| checked.at.elapsed() < ttl)
+    fn state(&self) -> std::sync::MutexGuard<'_, CheckedState> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn remember(&self, session: &Session, ttl: std::time::Duration) {
-        let mut checked = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn fresh(&self, jti: Uuid, ttl: std::time::Duration) -> bool {
+        self.state().by_jti.get(&jti).is_some_and(|checked| checked.at.elapsed() < ttl)
+    }
+
+    /// Trusts the session from now, as found by a check that began at `checked_since`.
+    fn remember(&self, session: &Session, checked_since: Instant, ttl: std::time::Duration) {
+        let mut state = self.state();
+        if state.last_forget.is_some_and(|forgot| forgot >= checked_since) {
+            return;
+        }
+        let checked = &mut state.by_jti;
         if checked.len() >= MAX_CHECKED_SESSIONS {
             checked.retain(|_, checked| checked.at.elapsed() < ttl);
             if checked.len() >= MAX_CHECKED_SESSIONS {
@@ -328,11 +332,15 @@ impl CheckedSessions {
     }
 
     fn forget(&self, jti: Uuid) {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&jti);
+        let mut state = self.state();
+        state.by_jti.remove(&jti);
+        state.last_forget = Some(Instant::now());
     }
 
     fn forget_account(&self, subject: Uuid) {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, checked| checked.subject != subject);
+        let mut state = self.state();
+        state.by_jti.retain(|_, checked| checked.subject != subject);
+        state.last_forget = Some(Instant::now());
     }
 }
 
@@ -349,7 +357,8 @@ impl Sessions {
             sub: principal.id,
             role: principal.role,
             jti: Uuid::now_v7(),
-            iat: numeric_date(now),
+            iat: now.unix_timestamp(),
+            iat_ms: Some((now.unix_timestamp_nanos() / 1_000_000) as i64),
             exp: expires.unix_timestamp(),
         };
         let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(JwtAlgorithm::HS256), &claims, &self.auth.encoding)
@@ -376,7 +385,7 @@ impl Sessions {
         if self.is_confirmed(&session) {
             Ok(Caller::Confirmed(session))
         } else if may_defer && !session.is_admin() {
-            Ok(Caller::Unconfirmed(session, self.clone()))
+            Ok(Caller::Unconfirmed(session, self.clone(), Instant::now()))
         } else {
             self.confirm(&session).await?;
             Ok(Caller::Confirmed(session))
@@ -402,7 +411,12 @@ impl Sessions {
         if expires_at <= self.clock.now() {
             return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
-        let issued_at = from_numeric_date(claims.iat).ok_or(Error::Unauthorized(TOKEN_REFUSED))?;
+        // A token without milliseconds (issued before them) counts from its second.
+        let issued_at = match claims.iat_ms {
+            Some(ms) => OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000),
+            None => OffsetDateTime::from_unix_timestamp(claims.iat),
+        }
+        .map_err(|_| Error::Unauthorized(TOKEN_REFUSED))?;
         Ok(Session {
             principal: Principal { id: claims.sub, role: claims.role },
             jti: claims.jti,
@@ -419,22 +433,23 @@ impl Sessions {
     /// Asks the store whether the session's token is revoked and its account gone (401 if
     /// either), and remembers the answer for a while.
     async fn confirm(&self, session: &Session) -> Result<()> {
+        let since = Instant::now();
         if !self.store.session_is_valid(&session.principal, session.check(self.clock.now())).await? {
             return Err(Error::Unauthorized(TOKEN_REFUSED));
         }
-        self.remember(session);
+        self.remember(session, since);
         Ok(())
     }
 
-    /// Trusts the session for a while: the store has just found it valid.
-    fn remember(&self, session: &Session) {
-        self.checked.remember(session, self.auth.session_cache);
+    /// Trusts the session for a while: a check that began at `since` has just found it valid.
+    fn remember(&self, session: &Session, since: Instant) {
+        self.checked.remember(session, since, self.auth.session_cache);
     }
 
     /// Revokes the session's token until it would have expired anyway.
     pub async fn logout(&self, session: &Session) -> Result<()> {
-        // Revoked, then forgotten: a check running meanwhile that found the token valid before
-        // the revocation is forgotten with it, not remembered after it.
+        // Revoked, then forgotten: a check that began before the forget is not remembered, so
+        // one running meanwhile that found the token valid before the revocation is not trusted.
         self.store.revoke_token(session.jti, session.expires_at).await?;
         self.checked.forget(session.jti);
         tracing::info!(subject = %session.principal.id, "logged out");
@@ -444,41 +459,23 @@ impl Sessions {
     /// Ends every session of the account: each of its tokens issued until now is refused until
     /// it would have expired, wherever it was issued.
     pub async fn logout_everywhere(&self, session: &Session) -> Result<()> {
-        let now = self.clock.now();
-        self.store.end_sessions(&session.principal, now, self.sessions_until(now)).await?;
-        self.forget_account(session.principal.id);
+        self.end_sessions(session.principal, self.clock.now()).await?;
         tracing::info!(subject = %session.principal.id, "logged out everywhere");
         Ok(())
+    }
+
+    /// Refuses the account's tokens issued before `before` (a later end stands), and forgets
+    /// this process's confirmations of them: refused here at once, elsewhere within the
+    /// session cache's bound.
+    pub(crate) async fn end_sessions(&self, principal: Principal, before: OffsetDateTime) -> Result<()> {
+        let ended = self.store.end_sessions(&principal, before, self.sessions_until(before)).await;
+        // Forgotten even if the write failed: an earlier end (a password change's) may stand.
+        self.checked.forget_account(principal.id);
+        Ok(ended?)
     }
 
     /// When every token issued until `now` has expired.
     pub(crate) fn sessions_until(&self, now: OffsetDateTime) -> OffsetDateTime {
         now + self.auth.token_ttl
-    }
-
-    /// Forgets this process's confirmations of the account's tokens (after their sessions were
-    /// ended: refused here at once, elsewhere within the session cache's bound).
-    pub(crate) fn forget_account(&self, subject: Uuid) {
-        self.checked.forget_account(subject);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A token's `iat` comes back as the millisecond it was issued at, for every millisecond:
-    /// a password change's own token must not read as issued before the change.
-    #[test]
-    fn numeric_dates_round_trip_to_the_millisecond() {
-        let start = OffsetDateTime::from_unix_timestamp(1_795_420_800).expect("a date");
-        for ms in (0..20_000).chain([86_399_999, 3_155_760_000_000]) {
-            let at = start + Duration::milliseconds(ms) + Duration::microseconds(999);
-            let whole_ms = start + Duration::milliseconds(ms);
-            assert_eq!(from_numeric_date(numeric_date(at)), Some(whole_ms), "{ms}");
-        }
-        assert_eq!(from_numeric_date(1_795_420_800.0), Some(start), "an integer iat, as older tokens have");
-        assert_eq!(from_numeric_date(f64::NAN), None);
-        assert_eq!(from_numeric_date(1e300), None);
     }
 }

@@ -30,7 +30,9 @@ mod services;
 mod sweep;
 
 #[cfg(feature = "passwords")]
-pub use accounts::{Accounts, LoginRequest, PasswordChangeRequest};
+pub use accounts::{
+    Accounts, LoginRequest, PASSWORD_RESET_TTL, PasswordChangeRequest, PasswordResetConfirmation, PasswordResetRequest,
+};
 pub use auth::{
     AccessToken, AuthConfig, Caller, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions,
     TOKEN_REFUSED,
@@ -43,7 +45,7 @@ pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracki
 pub use inventory::{Adjusted, AlertQuery, Alerts, Inventory, InventoryItem, InventoryQuery, NewAdjustment};
 pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 pub use messages::OrderMessage;
-pub use notifications::{Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, render};
+pub use notifications::{Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, render, render_password_reset};
 pub use orders::{
     CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderAmendment, OrderMetrics, OrderQuery, Orders, Release,
     StatusChange,

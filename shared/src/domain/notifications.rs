@@ -26,10 +26,34 @@ use crate::store::{NoticeClaim, NoticeStore, Page};
 const DELIVERY_LEASE: Duration = Duration::seconds(30);
 
 /// The notification queue's messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NoticeMessage {
-    Deliver { notice_id: Uuid },
+    Deliver {
+        notice_id: Uuid,
+    },
+    /// A password reset's email, whole: the code is never stored (only its hash is), so the
+    /// message carries it, as the payments queue carries a card token. Sent at least once,
+    /// with the reset's id as the Message-ID.
+    PasswordReset {
+        reset_id: Uuid,
+        to_name: String,
+        to_email: String,
+        code: String,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+    },
+}
+
+impl std::fmt::Debug for NoticeMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoticeMessage::Deliver { notice_id } => f.debug_struct("Deliver").field("notice_id", notice_id).finish(),
+            NoticeMessage::PasswordReset { reset_id, .. } => {
+                f.debug_struct("PasswordReset").field("reset_id", reset_id).finish_non_exhaustive()
+            }
+        }
+    }
 }
 
 impl NoticeMessage {
@@ -125,6 +149,28 @@ impl Notifier {
     }
 }
 
+impl Notifier {
+    /// Sends a password reset's email. No claim: a redelivered message sends it again, with
+    /// the same Message-ID (the `.eml` outbox keeps the first).
+    pub async fn send_password_reset(&self, email: &OutgoingEmail) -> Delivery {
+        match self.mailer.send(email).await {
+            Ok(()) => {
+                crate::telemetry::metric("PasswordResetsSent", 1);
+                tracing::info!(reset_id = %email.id, "password reset sent");
+                Delivery::Sent
+            }
+            Err(MailError::Refused(detail)) => {
+                tracing::error!(reset_id = %email.id, %detail, "password reset refused by the mail service");
+                Delivery::Refused
+            }
+            Err(MailError::Unavailable(detail)) => {
+                tracing::warn!(reset_id = %email.id, %detail, "password reset not sent; will retry");
+                Delivery::Retry
+            }
+        }
+    }
+}
+
 /// Re-queues notices whose message was lost (never claimed since they were recorded): the
 /// sweep's part of "never lost". Each is put off for `every` before it may be relayed again.
 pub(super) async fn relay_lost_notices(
@@ -166,6 +212,42 @@ fn html_text(raw: &str) -> String {
 
 fn when(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc2822).unwrap_or_else(|_| t.to_string())
+}
+
+/// The email a password reset becomes.
+pub fn render_password_reset(
+    reset_id: Uuid,
+    to_name: &str,
+    to_email: &str,
+    code: &str,
+    expires_at: OffsetDateTime,
+) -> OutgoingEmail {
+    let paragraphs = [
+        "Someone, we hope you, asked to reset the password of your Orderly account.".to_owned(),
+        format!("Your reset code is: {code}"),
+        format!(
+            "Send it with your new password to POST /auth/password-reset/confirm. It works once, until {}, \
+             and signs you out everywhere.",
+            when(expires_at)
+        ),
+        "If it was not you, ignore this email: your password is unchanged.".to_owned(),
+    ];
+    let mut text = format!("Hello {to_name},\n\n");
+    let mut html = format!("<!DOCTYPE html><html><body><p>Hello {},</p>", html_text(to_name));
+    for paragraph in &paragraphs {
+        let _ = write!(text, "{paragraph}\n\n");
+        let _ = write!(html, "<p>{}</p>", html_text(paragraph));
+    }
+    text.push_str("Orderly\n");
+    html.push_str("<p>Orderly</p></body></html>");
+    OutgoingEmail {
+        id: reset_id,
+        to_name: to_name.to_owned(),
+        to_email: to_email.to_owned(),
+        subject: "Reset your Orderly password".to_owned(),
+        text,
+        html,
+    }
 }
 
 /// The email a notice becomes: the same paragraphs as plain text and as HTML. Only the order

@@ -50,7 +50,14 @@ impl Services {
         // Locally the back office lists alerts; there is no topic to publish them to.
         let alerts = Alerts::new(store.clone(), Arc::new(LoggedAlerts), clock.clone());
         Self {
-            accounts: Accounts::new(store.clone(), clock.clone(), auth.clone(), sessions.clone(), hasher.clone()),
+            accounts: Accounts::new(
+                store.clone(),
+                clock.clone(),
+                auth.clone(),
+                sessions.clone(),
+                hasher.clone(),
+                queue.clone(),
+            ),
             customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
             catalog: Catalog::new(store.clone(), clock.clone()),
             inventory: Inventory::new(store.clone(), store.clone(), clock.clone(), settings.idempotency_ttl),

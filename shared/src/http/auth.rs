@@ -1,5 +1,5 @@
-//! The `auth` function: logging in (under the failed-login limits), changing a password, and
-//! logging out, on this device or everywhere.
+//! The `auth` function: logging in (under the failed-login limits), changing a password or
+//! resetting a forgotten one by email, and logging out, on this device or everywhere.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -10,12 +10,16 @@ use axum::{Json as JsonResponse, Router};
 use super::ApiError;
 use super::extract::{Json, SourceAddress};
 use super::session::Session;
-use crate::domain::{Accounts, LoginRequest, PasswordChangeRequest, Sessions};
+use crate::domain::{
+    Accounts, LoginRequest, PasswordChangeRequest, PasswordResetConfirmation, PasswordResetRequest, Sessions,
+};
 
 pub fn routes(accounts: Accounts, sessions: Sessions) -> Router {
     Router::new()
         .route("/auth/login", post(login))
         .route("/auth/password", post(change_password))
+        .route("/auth/password-reset", post(request_password_reset))
+        .route("/auth/password-reset/confirm", post(reset_password))
         .with_state(accounts)
         .merge(
             Router::new()
@@ -43,6 +47,25 @@ async fn change_password(
     Json(request): Json<PasswordChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = accounts.change_password(&session, request, source).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], JsonResponse(token)))
+}
+
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/auth/password-reset", tag = "auth", summary = "Email a code to reset a forgotten password", description = "If a customer signs in with `email`, a reset code is emailed to them: it works once, for 30 minutes. The answer is the same whether or not there is such a customer (admins ask the operator). Limited per email (3 per 15 minutes) and per source address.", request_body = crate::domain::PasswordResetRequest, responses((status = 202, description = "If there is such a customer, the email is on its way"), (status = 422, description = "Not an email address", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many resets asked for this email or from this address; Retry-After says when to try again", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
+async fn request_password_reset(
+    State(accounts): State<Accounts>,
+    SourceAddress(source): SourceAddress,
+    Json(request): Json<PasswordResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    accounts.request_password_reset(request, source).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[cfg_attr(feature = "openapi", utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", summary = "Set a new password with an emailed reset code; every session of the account ends", description = "The code works once, until it expires, and only while the account still has the email it was sent to. Every token of the account issued before now is refused; the answer is a new token.", request_body = crate::domain::PasswordResetConfirmation, responses((status = 200, description = "The password is set; a new access token", body = crate::domain::AccessToken), (status = 422, description = "The code is unknown, used or expired, or the new password too short or too long", content_type = "application/problem+json", body = crate::http::problem::Problem)), security((), ("bearer" = []))))]
+async fn reset_password(
+    State(accounts): State<Accounts>,
+    Json(request): Json<PasswordResetConfirmation>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = accounts.reset_password(request).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], JsonResponse(token)))
 }
 

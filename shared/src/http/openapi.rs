@@ -22,7 +22,8 @@ use super::{admin, auth, customers, orders, payments, products};
         license(name = "MIT")
     ),
     paths(
-        auth::login, auth::change_password, auth::logout, auth::logout_everywhere,
+        auth::login, auth::change_password, auth::request_password_reset, auth::reset_password, auth::logout,
+        auth::logout_everywhere,
         customers::sign_up, customers::list, customers::show, customers::update, customers::notifications,
         products::create, products::list, products::show, products::update, products::replace, products::remove,
         products::categories,
@@ -38,7 +39,7 @@ use super::{admin, auth, customers, orders, payments, products};
     components(schemas(super::problem::Problem, crate::model::FieldError)),
     modifiers(&DocsPage, &BearerAuth, &CommonAnswers, &OperationIds, &Links),
     tags(
-        (name = "auth", description = "Logging in and out, changing a password"),
+        (name = "auth", description = "Logging in and out, changing or resetting a password"),
         (name = "customers", description = "Sign-up, customer records, notices"),
         (name = "products", description = "The catalog"),
         (name = "orders", description = "Placing, reading, cancelling and moving orders"),

@@ -85,3 +85,32 @@ pub struct Principal {
     pub id: Uuid,
     pub role: Role,
 }
+
+/// A customer's request to reset a forgotten password, as stored. The secret emailed to the
+/// customer is kept only as its SHA-256 (`token_hash`): reading the store is no way to reset
+/// anyone's password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordReset {
+    /// Also the email's Message-ID.
+    pub id: Uuid,
+    /// Lower-case hex.
+    pub token_hash: String,
+    pub customer_id: Uuid,
+    /// The login (lower-case email) it was sent to: it resets that login only.
+    pub login: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub used_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for PasswordReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordReset")
+            .field("id", &self.id)
+            .field("customer_id", &self.customer_id)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}

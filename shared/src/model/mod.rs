@@ -10,7 +10,7 @@ mod order;
 mod payment;
 mod product;
 
-pub use account::{Address, Admin, Customer, Principal, Role};
+pub use account::{Address, Admin, Customer, PasswordReset, Principal, Role};
 pub use fields::{
     Category, Email, PersonName, ProductName, Username, int_in_range, not_null, optional_multiline_text, optional_text,
     removable,

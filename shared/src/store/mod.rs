@@ -18,8 +18,8 @@ use uuid::Uuid;
 use time::OffsetDateTime;
 
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
-    PaymentStatus, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus,
+    PasswordReset, Payment, PaymentStatus, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 
 pub use dynamodb::DynamoStore;
@@ -306,7 +306,7 @@ impl fmt::Debug for AccountLogin {
 }
 
 /// A new password hash for an account, replacing the one it was checked against, and the end of
-/// every session the account had: tokens issued before `sessions_before` are refused until
+/// every session the account had: tokens issued before `sessions_before` (now) are refused until
 /// `sessions_until`, when the last of them has expired anyway.
 #[derive(Clone, Copy)]
 pub struct PasswordChange<'a> {
@@ -315,6 +315,9 @@ pub struct PasswordChange<'a> {
     pub new_hash: &'a str,
     pub sessions_before: OffsetDateTime,
     pub sessions_until: OffsetDateTime,
+    /// The reset the change uses up, for a forgotten password: it must still be unused and
+    /// unexpired at `sessions_before`, and is used from then on.
+    pub reset: Option<&'a PasswordReset>,
 }
 
 /// Customers, admins and their logins, and the failed-login counters.
@@ -342,9 +345,16 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn login_of(&self, principal: &Principal) -> Result<Option<AccountLogin>, StoreError>;
 
     /// Stores the new password hash and ends the account's sessions, in one write, if the
-    /// account's login is still `change.login` (the name and the hash): else `VersionConflict`
-    /// (the password or the email changed meanwhile), and nothing is written.
+    /// account's login is still `change.login` (the name and the hash) and its reset, if any,
+    /// is still unused and unexpired: else `VersionConflict` (the password or the email changed
+    /// meanwhile, the reset was used or expired), and nothing is written.
     async fn change_password(&self, change: PasswordChange<'_>) -> Result<(), StoreError>;
+
+    /// Saves a new password reset.
+    async fn insert_password_reset(&self, reset: &PasswordReset) -> Result<(), StoreError>;
+
+    /// The reset whose secret hashes to `token_hash`, used or not, expired or not.
+    async fn find_password_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>, StoreError>;
 
     /// Takes one of `limit` attempts in the counter `key` for the window ending at
     /// `window_end`, atomically; false when none is left (and then nothing is counted).

@@ -25,8 +25,8 @@ use super::{
 use crate::clock::Clock;
 use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
-    Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus,
+    PasswordReset, Payment, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 use crate::queue::SqliteQueue;
 
@@ -182,6 +182,16 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX sessions_ended_by_expiry ON sessions_ended (expires_at);
+"#,
+    // Password resets, by the hash of their emailed secret; `expires_at` in epoch ms.
+    r#"
+    CREATE TABLE password_resets (
+        token_hash TEXT PRIMARY KEY,
+        used       INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        doc        TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX password_resets_by_expiry ON password_resets (expires_at);
 "#,
 ];
 
@@ -472,8 +482,24 @@ impl AccountStore for SqliteStore {
         let (login, previous, new) =
             (change.login.login.clone(), change.login.password_hash.clone(), change.new_hash.to_owned());
         let (before, until) = (change.sessions_before, change.sessions_until);
+        let reset = change
+            .reset
+            .map(|reset| {
+                Ok::<_, StoreError>((
+                    reset.token_hash.clone(),
+                    to_doc(&PasswordReset { used_at: Some(before), ..reset.clone() })?,
+                ))
+            })
+            .transpose()?;
         self.db
             .write(move |tx| {
+                if let Some((token_hash, used)) = &reset {
+                    let sql = "UPDATE password_resets SET used = 1, doc = ?2
+                               WHERE token_hash = ?1 AND used = 0 AND expires_at > ?3";
+                    if tx.exec(sql, params![token_hash, used, epoch_millis(before)]).map_err(backend)? != 1 {
+                        return Err(StoreError::VersionConflict);
+                    }
+                }
                 let sql = match role {
                     Role::Customer => {
                         "UPDATE customers SET password_hash = ?2 WHERE id = ?1 AND email_key = ?3 AND password_hash = ?4"
@@ -486,6 +512,33 @@ impl AccountStore for SqliteStore {
                     return Err(StoreError::VersionConflict);
                 }
                 end_sessions(tx, &id, before, until)
+            })
+            .await
+    }
+
+    async fn insert_password_reset(&self, reset: &PasswordReset) -> Result<(), StoreError> {
+        let (token_hash, expires_at, doc) = (reset.token_hash.clone(), epoch_millis(reset.expires_at), to_doc(reset)?);
+        self.db
+            .write(move |tx| {
+                tx.exec(
+                    "INSERT INTO password_resets (token_hash, used, expires_at, doc) VALUES (?1, 0, ?2, ?3)",
+                    params![token_hash, expires_at, doc],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn find_password_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.db
+            .read(move |tx| {
+                let doc: Option<String> = tx
+                    .row("SELECT doc FROM password_resets WHERE token_hash = ?1", [token_hash], |row| row.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                doc.as_deref().map(from_doc).transpose()
             })
             .await
     }
@@ -529,11 +582,13 @@ impl ExpiryStore for SqliteStore {
         self.db
             .write(move |tx| {
                 let mut deleted = 0;
-                // Each table's expiry in its own unit: seconds, but milliseconds for idempotency.
+                // Each table's expiry in its own unit: seconds, but milliseconds for idempotency records
+                // and password resets.
                 for (table, expired_before) in [
                     ("login_attempts", seconds),
                     ("revoked_tokens", seconds),
                     ("sessions_ended", seconds),
+                    ("password_resets", millis),
                     ("cooldowns", seconds),
                     ("idempotency", millis),
                 ] {

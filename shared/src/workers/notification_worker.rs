@@ -1,5 +1,5 @@
 //! The notification worker: delivers customers' notices by email (see
-//! `crate::domain::Notifier`). A message is handled once per notice whatever how often it
+//! `crate::domain::Notifier`), and password resets' emails. A message is handled once per notice whatever how often it
 //! arrives: the notice is claimed, sent, then marked sent. Notices come from the notifications
 //! queue and from an outbox relay ([`deliver_relayed`]): the orders table's stream on AWS, the
 //! notices table's feed on the local server (`super::run_local_notice_relay`).
@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use time::Duration;
 
-use crate::domain::{Delivery, NoticeMessage, Notifier};
+use crate::domain::{Delivery, NoticeMessage, Notifier, render_password_reset};
 use crate::queue::{Consumer, Delivery as QueueDelivery, Outcome, OutgoingMessage, Queue, QueueName, process_batch};
 
 pub struct NotificationWorker {
@@ -23,8 +23,17 @@ impl NotificationWorker {
 #[async_trait]
 impl Consumer for NotificationWorker {
     async fn handle(&self, delivery: &QueueDelivery) -> Outcome {
-        let NoticeMessage::Deliver { notice_id } = match serde_json::from_str(&delivery.body) {
-            Ok(message) => message,
+        let notice_id = match serde_json::from_str(&delivery.body) {
+            Ok(NoticeMessage::Deliver { notice_id }) => notice_id,
+            Ok(NoticeMessage::PasswordReset { reset_id, to_name, to_email, code, expires_at }) => {
+                let email = render_password_reset(reset_id, &to_name, &to_email, &code, expires_at);
+                return match self.notifier.send_password_reset(&email).await {
+                    Delivery::Retry => {
+                        Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
+                    }
+                    Delivery::Sent | Delivery::NothingToDo | Delivery::Refused => Outcome::Done,
+                };
+            }
             Err(err) => {
                 tracing::error!(error = %err, "unreadable notification message; dropped");
                 crate::telemetry::metric("PoisonMessages", 1);

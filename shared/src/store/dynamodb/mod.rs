@@ -33,8 +33,8 @@ use super::{
     from_epoch_millis, hold_release, refunds, token,
 };
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus, Payment,
-    Principal, Product, Role, StockAdjustment, StockAlert,
+    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus,
+    PasswordReset, Payment, Principal, Product, Role, StockAdjustment, StockAlert,
 };
 use crate::retry::backoff;
 
@@ -157,6 +157,9 @@ fn revoked_pk(jti: Uuid) -> String {
 }
 fn sessions_ended_pk(subject: Uuid) -> String {
     format!("SESSIONS_ENDED#{subject}")
+}
+fn password_reset_pk(token_hash: &str) -> String {
+    format!("PASSWORD_RESET#{token_hash}")
 }
 fn attempts_pk(key: &str, window_end: OffsetDateTime) -> String {
     format!("ATTEMPTS#{}", attempt_key(key, window_end))
@@ -573,9 +576,8 @@ impl DynamoStore {
         self.put(&self.tables.customers, item, "attribute_not_exists(pk)", None)
     }
 
-    /// Ends the account's sessions begun before `before`, in a password change's transaction.
-    /// Unconditional: the change's own condition orders changes, and a condition here would
-    /// fail the change for good behind an end a skewed clock dated later.
+    /// Ends the account's sessions begun before `before`, in a password change's transaction,
+    /// unless a later end is there already (then the change runs again without it).
     fn end_sessions_update(
         &self,
         principal: &Principal,
@@ -586,6 +588,7 @@ impl DynamoStore {
             .table_name(&self.tables.customers)
             .set_key(Some(pk(sessions_ended_pk(principal.id))))
             .update_expression(END_SESSIONS)
+            .condition_expression(LATER_END_ONLY)
             .set_expression_attribute_names(Some(end_sessions_names()))
             .set_expression_attribute_values(Some(end_sessions_values(before, until)))
             .build()
@@ -1269,15 +1272,55 @@ impl AccountStore for DynamoStore {
             .expression_attribute_values(":previous", s(change.login.password_hash.clone()))
             .build()
             .map_err(build_err)?;
-        let actions = vec![
+        let mut actions = vec![
             TransactWriteItem::builder().update(update).build(),
             self.end_sessions_update(change.principal, change.sessions_before, change.sessions_until)?,
         ];
-        match self.transact(actions).await {
+        const END: usize = 1;
+        if let Some(reset) = change.reset {
+            let used = Update::builder()
+                .table_name(table)
+                .set_key(Some(pk(password_reset_pk(&reset.token_hash))))
+                .update_expression("SET used_at = :now")
+                .condition_expression("attribute_not_exists(used_at) AND expires_ms > :now_ms")
+                .expression_attribute_values(":now", rfc3339(change.sessions_before)?)
+                .expression_attribute_values(":now_ms", n(epoch_millis(change.sessions_before)))
+                .build()
+                .map_err(build_err)?;
+            actions.push(TransactWriteItem::builder().update(used).build());
+        }
+        let mut result = self.transact(actions.clone()).await;
+        if let Err(TransactionError::ConditionFailed(END)) = result {
+            // A later end of the sessions is there already (a logout everywhere meanwhile): it
+            // stands, and covers this one.
+            actions.remove(END);
+            result = self.transact(actions).await;
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(TransactionError::ConditionFailed(_)) => Err(StoreError::VersionConflict),
             Err(TransactionError::Store(e)) => Err(e),
         }
+    }
+
+    async fn insert_password_reset(&self, reset: &PasswordReset) -> Result<(), StoreError> {
+        let mut item = to_item(reset)?;
+        item.insert("pk".into(), s(password_reset_pk(&reset.token_hash)));
+        item.insert("expires_ms".into(), n(epoch_millis(reset.expires_at)));
+        item.insert(schema::TTL_ATTRIBUTE.into(), n(reset.expires_at.unix_timestamp()));
+        self.client
+            .put_item()
+            .table_name(&self.tables.customers)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn find_password_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>, StoreError> {
+        self.get(&self.tables.customers, password_reset_pk(token_hash)).await
     }
 
     async fn acquire_attempt(&self, key: &str, limit: u32, window_end: OffsetDateTime) -> Result<bool, StoreError> {
@@ -1349,7 +1392,7 @@ impl SessionStore for DynamoStore {
             .table_name(&self.tables.customers)
             .set_key(Some(pk(sessions_ended_pk(principal.id))))
             .update_expression(END_SESSIONS)
-            .condition_expression("attribute_not_exists(before_ms) OR before_ms < :before")
+            .condition_expression(LATER_END_ONLY)
             .set_expression_attribute_names(Some(end_sessions_names()))
             .set_expression_attribute_values(Some(end_sessions_values(before, until)))
             .send()
@@ -1379,6 +1422,8 @@ impl SessionStore for DynamoStore {
 
 /// Sets an account's ended sessions: tokens issued before `:before` refused until `:until`.
 const END_SESSIONS: &str = "SET before_ms = :before, expires_at = :until, #ttl = :until";
+/// An earlier end never replaces a later one (the same one may be written again: a retry).
+const LATER_END_ONLY: &str = "attribute_not_exists(before_ms) OR before_ms <= :before";
 
 fn end_sessions_names() -> HashMap<String, String> {
     HashMap::from([("#ttl".to_owned(), schema::TTL_ATTRIBUTE.to_owned())])
