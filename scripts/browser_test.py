@@ -51,7 +51,7 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 GOOD_CARD = {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 DECLINED_CARD = {"number": "4000 0000 0000 0002", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 WAIT = 10  # seconds for an explicit wait in the page
-VIEWS = ["overview", "orders", "inventory", "payments", "alerts", "customers"]
+VIEWS = ["overview", "orders", "inventory", "payments", "alerts", "customers", "account"]
 
 
 class Failure(Exception):
@@ -682,6 +682,50 @@ class Run:
         finally:
             self.clear_viewport()
 
+    def test_account_password_and_sessions(self) -> None:
+        """An admin changes their password (the page keeps its session, every other one ends),
+        then signs out everywhere, and sets the password back for the tests after."""
+        changed = "a new admin passphrase 2"
+        self.goto("#/account", "account")
+        other_device = self.api.login({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+
+        def submit(current: str, new: str, repeat: str) -> None:
+            self.fill("#password-current", current)
+            self.fill("#password-new", new)
+            self.fill("#password-repeat", repeat)
+            self.q("#password-save").click()
+
+        submit(ADMIN_PASSWORD, changed, changed + "!")
+        self.wait(lambda: self.q("#password-repeat").get_attribute("aria-invalid") == "true", "the mismatched repeat marked")
+        self.expect_console("/auth/password", 422)
+        submit("not the password", changed, changed)
+        self.wait(lambda: self.q("#password-current").get_attribute("aria-invalid") == "true"
+                  and "current_password" in self.message_text(), "the wrong current password named by the server")
+        before = self.token()
+        submit(ADMIN_PASSWORD, changed, changed)
+        self.wait(lambda: "password is changed" in self.notice_text(), "the notice of the change")
+        check(bool(self.token()) and self.token() != before, "the page did not take the token the change answered")
+        check(self.q("#password-current").get_attribute("value") in ("", None), "the form kept the passwords typed")
+        for stale in (before, other_device):
+            status, _, _ = self.api.call("GET", "/admin/metrics", token=stale)
+            check(status == 401, f"a session from before the change still works: {status}")
+        self.goto("#/overview", "overview")
+
+        self.goto("#/account", "account")
+        current = self.token()
+        self.q("#logout-everywhere").click()
+        self.wait(lambda: self.visible("#login-form") and "signed out everywhere" in self.notice_text(), "the sign-in form after signing out everywhere")
+        check(self.token() is None, "the token is still in sessionStorage")
+        status, _, _ = self.api.call("GET", "/admin/metrics", token=current)
+        check(status == 401, f"the page's own token still works after signing out everywhere: {status}")
+        self.login_through_form(ADMIN_USERNAME, changed)
+        self.wait(lambda: self.visible("#view-overview"), "the overview after signing in with the new password")
+
+        self.goto("#/account", "account")
+        submit(changed, ADMIN_PASSWORD, ADMIN_PASSWORD)
+        self.wait(lambda: "password is changed" in self.notice_text(), "the password set back")
+        self.admin = self.api.login({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+
     def test_logout_and_expired_session(self) -> None:
         self.ensure_logged_in()
         self.goto("#/orders", "orders")
@@ -764,6 +808,7 @@ TESTS = [
     "test_create_and_delete_product",
     "test_filters_and_paging",
     "test_layout",
+    "test_account_password_and_sessions",
     "test_logout_and_expired_session",
     "test_docs_page",
     "test_no_console_errors",

@@ -620,16 +620,21 @@
     } finally {
       button.disabled = false;
     }
-    clearSession();
-    state.returnTo = null;
-    history.replaceState(null, "", "#/overview");
-    showLoginScreen();
-    clearMessages();
+    showSignedOut();
     if (failure) {
       showError(failure.problem, { lead: "Signing out on the server failed; the token was forgotten on this device." });
     } else {
       showNotice("You are signed out.");
     }
+  }
+
+  // Forgets the session on this device and shows the sign-in form, with no message yet.
+  function showSignedOut() {
+    clearSession();
+    state.returnTo = null;
+    history.replaceState(null, "", "#/overview");
+    showLoginScreen();
+    clearMessages();
   }
 
   // ---------------------------------------------------------------- overview
@@ -1599,6 +1604,59 @@
     loadCustomers();
   };
 
+  // ---------------------------------------------------------------- your account
+
+  async function onChangePassword(event) {
+    event.preventDefault();
+    const form = $("password-form");
+    clearMessages();
+    clearFieldErrors(form);
+    const current = $("password-current").value;
+    const fresh = $("password-new").value;
+    const errors = [];
+    if (!current) errors.push({ field: "current_password", message: "enter your current password" });
+    if (fresh.length < 10) errors.push({ field: "new_password", message: "must be at least 10 characters" });
+    else if (fresh !== $("password-repeat").value) errors.push({ field: "repeat", message: "does not match the new password" });
+    if (errors.length) {
+      clientInvalid(form, errors);
+      return;
+    }
+    setBusy(form, true);
+    try {
+      const { data } = await api("POST", "/auth/password", { body: { current_password: current, new_password: fresh } });
+      // The change ended every session, this page's too: it goes on with the token it answered.
+      setSession(data, stored(USER_KEY) || "");
+      form.reset();
+      showNotice("Your password is changed. Every other session of this account is signed out.");
+    } catch (error) {
+      showProblem(error);
+      markFieldErrors(form, lastErrors());
+    } finally {
+      setBusy(form, false);
+    }
+  }
+
+  async function onLogoutEverywhere() {
+    const button = $("logout-everywhere");
+    button.disabled = true;
+    try {
+      await api("POST", "/auth/logout-everywhere");
+    } catch (error) {
+      showProblem(error);
+      return;
+    } finally {
+      button.disabled = false;
+    }
+    showSignedOut();
+    showNotice("You are signed out everywhere.");
+  }
+
+  VIEWS.account = () => {
+    $("password-form").reset();
+    clearFieldErrors($("password-form"));
+    setViewState($("view-account"), "ready");
+  };
+
   // ---------------------------------------------------------------- wiring
 
   function init() {
@@ -1614,6 +1672,8 @@
     });
     $("login-form").addEventListener("submit", onLogin);
     $("logout").addEventListener("click", onLogout);
+    $("password-form").addEventListener("submit", onChangePassword);
+    $("logout-everywhere").addEventListener("click", onLogoutEverywhere);
 
     $("overview-refresh").addEventListener("click", () => {
       clearMessages();
