@@ -12,8 +12,8 @@ use std::time::Duration as StdDuration;
 use axum::http::{Method, StatusCode};
 use common::http::{Api, CUSTOMER_PASSWORD, assert_problem};
 use common::mail::RecordingMailer;
-use orderly::clock::FakeClock;
-use orderly::domain::{Delivery, Services, render};
+use orderly::clock::{Clock, FakeClock};
+use orderly::domain::{Delivery, ResetEmail, Services, render};
 use orderly::gateway::{CircuitBreaker, simulated};
 use orderly::model::NoticeKind;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
@@ -116,6 +116,19 @@ impl World {
             delivered += notices.len();
         }
         delivered + common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await
+    }
+
+    /// Asks for a password reset for `email` and answers the code its email carries.
+    async fn reset_code(&self, email: &str) -> String {
+        let asked = self
+            .api
+            .send(Method::POST, "/auth/password-reset", Some(json!({"email": email})), &[("authorization", "")])
+            .await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.body);
+        common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await;
+        let sent = self.mailer.sent();
+        let text = &sent.last().expect("the reset email").text;
+        text.lines().find_map(|line| line.strip_prefix("Your reset code is: ")).expect("the code").to_owned()
     }
 
     /// The next notices the feed brings, without waiting; `None` without a feed.
@@ -505,24 +518,47 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code(store: Arc<dyn Stor
     );
 
     // A code works for 30 minutes.
-    assert_eq!(post("/auth/password-reset", json!({"email": "reset@example.com"})).await.status, StatusCode::ACCEPTED);
-    common::drain(w.queue.as_ref(), QueueName::Notifications, &w.notices).await;
-    let late = w.mailer.sent().last().expect("a second email").text.clone();
-    let late = late.lines().find_map(|line| line.strip_prefix("Your reset code is: ")).expect("code").to_owned();
+    let late = w.reset_code("reset@example.com").await;
     assert_ne!(late, code);
     w.clock.advance(Duration::minutes(31));
     let expired = post("/auth/password-reset/confirm", confirm(&late, "yet another password")).await;
     assert_eq!(expired.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", expired.body);
 
-    // Three asks per email in a login window (the clock is now in the next one).
-    for _ in 0..3 {
-        assert_eq!(
-            post("/auth/password-reset", json!({"email": "reset@example.com"})).await.status,
-            StatusCode::ACCEPTED
-        );
-    }
+    // A reset or a change ends every other code: whoever saw an older email cannot use it
+    // once the owner has secured the account (the clock is now in the next login window).
+    let (first, second) = (w.reset_code("reset@example.com").await, w.reset_code("reset@example.com").await);
+    let used = post("/auth/password-reset/confirm", confirm(&second, "the second code's password")).await;
+    assert_eq!(used.status, StatusCode::OK, "{}", used.body);
+    let other = post("/auth/password-reset/confirm", confirm(&first, "the first code's password")).await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY, "another code, after a reset: {}", other.body);
+    let third = w.reset_code("reset@example.com").await;
+    w.clock.advance(Duration::seconds(1));
+    let owner = format!("Bearer {}", used.body["access_token"].as_str().expect("token"));
+    let change = json!({"current_password": "the second code's password", "new_password": "the owner's own password"});
+    let changed = w.api.send(Method::POST, "/auth/password", Some(change), &[("authorization", &owner)]).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let after_change = post("/auth/password-reset/confirm", confirm(&third, "a taker's password")).await;
+    assert_eq!(after_change.status, StatusCode::UNPROCESSABLE_ENTITY, "a code, after a change: {}", after_change.body);
+    assert_eq!(
+        w.api.send(Method::POST, "/auth/login", Some(login("the owner's own password")), &anonymous).await.status,
+        StatusCode::OK
+    );
+
+    // Three asks per email in a login window: those three were all.
     let flood = post("/auth/password-reset", json!({"email": "reset@example.com"})).await;
     assert_problem(&flood, StatusCode::TOO_MANY_REQUESTS);
+
+    // A reset's message retried past its code's expiry is dropped unsent.
+    let sent = w.mailer.sent().len();
+    let stale = ResetEmail {
+        reset_id: uuid::Uuid::now_v7(),
+        to_name: "Customer",
+        to_email: "reset@example.com",
+        code: "an expired code",
+        expires_at: w.clock.now() - Duration::seconds(1),
+    };
+    assert_eq!(w.orderly.notifier.send_password_reset(stale).await, Delivery::NothingToDo);
+    assert_eq!(w.mailer.sent().len(), sent, "nothing sent");
 }
 
 on_every_store!(

@@ -480,6 +480,7 @@ async fn password_resets_are_used_once_and_only_while_live(store: Arc<dyn Store>
         token_hash: hash.to_owned(),
         customer_id: ada.id,
         login: "ada@example.com".into(),
+        for_password: "the hash's digest".into(),
         expires_at,
         used_at: None,
     };
@@ -506,6 +507,12 @@ async fn password_resets_are_used_once_and_only_while_live(store: Arc<dyn Store>
     assert_eq!(store.login_of(&principal).await.expect("read"), Some(read.clone()), "no hash written");
     assert!(store.session_is_valid(&principal, earlier_token).await.expect("check"), "no session ended");
 
+    let stale = AccountLogin { password_hash: "a hash no longer stored".into(), ..read.clone() };
+    assert!(
+        matches!(store.change_password(change(&stale, "raced", &live)).await, Err(StoreError::VersionConflict)),
+        "a live reset with a stale read of the login"
+    );
+    assert_eq!(store.find_password_reset("aa11").await.expect("find").and_then(|r| r.used_at), None, "still unused");
     store.change_password(change(&read, "reset-hash", &live)).await.expect("a live reset");
     assert_eq!(store.find_password_reset("aa11").await.expect("find").and_then(|r| r.used_at), Some(t), "used up");
     assert!(!store.session_is_valid(&principal, earlier_token).await.expect("check"), "sessions ended");
@@ -545,6 +552,7 @@ async fn expired_rows_are_collected_in_batches_and_live_ones_kept(store: Arc<dyn
         token_hash: "expired".into(),
         customer_id: ada.id,
         login: "ada@example.com".into(),
+        for_password: "the hash's digest".into(),
         expires_at: t - Duration::minutes(1),
         used_at: None,
     };

@@ -73,8 +73,8 @@ const RESETS_PER_ACCOUNT: u32 = 3;
 
 const INVALID_CREDENTIALS: &str = "invalid credentials";
 
-const RESET_CODE_REFUSED: &str = "is not a live reset code (unknown, used, expired, or for an email the account no \
-                                  longer has): ask for a new one";
+const RESET_CODE_REFUSED: &str = "is not a live reset code (unknown, used, expired, or sent before the account's \
+                                  password or email last changed): ask for a new one";
 
 /// The failed-login counters a login name and source address fill, each with its limit, in
 /// the fixed window ending at `window_end`.
@@ -193,29 +193,34 @@ impl Accounts {
         let login_key = email.key();
         let now = self.clock.now();
         let window_end = self.auth.limits.window_end(now)?;
-        let mut counters = vec![(format!("reset:account:{login_key}"), RESETS_PER_ACCOUNT)];
+        // The address first: an address over its limit must not use up anyone's per-email asks.
+        let mut counters = Vec::new();
         if let Some(ip) = source {
             counters.push((format!("reset:address:{ip}"), self.auth.limits.sign_ups_per_address));
         }
+        counters.push((format!("reset:account:{login_key}"), RESETS_PER_ACCOUNT));
         for (key, limit) in &counters {
             if !self.store.acquire_attempt(key, *limit, window_end).await? {
                 return Err(too_many(now, window_end, "too many password resets"));
             }
         }
-        let customer = match self.store.find_login(&login_key).await? {
-            Some(login) if login.role == Role::Customer => self.store.get_customer(login.subject).await?,
+        let account = match self.store.find_login(&login_key).await? {
+            Some(login) if login.role == Role::Customer => {
+                self.store.get_customer(login.subject).await?.map(|customer| (customer, login.password_hash))
+            }
             _ => None,
         };
-        let Some(customer) = customer else {
+        let Some((customer, password_hash)) = account else {
             tracing::info!("password reset asked for an email no customer has");
             return Ok(());
         };
         let code = new_reset_code()?;
         let reset = PasswordReset {
             id: Uuid::now_v7(),
-            token_hash: reset_code_hash(&code),
+            token_hash: sha256_hex(&code),
             customer_id: customer.id,
             login: login_key,
+            for_password: sha256_hex(&password_hash),
             expires_at: now + PASSWORD_RESET_TTL,
             used_at: None,
         };
@@ -240,8 +245,9 @@ impl Accounts {
     }
 
     /// Sets a new password with an emailed reset code, which works once, for
-    /// [`PASSWORD_RESET_TTL`], and only while the account still has the email it went to. Ends
-    /// every session of the account, as a change does; the answer is a new token.
+    /// [`PASSWORD_RESET_TTL`], and only while the account still has the email it went to and
+    /// the password it had (any reset or change ends every other code). Ends every session of
+    /// the account, as a change does; the answer is a new token.
     pub async fn reset_password(&self, request: PasswordResetConfirmation) -> Result<AccessToken> {
         request.new_password.check_new("new_password").map_err(|e| Error::Validation(vec![e]))?;
         let refused = || Error::invalid("code", RESET_CODE_REFUSED);
@@ -252,13 +258,17 @@ impl Accounts {
         let now = self.clock.now();
         let reset = self
             .store
-            .find_password_reset(&reset_code_hash(code))
+            .find_password_reset(&sha256_hex(code))
             .await?
             .filter(|reset| reset.used_at.is_none() && reset.expires_at > now)
             .ok_or_else(refused)?;
         let principal = Principal { id: reset.customer_id, role: Role::Customer };
-        let login =
-            self.store.login_of(&principal).await?.filter(|login| login.login == reset.login).ok_or_else(refused)?;
+        let login = self
+            .store
+            .login_of(&principal)
+            .await?
+            .filter(|login| login.login == reset.login && sha256_hex(&login.password_hash) == reset.for_password)
+            .ok_or_else(refused)?;
         self.replace_password(principal, &login, request.new_password, Some(&reset), refused).await
     }
 
@@ -341,8 +351,9 @@ fn new_reset_code() -> Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// What the store keeps of a reset code: its SHA-256, lower-case hex. The code is random
-/// enough that a plain hash is safe (nothing to guess, unlike a password).
-fn reset_code_hash(code: &str) -> String {
+/// SHA-256, lower-case hex: what the store keeps of a reset code (random enough that a plain
+/// hash is safe: nothing to guess, unlike a password), and how a reset names the password hash
+/// it was sent for.
+fn sha256_hex(code: &str) -> String {
     digest(&SHA256, code.as_bytes()).as_ref().iter().map(|byte| format!("{byte:02x}")).collect()
 }

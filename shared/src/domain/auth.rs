@@ -244,12 +244,24 @@ struct Claims {
     sub: Uuid,
     role: Role,
     jti: Uuid,
+    #[serde(deserialize_with = "whole_seconds")]
     iat: i64,
     /// `iat` to the millisecond (see [`Session::issued_at`]). A claim of its own, so `iat` stays
     /// the integer every version reads: during a deploy both run at once (docs/deploying.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat_ms: Option<i64>,
     exp: i64,
+}
+
+/// A NumericDate read to its whole second, integer or not (RFC 7519 allows a fraction, and
+/// tokens from another issuer may have one).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<i64, D::Error> {
+    let seconds = f64::deserialize(deserializer)?;
+    if seconds.is_finite() && seconds.abs() < 1e15 {
+        Ok(seconds.floor() as i64)
+    } else {
+        Err(serde::de::Error::custom("not a date"))
+    }
 }
 
 #[derive(Serialize)]
@@ -477,5 +489,33 @@ impl Sessions {
     /// When every token issued until `now` has expired.
     pub(crate) fn sessions_until(&self, now: OffsetDateTime) -> OffsetDateTime {
         now + self.auth.token_ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: &str) -> Claims {
+        serde_json::from_str(json).expect("claims")
+    }
+
+    /// `iat` is written as an integer with milliseconds beside it, and read whole or not: the
+    /// previous version reads what this one writes, and this one what others write.
+    #[test]
+    fn issue_times_are_written_whole_and_read_either_way() {
+        let subject = r#""sub":"01900000-0000-7000-8000-000000000001","role":"customer","jti":"01900000-0000-7000-8000-000000000002""#;
+        let written = serde_json::to_value(Claims {
+            iat_ms: Some(1_795_420_800_123),
+            ..claims(&format!(r#"{{{subject},"iat":1795420800,"exp":1795421700}}"#))
+        })
+        .expect("json");
+        assert_eq!(
+            (written["iat"].as_i64(), written["iat_ms"].as_i64()),
+            (Some(1_795_420_800), Some(1_795_420_800_123))
+        );
+        let fractional = claims(&format!(r#"{{{subject},"iat":1795420800.987,"exp":1795421700}}"#));
+        assert_eq!((fractional.iat, fractional.iat_ms), (1_795_420_800, None));
+        assert!(serde_json::from_str::<Claims>(&format!(r#"{{{subject},"iat":1e300,"exp":1}}"#)).is_err());
     }
 }

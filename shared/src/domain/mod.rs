@@ -45,7 +45,7 @@ pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracki
 pub use inventory::{Adjusted, AlertQuery, Alerts, Inventory, InventoryItem, InventoryQuery, NewAdjustment};
 pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 pub use messages::OrderMessage;
-pub use notifications::{Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, render, render_password_reset};
+pub use notifications::{Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, ResetEmail, render};
 pub use orders::{
     CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderAmendment, OrderMetrics, OrderQuery, Orders, Release,
     StatusChange,

@@ -149,11 +149,26 @@ impl Notifier {
     }
 }
 
+/// A password reset's email, as its queue message carries it.
+pub struct ResetEmail<'a> {
+    pub reset_id: Uuid,
+    pub to_name: &'a str,
+    pub to_email: &'a str,
+    pub code: &'a str,
+    pub expires_at: OffsetDateTime,
+}
+
 impl Notifier {
-    /// Sends a password reset's email. No claim: a redelivered message sends it again, with
-    /// the same Message-ID (the `.eml` outbox keeps the first).
-    pub async fn send_password_reset(&self, email: &OutgoingEmail) -> Delivery {
-        match self.mailer.send(email).await {
+    /// Sends a password reset's email, unless its code has expired (a message retried that
+    /// long). No claim: a redelivered message sends it again, with the same Message-ID (the
+    /// `.eml` outbox keeps the first).
+    pub async fn send_password_reset(&self, reset: ResetEmail<'_>) -> Delivery {
+        if reset.expires_at <= self.clock.now() {
+            tracing::info!(reset_id = %reset.reset_id, "password reset expired before it could be sent; dropped");
+            return Delivery::NothingToDo;
+        }
+        let email = render_password_reset(&reset);
+        match self.mailer.send(&email).await {
             Ok(()) => {
                 crate::telemetry::metric("PasswordResetsSent", 1);
                 tracing::info!(reset_id = %email.id, "password reset sent");
@@ -215,13 +230,8 @@ fn when(t: OffsetDateTime) -> String {
 }
 
 /// The email a password reset becomes.
-pub fn render_password_reset(
-    reset_id: Uuid,
-    to_name: &str,
-    to_email: &str,
-    code: &str,
-    expires_at: OffsetDateTime,
-) -> OutgoingEmail {
+fn render_password_reset(reset: &ResetEmail<'_>) -> OutgoingEmail {
+    let ResetEmail { reset_id, to_name, to_email, code, expires_at } = *reset;
     let paragraphs = [
         "Someone, we hope you, asked to reset the password of your Orderly account.".to_owned(),
         format!("Your reset code is: {code}"),

@@ -98,6 +98,9 @@ pub struct PasswordReset {
     pub customer_id: Uuid,
     /// The login (lower-case email) it was sent to: it resets that login only.
     pub login: String,
+    /// The SHA-256 (hex) of the password hash the account had when the code was sent: a reset
+    /// or a change since (another code used, the owner securing the account) ends every code.
+    pub for_password: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]

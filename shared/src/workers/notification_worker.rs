@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use time::Duration;
 
-use crate::domain::{Delivery, NoticeMessage, Notifier, render_password_reset};
+use crate::domain::{Delivery, NoticeMessage, Notifier, ResetEmail};
 use crate::queue::{Consumer, Delivery as QueueDelivery, Outcome, OutgoingMessage, Queue, QueueName, process_batch};
 
 pub struct NotificationWorker {
@@ -26,8 +26,8 @@ impl Consumer for NotificationWorker {
         let notice_id = match serde_json::from_str(&delivery.body) {
             Ok(NoticeMessage::Deliver { notice_id }) => notice_id,
             Ok(NoticeMessage::PasswordReset { reset_id, to_name, to_email, code, expires_at }) => {
-                let email = render_password_reset(reset_id, &to_name, &to_email, &code, expires_at);
-                return match self.notifier.send_password_reset(&email).await {
+                let reset = ResetEmail { reset_id, to_name: &to_name, to_email: &to_email, code: &code, expires_at };
+                return match self.notifier.send_password_reset(reset).await {
                     Delivery::Retry => {
                         Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
                     }
