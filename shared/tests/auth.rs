@@ -519,6 +519,48 @@ async fn an_admin_changes_their_password(store: Arc<dyn Store>) {
     );
 }
 
+/// A customer's own email change needs their password (a reset goes to the email, so a stolen
+/// token must not move it), checked as a login is; an admin's does not, nor does any other edit.
+async fn a_customer_changing_their_email_confirms_it_with_their_password(store: Arc<dyn Store>) {
+    let (orderly, _) = clocked(store);
+    let api = Api::over(orderly).await;
+    let (id, token) = api.customer("a@example.com").await;
+    let me = format!("/customers/{id}");
+    let bearer = format!("Bearer {token}");
+    let patch = |body: Value| {
+        let (api, me, bearer) = (&api, me.clone(), bearer.clone());
+        async move { api.send(Method::PATCH, &me, Some(body), &[("authorization", &bearer)]).await }
+    };
+    let bare = patch(json!({"email": "taker@example.com"})).await;
+    common::http::assert_problem(&bare, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bare.body["errors"][0]["field"], "current_password", "{}", bare.body);
+    let wrong = patch(json!({"email": "taker@example.com", "current_password": "not my password"})).await;
+    assert_eq!(wrong.body["errors"][0]["field"], "current_password", "{}", wrong.body);
+    assert_eq!(api.get(&me).await.body["email"], "a@example.com", "nothing changed");
+    assert_eq!(patch(json!({"phone": "+44 20 7946 0000"})).await.status, StatusCode::OK, "other edits need none");
+    let same = patch(json!({"email": "A@Example.com"})).await;
+    assert_eq!(
+        (same.status, &same.body["email"]),
+        (StatusCode::OK, &json!("A@Example.com")),
+        "the same email, in capitals"
+    );
+
+    let moved = patch(json!({"email": "ada@new.example", "current_password": CUSTOMER_PASSWORD})).await;
+    assert_eq!((moved.status, &moved.body["email"]), (StatusCode::OK, &json!("ada@new.example")), "{}", moved.body);
+    assert_eq!(login(&api, "ada@new.example", CUSTOMER_PASSWORD).await, StatusCode::OK);
+    let by_admin = api.send(Method::PATCH, &me, Some(json!({"email": "ada@office.example"})), &[]).await;
+    assert_eq!(by_admin.status, StatusCode::OK, "an admin needs no password: {}", by_admin.body);
+
+    // Wrong passwords are failed logins of the account's login name (5 allowed here; the one
+    // above counted against the email it had then).
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let guess = json!({"email": "taker@example.com", "current_password": "guess guess guess"});
+        statuses.push(patch(guess).await.status.as_u16());
+    }
+    assert_eq!(statuses, [422, 422, 422, 422, 422, 429]);
+}
+
 /// Logging out everywhere refuses every token of the account issued until then, wherever it was
 /// issued; a later login works.
 async fn logging_out_everywhere_refuses_every_earlier_token(store: Arc<dyn Store>) {
@@ -572,6 +614,7 @@ on_every_store!(
     an_order_with_a_revoked_token_is_refused_and_places_nothing,
     a_password_change_ends_every_session_and_answers_a_new_token,
     an_admin_changes_their_password,
+    a_customer_changing_their_email_confirms_it_with_their_password,
     logging_out_everywhere_refuses_every_earlier_token,
     production_password_cost_signs_up_and_logs_in,
 );

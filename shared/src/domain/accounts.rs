@@ -12,12 +12,12 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::Invalid as _;
-use super::auth::{AccessToken, AuthConfig, Password, Session, Sessions, too_many};
+use super::auth::{AccessToken, AuthConfig, LoginLimits, Password, Session, Sessions, too_many};
 use super::field_errors;
 use super::notifications::NoticeMessage;
 use super::passwords::Hasher;
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::model::{Admin, Email, PasswordReset, Principal, Role, Username};
 use crate::queue::{OutgoingMessage, Queue, QueueName};
 use crate::store::{AccountLogin, AccountStore, PasswordChange, StoreError};
@@ -140,12 +140,12 @@ impl Accounts {
             return Err(Error::Unauthorized(INVALID_CREDENTIALS));
         }
         let now = self.clock.now();
-        let failures = self.failure_counters(&login_key, source, now).await?;
+        let failures = FailureCounters::check(self.store.as_ref(), self.auth.limits, &login_key, source, now).await?;
         let login = self.store.find_login(&login_key).await?;
         let hash = login.as_ref().map(|l| l.password_hash.clone());
         let valid = self.hasher.verify(request.password, hash).await?;
         let Some(login) = login.filter(|_| valid) else {
-            self.count_failure(&failures).await?;
+            failures.count(self.store.as_ref()).await?;
             tracing::info!("login refused");
             return Err(Error::Unauthorized(INVALID_CREDENTIALS));
         };
@@ -163,7 +163,13 @@ impl Accounts {
         request: PasswordChangeRequest,
         source: Option<IpAddr>,
     ) -> Result<AccessToken> {
-        request.new_password.check_new("new_password").map_err(|e| Error::Validation(vec![e]))?;
+        let mut invalid = request.new_password.check_new("new_password").invalid();
+        if request.current_password.0.is_empty() {
+            invalid.insert(0, FieldError::new("current_password", "must not be empty"));
+        }
+        if !invalid.is_empty() {
+            return Err(Error::Validation(invalid));
+        }
         let principal = session.principal;
         let conflict = || {
             Error::Conflict("the account's password or email changed meanwhile: retry with its current password".into())
@@ -172,13 +178,9 @@ impl Accounts {
         // between the two reads (on DynamoDB).
         let login = self.store.login_of(&principal).await?.ok_or_else(conflict)?;
         let now = self.clock.now();
-        let failures = self.failure_counters(&login.login, source, now).await?;
         let unchanged = request.current_password.0 == request.new_password.0;
-        if !self.hasher.verify(request.current_password, Some(login.password_hash.clone())).await? {
-            self.count_failure(&failures).await?;
-            tracing::info!(subject = %principal.id, "password change refused");
-            return Err(Error::invalid("current_password", "is not the account's password"));
-        }
+        let (store, limits) = (self.store.as_ref(), self.auth.limits);
+        check_current_password(store, &self.hasher, limits, &login, request.current_password, source, now).await?;
         if unchanged {
             return Err(Error::invalid("new_password", "must differ from the current password"));
         }
@@ -249,10 +251,16 @@ impl Accounts {
     /// the password it had (any reset or change ends every other code). Ends every session of
     /// the account, as a change does; the answer is a new token.
     pub async fn reset_password(&self, request: PasswordResetConfirmation) -> Result<AccessToken> {
-        request.new_password.check_new("new_password").map_err(|e| Error::Validation(vec![e]))?;
-        let refused = || Error::invalid("code", RESET_CODE_REFUSED);
         let code = request.code.trim();
-        if code.is_empty() || code.len() > 100 {
+        let mut invalid = request.new_password.check_new("new_password").invalid();
+        if code.is_empty() {
+            invalid.insert(0, FieldError::new("code", "must not be empty: give the code the email gave"));
+        }
+        if !invalid.is_empty() {
+            return Err(Error::Validation(invalid));
+        }
+        let refused = || Error::invalid("code", RESET_CODE_REFUSED);
+        if code.len() > 100 {
             return Err(refused());
         }
         let now = self.clock.now();
@@ -309,18 +317,20 @@ impl Accounts {
         tracing::info!(subject = %principal.id, reset = reset.is_some(), "password changed; every session ended");
         self.sessions.issue(principal, written)
     }
+}
 
+impl FailureCounters {
     /// The counters a failed login (or password check) for `login_key` from `source` fills,
     /// checked before verifying: 429 when one is full. Only failures count, so logins in flight
     /// never refuse one another. The pair's limit is the low one, so a guesser elsewhere cannot
     /// lock the owner out; the account's and the address's are ceilings far above it.
-    async fn failure_counters(
-        &self,
+    async fn check(
+        store: &dyn AccountStore,
+        limits: LoginLimits,
         login_key: &str,
         source: Option<IpAddr>,
         now: OffsetDateTime,
-    ) -> Result<FailureCounters> {
-        let limits = self.auth.limits;
+    ) -> Result<Self> {
         let window_end = limits.window_end(now)?;
         let mut counters = vec![(format!("account:{login_key}"), limits.per_account)];
         if let Some(ip) = source {
@@ -328,19 +338,40 @@ impl Accounts {
             counters.push((format!("address:{ip}"), limits.per_address));
         }
         let keys: Vec<String> = counters.iter().map(|(key, _)| key.clone()).collect();
-        let counts = self.store.attempt_counts(&keys, window_end).await?;
+        let counts = store.attempt_counts(&keys, window_end).await?;
         if counters.iter().zip(&counts).any(|((_, limit), count)| count >= limit) {
             return Err(too_many(now, window_end, "too many failed logins"));
         }
-        Ok(FailureCounters { counters, window_end })
+        Ok(Self { counters, window_end })
     }
 
-    async fn count_failure(&self, failures: &FailureCounters) -> Result<()> {
-        for (key, _) in &failures.counters {
-            self.store.acquire_attempt(key, u32::MAX, failures.window_end).await?;
+    async fn count(&self, store: &dyn AccountStore) -> Result<()> {
+        for (key, _) in &self.counters {
+            store.acquire_attempt(key, u32::MAX, self.window_end).await?;
         }
         Ok(())
     }
+}
+
+/// Checks the password a signed-in account gives to confirm a change (its password, its
+/// email) as a login is checked: under the failed-login limits, a wrong one counted, so a
+/// stolen token is no way round them. A wrong one is a 422 naming `current_password`.
+pub(super) async fn check_current_password(
+    store: &dyn AccountStore,
+    hasher: &Hasher,
+    limits: LoginLimits,
+    login: &AccountLogin,
+    password: Password,
+    source: Option<IpAddr>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let failures = FailureCounters::check(store, limits, &login.login, source, now).await?;
+    if hasher.verify(password, Some(login.password_hash.clone())).await? {
+        return Ok(());
+    }
+    failures.count(store).await?;
+    tracing::info!("current password refused");
+    Err(Error::invalid("current_password", "is not the account's password"))
 }
 
 /// A reset code: 32 random bytes, URL-safe base64 (43 characters).

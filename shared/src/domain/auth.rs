@@ -112,7 +112,9 @@ impl Password {
     /// A new password: 10–128 characters, not blank.
     pub fn check_new(&self, field: &str) -> Result<(), FieldError> {
         let len = self.0.chars().count();
-        if len < 10 || self.0.trim().is_empty() {
+        if self.0.trim().is_empty() {
+            Err(FieldError::new(field, "must not be blank"))
+        } else if len < 10 {
             Err(FieldError::new(field, "must be at least 10 characters"))
         } else if len > 128 {
             Err(FieldError::new(field, "must be at most 128 characters"))

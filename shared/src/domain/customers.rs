@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use super::Invalid as _;
-use super::auth::{LoginLimits, Password, too_many};
+use super::accounts::check_current_password;
+use super::auth::{LoginLimits, Password, Session, too_many};
 use super::directory::CustomerDirectory;
 use super::passwords::Hasher;
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
@@ -48,6 +49,10 @@ pub struct CustomerPatch {
     /// `null` removes it.
     #[serde(default, deserialize_with = "crate::model::removable")]
     pub address: Option<Option<Address>>,
+    /// The customer's password: needed when a customer changes their own email (a password
+    /// reset goes to the email, so a token alone must not move it). An admin needs none.
+    #[serde(default)]
+    pub current_password: Option<Password>,
 }
 
 fn parse_phone(raw: Option<&str>) -> Result<Option<String>, FieldError> {
@@ -110,8 +115,17 @@ impl Customers {
     }
 
     /// PATCH /customers/{id}: changes the given fields. `if_match`: the version the caller
-    /// read; a stale one answers 412 and changes nothing.
-    pub async fn update_customer(&self, id: Uuid, if_match: Option<u64>, patch: CustomerPatch) -> Result<Customer> {
+    /// read; a stale one answers 412 and changes nothing. A customer changing their own email
+    /// confirms it with their password, checked as a login is (`source`: for the limits).
+    pub async fn update_customer(
+        &self,
+        session: &Session,
+        id: Uuid,
+        if_match: Option<u64>,
+        patch: CustomerPatch,
+        source: Option<IpAddr>,
+    ) -> Result<Customer> {
+        session.require_self_or_admin(id, "customer")?;
         let name = patch.name.as_deref().map(|n| PersonName::parse("name", n)).transpose();
         let email = patch.email.as_deref().map(|e| Email::parse("email", e)).transpose();
         let phone = patch.phone.map(|p| parse_phone(p.as_deref())).transpose();
@@ -120,6 +134,11 @@ impl Customers {
             (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
             (n, e, p, a) => return Err(field_errors([n.invalid(), e.invalid(), p.invalid(), a.invalid()])),
         };
+        if let Some(new_email) = &email
+            && !session.is_admin()
+        {
+            self.confirm_email_change(session, new_email, patch.current_password, source).await?;
+        }
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let current = self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))?;
             if let Some(expected) = if_match
@@ -152,5 +171,24 @@ impl Customers {
             }
         }
         Err(Error::Unavailable)
+    }
+
+    /// A customer's own email change needs their password, unless the email stays the same.
+    async fn confirm_email_change(
+        &self,
+        session: &Session,
+        new_email: &Email,
+        password: Option<Password>,
+        source: Option<IpAddr>,
+    ) -> Result<()> {
+        let login = self.store.login_of(&session.principal).await?.ok_or(Error::NotFound("customer"))?;
+        if login.login == new_email.key() {
+            return Ok(());
+        }
+        let Some(password) = password.filter(|p| !p.0.is_empty()) else {
+            return Err(Error::invalid("current_password", "is needed to change the email: give your password"));
+        };
+        let now = self.clock.now();
+        check_current_password(self.store.as_ref(), &self.hasher, self.limits, &login, password, source, now).await
     }
 }

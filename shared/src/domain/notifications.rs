@@ -236,8 +236,8 @@ fn render_password_reset(reset: &ResetEmail<'_>) -> OutgoingEmail {
         "Someone, we hope you, asked to reset the password of your Orderly account.".to_owned(),
         format!("Your reset code is: {code}"),
         format!(
-            "Send it with your new password to POST /auth/password-reset/confirm. It works once, until {}, \
-             and signs you out everywhere.",
+            "Enter it with a new password where you asked for the reset. It works once, until {}, and signs \
+             you out everywhere.",
             when(expires_at)
         ),
         "If it was not you, ignore this email: your password is unchanged.".to_owned(),

@@ -58,16 +58,16 @@ async fn show(State(customers): State<Customers>, session: Session, Id(id): Id) 
     Ok(super::versioned_json(customer, version))
 }
 
-#[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/customers/{id}", tag = "customers", summary = "Change a customer's record (themselves or an admin)", params(("id" = Uuid, Path, description = "Customer id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::CustomerPatch, responses((status = 200, description = "The customer as stored", body = crate::model::Customer, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The email is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
+#[cfg_attr(feature = "openapi", utoipa::path(patch, path = "/customers/{id}", tag = "customers", summary = "Change a customer's record (themselves or an admin)", description = "A customer changing their own email also gives `current_password` (a password reset goes to the email, so a token alone must not move it); a wrong one counts as a failed login. An admin needs none.", params(("id" = Uuid, Path, description = "Customer id"), ("If-Match" = Option<String>, Header, description = "The version you read, as its ETag (\"3\"): a stale one answers 412")), request_body = crate::domain::CustomerPatch, responses((status = 200, description = "The customer as stored", body = crate::model::Customer, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "No such customer (or not yours)", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 409, description = "The email is taken", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 412, description = "The If-Match version is stale; current_version says the current one", content_type = "application/problem+json", body = crate::http::problem::Problem), (status = 429, description = "Too many failed logins (a wrong current_password counts); Retry-After says when to try again", content_type = "application/problem+json", body = crate::http::problem::Problem)), security(("bearer" = []))))]
 async fn update(
     State(customers): State<Customers>,
     session: Session,
     Id(id): Id,
     IfMatch(expected): IfMatch,
+    SourceAddress(source): SourceAddress,
     Json(patch): Json<CustomerPatch>,
 ) -> Result<Response, ApiError> {
-    session.require_self_or_admin(id, "customer")?;
-    let customer = customers.update_customer(id, expected, patch).await?;
+    let customer = customers.update_customer(&session, id, expected, patch, source).await?;
     let version = customer.version;
     Ok(super::versioned_json(customer, version))
 }
