@@ -8,7 +8,9 @@
 //!   `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, and creates missing tables).
 //! - `ORDERLY_ADMIN_USERNAME` + `ORDERLY_ADMIN_PASSWORD`: an admin created at start-up if
 //!   missing. `orderly-local create-admin` does only that, then exits (for AWS: run it with
-//!   `ORDERLY_STORE=dynamodb` and the stack's table names).
+//!   `ORDERLY_STORE=dynamodb` and the stack's table names). `orderly-local reset-admin-password`
+//!   sets an existing admin's password to `ORDERLY_ADMIN_PASSWORD` instead, and ends every
+//!   session of that admin: the way back for an admin who forgot it.
 //! - `MAIL_FROM`: the sender of customers' notices, default `Orderly <orders@orderly.localhost>`.
 //!   Notices are written as `.eml` files under `ORDERLY_DATA_DIR/outbox/`, or sent through the
 //!   SMTP relay `SMTP_URL` names (e.g. `smtp://127.0.0.1:1025`) when it is set.
@@ -52,16 +54,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DEFAULT_DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.data");
 
+/// What `orderly-local help` prints.
+const USAGE: &str = "usage: orderly-local [openapi | redrive <queue> | create-admin | reset-admin-password | help]
+  (no command)           serve the API on ORDERLY_ADDR (default 127.0.0.1:3000), data in ORDERLY_DATA_DIR
+  openapi                print the OpenAPI document
+  redrive <queue>        move a queue's dead letters back onto it
+  create-admin           create the admin ORDERLY_ADMIN_USERNAME with ORDERLY_ADMIN_PASSWORD, if missing
+  reset-admin-password   set that existing admin's password to ORDERLY_ADMIN_PASSWORD; ends its sessions
+Configuration is by environment variables: see README.md.";
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    if std::env::args().nth(1).as_deref() == Some("openapi") {
+    let command = std::env::args().nth(1);
+    match command.as_deref() {
+        None | Some("openapi" | "redrive" | "create-admin" | "reset-admin-password") => {}
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Some(other) => {
+            eprintln!("unknown command {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+    if command.as_deref() == Some("openapi") {
         // `docs/openapi.json` is this output: the test that compares them says to run it.
         println!("{}", serde_json::to_string_pretty(&orderly::http::openapi::document())?);
         return Ok(());
     }
     orderly::telemetry::init_local();
     let data_dir = PathBuf::from(var_or("ORDERLY_DATA_DIR", DEFAULT_DATA_DIR));
-    if std::env::args().nth(1).as_deref() == Some("redrive") {
+    if command.as_deref() == Some("redrive") {
         return redrive(&data_dir, std::env::args().nth(2).as_deref()).await;
     }
     std::fs::create_dir_all(&data_dir)?;
@@ -79,7 +102,15 @@ async fn main() -> Result<(), BoxError> {
     );
 
     let admin = (std::env::var("ORDERLY_ADMIN_USERNAME").ok(), std::env::var("ORDERLY_ADMIN_PASSWORD").ok());
-    let create_admin_only = std::env::args().nth(1).as_deref() == Some("create-admin");
+    if command.as_deref() == Some("reset-admin-password") {
+        let (Some(username), Some(password)) = admin else {
+            return Err("reset-admin-password needs ORDERLY_ADMIN_USERNAME and ORDERLY_ADMIN_PASSWORD".into());
+        };
+        services.accounts.reset_admin_password(&username, Password::new(password)).await?;
+        println!("the password of admin {username} is set; every session of that admin has ended");
+        return Ok(());
+    }
+    let create_admin_only = command.as_deref() == Some("create-admin");
     match admin {
         (Some(username), Some(password)) => {
             services.accounts.ensure_admin(&username, Password::new(password)).await?;

@@ -13,7 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::http::{ADMIN_PASSWORD, Api, CUSTOMER_PASSWORD, Reply};
 use jsonwebtoken::{EncodingKey, Header};
 use orderly::clock::FakeClock;
-use orderly::domain::{LoginLimits, LoginRequest, PasswordCost, Services};
+use orderly::domain::{LoginLimits, LoginRequest, Password, PasswordCost, Services};
+use orderly::error::Error;
 use orderly::http::{app, auth, customers, products};
 use orderly::store::Store;
 use serde_json::{Value, json};
@@ -561,6 +562,33 @@ async fn a_customer_changing_their_email_confirms_it_with_their_password(store: 
     assert_eq!(statuses, [422, 422, 422, 422, 422, 429]);
 }
 
+/// The operator sets a forgotten admin password (`orderly-local reset-admin-password`): the old
+/// password and every session of that admin end; nobody else's.
+async fn the_operator_resets_an_admins_password(store: Arc<dyn Store>) {
+    let (orderly, clock) = clocked(store);
+    let api = Api::over(orderly.clone()).await;
+    let (_, customer) = api.customer("a@example.com").await;
+    clock.advance(Duration::seconds(1));
+    let accounts = &orderly.accounts;
+    accounts.reset_admin_password("admin", Password::new("a forgotten one, replaced")).await.expect("reset");
+    assert_eq!(api.get("/admin/metrics").await.status, StatusCode::UNAUTHORIZED, "the admin's session ended");
+    let login = |password: &str| json!({"username": "admin", "password": password});
+    let anonymous = [("authorization", "")];
+    let old = api.send(Method::POST, "/auth/login", Some(login(ADMIN_PASSWORD)), &anonymous).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = api.send(Method::POST, "/auth/login", Some(login("a forgotten one, replaced")), &anonymous).await;
+    assert_eq!(new.status, StatusCode::OK);
+    let other = api.send(Method::GET, "/products", None, &[("authorization", &format!("Bearer {customer}"))]).await;
+    assert_eq!(other.status, StatusCode::OK, "a customer's session goes on");
+
+    let unknown = accounts.reset_admin_password("nobody", Password::new("a long enough password")).await;
+    assert!(matches!(unknown, Err(Error::NotFound("admin"))), "{unknown:?}");
+    let customer_login = accounts.reset_admin_password("a@example.com", Password::new("a long enough password")).await;
+    assert!(matches!(customer_login, Err(Error::Validation(_))), "a customer is no admin: {customer_login:?}");
+    let short = accounts.reset_admin_password("admin", Password::new("short")).await;
+    assert!(matches!(short, Err(Error::Validation(_))), "{short:?}");
+}
+
 /// Logging out everywhere refuses every token of the account issued until then, wherever it was
 /// issued; a later login works.
 async fn logging_out_everywhere_refuses_every_earlier_token(store: Arc<dyn Store>) {
@@ -615,6 +643,7 @@ on_every_store!(
     a_password_change_ends_every_session_and_answers_a_new_token,
     an_admin_changes_their_password,
     a_customer_changing_their_email_confirms_it_with_their_password,
+    the_operator_resets_an_admins_password,
     logging_out_everywhere_refuses_every_earlier_token,
     production_password_cost_signs_up_and_logs_in,
 );

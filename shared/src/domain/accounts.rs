@@ -127,6 +127,23 @@ impl Accounts {
         }
     }
 
+    /// The operator's way back for an admin who forgot their password (there is no reset by
+    /// email for admins): sets the admin's password and ends every session of the account.
+    pub async fn reset_admin_password(&self, username: &str, password: Password) -> Result<()> {
+        let username = match (Username::parse("username", username), password.check_new("password")) {
+            (Ok(u), Ok(())) => u,
+            (u, p) => return Err(field_errors([u.invalid(), p.invalid()])),
+        };
+        let admin = self.store.find_login(username.as_str()).await?.filter(|login| login.role == Role::Admin);
+        let Some(admin) = admin else { return Err(Error::NotFound("admin")) };
+        let principal = Principal { id: admin.subject, role: Role::Admin };
+        let login = AccountLogin { login: username.as_str().to_owned(), password_hash: admin.password_hash };
+        let conflict = || Error::Conflict("the admin's password changed meanwhile: run it again".into());
+        self.replace_password(principal, &login, password, None, conflict).await?;
+        tracing::info!(admin_id = %principal.id, "admin password reset by the operator");
+        Ok(())
+    }
+
     /// Checks credentials under the failed-login limits and issues an access token.
     /// Unknown accounts and wrong passwords take the same path and the same time.
     pub async fn login(&self, request: LoginRequest, source: Option<IpAddr>) -> Result<AccessToken> {
