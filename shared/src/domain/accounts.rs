@@ -38,6 +38,7 @@ pub struct LoginRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"current_password": "correct horse battery", "new_password": "a longer, better passphrase"})))]
 pub struct PasswordChangeRequest {
     pub current_password: Password,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 10, max_length = 128))]
     pub new_password: Password,
 }
 
@@ -55,6 +56,7 @@ pub struct PasswordResetRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({"code": "the code from the email", "new_password": "a longer, better passphrase"})))]
 pub struct PasswordResetConfirmation {
     pub code: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 10, max_length = 128))]
     pub new_password: Password,
 }
 

@@ -25,6 +25,7 @@ use crate::store::{AccountStore, StoreError};
 pub struct NewCustomer {
     pub name: String,
     pub email: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 10, max_length = 128))]
     pub password: Password,
     #[serde(default)]
     pub phone: Option<String>,

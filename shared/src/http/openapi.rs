@@ -87,12 +87,18 @@ impl Modify for CommonAnswers {
             for operation in operations.into_iter().flatten() {
                 let has_body = operation.request_body.is_some();
                 let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                // `security((), ("bearer" = []))`: a token is optional, but one sent must be good.
+                let token_optional = operation.security.as_ref().is_some_and(|s| {
+                    s.iter().any(|requirement| serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({})))
+                });
                 let responses = &mut operation.responses.responses;
                 let mut add = |status: &str, description: &str| {
                     responses.entry(status.to_owned()).or_insert_with(|| problem(description).into());
                 };
                 add("400", "Malformed JSON, query or If-Match");
-                if authenticated {
+                if token_optional {
+                    add("401", "A token invalid, expired or revoked (this route needs none)");
+                } else if authenticated {
                     add("401", "No token, or a token invalid, expired or revoked");
                 }
                 add("404", "No such route");
