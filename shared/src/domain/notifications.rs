@@ -107,6 +107,15 @@ pub enum Delivery {
     Refused,
 }
 
+/// A password reset's email, as its queue message carries it.
+pub struct ResetEmail<'a> {
+    pub reset_id: Uuid,
+    pub to_name: &'a str,
+    pub to_email: &'a str,
+    pub code: &'a str,
+    pub expires_at: OffsetDateTime,
+}
+
 #[derive(Clone)]
 pub struct Notifier {
     store: Arc<dyn NoticeStore>,
@@ -147,18 +156,7 @@ impl Notifier {
             }
         }
     }
-}
 
-/// A password reset's email, as its queue message carries it.
-pub struct ResetEmail<'a> {
-    pub reset_id: Uuid,
-    pub to_name: &'a str,
-    pub to_email: &'a str,
-    pub code: &'a str,
-    pub expires_at: OffsetDateTime,
-}
-
-impl Notifier {
     /// Sends a password reset's email, unless its code has expired (a message retried that
     /// long). No claim: a redelivered message sends it again, with the same Message-ID (the
     /// `.eml` outbox keeps the first).

@@ -89,7 +89,8 @@ impl Modify for CommonAnswers {
                 let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 // `security((), ("bearer" = []))`: a token is optional, but one sent must be good.
                 let token_optional = operation.security.as_ref().is_some_and(|s| {
-                    s.iter().any(|requirement| serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({})))
+                    s.iter()
+                        .any(|requirement| serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({})))
                 });
                 let responses = &mut operation.responses.responses;
                 let mut add = |status: &str, description: &str| {
