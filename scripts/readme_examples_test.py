@@ -64,6 +64,7 @@ EXPECTED_NOTICES = {
     "was delivered": 1,
     "was cancelled": 1,            # the deferred order cancelled
     "Reset your Orderly password": 1,
+    "Your Orderly password was changed": 1,
 }
 
 

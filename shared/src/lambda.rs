@@ -55,7 +55,8 @@ impl ColdStart {
     #[cfg(feature = "passwords")]
     pub fn customers(&self) -> Result<Customers, String> {
         let auth = self.auth()?;
-        Ok(Customers::new(self.store.clone(), self.clock.clone(), Hasher::per_core(auth.cost), auth.limits))
+        let hasher = Hasher::per_core(auth.cost);
+        Ok(Customers::new(self.store.clone(), self.clock.clone(), hasher, auth.limits, self.queue()?))
     }
 
     /// Customers' notices as they read them.

@@ -245,7 +245,8 @@ async fn sign_ups_are_bounded_per_address_and_by_the_hasher(store: Arc<dyn Store
     // One permit: a burst queues and every sign-up gets through, one hash at a time.
     let clock = Arc::new(orderly::clock::SystemClock);
     let cost = common::test_auth().cost;
-    let one_at_a_time = Customers::new(store.clone(), clock.clone(), Hasher::new(cost, 1), limits);
+    let queue = services.queue.clone();
+    let one_at_a_time = Customers::new(store.clone(), clock.clone(), Hasher::new(cost, 1), limits, queue.clone());
     let mut burst = JoinSet::new();
     for i in 200..216 {
         let customers = one_at_a_time.clone();
@@ -253,7 +254,7 @@ async fn sign_ups_are_bounded_per_address_and_by_the_hasher(store: Arc<dyn Store
     }
     assert!(burst.join_all().await.into_iter().all(|r| r.is_ok()), "queued sign-ups all succeed");
     // No permit free within the wait: refused as unavailable (503, Retry-After), nothing stored.
-    let saturated = Customers::new(store, clock, Hasher::new(cost, 0), limits);
+    let saturated = Customers::new(store, clock, Hasher::new(cost, 0), limits, queue);
     assert!(matches!(saturated.sign_up(input(300), None).await, Err(orderly::Error::Unavailable)));
     let login = services.accounts.login(login_as("s300@example.com", CUSTOMER_PASSWORD), None).await;
     assert!(matches!(login, Err(orderly::Error::Unauthorized(_))), "no account was created");

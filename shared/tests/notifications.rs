@@ -127,8 +127,15 @@ impl World {
         assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.body);
         common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await;
         let sent = self.mailer.sent();
-        let text = &sent.last().expect("the reset email").text;
-        text.lines().find_map(|line| line.strip_prefix("Your reset code is: ")).expect("the code").to_owned()
+        let reset = sent.iter().rev().find(|email| email.subject == "Reset your Orderly password").expect("the email");
+        reset.text.lines().find_map(|line| line.strip_prefix("Your reset code is: ")).expect("the code").to_owned()
+    }
+
+    /// The subjects of the emails sent to `address` since the last look, oldest first.
+    async fn emails_to(&self, address: &str, since: usize) -> Vec<String> {
+        common::drain(self.queue.as_ref(), QueueName::Notifications, &self.notices).await;
+        let sent = self.mailer.sent();
+        sent[since..].iter().filter(|email| email.to_email == address).map(|email| email.subject.clone()).collect()
     }
 
     /// The next notices the feed brings, without waiting; `None` without a feed.
@@ -492,8 +499,10 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code(store: Arc<dyn Stor
     assert_eq!(wrong.body["errors"][0]["field"], "code");
     let short = post("/auth/password-reset/confirm", confirm(&code, "short")).await;
     assert_eq!(short.body["errors"][0]["field"], "new_password", "{}", short.body);
+    let before = w.mailer.sent().len();
     let reset = post("/auth/password-reset/confirm", confirm(&code, "a brand new password")).await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
+    assert_eq!(w.emails_to("reset@example.com", before).await, ["Your Orderly password was reset"], "told");
     let fresh = format!("Bearer {}", reset.body["access_token"].as_str().expect("a new token"));
     let bearer = format!("Bearer {token}");
     assert_eq!(
@@ -535,8 +544,10 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code(store: Arc<dyn Stor
     w.clock.advance(Duration::seconds(1));
     let owner = format!("Bearer {}", used.body["access_token"].as_str().expect("token"));
     let change = json!({"current_password": "the second code's password", "new_password": "the owner's own password"});
+    let before = w.mailer.sent().len();
     let changed = w.api.send(Method::POST, "/auth/password", Some(change), &[("authorization", &owner)]).await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(w.emails_to("reset@example.com", before).await, ["Your Orderly password was changed"], "told");
     let after_change = post("/auth/password-reset/confirm", confirm(&third, "a taker's password")).await;
     assert_eq!(after_change.status, StatusCode::UNPROCESSABLE_ENTITY, "a code, after a change: {}", after_change.body);
     assert_eq!(
@@ -561,8 +572,35 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code(store: Arc<dyn Stor
     assert_eq!(w.mailer.sent().len(), sent, "nothing sent");
 }
 
+/// An email change is told to the address it leaves (whoever made it: the customer, with their
+/// password, or an admin), so a customer learns of a change they did not make.
+async fn an_email_change_is_told_to_the_address_it_leaves(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let (customer, token) = w.api.customer("old@example.com").await;
+    let me = format!("/customers/{customer}");
+    let before = w.mailer.sent().len();
+    let by_owner = json!({"email": "new@example.com", "current_password": CUSTOMER_PASSWORD});
+    let moved = w.api.send(Method::PATCH, &me, Some(by_owner), &[("authorization", &format!("Bearer {token}"))]).await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    assert_eq!(w.emails_to("old@example.com", before).await, ["The email of your Orderly account was changed"]);
+    let sent = w.mailer.sent();
+    let told = sent.last().expect("the email");
+    assert!(told.text.contains("new@example.com"), "it names the new address: {}", told.text);
+    assert_eq!(w.emails_to("new@example.com", before).await, Vec::<String>::new(), "nothing to the new one");
+
+    let before = w.mailer.sent().len();
+    let by_admin = w.api.send(Method::PATCH, &me, Some(json!({"email": "third@example.com"})), &[]).await;
+    assert_eq!(by_admin.status, StatusCode::OK, "{}", by_admin.body);
+    assert_eq!(w.emails_to("new@example.com", before).await, ["The email of your Orderly account was changed"]);
+    let phone = w.api.send(Method::PATCH, &me, Some(json!({"phone": "+44 20 7946 0000"})), &[]).await;
+    assert_eq!(phone.status, StatusCode::OK);
+    let before = w.mailer.sent().len();
+    assert_eq!(w.emails_to("third@example.com", before).await, Vec::<String>::new(), "other edits tell nobody");
+}
+
 on_every_store!(
     every_change_sends_exactly_one_notice,
+    an_email_change_is_told_to_the_address_it_leaves,
     a_forgotten_password_is_reset_with_the_emailed_code,
     a_notice_is_sent_once_however_often_it_is_asked,
     failing_mail_is_retried_then_dead_lettered_and_lost_messages_relayed,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Invalid as _;
 use super::auth::{AccessToken, AuthConfig, LoginLimits, Password, Session, Sessions, too_many};
 use super::field_errors;
-use super::notifications::NoticeMessage;
+use super::notifications::{AccountChange, NoticeMessage, queue_account_email};
 use super::passwords::Hasher;
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
@@ -334,6 +334,13 @@ impl Accounts {
             tracing::warn!(subject = %principal.id, error = %err, "sessions not ended again after the write");
         }
         tracing::info!(subject = %principal.id, reset = reset.is_some(), "password changed; every session ended");
+        if principal.role == Role::Customer
+            && let Some(customer) = self.store.get_customer(principal.id).await?
+        {
+            let change = if reset.is_some() { AccountChange::PasswordReset } else { AccountChange::PasswordChanged };
+            let (name, email) = (customer.name.as_str(), customer.email.as_str());
+            queue_account_email(self.queue.as_ref(), name, email, change, written).await;
+        }
         self.sessions.issue(principal, written)
     }
 }

@@ -11,11 +11,13 @@ use super::Invalid as _;
 use super::accounts::check_current_password;
 use super::auth::{LoginLimits, Password, Session, too_many};
 use super::directory::CustomerDirectory;
+use super::notifications::{AccountChange, queue_account_email};
 use super::passwords::Hasher;
 use super::{UNCONDITIONAL_UPDATE_ATTEMPTS, backoff, field_errors};
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Address, Customer, Email, PersonName, optional_text};
+use crate::queue::Queue;
 use crate::store::{AccountStore, StoreError};
 
 /// POST /customers body.
@@ -74,11 +76,19 @@ pub struct Customers {
     clock: Arc<dyn Clock>,
     hasher: Hasher,
     limits: LoginLimits,
+    /// The notifications queue: an email change is told to the address it leaves.
+    queue: Arc<dyn Queue>,
 }
 
 impl Customers {
-    pub fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>, hasher: Hasher, limits: LoginLimits) -> Self {
-        Self { store, clock, hasher, limits }
+    pub fn new(
+        store: Arc<dyn AccountStore>,
+        clock: Arc<dyn Clock>,
+        hasher: Hasher,
+        limits: LoginLimits,
+        queue: Arc<dyn Queue>,
+    ) -> Self {
+        Self { store, clock, hasher, limits, queue }
     }
 
     /// Signs a customer up; at most `sign_ups_per_address` per window from one address.
@@ -166,7 +176,14 @@ impl Customers {
             updated.version = current.version + 1;
             updated.updated_at = self.clock.now();
             match self.store.update_customer(&current, &updated).await {
-                Ok(()) => return Ok(updated),
+                Ok(()) => {
+                    if updated.email.key() != current.email.key() {
+                        let change = AccountChange::EmailChanged { new_email: updated.email.as_str().to_owned() };
+                        let (name, old_email) = (current.name.as_str(), current.email.as_str());
+                        queue_account_email(self.queue.as_ref(), name, old_email, change, updated.updated_at).await;
+                    }
+                    return Ok(updated);
+                }
                 Err(StoreError::VersionConflict) => backoff(attempt).await,
                 Err(other) => return Err(other.into()),
             }

@@ -45,7 +45,10 @@ pub use fulfillment::{Fulfillment, FulfillmentAction, FulfillmentRequest, Tracki
 pub use inventory::{Adjusted, AlertQuery, Alerts, Inventory, InventoryItem, InventoryQuery, NewAdjustment};
 pub use ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionError};
 pub use messages::OrderMessage;
-pub use notifications::{Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, ResetEmail, render};
+pub use notifications::{
+    AccountChange, Delivery, NoticeBoard, NoticeMessage, NoticeQuery, Notifier, ResetEmail, render,
+    render_account_email,
+};
 pub use orders::{
     CancelRequest, MAX_ORDER_LINES, NewOrder, NewOrderItem, OrderAmendment, OrderMetrics, OrderQuery, Orders, Release,
     StatusChange,

@@ -43,12 +43,70 @@ pub enum NoticeMessage {
         #[serde(with = "time::serde::rfc3339")]
         expires_at: OffsetDateTime,
     },
+    /// A security email: the account's password or email changed. Sent at least once, with
+    /// `email_id` as the Message-ID.
+    AccountChanged {
+        email_id: Uuid,
+        to_name: String,
+        to_email: String,
+        #[serde(flatten)]
+        change: AccountChange,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+}
+
+/// Queues the security email of an account change. After the change is written: a send that
+/// fails is logged and the change stands (the customer loses only the email).
+pub(super) async fn queue_account_email(
+    queue: &dyn crate::queue::Queue,
+    to_name: &str,
+    to_email: &str,
+    change: AccountChange,
+    at: OffsetDateTime,
+) {
+    let email_id = Uuid::now_v7();
+    let message = NoticeMessage::AccountChanged {
+        email_id,
+        to_name: to_name.to_owned(),
+        to_email: to_email.to_owned(),
+        change,
+        at,
+    };
+    let body = match serde_json::to_string(&message) {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(error = %err, "account email not composed");
+            return;
+        }
+    };
+    let outgoing = OutgoingMessage::new(body).with_correlation_id(email_id.to_string());
+    if let Err(err) = queue.send(crate::queue::QueueName::Notifications, &outgoing, Duration::ZERO).await {
+        tracing::warn!(%email_id, error = %err, "account email not queued; the change stands");
+    }
+}
+
+/// What changed in an account, as its security email tells the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum AccountChange {
+    PasswordChanged,
+    PasswordReset,
+    /// Told to the address it was changed from.
+    EmailChanged {
+        new_email: String,
+    },
 }
 
 impl std::fmt::Debug for NoticeMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NoticeMessage::Deliver { notice_id } => f.debug_struct("Deliver").field("notice_id", notice_id).finish(),
+            NoticeMessage::AccountChanged { email_id, change, .. } => f
+                .debug_struct("AccountChanged")
+                .field("email_id", email_id)
+                .field("change", change)
+                .finish_non_exhaustive(),
             NoticeMessage::PasswordReset { reset_id, .. } => {
                 f.debug_struct("PasswordReset").field("reset_id", reset_id).finish_non_exhaustive()
             }
@@ -157,30 +215,35 @@ impl Notifier {
         }
     }
 
+    /// Sends an account's email (a security email, a reset's code): no notice, so no claim; a
+    /// redelivered message sends it again, with the same Message-ID (the `.eml` outbox keeps
+    /// the first). `what` names it in the logs.
+    pub async fn send_account_email(&self, email: &OutgoingEmail, what: &'static str) -> Delivery {
+        match self.mailer.send(email).await {
+            Ok(()) => {
+                crate::telemetry::metric("AccountEmailsSent", 1);
+                tracing::info!(email_id = %email.id, what, "account email sent");
+                Delivery::Sent
+            }
+            Err(MailError::Refused(detail)) => {
+                tracing::error!(email_id = %email.id, what, %detail, "account email refused by the mail service");
+                Delivery::Refused
+            }
+            Err(MailError::Unavailable(detail)) => {
+                tracing::warn!(email_id = %email.id, what, %detail, "account email not sent; will retry");
+                Delivery::Retry
+            }
+        }
+    }
+
     /// Sends a password reset's email, unless its code has expired (a message retried that
-    /// long). No claim: a redelivered message sends it again, with the same Message-ID (the
-    /// `.eml` outbox keeps the first).
+    /// long).
     pub async fn send_password_reset(&self, reset: ResetEmail<'_>) -> Delivery {
         if reset.expires_at <= self.clock.now() {
             tracing::info!(reset_id = %reset.reset_id, "password reset expired before it could be sent; dropped");
             return Delivery::NothingToDo;
         }
-        let email = render_password_reset(&reset);
-        match self.mailer.send(&email).await {
-            Ok(()) => {
-                crate::telemetry::metric("PasswordResetsSent", 1);
-                tracing::info!(reset_id = %email.id, "password reset sent");
-                Delivery::Sent
-            }
-            Err(MailError::Refused(detail)) => {
-                tracing::error!(reset_id = %email.id, %detail, "password reset refused by the mail service");
-                Delivery::Refused
-            }
-            Err(MailError::Unavailable(detail)) => {
-                tracing::warn!(reset_id = %email.id, %detail, "password reset not sent; will retry");
-                Delivery::Retry
-            }
-        }
+        self.send_account_email(&render_password_reset(&reset), "password reset").await
     }
 }
 
@@ -227,6 +290,49 @@ fn when(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc2822).unwrap_or_else(|_| t.to_string())
 }
 
+/// The security email of an account change.
+pub fn render_account_email(
+    email_id: Uuid,
+    to_name: &str,
+    to_email: &str,
+    change: &AccountChange,
+    at: OffsetDateTime,
+) -> OutgoingEmail {
+    let (subject, what) = match change {
+        AccountChange::PasswordChanged => (
+            "Your Orderly password was changed".to_owned(),
+            format!("The password of your Orderly account was changed on {}.", when(at)),
+        ),
+        AccountChange::PasswordReset => (
+            "Your Orderly password was reset".to_owned(),
+            format!("The password of your Orderly account was reset with a code sent to this address on {}.", when(at)),
+        ),
+        AccountChange::EmailChanged { new_email } => (
+            "The email of your Orderly account was changed".to_owned(),
+            format!(
+                "The email of your Orderly account was changed on {} to {new_email}. This address gets no more of its emails.",
+                when(at)
+            ),
+        ),
+    };
+    let paragraphs =
+        [what, "If it was not you, reset your password now and tell us: someone may have your account.".to_owned()];
+    account_email(email_id, to_name, to_email, subject, &paragraphs)
+}
+
+/// An account's email (no order in it): a greeting, the paragraphs, as text and as HTML.
+fn account_email(id: Uuid, to_name: &str, to_email: &str, subject: String, paragraphs: &[String]) -> OutgoingEmail {
+    let mut text = format!("Hello {to_name},\n\n");
+    let mut html = format!("<!DOCTYPE html><html><body><p>Hello {},</p>", html_text(to_name));
+    for paragraph in paragraphs {
+        let _ = write!(text, "{paragraph}\n\n");
+        let _ = write!(html, "<p>{}</p>", html_text(paragraph));
+    }
+    text.push_str("Orderly\n");
+    html.push_str("<p>Orderly</p></body></html>");
+    OutgoingEmail { id, to_name: to_name.to_owned(), to_email: to_email.to_owned(), subject, text, html }
+}
+
 /// The email a password reset becomes.
 fn render_password_reset(reset: &ResetEmail<'_>) -> OutgoingEmail {
     let ResetEmail { reset_id, to_name, to_email, code, expires_at } = *reset;
@@ -240,22 +346,7 @@ fn render_password_reset(reset: &ResetEmail<'_>) -> OutgoingEmail {
         ),
         "If it was not you, ignore this email: your password is unchanged.".to_owned(),
     ];
-    let mut text = format!("Hello {to_name},\n\n");
-    let mut html = format!("<!DOCTYPE html><html><body><p>Hello {},</p>", html_text(to_name));
-    for paragraph in &paragraphs {
-        let _ = write!(text, "{paragraph}\n\n");
-        let _ = write!(html, "<p>{}</p>", html_text(paragraph));
-    }
-    text.push_str("Orderly\n");
-    html.push_str("<p>Orderly</p></body></html>");
-    OutgoingEmail {
-        id: reset_id,
-        to_name: to_name.to_owned(),
-        to_email: to_email.to_owned(),
-        subject: "Reset your Orderly password".to_owned(),
-        text,
-        html,
-    }
+    account_email(reset_id, to_name, to_email, "Reset your Orderly password".to_owned(), &paragraphs)
 }
 
 /// The email a notice becomes: the same paragraphs as plain text and as HTML. Only the order

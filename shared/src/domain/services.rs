@@ -58,7 +58,7 @@ impl Services {
                 hasher.clone(),
                 queue.clone(),
             ),
-            customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits),
+            customers: Customers::new(store.clone(), clock.clone(), hasher, auth.limits, queue.clone()),
             catalog: Catalog::new(store.clone(), clock.clone()),
             inventory: Inventory::new(store.clone(), store.clone(), clock.clone(), settings.idempotency_ttl),
             sessions,

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use time::Duration;
 
-use crate::domain::{Delivery, NoticeMessage, Notifier, ResetEmail};
+use crate::domain::{Delivery, NoticeMessage, Notifier, ResetEmail, render_account_email};
 use crate::queue::{Consumer, Delivery as QueueDelivery, Outcome, OutgoingMessage, Queue, QueueName, process_batch};
 
 pub struct NotificationWorker {
@@ -28,6 +28,15 @@ impl Consumer for NotificationWorker {
             Ok(NoticeMessage::PasswordReset { reset_id, to_name, to_email, code, expires_at }) => {
                 let reset = ResetEmail { reset_id, to_name: &to_name, to_email: &to_email, code: &code, expires_at };
                 return match self.notifier.send_password_reset(reset).await {
+                    Delivery::Retry => {
+                        Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
+                    }
+                    Delivery::Sent | Delivery::NothingToDo | Delivery::Refused => Outcome::Done,
+                };
+            }
+            Ok(NoticeMessage::AccountChanged { email_id, to_name, to_email, change, at }) => {
+                let email = render_account_email(email_id, &to_name, &to_email, &change, at);
+                return match self.notifier.send_account_email(&email, "security").await {
                     Delivery::Retry => {
                         Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
                     }
