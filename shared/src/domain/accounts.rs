@@ -19,7 +19,7 @@ use super::passwords::Hasher;
 use crate::clock::Clock;
 use crate::error::{Error, FieldError, Result};
 use crate::model::{Admin, Email, PasswordReset, Principal, Role, Username};
-use crate::queue::{OutgoingMessage, Queue, QueueName};
+use crate::queue::{Queue, QueueName};
 use crate::store::{AccountLogin, AccountStore, PasswordChange, StoreError};
 
 /// POST /auth/login body: an email (customers) or a username (admins), and the password.
@@ -255,8 +255,7 @@ impl Accounts {
             code,
             expires_at: reset.expires_at,
         };
-        let body = serde_json::to_string(&message).map_err(|e| Error::Internal(format!("message JSON: {e}")))?;
-        let outgoing = OutgoingMessage::new(body).with_correlation_id(reset.id.to_string());
+        let outgoing = message.outgoing(&reset.id.to_string()).map_err(Error::Internal)?;
         if let Err(err) = self.queue.send(QueueName::Notifications, &outgoing, Duration::ZERO).await {
             tracing::warn!(reset_id = %reset.id, error = %err, "reset email not queued");
             return Err(Error::Unavailable);
@@ -334,12 +333,18 @@ impl Accounts {
             tracing::warn!(subject = %principal.id, error = %err, "sessions not ended again after the write");
         }
         tracing::info!(subject = %principal.id, reset = reset.is_some(), "password changed; every session ended");
-        if principal.role == Role::Customer
-            && let Some(customer) = self.store.get_customer(principal.id).await?
-        {
-            let change = if reset.is_some() { AccountChange::PasswordReset } else { AccountChange::PasswordChanged };
-            let (name, email) = (customer.name.as_str(), customer.email.as_str());
-            queue_account_email(self.queue.as_ref(), name, email, change, written).await;
+        if principal.role == Role::Customer {
+            // The change is written: a failed read loses only the security email.
+            match self.store.get_customer(principal.id).await {
+                Ok(Some(customer)) => {
+                    let change =
+                        if reset.is_some() { AccountChange::PasswordReset } else { AccountChange::PasswordChanged };
+                    let (name, email) = (customer.name.as_str(), customer.email.as_str());
+                    queue_account_email(self.queue.as_ref(), name, email, change, written).await;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(subject = %principal.id, error = %err, "security email not queued"),
+            }
         }
         self.sessions.issue(principal, written)
     }

@@ -73,14 +73,13 @@ pub(super) async fn queue_account_email(
         change,
         at,
     };
-    let body = match serde_json::to_string(&message) {
-        Ok(body) => body,
+    let outgoing = match message.outgoing(&email_id.to_string()) {
+        Ok(outgoing) => outgoing,
         Err(err) => {
-            tracing::error!(error = %err, "account email not composed");
+            tracing::error!(%email_id, error = %err, "account email not composed");
             return;
         }
     };
-    let outgoing = OutgoingMessage::new(body).with_correlation_id(email_id.to_string());
     if let Err(err) = queue.send(crate::queue::QueueName::Notifications, &outgoing, Duration::ZERO).await {
         tracing::warn!(%email_id, error = %err, "account email not queued; the change stands");
     }
@@ -119,8 +118,12 @@ impl NoticeMessage {
     /// ledger sends after a write, and the delivery a relay (the stream, the notice feed) hands
     /// to the worker.
     pub fn delivery(notice_id: Uuid, correlation_id: &str) -> Result<OutgoingMessage, String> {
-        let body =
-            serde_json::to_string(&NoticeMessage::Deliver { notice_id }).map_err(|e| format!("message JSON: {e}"))?;
+        NoticeMessage::Deliver { notice_id }.outgoing(correlation_id)
+    }
+
+    /// This message as the notifications queue carries it.
+    pub(super) fn outgoing(&self, correlation_id: &str) -> Result<OutgoingMessage, String> {
+        let body = serde_json::to_string(self).map_err(|e| format!("message JSON: {e}"))?;
         Ok(OutgoingMessage::new(body).with_correlation_id(correlation_id))
     }
 }

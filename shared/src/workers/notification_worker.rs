@@ -1,6 +1,7 @@
 //! The notification worker: delivers customers' notices by email (see
-//! `crate::domain::Notifier`), and password resets' emails. A message is handled once per notice whatever how often it
-//! arrives: the notice is claimed, sent, then marked sent. Notices come from the notifications
+//! `crate::domain::Notifier`), and an account's emails (a reset's code, a security email). A
+//! message is handled once per notice whatever how often it arrives: the notice is claimed,
+//! sent, then marked sent. Notices come from the notifications
 //! queue and from an outbox relay ([`deliver_relayed`]): the orders table's stream on AWS, the
 //! notices table's feed on the local server (`super::run_local_notice_relay`).
 
@@ -23,25 +24,15 @@ impl NotificationWorker {
 #[async_trait]
 impl Consumer for NotificationWorker {
     async fn handle(&self, delivery: &QueueDelivery) -> Outcome {
-        let notice_id = match serde_json::from_str(&delivery.body) {
-            Ok(NoticeMessage::Deliver { notice_id }) => notice_id,
+        let delivered = match serde_json::from_str(&delivery.body) {
+            Ok(NoticeMessage::Deliver { notice_id }) => self.notifier.deliver(notice_id).await,
             Ok(NoticeMessage::PasswordReset { reset_id, to_name, to_email, code, expires_at }) => {
                 let reset = ResetEmail { reset_id, to_name: &to_name, to_email: &to_email, code: &code, expires_at };
-                return match self.notifier.send_password_reset(reset).await {
-                    Delivery::Retry => {
-                        Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
-                    }
-                    Delivery::Sent | Delivery::NothingToDo | Delivery::Refused => Outcome::Done,
-                };
+                Ok(self.notifier.send_password_reset(reset).await)
             }
             Ok(NoticeMessage::AccountChanged { email_id, to_name, to_email, change, at }) => {
                 let email = render_account_email(email_id, &to_name, &to_email, &change, at);
-                return match self.notifier.send_account_email(&email, "security").await {
-                    Delivery::Retry => {
-                        Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
-                    }
-                    Delivery::Sent | Delivery::NothingToDo | Delivery::Refused => Outcome::Done,
-                };
+                Ok(self.notifier.send_account_email(&email, "security").await)
             }
             Err(err) => {
                 tracing::error!(error = %err, "unreadable notification message; dropped");
@@ -49,14 +40,14 @@ impl Consumer for NotificationWorker {
                 return Outcome::Done;
             }
         };
-        match self.notifier.deliver(notice_id).await {
+        match delivered {
             Ok(Delivery::Sent | Delivery::NothingToDo | Delivery::Refused) => Outcome::Done,
             // Growing waits: after the queue's last receive it goes to the dead letters.
             Ok(Delivery::Retry) => {
                 Outcome::Retry { after: Duration::seconds(30 * i64::from(delivery.receive_count.max(1))) }
             }
             Err(err) => {
-                tracing::warn!(%notice_id, error = %err, "notice delivery failed; will retry");
+                tracing::warn!(error = %err, "notice delivery failed; will retry");
                 Outcome::Retry { after: Duration::seconds(30) }
             }
         }
