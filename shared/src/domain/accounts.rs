@@ -110,10 +110,7 @@ impl Accounts {
 
     /// Creates an admin, or leaves an existing one with that username as it is.
     pub async fn ensure_admin(&self, username: &str, password: Password) -> Result<Admin> {
-        let username = match (Username::parse("username", username), password.check_new("password")) {
-            (Ok(u), Ok(())) => u,
-            (u, p) => return Err(field_errors([u.invalid(), p.invalid()])),
-        };
+        let username = admin_credentials(username, &password)?;
         let admin = Admin { id: Uuid::now_v7(), username, created_at: self.clock.now() };
         let hash = self.hasher.hash(password).await?;
         match self.store.insert_admin(&admin, &hash).await {
@@ -132,10 +129,7 @@ impl Accounts {
     /// The operator's way back for an admin who forgot their password (there is no reset by
     /// email for admins): sets the admin's password and ends every session of the account.
     pub async fn reset_admin_password(&self, username: &str, password: Password) -> Result<()> {
-        let username = match (Username::parse("username", username), password.check_new("password")) {
-            (Ok(u), Ok(())) => u,
-            (u, p) => return Err(field_errors([u.invalid(), p.invalid()])),
-        };
+        let username = admin_credentials(username, &password)?;
         let admin = self.store.find_login(username.as_str()).await?.filter(|login| login.role == Role::Admin);
         let Some(admin) = admin else { return Err(Error::NotFound("admin")) };
         let principal = Principal { id: admin.subject, role: Role::Admin };
@@ -403,6 +397,14 @@ pub(super) async fn check_current_password(
     failures.count(store).await?;
     tracing::info!("current password refused");
     Err(Error::invalid("current_password", "is not the account's password"))
+}
+
+/// An admin's username and a new password, checked together (the operator's commands).
+fn admin_credentials(username: &str, password: &Password) -> Result<Username> {
+    match (Username::parse("username", username), password.check_new("password")) {
+        (Ok(u), Ok(())) => Ok(u),
+        (u, p) => Err(field_errors([u.invalid(), p.invalid()])),
+    }
 }
 
 /// A reset code: 32 random bytes, URL-safe base64 (43 characters).

@@ -145,11 +145,8 @@ impl Customers {
             (Ok(n), Ok(e), Ok(p), Ok(a)) => (n, e, p, a),
             (n, e, p, a) => return Err(field_errors([n.invalid(), e.invalid(), p.invalid(), a.invalid()])),
         };
-        if let Some(new_email) = &email
-            && !session.is_admin()
-        {
-            self.confirm_email_change(session, new_email, patch.current_password, source).await?;
-        }
+        let mut current_password = patch.current_password;
+        let mut email_change_confirmed = session.is_admin();
         for attempt in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
             let current = self.store.get_customer(id).await?.ok_or(Error::NotFound("customer"))?;
             if let Some(expected) = if_match
@@ -173,6 +170,12 @@ impl Customers {
             if updated == current {
                 return Ok(current);
             }
+            // Decided on the record the write is conditioned on, so an email moved meanwhile (by
+            // an admin) cannot make a change back look like no change.
+            if updated.email.key() != current.email.key() && !email_change_confirmed {
+                self.confirm_email_change(session, current_password.take(), source).await?;
+                email_change_confirmed = true;
+            }
             updated.version = current.version + 1;
             updated.updated_at = self.clock.now();
             match self.store.update_customer(&current, &updated).await {
@@ -191,18 +194,14 @@ impl Customers {
         Err(Error::Unavailable)
     }
 
-    /// A customer's own email change needs their password, unless the email stays the same.
+    /// A customer's own email change needs their password.
     async fn confirm_email_change(
         &self,
         session: &Session,
-        new_email: &Email,
         password: Option<Password>,
         source: Option<IpAddr>,
     ) -> Result<()> {
         let login = self.store.login_of(&session.principal).await?.ok_or(Error::NotFound("customer"))?;
-        if login.login == new_email.key() {
-            return Ok(());
-        }
         let Some(password) = password.filter(|p| !p.0.is_empty()) else {
             return Err(Error::invalid("current_password", "is needed to change the email: give your password"));
         };

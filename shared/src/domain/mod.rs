@@ -30,9 +30,7 @@ mod services;
 mod sweep;
 
 #[cfg(feature = "passwords")]
-pub use accounts::{
-    Accounts, LoginRequest, PASSWORD_RESET_TTL, PasswordChangeRequest, PasswordResetConfirmation, PasswordResetRequest,
-};
+pub use accounts::{Accounts, LoginRequest, PasswordChangeRequest, PasswordResetConfirmation, PasswordResetRequest};
 pub use auth::{
     AccessToken, AuthConfig, Caller, LoginLimits, MIN_SECRET_BYTES, Password, PasswordCost, Session, Sessions,
     TOKEN_REFUSED,
