@@ -201,10 +201,13 @@ impl Customers {
         password: Option<Password>,
         source: Option<IpAddr>,
     ) -> Result<()> {
-        let login = self.store.login_of(&session.principal).await?.ok_or(Error::NotFound("customer"))?;
         let Some(password) = password.filter(|p| !p.0.is_empty()) else {
             return Err(Error::invalid("current_password", "is needed to change the email: give your password"));
         };
+        // The customer was just read, so no login means it moved with an email change in between
+        // (on DynamoDB), as a password change finds it.
+        let moved = || Error::Conflict("the account's email changed meanwhile: read it again and retry".into());
+        let login = self.store.login_of(&session.principal).await?.ok_or_else(moved)?;
         let now = self.clock.now();
         check_current_password(self.store.as_ref(), &self.hasher, self.limits, &login, password, source, now).await
     }
