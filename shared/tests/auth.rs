@@ -476,18 +476,18 @@ async fn a_password_change_ends_every_session_and_answers_a_new_token(store: Arc
     let placed = api.send(Method::POST, "/orders", Some(order), &[("authorization", &bearer(&fresh))]).await;
     assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
 
-    // A wrong current password is a failed login, under the same limit (5 here): two are used
-    // (the wrong current password above, the old password's login), so three more guesses are
-    // answered and then even the right password waits for the window. A stolen token is no way
-    // round the limits.
+    // A wrong current password is a failed login, under the same limit (5 here). The new
+    // password forgot the wrong current password given before it, so one is used (the old
+    // password's login): four more guesses are answered and then even the right password waits
+    // for the window. A stolen token is no way round the limits.
     let fresh_bearer = bearer(&fresh);
     let fresh_headers = [("authorization", fresh_bearer.as_str())];
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let guess = change("guess guess guess", "another new password");
         statuses.push(api.send(Method::POST, "/auth/password", Some(guess), &fresh_headers).await.status.as_u16());
     }
-    assert_eq!(statuses, [422, 422, 422, 429]);
+    assert_eq!(statuses, [422, 422, 422, 422, 429]);
     let right = change("brand new password", "another new password");
     assert_eq!(
         api.send(Method::POST, "/auth/password", Some(right), &fresh_headers).await.status,

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -13,7 +14,7 @@ use axum::http::{Method, StatusCode};
 use common::http::{Api, CUSTOMER_PASSWORD, assert_problem};
 use common::mail::RecordingMailer;
 use orderly::clock::{Clock, FakeClock};
-use orderly::domain::{Delivery, ResetEmail, Services, render};
+use orderly::domain::{Delivery, LoginLimits, ResetEmail, Services, render};
 use orderly::gateway::{CircuitBreaker, simulated};
 use orderly::model::NoticeKind;
 use orderly::queue::{Queue, QueueName, SqliteQueue};
@@ -598,8 +599,41 @@ async fn an_email_change_is_told_to_the_address_it_leaves(store: Arc<dyn Store>)
     assert_eq!(w.emails_to("third@example.com", before).await, Vec::<String>::new(), "other edits tell nobody");
 }
 
+/// A new password lifts the lockout its owner's failed logins caused: the account's counter and
+/// its pair with the address the reset came from are emptied, so the owner gets in at once;
+/// another address that guessed stays stopped until its window ends.
+async fn a_reset_lifts_the_owners_failed_login_lockout(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    w.api.customer("locked@example.com").await;
+    let home: IpAddr = "192.0.2.1".parse().expect("ip");
+    let guesser: IpAddr = "198.51.100.66".parse().expect("ip");
+    let login = |password: &str, source: IpAddr| {
+        let request = serde_json::from_value(json!({"email": "locked@example.com", "password": password}));
+        let accounts = w.orderly.accounts.clone();
+        async move { accounts.login(request.expect("login request"), Some(source)).await }
+    };
+    for source in [home, guesser] {
+        for _ in 0..LoginLimits::default().per_account_and_address {
+            assert!(matches!(login("a wrong guess", source).await, Err(orderly::Error::Unauthorized(_))));
+        }
+    }
+    for source in [home, guesser] {
+        let refused = login(CUSTOMER_PASSWORD, source).await;
+        assert!(matches!(refused, Err(orderly::Error::TooManyRequests { .. })), "locked out: {refused:?}");
+    }
+
+    let code = w.reset_code("locked@example.com").await;
+    let confirmation = serde_json::from_value(json!({"code": code, "new_password": "a new password at last"}));
+    w.orderly.accounts.reset_password(confirmation.expect("confirmation"), Some(home)).await.expect("reset");
+    let owner = login("a new password at last", home).await;
+    assert!(owner.is_ok(), "the owner gets in at once: {owner:?}");
+    let stopped = login("a new password at last", guesser).await;
+    assert!(matches!(stopped, Err(orderly::Error::TooManyRequests { .. })), "the guesser stays stopped: {stopped:?}");
+}
+
 on_every_store!(
     every_change_sends_exactly_one_notice,
+    a_reset_lifts_the_owners_failed_login_lockout,
     an_email_change_is_told_to_the_address_it_leaves,
     a_forgotten_password_is_reset_with_the_emailed_code,
     a_notice_is_sent_once_however_often_it_is_asked,

@@ -572,7 +572,7 @@ async fn expired_rows_are_collected_in_batches_and_live_ones_kept(store: Arc<dyn
     assert_eq!(counts, [1], "a live counter stays");
 }
 
-async fn attempt_counters_are_atomic_and_per_window(store: Arc<dyn Store>) {
+async fn attempt_counters_are_atomic_per_window_and_clearable(store: Arc<dyn Store>) {
     let window = now() + Duration::minutes(15);
     let mut racers = JoinSet::new();
     for _ in 0..40 {
@@ -593,6 +593,13 @@ async fn attempt_counters_are_atomic_and_per_window(store: Arc<dyn Store>) {
         "a new window starts at zero"
     );
     assert_eq!(store.attempt_counts(&keys, next_window).await.expect("counts"), [1, 0, 0]);
+
+    let cleared = ["account:ada".to_owned(), "account:nobody".to_owned()];
+    store.clear_attempts(&cleared, window).await.expect("clear");
+    assert_eq!(store.attempt_counts(&keys, window).await.expect("counts"), [0, 0, 1], "only the keys named");
+    assert_eq!(store.attempt_counts(&keys, next_window).await.expect("counts"), [1, 0, 0], "in their window only");
+    assert!(store.acquire_attempt("account:ada", 1, window).await.expect("acquire"), "a cleared counter counts anew");
+    assert!(!store.acquire_attempt("account:ada", 1, window).await.expect("acquire"));
 }
 
 fn adjustment(product: &Product, delta: i64) -> StockAdjustment {
@@ -759,7 +766,7 @@ on_every_store!(
     ending_sessions_refuses_the_accounts_earlier_tokens,
     password_changes_check_the_login_read_and_end_sessions,
     password_resets_are_used_once_and_only_while_live,
-    attempt_counters_are_atomic_and_per_window,
+    attempt_counters_are_atomic_per_window_and_clearable,
     expired_rows_are_collected_in_batches_and_live_ones_kept,
     customers_round_trip,
     customer_emails_are_unique_case_insensitively,

@@ -135,7 +135,7 @@ impl Accounts {
         let principal = Principal { id: admin.subject, role: Role::Admin };
         let login = AccountLogin { login: username.as_str().to_owned(), password_hash: admin.password_hash };
         let conflict = || Error::Conflict("the admin's password changed meanwhile: run it again".into());
-        self.replace_password(principal, &login, password, None, conflict).await?;
+        self.replace_password(principal, &login, password, None, None, conflict).await?;
         tracing::info!(admin_id = %principal.id, "admin password reset by the operator");
         Ok(())
     }
@@ -197,7 +197,7 @@ impl Accounts {
         if unchanged {
             return Err(Error::invalid("new_password", "must differ from the current password"));
         }
-        self.replace_password(principal, &login, request.new_password, None, conflict).await
+        self.replace_password(principal, &login, request.new_password, None, source, conflict).await
     }
 
     /// Emails a reset code to the customer who signs in with `email`, if there is one (an admin
@@ -261,8 +261,13 @@ impl Accounts {
     /// Sets a new password with an emailed reset code, which works once, for
     /// [`PASSWORD_RESET_TTL`], and only while the account still has the email it went to and
     /// the password it had (any reset or change ends every other code). Ends every session of
-    /// the account, as a change does; the answer is a new token.
-    pub async fn reset_password(&self, request: PasswordResetConfirmation) -> Result<AccessToken> {
+    /// the account, as a change does, and lifts its failed-login lockout (as seen from
+    /// `source`); the answer is a new token.
+    pub async fn reset_password(
+        &self,
+        request: PasswordResetConfirmation,
+        source: Option<IpAddr>,
+    ) -> Result<AccessToken> {
         let code = request.code.trim();
         let mut invalid = request.new_password.check_new("new_password").invalid();
         if code.is_empty() {
@@ -289,21 +294,24 @@ impl Accounts {
             .await?
             .filter(|login| login.login == reset.login && sha256_hex(&login.password_hash) == reset.for_password)
             .ok_or_else(refused)?;
-        self.replace_password(principal, &login, request.new_password, Some(&reset), refused).await
+        self.replace_password(principal, &login, request.new_password, Some(&reset), source, refused).await
     }
 
     /// Stores `new_password` for the account in place of the hash read in `login` (using up
     /// `reset`, if any) and ends every session of the account, in one write; then ends them
     /// again as of after that write, because a login that read the old hash while the write
     /// was under way carries a time between the two; answers a token issued at that later
-    /// instant, so it is valid. `conflict`: the answer when the write finds the login or the
-    /// reset changed since they were read.
+    /// instant, so it is valid. The failed logins counted against the old password no longer
+    /// lock the account out: its own counter and its pair with `source` are emptied.
+    /// `conflict`: the answer when the write finds the login or the reset changed since they
+    /// were read.
     async fn replace_password(
         &self,
         principal: Principal,
         login: &AccountLogin,
         new_password: Password,
         reset: Option<&PasswordReset>,
+        source: Option<IpAddr>,
         conflict: impl FnOnce() -> Error,
     ) -> Result<AccessToken> {
         let new_hash = self.hasher.hash(new_password).await?;
@@ -327,6 +335,12 @@ impl Accounts {
             tracing::warn!(subject = %principal.id, error = %err, "sessions not ended again after the write");
         }
         tracing::info!(subject = %principal.id, reset = reset.is_some(), "password changed; every session ended");
+        if let Err(err) =
+            FailureCounters::lift(self.store.as_ref(), self.auth.limits, &login.login, source, written).await
+        {
+            // The password stands; the lockout, if any, ends with its window.
+            tracing::warn!(subject = %principal.id, error = %err, "failed logins not lifted after a new password");
+        }
         if principal.role == Role::Customer {
             // The change is written: a failed read loses only the security email.
             match self.store.get_customer(principal.id).await {
@@ -357,9 +371,9 @@ impl FailureCounters {
         now: OffsetDateTime,
     ) -> Result<Self> {
         let window_end = limits.window_end(now)?;
-        let mut counters = vec![(format!("account:{login_key}"), limits.per_account)];
+        let mut counters = vec![(account_counter(login_key), limits.per_account)];
         if let Some(ip) = source {
-            counters.push((format!("account:{login_key}|address:{ip}"), limits.per_account_and_address));
+            counters.push((pair_counter(login_key, ip), limits.per_account_and_address));
             counters.push((format!("address:{ip}"), limits.per_address));
         }
         let keys: Vec<String> = counters.iter().map(|(key, _)| key.clone()).collect();
@@ -376,6 +390,29 @@ impl FailureCounters {
         }
         Ok(())
     }
+
+    /// Empties the counters that lock `login_key` out (its own, and its pair with `source`)
+    /// once it has a new password: the failures counted were against the old one. The
+    /// address's own counter stays, as it counts guesses at any account.
+    async fn lift(
+        store: &dyn AccountStore,
+        limits: LoginLimits,
+        login_key: &str,
+        source: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut keys = vec![account_counter(login_key)];
+        keys.extend(source.map(|ip| pair_counter(login_key, ip)));
+        Ok(store.clear_attempts(&keys, limits.window_end(now)?).await?)
+    }
+}
+
+fn account_counter(login_key: &str) -> String {
+    format!("account:{login_key}")
+}
+
+fn pair_counter(login_key: &str, source: IpAddr) -> String {
+    format!("account:{login_key}|address:{source}")
 }
 
 /// Checks the password a signed-in account gives to confirm a change (its password, its

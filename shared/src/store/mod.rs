@@ -363,6 +363,10 @@ pub trait AccountStore: Send + Sync + 'static {
     /// How many attempts each counter of `keys` holds in the window ending at `window_end`
     /// (0 for one never counted), in the order of `keys`.
     async fn attempt_counts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<Vec<u32>, StoreError>;
+
+    /// Empties the counters `keys` for the window ending at `window_end`: a new password lifts
+    /// the failed logins counted against the old one. A counter never taken stays absent.
+    async fn clear_attempts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<(), StoreError>;
 }
 
 /// What every authenticated request checks: revocations and whether the principal still exists.

@@ -573,6 +573,18 @@ impl AccountStore for SqliteStore {
             })
             .await
     }
+
+    async fn clear_attempts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<(), StoreError> {
+        let keys: Vec<String> = keys.iter().map(|key| attempt_key(key, window_end)).collect();
+        self.db
+            .write(move |tx| {
+                for key in &keys {
+                    tx.exec("DELETE FROM login_attempts WHERE key = ?1", [key]).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }
 
 #[async_trait]

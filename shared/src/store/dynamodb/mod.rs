@@ -1355,6 +1355,28 @@ impl AccountStore for DynamoStore {
             })
             .collect())
     }
+
+    async fn clear_attempts(&self, keys: &[String], window_end: OffsetDateTime) -> Result<(), StoreError> {
+        // An update rather than a delete: the auth function's role updates these items already.
+        for key in keys {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.tables.customers)
+                .set_key(Some(pk(attempts_pk(key, window_end))))
+                .update_expression("SET attempts = :zero")
+                .condition_expression("attempts > :zero")
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(sdk_error("UpdateItem", err)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// DynamoDB's TTL deletes expired items itself (lazily: every read compares the expiry with
