@@ -301,8 +301,8 @@ impl Accounts {
     /// `reset`, if any) and ends every session of the account, in one write; then ends them
     /// again as of after that write, because a login that read the old hash while the write
     /// was under way carries a time between the two; answers a token issued at that later
-    /// instant, so it is valid. The failed logins counted against the old password no longer
-    /// lock the account out: its own counter and its pair with `source` are emptied.
+    /// instant, so it is valid. The owner has just proved the account theirs, so its failed
+    /// logins no longer lock them out: its own counter and its pair with `source` are emptied.
     /// `conflict`: the answer when the write finds the login or the reset changed since they
     /// were read.
     async fn replace_password(
@@ -392,8 +392,8 @@ impl FailureCounters {
     }
 
     /// Empties the counters that lock `login_key` out (its own, and its pair with `source`)
-    /// once it has a new password: the failures counted were against the old one. The
-    /// address's own counter stays, as it counts guesses at any account.
+    /// once its owner has set a new password. The address's own counter stays, as it counts
+    /// guesses at any account.
     async fn lift(
         store: &dyn AccountStore,
         limits: LoginLimits,
