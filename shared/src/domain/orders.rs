@@ -106,8 +106,11 @@ pub struct OrderMetrics {
 /// transaction (2 × 45 + 5 = 95).
 pub const MAX_ORDER_LINES: usize = 45;
 pub const MAX_QUANTITY: i64 = 1_000;
-/// Attempts when a concurrent order of the same customer, or a price change, gets in between.
+/// Attempts when a concurrent order of the same customer, a price change or the low-stock line
+/// gets in between.
 const PLACEMENT_ATTEMPTS: usize = 8;
+/// Of those, the first retries read again at once; later ones back off.
+const IMMEDIATE_REREADS: usize = 2;
 
 /// One attempt at a placement, decided and ready for its write.
 struct Placement {
@@ -279,8 +282,17 @@ impl Orders {
                 Err(StoreError::Duplicate(crate::store::UniqueKey::IdempotencyKey)) => {
                     return replay(key.clone()).await?.ok_or(Error::Unavailable);
                 }
-                // The cooldown or a price moved since it was read: decide again.
-                Err(StoreError::VersionConflict) => backoff(attempt).await,
+                // The cooldown, a price or the low-stock line moved since it was read: decide
+                // again on a fresh read. The state has moved already, so the first re-reads go
+                // at once: a burst that takes a product across its low-stock line conflicts
+                // every order in flight twice (the crossing write must carry the alert, the
+                // ones after it must not), and a pause only made them wait. Racers that keep
+                // conflicting then back off, so that they spread out.
+                Err(StoreError::VersionConflict) => {
+                    if let Some(pauses) = attempt.checked_sub(IMMEDIATE_REREADS) {
+                        backoff(pauses).await;
+                    }
+                }
                 Err(other) => return Err(other.into()),
             }
         }
