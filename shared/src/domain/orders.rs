@@ -287,9 +287,11 @@ impl Orders {
                 // at once: a burst that takes a product across its low-stock line conflicts
                 // every order in flight twice (the crossing write must carry the alert, the
                 // ones after it must not), and a pause only made them wait. Racers that keep
-                // conflicting then back off, so that they spread out.
+                // conflicting then back off, so that they spread out; after the last attempt
+                // the answer (503) goes at once.
                 Err(StoreError::VersionConflict) => {
-                    if let Some(pauses) = attempt.checked_sub(IMMEDIATE_REREADS) {
+                    let last = attempt + 1 == PLACEMENT_ATTEMPTS;
+                    if let Some(pauses) = attempt.checked_sub(IMMEDIATE_REREADS).filter(|_| !last) {
                         backoff(pauses).await;
                     }
                 }
