@@ -374,7 +374,7 @@ impl FailureCounters {
         let mut counters = vec![(account_counter(login_key), limits.per_account)];
         if let Some(ip) = source {
             counters.push((pair_counter(login_key, ip), limits.per_account_and_address));
-            counters.push((format!("address:{ip}"), limits.per_address));
+            counters.push((address_counter(ip), limits.per_address));
         }
         let keys: Vec<String> = counters.iter().map(|(key, _)| key.clone()).collect();
         let counts = store.attempt_counts(&keys, window_end).await?;
@@ -413,6 +413,10 @@ fn account_counter(login_key: &str) -> String {
 
 fn pair_counter(login_key: &str, source: IpAddr) -> String {
     format!("account:{login_key}|address:{source}")
+}
+
+fn address_counter(source: IpAddr) -> String {
+    format!("address:{source}")
 }
 
 /// Checks the password a signed-in account gives to confirm a change (its password, its

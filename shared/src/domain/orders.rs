@@ -290,9 +290,8 @@ impl Orders {
                 // conflicting then back off, so that they spread out; after the last attempt
                 // the answer (503) goes at once.
                 Err(StoreError::VersionConflict) => {
-                    let last = attempt + 1 == PLACEMENT_ATTEMPTS;
-                    if let Some(pauses) = attempt.checked_sub(IMMEDIATE_REREADS).filter(|_| !last) {
-                        backoff(pauses).await;
+                    if attempt >= IMMEDIATE_REREADS && attempt + 1 < PLACEMENT_ATTEMPTS {
+                        backoff(attempt - IMMEDIATE_REREADS).await;
                     }
                 }
                 Err(other) => return Err(other.into()),
