@@ -113,8 +113,8 @@ fn write_files(dir: &Path, staging: Staging, queued: &Receiver<Pending>) {
 
 /// Writes every message of `batch` to a file without its name, syncs them together, names
 /// them, syncs the directory, and answers each sender with its own outcome. The directory is
-/// opened once per batch and every file is made and named relative to it (no path to walk per
-/// message), and it is synced even when every file was there already: the batch that named
+/// opened once per batch and unnamed files are made and named relative to it (no path to walk
+/// per message), and it is synced even when every file was there already: the batch that named
 /// one may have failed its own directory sync.
 fn write_batch(dir: &Path, staging: Staging, batch: Vec<Pending>) {
     let dir_file = match File::open(dir) {
@@ -142,7 +142,7 @@ fn write_batch(dir: &Path, staging: Staging, batch: Vec<Pending>) {
     }
     let synced = sync_files(&dir_file, staged.iter().map(|(staged, ..)| &staged.file)).and_then(|()| {
         for (staged, name, index) in &staged {
-            if let Err(err) = publish(staged, &dir_file, &dir.join(name), name) {
+            if let Err(err) = publish(staged, dir, &dir_file, name) {
                 outcomes[*index].1 = Err(err);
             }
         }
@@ -183,12 +183,12 @@ fn stage(dir: &Path, dir_file: &File, pending: &Pending, staging: Staging, name:
 
 /// Gives a staged file its name. A name already there is the same notice's message, delivered
 /// before (or twice in one batch): it stays.
-fn publish(staged: &Staged, dir_file: &File, path: &Path, name: &str) -> io::Result<()> {
+fn publish(staged: &Staged, dir: &Path, dir_file: &File, name: &str) -> io::Result<()> {
     let named = match &staged.naming {
-        Naming::Rename(partial) => std::fs::rename(partial, path),
+        Naming::Rename(partial) => std::fs::rename(partial, dir.join(name)),
         Naming::Link(link) => link_unnamed(&staged.file, dir_file, name, *link),
     };
-    named.or_else(|err| if path.exists() { Ok(()) } else { Err(err) })
+    named.or_else(|err| if dir.join(name).exists() { Ok(()) } else { Err(err) })
 }
 
 /// Unnamed files where the outbox's filesystem makes and links them, by descriptor where the
@@ -227,18 +227,20 @@ fn link_unnamed(file: &File, dir_file: &File, name: &str, link: Link) -> io::Res
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
     let to = CString::new(name)?;
-    let linked = match link {
-        // SAFETY: both paths are NUL-terminated and outlive the call; the descriptors are open.
-        Link::Descriptor => unsafe {
+    // Built before the call, so that nothing is freed between the call and reading its errno.
+    let from = match link {
+        Link::Descriptor => None,
+        Link::ProcPath => Some(CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?),
+    };
+    let linked = match &from {
+        // SAFETY: every path is NUL-terminated and outlives the call; the descriptors are open.
+        None => unsafe {
             libc::linkat(file.as_raw_fd(), c"".as_ptr(), dir_file.as_raw_fd(), to.as_ptr(), libc::AT_EMPTY_PATH)
         },
-        Link::ProcPath => {
-            let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-            // SAFETY: as above.
-            unsafe {
-                libc::linkat(libc::AT_FDCWD, from.as_ptr(), dir_file.as_raw_fd(), to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
-            }
-        }
+        // SAFETY: as above.
+        Some(from) => unsafe {
+            libc::linkat(libc::AT_FDCWD, from.as_ptr(), dir_file.as_raw_fd(), to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        },
     };
     if linked == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
@@ -289,9 +291,18 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_sends_each_leave_one_complete_file() {
-        let probed = staging_for(&std::env::temp_dir());
+        let probe_dir = std::env::temp_dir().join(format!("orderly-eml-probe-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&probe_dir).expect("probe directory");
+        let probed = staging_for(&probe_dir);
+        assert_eq!(std::fs::read_dir(&probe_dir).expect("probe directory").count(), 0, "the probe leaves nothing");
+        std::fs::remove_dir(&probe_dir).expect("cleaned up");
         if cfg!(target_os = "linux") {
             assert!(matches!(probed, Staging::Unnamed(_)), "Linux's temporary directory takes unnamed files");
+        }
+        // Linux 6.10 and later link a file the caller opened by its descriptor: the probe must
+        // find that, not fall back to /proc because the descriptor's link is broken.
+        if linux_release().is_some_and(|release| release >= (6, 10)) {
+            assert_eq!(probed, Staging::Unnamed(Link::Descriptor));
         }
         // Every way to name a file that this machine allows, not only the one the probe picked.
         let mut stagings = vec![probed];
@@ -304,6 +315,13 @@ mod tests {
         for staging in stagings {
             each_send_leaves_one_complete_file(staging).await;
         }
+    }
+
+    /// The running kernel's (major, minor), on Linux.
+    fn linux_release() -> Option<(u32, u32)> {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+        let mut parts = release.trim().split(['.', '-']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
     }
 
     async fn each_send_leaves_one_complete_file(staging: Staging) {
