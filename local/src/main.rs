@@ -155,7 +155,7 @@ async fn main() -> Result<(), BoxError> {
     background.spawn(sweep_periodically(services.sweeper.clone(), until_stopped()));
 
     let addr = var_or("ORDERLY_ADDR", "127.0.0.1:3000");
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = serve::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "orderly-local listening");
     let limits = serve::Limits {
         header_read: std::time::Duration::from_secs(seconds_from_env("ORDERLY_HEADER_TIMEOUT_SECONDS", 10)?),

@@ -8,6 +8,7 @@
 //! answers itself (414, 431, 400) with an empty body.
 
 use std::future::Future;
+use std::io;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use orderly::http::{ApiError, MAX_BODY_BYTES, answered_before_the_app};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tower::ServiceExt;
 
 /// How long the server waits for a client and for itself.
@@ -33,6 +34,30 @@ pub struct Limits {
 /// app, not hyper, answers oversized requests (with a problem document).
 const MAX_BUFFER_BYTES: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 1000;
+
+/// How many connections the kernel holds, handshake done, until the server accepts them. std and
+/// mio listen with 128: a burst of 1,000 customers connecting at once overflowed that, and the
+/// kernel dropped the SYNs beyond it (`nstat`: about 800 listen overflows a burst), so those
+/// customers waited a second for their retry. Linux caps it at `net.core.somaxconn` (4096 by
+/// default since 5.4).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` (`host:port`; a name is resolved, and the first address that binds wins)
+/// with room for a burst of connections ([`LISTEN_BACKLOG`]).
+pub async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut refused = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As std's listeners do on Unix: a restart binds while the last run's connections linger.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => refused = Some(err),
+        }
+    }
+    Err(refused.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr} names no address"))))
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains within the grace period.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
