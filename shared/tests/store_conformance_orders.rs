@@ -125,7 +125,7 @@ async fn the_relay_finds_an_unclaimed_notice_behind_claimed_ones(store: Arc<dyn 
 }
 
 /// Places `order` as the service does: conditioned on the cooldown as just read.
-async fn place(store: &dyn Store, order: &Order) -> Result<(), StoreError> {
+async fn place(store: &dyn Store, order: &Order) -> Result<Vec<StockAlert>, StoreError> {
     place_keyed(store, order, None).await
 }
 
@@ -133,7 +133,7 @@ async fn place_keyed(
     store: &dyn Store,
     order: &Order,
     idempotency: Option<&IdempotencyRecord>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<StockAlert>, StoreError> {
     let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
     let OrderContext { cooldown: read, products, .. } =
         store.order_context(order.customer_id, &products, None).await.expect("context");
@@ -253,11 +253,11 @@ async fn footprint(store: &dyn Store, order: &Order) -> Footprint {
 }
 
 /// Runs a write of `order` that must fail with `expected`, and checks it wrote nothing.
-async fn refused(
+async fn refused<T: std::fmt::Debug>(
     store: &dyn Store,
     order: &Order,
     expected: StoreError,
-    write: impl Future<Output = Result<(), StoreError>>,
+    write: impl Future<Output = Result<T, StoreError>>,
 ) {
     let before = footprint(store, order).await;
     let result = write.await;
@@ -322,41 +322,24 @@ async fn a_short_line_refuses_the_whole_order_naming_only_the_short_products(sto
 }
 
 /// An order's lines carry the low-stock check of the stock as read: the line that crosses
-/// saves its alert with the order; a check that no longer holds (the stock moved into or out
-/// of the crossing, or the threshold changed) refuses the whole order as a stale read.
+/// saves its alert with the order, and the store answers it; a threshold changed since the
+/// read refuses the whole order as a stale read.
 async fn an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check(store: Arc<dyn Store>) {
     let (mut mug, lamp) = (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 5));
     mug.low_stock_threshold = 8;
     insert_products(&*store, &[&mug, &lamp]).await;
-    let alert = StockAlert {
-        id: Uuid::now_v7(),
-        product_id: mug.id,
-        product_name: "Mug".into(),
-        stock: 7,
-        threshold: 8,
-        cause: AlertCause::Order,
-        created_at: now(),
-        acknowledged_at: None,
-        acknowledged_by: None,
-        published_at: None,
-    };
     let placed = order(Uuid::now_v7(), &[(&lamp, 1), (&mug, 3)]);
-    let blind = [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 8, alert: None }];
-    let write = NewOrderWrite { low_stock: &blind, ..placement(&placed) };
-    refused(&*store, &placed, StoreError::VersionConflict, store.insert_order(&write)).await;
+    let alert = StockAlert { id: Uuid::now_v7(), ..order_alert(&mug, 7, &placed) };
     let moved_threshold =
         [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 9, alert: Some(alert.clone()) }];
     let write = NewOrderWrite { low_stock: &moved_threshold, ..placement(&placed) };
     refused(&*store, &placed, StoreError::VersionConflict, store.insert_order(&write)).await;
-    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, []);
 
     let seen =
         [LowStockCheck { threshold: 0, alert: None }, LowStockCheck { threshold: 8, alert: Some(alert.clone()) }];
-    store.insert_order(&NewOrderWrite { low_stock: &seen, ..placement(&placed) }).await.expect("placed");
-    assert_eq!(
-        store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items,
-        std::slice::from_ref(&alert)
-    );
+    let saved = store.insert_order(&NewOrderWrite { low_stock: &seen, ..placement(&placed) }).await.expect("placed");
+    assert_eq!(saved, std::slice::from_ref(&alert));
+    assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, saved);
     assert_eq!(stock(&*store, &mug).await, Some(7));
 
     // Below the line already: no alert, and an alert that describes no crossing is refused.
@@ -367,8 +350,107 @@ async fn an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_c
     let refusal = StoreError::Backend(format!("alert {} describes no crossing of 8", claimed.id));
     refused(&*store, &next, refusal, store.insert_order(&write)).await;
     let plain = [LowStockCheck { threshold: 8, alert: None }];
-    store.insert_order(&NewOrderWrite { low_stock: &plain, ..placement(&next) }).await.expect("placed below");
+    let saved = store.insert_order(&NewOrderWrite { low_stock: &plain, ..placement(&next) }).await;
+    assert_eq!(saved.expect("placed below"), []);
     assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items.len(), 1);
+}
+
+/// A line whose stock moved into or out of its crossing since the read: DynamoDB refuses the
+/// order as a stale read, writing nothing; the embedded store settles the line on the stock as
+/// it writes. Either way the write that crosses saves the one alert naming the true stock, and
+/// a write that no longer crosses saves none.
+async fn a_stale_low_stock_check_is_refused_or_settled_on_the_true_stock(store: Arc<dyn Store>) {
+    let (mut mug, mut lamp, mut vase) =
+        (product("Mug", "kitchen", 1299, 10), product("Lamp", "lighting", 4500, 12), product("Vase", "home", 900, 9));
+    for item in [&mut mug, &mut lamp, &mut vase] {
+        item.low_stock_threshold = 8;
+    }
+    insert_products(&*store, &[&mug, &lamp, &vase]).await;
+    let read_at_10 = |placed: &Order| StockAlert { id: Uuid::now_v7(), ..order_alert(&mug, 7, placed) };
+
+    // Read above the crossing, written across it (10 to 7).
+    let first = order(Uuid::now_v7(), &[(&mug, 3)]);
+    let blind = [LowStockCheck { threshold: 8, alert: None }];
+    if let Some(saved) = settled(&*store, &NewOrderWrite { low_stock: &blind, ..placement(&first) }).await {
+        let [made] = saved.as_slice() else { panic!("one alert for the crossing: {saved:?}") };
+        assert_eq!(*made, StockAlert { id: made.id, ..order_alert(&mug, 7, &first) });
+        assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, saved);
+        assert_eq!(stock(&*store, &mug).await, Some(7));
+    }
+
+    // Read as crossing (10 to 7), but the stock is 12 now: 12 to 9 crosses nothing.
+    let second = order(Uuid::now_v7(), &[(&lamp, 3)]);
+    let crossing =
+        [LowStockCheck { threshold: 8, alert: Some(StockAlert { product_id: lamp.id, ..read_at_10(&second) }) }];
+    let alerts_before = store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items;
+    if let Some(saved) = settled(&*store, &NewOrderWrite { low_stock: &crossing, ..placement(&second) }).await {
+        assert_eq!(saved, []);
+        assert_eq!(store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items, alerts_before);
+        assert_eq!(stock(&*store, &lamp).await, Some(9));
+    }
+
+    // Read as crossing from 10 to 7, but the stock is 9 now: it crosses still, to 6, and the
+    // alert read names the true stock.
+    let third = order(Uuid::now_v7(), &[(&vase, 3)]);
+    let read = StockAlert { product_id: vase.id, product_name: "Vase".into(), ..read_at_10(&third) };
+    let crossing = [LowStockCheck { threshold: 8, alert: Some(read.clone()) }];
+    if let Some(saved) = settled(&*store, &NewOrderWrite { low_stock: &crossing, ..placement(&third) }).await {
+        assert_eq!(saved, [StockAlert { stock: 6, ..read }]);
+        assert_eq!(stock(&*store, &vase).await, Some(6));
+    }
+}
+
+/// The embedded store does settle: its one writer sees the stock as it writes, so a racer
+/// that read above the line is placed, with the alert, instead of being sent to read again
+/// (what keeps a flash sale on the local server from rereading twice).
+#[tokio::test]
+async fn the_embedded_store_settles_a_stale_low_stock_line_as_it_writes() {
+    let store = common::sqlite_store();
+    let mut mug = product("Mug", "kitchen", 1299, 10);
+    mug.low_stock_threshold = 8;
+    insert_products(&*store, &[&mug]).await;
+    let placed = order(Uuid::now_v7(), &[(&mug, 3)]);
+    let blind = [LowStockCheck { threshold: 8, alert: None }];
+    let saved = settled(&*store, &NewOrderWrite { low_stock: &blind, ..placement(&placed) }).await;
+    let saved = saved.expect("settled, not refused");
+    assert_eq!(saved.iter().map(|alert| (alert.stock, alert.product_id)).collect::<Vec<_>>(), [(7, mug.id)]);
+}
+
+/// The alert of an order's line taking `product` to `stock`, below its threshold.
+fn order_alert(product: &Product, stock: i64, placed: &Order) -> StockAlert {
+    StockAlert {
+        id: Uuid::nil(),
+        product_id: product.id,
+        product_name: product.name.as_str().to_owned(),
+        stock,
+        threshold: product.low_stock_threshold,
+        cause: AlertCause::Order,
+        created_at: placed.created_at,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        published_at: None,
+    }
+}
+
+/// Runs `write`: the alerts it saved, or `None` when the store refused it as a stale read,
+/// having written nothing.
+async fn settled(store: &dyn Store, write: &NewOrderWrite<'_>) -> Option<Vec<StockAlert>> {
+    let before = (
+        footprint(store, write.order).await,
+        store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items,
+    );
+    match store.insert_order(write).await {
+        Ok(saved) => Some(saved),
+        Err(StoreError::VersionConflict) => {
+            let after = (
+                footprint(store, write.order).await,
+                store.list_alerts(None, &PageRequest::first(10)).await.expect("alerts").items,
+            );
+            assert_eq!(after, before, "a refused write changed something");
+            None
+        }
+        Err(other) => panic!("neither placed nor a stale read: {other:?}"),
+    }
 }
 
 async fn a_moved_price_or_a_deleted_product_is_a_version_conflict(store: Arc<dyn Store>) {
@@ -498,7 +580,7 @@ async fn rush(store: &Arc<dyn Store>, product: &Product, customers: usize) -> (u
     let (mut placed, mut short) = (0, 0);
     for result in racers.join_all().await {
         match result {
-            Ok(()) => placed += 1,
+            Ok(_) => placed += 1,
             Err(StoreError::InsufficientStock(ids)) if ids == [product.id] => short += 1,
             Err(other) => panic!("unexpected {other:?}"),
         }
@@ -534,7 +616,7 @@ async fn in_stock(store: &dyn Store) -> Vec<Product> {
 
 /// Places `order` as the service does, reading again after a stale read (a shard drained by
 /// a concurrent order twice over).
-async fn place_retrying(store: &dyn Store, order: &Order) -> Result<(), StoreError> {
+async fn place_retrying(store: &dyn Store, order: &Order) -> Result<Vec<StockAlert>, StoreError> {
     for _ in 0..20 {
         match place(store, order).await {
             Err(StoreError::VersionConflict) => tokio::task::yield_now().await,
@@ -706,7 +788,7 @@ async fn sharded_stock_moves_by_adjustments_and_edits_without_losing_a_unit(stor
     assert_eq!(stock(&*store, &kettle).await, Some(expected));
     let stale_order = order(Uuid::now_v7(), &[(&again, 1)]);
     let expected = match store.insert_order(&placement(&stale_order)).await {
-        Ok(()) => expected - 1,
+        Ok(_) => expected - 1,
         Err(StoreError::VersionConflict) => expected,
         Err(other) => panic!("unexpected {other:?}"),
     };
@@ -1048,6 +1130,7 @@ on_every_store!(
     pending_refunds_are_tried_in_turn,
     a_used_key_refuses_a_second_adjustment_and_moves_nothing,
     an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check,
+    a_stale_low_stock_check_is_refused_or_settled_on_the_true_stock,
     placing_an_order_reserves_every_line_and_saves_it_with_its_cooldown_key_and_count,
     a_short_line_refuses_the_whole_order_naming_only_the_short_products,
     a_moved_price_or_a_deleted_product_is_a_version_conflict,

@@ -16,7 +16,7 @@ use super::ledger::{IdempotencyKey, Ledger, OrderSettings, Placed, TransitionErr
 use crate::error::{Error, FieldError, Result};
 use crate::model::{
     Address, AlertCause, Customer, HistoryEntry, INTERNAL_NOTE_CHANGE, IdempotencyRecord, Notice, Order, OrderEvent,
-    OrderLine, OrderStatus, Product, Recipient, Role, notice_of_placement, optional_text,
+    OrderLine, OrderStatus, Product, Recipient, Role, StockAlert, notice_of_placement, optional_text,
 };
 use crate::retry::backoff;
 use crate::store::{
@@ -267,11 +267,11 @@ impl Orders {
                 idempotency: placement.idempotency.as_ref(),
             };
             match self.ledger.orders.insert_order(&write).await {
-                Ok(()) => {
+                Ok(alerts) => {
                     // The notice's message and a deferred order's release go out together.
                     tokio::join!(
                         self.ledger.notice_saved(notice.as_ref(), &order.correlation_id),
-                        self.after_placement(order, low_stock)
+                        self.after_placement(order, &alerts)
                     );
                     return Ok(Placed { status_code: *status_code, body: body.clone(), id: order.id });
                 }
@@ -284,11 +284,11 @@ impl Orders {
                 }
                 // The cooldown, a price or the low-stock line moved since it was read: decide
                 // again on a fresh read. The state has moved already, so the first re-reads go
-                // at once: a burst that takes a product across its low-stock line conflicts
-                // every order in flight twice (the crossing write must carry the alert, the
-                // ones after it must not), and a pause only made them wait. Racers that keep
-                // conflicting then back off, so that they spread out; after the last attempt
-                // the answer (503) goes at once.
+                // at once: on DynamoDB a burst that takes a product across its low-stock line
+                // conflicts every order in flight twice (the crossing write must carry the
+                // alert, the ones after it must not), and a pause only made them wait. Racers
+                // that keep conflicting then back off, so that they spread out; after the last
+                // attempt the answer (503) goes at once.
                 Err(StoreError::VersionConflict) => {
                     if attempt >= IMMEDIATE_REREADS && attempt + 1 < PLACEMENT_ATTEMPTS {
                         backoff(attempt - IMMEDIATE_REREADS).await;
@@ -397,7 +397,7 @@ impl Orders {
     }
 
     /// Queues the release of a deferred order, and reports what the placement did.
-    async fn after_placement(&self, order: &Order, low_stock: &[LowStockCheck]) {
+    async fn after_placement(&self, order: &Order, alerts: &[StockAlert]) {
         tracing::info!(order_id = %order.id, customer_id = %order.customer_id, status = %order.status, total_cents = order.total_cents, "order placed");
         crate::telemetry::metric("OrdersPlaced", 1);
         if order.status == OrderStatus::ProcessingOrder {
@@ -406,9 +406,7 @@ impl Orders {
                 self.schedule_release(order, release_at).await;
             }
         }
-        for alert in low_stock.iter().filter_map(|check| check.alert.as_ref()) {
-            report_alert(alert);
-        }
+        alerts.iter().for_each(report_alert);
     }
 
     /// Sends the delayed release message. A lost message only delays the release until the

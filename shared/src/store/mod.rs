@@ -162,7 +162,8 @@ pub struct TokenCheck {
 /// and then, with an alert, the stock still at exactly `alert.stock - delta` (the alert names
 /// the true stock), without one, a stock this write does not take across the line. A stock
 /// that moved into or out of the crossing since it was read is a stale read (`VersionConflict`,
-/// unless the stock is short for the write, which reports as such).
+/// unless the stock is short for the write, which reports as such). One exception, for orders
+/// on a store that sees the stock as it writes: see [`Store::insert_order`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LowStockCheck {
     pub threshold: i64,
@@ -189,6 +190,17 @@ impl LowStockCheck {
                 None => !crosses_threshold(stock, delta, threshold, threshold),
             }
     }
+
+    /// The alert a write of `delta` on the stored `stock` records, decided as it writes rather
+    /// than from the read: the check's own alert naming the true stock, or, when the read saw
+    /// no crossing, `unread` (given the stock after the write).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn settle(&self, stock: i64, delta: i64, unread: impl FnOnce(i64) -> StockAlert) -> Option<StockAlert> {
+        crosses_threshold(stock, delta, self.threshold, self.threshold).then(|| match &self.alert {
+            Some(alert) => StockAlert { stock: stock + delta, ..alert.clone() },
+            None => unread(stock + delta),
+        })
+    }
 }
 
 /// A stock adjustment and its low-stock check, written in one atomic step with the stock move.
@@ -210,7 +222,7 @@ pub struct NewOrderWrite<'a> {
     /// still the line's `unit_price_cents`.
     pub order: &'a Order,
     /// One per line, in line order: the alert of a line that takes its product below the
-    /// threshold is saved with the order.
+    /// threshold is saved with the order (see [`Store::insert_order`] for a stale one).
     pub low_stock: &'a [LowStockCheck],
     /// One per line, in line order: the `stock_shards` of the line's product as read. A
     /// product resharded since is a stale read.
@@ -458,7 +470,16 @@ pub trait OrderStore: Send + Sync + 'static {
     /// 2. `VersionConflict`: a stale read; the cooldown is not at `expected_cooldown`, or a
     ///    product was deleted or repriced (short of stock or not) since it was read. Read again.
     /// 3. `InsufficientStock`: every product, in line order, whose stock is short of its line.
-    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError>;
+    ///
+    /// Answers the low-stock alerts saved with the order. A line whose [`LowStockCheck`] went
+    /// stale because the stock moved into or out of its crossing (the threshold unchanged) is a
+    /// `VersionConflict` on DynamoDB, whose conditional write must be decided from the read.
+    /// The embedded store sees the stock as it writes (one writer) and settles such a line
+    /// there: it saves the alert the true stock calls for, if any (the check's, or a new one
+    /// from the line's product and the order's time), and places the order. Either way the one
+    /// write that crosses records the one alert; on SQLite the racers of a flash sale crossing
+    /// the line are not sent back to read again (twice: into the crossing, then past it).
+    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<Vec<StockAlert>, StoreError>;
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 

@@ -25,8 +25,8 @@ use super::{
 use crate::clock::Clock;
 use crate::embedded_db::{CachedStatements, EmbeddedDb, EngineError, Schema};
 use crate::model::{
-    Admin, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters, OrderStatus,
-    PasswordReset, Payment, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
+    Admin, AlertCause, Category, CategorySummary, Customer, IdempotencyRecord, Notice, Order, OrderCounters,
+    OrderStatus, PasswordReset, Payment, Principal, Product, Role, StockAdjustment, StockAlert, crosses_threshold,
 };
 use crate::queue::SqliteQueue;
 
@@ -908,7 +908,7 @@ impl OrderStore for SqliteStore {
             .await
     }
 
-    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
+    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<Vec<StockAlert>, StoreError> {
         let order = write.order.clone();
         let (expected_cooldown, cooldown) = (write.expected_cooldown, write.cooldown.clone());
         let idempotency = write.idempotency.cloned();
@@ -917,8 +917,12 @@ impl OrderStore for SqliteStore {
         for (line, check) in order.lines.iter().zip(&low_stock) {
             check.validate(-line.quantity)?;
         }
+        // Ids for the alerts of crossings the read did not see, drawn here so that a replayed
+        // write saves the same ones.
+        let unread_alert_ids: Vec<Uuid> = order.lines.iter().map(|_| Uuid::now_v7()).collect();
         let doc = to_doc(&order)?;
-        self.db
+        let saved = self
+            .db
             .write(move |tx| {
                 // In the order of precedence (see the trait): a used key, a stale read, short stock.
                 if let Some(record) = &idempotency {
@@ -931,8 +935,9 @@ impl OrderStore for SqliteStore {
                 if low_stock.len() != order.lines.len() {
                     return Err(StoreError::Backend("one low-stock check per order line is required".into()));
                 }
-                let mut short = Vec::new();
-                for (line, check) in order.lines.iter().zip(&low_stock) {
+                let (mut short, mut alerts) = (Vec::new(), Vec::new());
+                let lines = order.lines.iter().zip(&low_stock).zip(&unread_alert_ids);
+                for ((line, check), &alert_id) in lines {
                     let product = line.product_id.to_string();
                     match read_stock(tx, &product)? {
                         Some(current)
@@ -940,16 +945,29 @@ impl OrderStore for SqliteStore {
                         {
                             short.push(line.product_id)
                         }
+                        // The low-stock line is settled on the stock as it is now (see the trait).
                         Some(current)
-                            if current.price_cents == line.unit_price_cents
-                                && check.holds(current.stock, current.threshold, -line.quantity) =>
+                            if current.price_cents == line.unit_price_cents && current.threshold == check.threshold =>
                         {
                             move_stock(tx, &product, -line.quantity)?;
-                            if let Some(alert) = &check.alert {
-                                insert_alert(tx, alert)?;
+                            let unread = |stock| StockAlert {
+                                id: alert_id,
+                                product_id: line.product_id,
+                                product_name: line.name.clone(),
+                                stock,
+                                threshold: check.threshold,
+                                cause: AlertCause::Order,
+                                created_at: order.created_at,
+                                acknowledged_at: None,
+                                acknowledged_by: None,
+                                published_at: None,
+                            };
+                            if let Some(alert) = check.settle(current.stock, -line.quantity, unread) {
+                                insert_alert(tx, &alert)?;
+                                alerts.push(alert);
                             }
                         }
-                        // Deleted, repriced, or moved across its low-stock line since it was read.
+                        // Deleted, repriced, or its low-stock threshold changed since it was read.
                         _ => return Err(StoreError::VersionConflict),
                     }
                 }
@@ -972,11 +990,12 @@ impl OrderStore for SqliteStore {
                 if let Some(notice) = &notice {
                     insert_notice(tx, notice)?;
                 }
-                add_counters(tx, counter_deltas(None, &order))
+                add_counters(tx, counter_deltas(None, &order))?;
+                Ok(alerts)
             })
             .await?;
         self.notice_saved(write.notice);
-        Ok(())
+        Ok(saved)
     }
 
     async fn get_idempotency(&self, customer: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

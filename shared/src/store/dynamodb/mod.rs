@@ -1704,7 +1704,7 @@ impl OrderStore for DynamoStore {
         Ok(OrderContext { cooldown, customer: placed_by, products, token_revoked })
     }
 
-    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<(), StoreError> {
+    async fn insert_order(&self, write: &NewOrderWrite<'_>) -> Result<Vec<StockAlert>, StoreError> {
         let order = write.order;
         if write.low_stock.len() != order.lines.len() || write.stock_shards.len() != order.lines.len() {
             return Err(StoreError::Backend("one low-stock check and stock layout per order line is required".into()));
@@ -1723,7 +1723,7 @@ impl OrderStore for DynamoStore {
             let planned = held.is_some();
             let mut actions = self.order_actions(write, held.as_ref())?;
             let failed = match self.transact_reporting(std::mem::take(&mut actions.writes)).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(write.low_stock.iter().filter_map(|check| check.alert.clone()).collect()),
                 Err(CancelledTransaction::Store(e)) => return Err(e),
                 Err(CancelledTransaction::Conditions(failed)) => failed,
             };
