@@ -163,7 +163,7 @@ pub struct TokenCheck {
 /// the true stock), without one, a stock this write does not take across the line. A stock
 /// that moved into or out of the crossing since it was read is a stale read (`VersionConflict`,
 /// unless the stock is short for the write, which reports as such). One exception, for orders
-/// on a store that sees the stock as it writes: see [`Store::insert_order`].
+/// on a store that sees the stock as it writes: see [`OrderStore::insert_order`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LowStockCheck {
     pub threshold: i64,
@@ -222,7 +222,7 @@ pub struct NewOrderWrite<'a> {
     /// still the line's `unit_price_cents`.
     pub order: &'a Order,
     /// One per line, in line order: the alert of a line that takes its product below the
-    /// threshold is saved with the order (see [`Store::insert_order`] for a stale one).
+    /// threshold is saved with the order (see [`OrderStore::insert_order`] for a stale one).
     pub low_stock: &'a [LowStockCheck],
     /// One per line, in line order: the `stock_shards` of the line's product as read. A
     /// product resharded since is a stale read.
