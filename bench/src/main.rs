@@ -185,6 +185,17 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// "p50 …, p99 …, max …" of `latencies`.
+fn spread(mut latencies: Vec<Duration>) -> String {
+    latencies.sort();
+    format!(
+        "p50 {}, p99 {}, max {}",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(latencies.last().copied().unwrap_or_default())
+    )
+}
+
 /// What the orders were answered.
 #[derive(Default)]
 struct Tally {
@@ -196,18 +207,33 @@ struct Tally {
     refused: i64,
     other: Vec<String>,
     latencies: Vec<Duration>,
+    /// The latencies of the accepted orders (201 and 202) and of the refused ones (409) apart:
+    /// in a burst on a small stock the accepted ones wait for the writer, the refused ones
+    /// mostly do not.
+    accepted_latencies: Vec<Duration>,
+    refused_latencies: Vec<Duration>,
 }
 
 impl Tally {
     fn record(&mut self, answer: Result<StatusCode, reqwest::Error>, latency: Duration) {
         self.latencies.push(latency);
-        match answer {
-            Ok(StatusCode::CREATED) => self.created += 1,
-            Ok(StatusCode::ACCEPTED) => self.deferred += 1,
-            Ok(StatusCode::CONFLICT) => self.refused += 1,
-            Ok(s) => self.other.push(s.to_string()),
-            Err(e) => self.other.push(e.to_string()),
-        }
+        let by_answer = match answer {
+            Ok(StatusCode::CREATED) => {
+                self.created += 1;
+                &mut self.accepted_latencies
+            }
+            Ok(StatusCode::ACCEPTED) => {
+                self.deferred += 1;
+                &mut self.accepted_latencies
+            }
+            Ok(StatusCode::CONFLICT) => {
+                self.refused += 1;
+                &mut self.refused_latencies
+            }
+            Ok(s) => return self.other.push(s.to_string()),
+            Err(e) => return self.other.push(e.to_string()),
+        };
+        by_answer.push(latency);
     }
 
     fn merge(&mut self, other: Tally) {
@@ -216,6 +242,8 @@ impl Tally {
         self.refused += other.refused;
         self.other.extend(other.other);
         self.latencies.extend(other.latencies);
+        self.accepted_latencies.extend(other.accepted_latencies);
+        self.refused_latencies.extend(other.refused_latencies);
     }
 
     fn accepted(&self) -> i64 {
@@ -466,6 +494,13 @@ async fn main() -> Result<(), BoxError> {
         ms(percentile(&latencies, 99.0)),
         ms(latencies.last().copied().unwrap_or_default())
     );
+    if !tally.accepted_latencies.is_empty() && !tally.refused_latencies.is_empty() {
+        println!(
+            "by answer: accepted {}; refused {}",
+            spread(tally.accepted_latencies.clone()),
+            spread(tally.refused_latencies.clone())
+        );
+    }
     if let (Some(before), Some(after)) = (server_before, server_after) {
         let cores = (after.cpu.saturating_sub(before.cpu)).as_secs_f64() / seconds;
         println!(
