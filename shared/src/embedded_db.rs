@@ -222,8 +222,9 @@ fn trace(conn: &Connection) {
 fn configure(conn: &Connection) -> Result<(), EngineError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    // Readers see the file through memory instead of copying pages in: their page caches are
-    // dropped whenever the writer commits, so they read pages again often.
+    // Readers see the file through memory instead of copying pages in. After a commit a reader
+    // drops its mapping along with its page cache, so this saves copies only on reads between
+    // two commits (the catalog's); docs/performance.md has the measurements.
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // One plan per statement, whatever values are bound: otherwise SQLite plans a statement

@@ -45,17 +45,9 @@ pub(super) fn low_stock_check(
     let crossing = crosses_threshold(product.stock, delta, product.low_stock_threshold, threshold_after);
     LowStockCheck {
         threshold: product.low_stock_threshold,
-        alert: crossing.then(|| StockAlert {
-            id: Uuid::now_v7(),
-            product_id: product.id,
-            product_name: product.name.as_str().to_owned(),
-            stock: product.stock + delta,
-            threshold: threshold_after,
-            cause,
-            created_at: now,
-            acknowledged_at: None,
-            acknowledged_by: None,
-            published_at: None,
+        alert: crossing.then(|| {
+            let name = product.name.as_str().to_owned();
+            StockAlert::raised(Uuid::now_v7(), product.id, name, product.stock + delta, threshold_after, cause, now)
         }),
     }
 }

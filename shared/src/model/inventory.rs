@@ -52,6 +52,33 @@ pub struct StockAlert {
     pub published_at: Option<OffsetDateTime>,
 }
 
+impl StockAlert {
+    /// The alert of a crossing just recorded: `stock` is the stock right after it; not yet
+    /// acknowledged nor published.
+    pub fn raised(
+        id: Uuid,
+        product_id: Uuid,
+        product_name: String,
+        stock: i64,
+        threshold: i64,
+        cause: AlertCause,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            product_id,
+            product_name,
+            stock,
+            threshold,
+            cause,
+            created_at,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            published_at: None,
+        }
+    }
+}
+
 /// Whether moving a stock of `stock` by `delta` crosses the low-stock line: from at or above
 /// `threshold_before` to below `threshold_after` (an edit may change both).
 pub fn crosses_threshold(stock: i64, delta: i64, threshold_before: i64, threshold_after: i64) -> bool {

@@ -950,17 +950,10 @@ impl OrderStore for SqliteStore {
                             if current.price_cents == line.unit_price_cents && current.threshold == check.threshold =>
                         {
                             move_stock(tx, &product, -line.quantity)?;
-                            let unread = |stock| StockAlert {
-                                id: alert_id,
-                                product_id: line.product_id,
-                                product_name: line.name.clone(),
-                                stock,
-                                threshold: check.threshold,
-                                cause: AlertCause::Order,
-                                created_at: order.created_at,
-                                acknowledged_at: None,
-                                acknowledged_by: None,
-                                published_at: None,
+                            let unread = |stock| {
+                                let (id, name) = (line.product_id, line.name.clone());
+                                let (threshold, at) = (check.threshold, order.created_at);
+                                StockAlert::raised(alert_id, id, name, stock, threshold, AlertCause::Order, at)
                             };
                             if let Some(alert) = check.settle(current.stock, -line.quantity, unread) {
                                 insert_alert(tx, &alert)?;
