@@ -124,6 +124,32 @@ async fn the_relay_finds_an_unclaimed_notice_behind_claimed_ones(store: Arc<dyn 
     assert_eq!(relayed, [notices[11]]);
 }
 
+/// A notice marked sent carries its stamp wherever it is read, is claimed no more, and is
+/// relayed no more.
+async fn a_notice_marked_sent_is_read_with_its_stamp_and_delivered_no_more(store: Arc<dyn Store>) {
+    let kettle = product("Kettle", "kitchen", 1000, 100);
+    insert_products(&*store, &[&kettle]).await;
+    let mut placed = order(Uuid::now_v7(), &[(&kettle, 1)]);
+    placed.recipient = Some(Recipient { name: "Ada".into(), email: "ada@example.com".into(), phone: None });
+    let notice = notice_of_placement(&placed).expect("a notice");
+    store.insert_order(&NewOrderWrite { notice: Some(&notice), ..placement(&placed) }).await.expect("placed");
+    let later = now() + Duration::hours(1);
+    let claim = store.claim_notice(notice.id, later, later + Duration::minutes(1)).await.expect("claim");
+    assert!(matches!(claim, NoticeClaim::Claimed(_)), "{claim:?}");
+    let sent_at = later.replace_nanosecond(0).expect("a whole second") + Duration::seconds(1);
+    store.mark_notice_sent(notice.id, sent_at).await.expect("marked");
+
+    let read = store.get_notice(notice.id).await.expect("read").expect("the notice");
+    assert_eq!(read.sent_at, Some(sent_at));
+    assert_eq!(read.to_email, "ada@example.com", "the rest of the notice as saved");
+    let listed = store.list_notices(placed.customer_id, &PageRequest::first(10)).await.expect("list");
+    assert_eq!(listed.items.iter().map(|n| (n.id, n.sent_at)).collect::<Vec<_>>(), [(notice.id, Some(sent_at))]);
+    let lease_over = later + Duration::minutes(2);
+    let again = store.claim_notice(notice.id, lease_over, lease_over + Duration::minutes(1)).await.expect("claim");
+    assert!(matches!(again, NoticeClaim::Sent), "{again:?}");
+    assert!(store.notices_to_relay(lease_over + Duration::hours(1), 10).await.expect("relay").is_empty());
+}
+
 /// Places `order` as the service does: conditioned on the cooldown as just read.
 async fn place(store: &dyn Store, order: &Order) -> Result<Vec<StockAlert>, StoreError> {
     place_keyed(store, order, None).await
@@ -1131,6 +1157,7 @@ async fn a_transition_reports_a_used_key_then_a_stale_read(store: Arc<dyn Store>
 
 on_every_store!(
     the_relay_finds_an_unclaimed_notice_behind_claimed_ones,
+    a_notice_marked_sent_is_read_with_its_stamp_and_delivered_no_more,
     pending_refunds_are_tried_in_turn,
     a_used_key_refuses_a_second_adjustment_and_moves_nothing,
     an_order_saves_the_alert_of_the_line_that_crosses_and_refuses_a_stale_check,

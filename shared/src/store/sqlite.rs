@@ -193,6 +193,15 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX password_resets_by_expiry ON password_resets (expires_at);
 "#,
+    // Marking a notice sent was the writer's costliest statement: it parsed and rewrote the
+    // document to set its `sent_at`, and moved the notice within an index of every notice. The
+    // stamp now has its own column (notices marked before keep theirs in the document), and the
+    // index holds the unsent notices alone, so the mark only removes the notice from it.
+    r#"
+    ALTER TABLE notices ADD COLUMN sent_at TEXT;
+    DROP INDEX notices_unsent;
+    CREATE INDEX notices_unsent ON notices (id) WHERE sent = 0;
+"#,
 ];
 
 #[derive(Clone)]
@@ -1367,7 +1376,8 @@ impl NoticeStore for SqliteStore {
             .read(move |tx| {
                 list_docs(
                     tx,
-                    "SELECT id, doc FROM notices WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    "SELECT id, iif(sent_at IS NULL, doc, json_set(doc, '$.sent_at', sent_at)) FROM notices
+                     WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
                     params![customer, after, limit + 1],
                     limit,
                 )
@@ -1406,15 +1416,15 @@ impl NoticeStore for SqliteStore {
     }
 
     async fn mark_notice_sent(&self, id: Uuid, at: OffsetDateTime) -> Result<(), StoreError> {
-        // The stamp as the document's serde writes it, set in SQL: no read and rewrite of the
-        // document in the writer.
+        // The stamp as the document's serde writes it, in its own column: the reads put it in
+        // the document (see the migration that added the column).
         let at = at
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| StoreError::Backend(format!("sent_at: {e}")))?;
         self.db
             .write(move |tx| {
                 tx.exec(
-                    "UPDATE notices SET sent = 1, doc = json_set(doc, '$.sent_at', ?2) WHERE id = ?1 AND sent = 0",
+                    "UPDATE notices SET sent = 1, sent_at = ?2 WHERE id = ?1 AND sent = 0",
                     params![id.to_string(), at],
                 )
                 .map_err(backend)?;
@@ -1551,8 +1561,14 @@ fn end_sessions(
 }
 
 fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {
-    let doc: Option<String> =
-        tx.row("SELECT doc FROM notices WHERE id = ?1", [id], |row| row.get(0)).optional().map_err(backend)?;
+    let doc: Option<String> = tx
+        .row(
+            "SELECT iif(sent_at IS NULL, doc, json_set(doc, '$.sent_at', sent_at)) FROM notices WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
     doc.as_deref().map(from_doc).transpose()
 }
 
@@ -1744,5 +1760,72 @@ impl ProductRow {
             version: product.version,
             doc: to_doc(product)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NoticeKind, OrderStatus};
+
+    /// A notice marked sent before its stamp had a column, the stamp in its document, is read
+    /// with that stamp once the file is migrated, and is neither claimed nor relayed again.
+    #[tokio::test]
+    async fn a_notice_marked_before_the_stamp_had_a_column_keeps_its_stamp() {
+        let dir = std::env::temp_dir().join(format!("orderly-sqlite-store-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("orderly.sqlite3");
+        let created_at = OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("a time");
+        let sent_at = created_at + time::Duration::seconds(3);
+        let notice = Notice {
+            id: Uuid::now_v7(),
+            customer_id: Uuid::now_v7(),
+            kind: NoticeKind::OrderAccepted,
+            to_name: "Ada".into(),
+            to_email: "ada@example.com".into(),
+            order_id: Uuid::now_v7(),
+            status: OrderStatus::Pending,
+            lines: Vec::new(),
+            total_cents: 1000,
+            release_at: None,
+            payment_due_at: None,
+            payment: None,
+            carrier: None,
+            tracking_number: None,
+            cancel_reason: None,
+            refunded: false,
+            created_at,
+            sent_at: None,
+        };
+
+        let earlier = Schema { name: "store", migrations: &MIGRATIONS[..MIGRATIONS.len() - 1] };
+        let before = EmbeddedDb::open(&path, &[earlier]).expect("the file as it was");
+        let (saved, stamp) = (notice.clone(), sent_at.format(&time::format_description::well_known::Rfc3339));
+        let stamp = stamp.expect("a stamp");
+        before
+            .write(move |tx| {
+                insert_notice(tx, &saved)?;
+                // How a notice was marked sent then.
+                tx.exec(
+                    "UPDATE notices SET sent = 1, doc = json_set(doc, '$.sent_at', ?2) WHERE id = ?1",
+                    params![saved.id.to_string(), stamp],
+                )
+                .map_err(backend)?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("marked the old way");
+        drop(before);
+
+        let store = SqliteStore::open(&path).expect("migrated");
+        let read = store.get_notice(notice.id).await.expect("read").expect("the notice");
+        assert_eq!(read, Notice { sent_at: Some(sent_at), ..notice.clone() });
+        let listed = store.list_notices(notice.customer_id, &PageRequest::first(10)).await.expect("list");
+        assert_eq!(listed.items, [read]);
+        let later = created_at + time::Duration::hours(1);
+        let claim = store.claim_notice(notice.id, later, later + time::Duration::minutes(1)).await.expect("claim");
+        assert!(matches!(claim, NoticeClaim::Sent), "{claim:?}");
+        assert!(store.notices_to_relay(later, 10).await.expect("relay").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
