@@ -204,6 +204,13 @@ const MIGRATIONS: &[&str] = &[
 "#,
 ];
 
+/// A notice's document as read, with the `sent_at` stamp the mark keeps in its own column.
+macro_rules! notice_doc {
+    () => {
+        "iif(sent_at IS NULL, doc, json_set(doc, '$.sent_at', sent_at))"
+    };
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     db: EmbeddedDb,
@@ -1376,8 +1383,11 @@ impl NoticeStore for SqliteStore {
             .read(move |tx| {
                 list_docs(
                     tx,
-                    "SELECT id, iif(sent_at IS NULL, doc, json_set(doc, '$.sent_at', sent_at)) FROM notices
-                     WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    concat!(
+                        "SELECT id, ",
+                        notice_doc!(),
+                        " FROM notices WHERE customer_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+                    ),
                     params![customer, after, limit + 1],
                     limit,
                 )
@@ -1562,11 +1572,7 @@ fn end_sessions(
 
 fn read_notice(tx: &Connection, id: &str) -> Result<Option<Notice>, StoreError> {
     let doc: Option<String> = tx
-        .row(
-            "SELECT iif(sent_at IS NULL, doc, json_set(doc, '$.sent_at', sent_at)) FROM notices WHERE id = ?1",
-            [id],
-            |row| row.get(0),
-        )
+        .row(concat!("SELECT ", notice_doc!(), " FROM notices WHERE id = ?1"), [id], |row| row.get(0))
         .optional()
         .map_err(backend)?;
     doc.as_deref().map(from_doc).transpose()
@@ -1800,8 +1806,8 @@ mod tests {
 
         let earlier = Schema { name: "store", migrations: &MIGRATIONS[..MIGRATIONS.len() - 1] };
         let before = EmbeddedDb::open(&path, &[earlier]).expect("the file as it was");
-        let (saved, stamp) = (notice.clone(), sent_at.format(&time::format_description::well_known::Rfc3339));
-        let stamp = stamp.expect("a stamp");
+        let saved = notice.clone();
+        let stamp = sent_at.format(&time::format_description::well_known::Rfc3339).expect("a stamp");
         before
             .write(move |tx| {
                 insert_notice(tx, &saved)?;
